@@ -1,0 +1,1 @@
+"""Gymnasium multi-turn memory environments built from the MRL curriculum (installed as ``rxmrl.envs``)."""

@@ -1,0 +1,1 @@
+"""Memory-retention rewards (installed as ``rxmrl.rewards``)."""

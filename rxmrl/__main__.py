@@ -1,0 +1,5 @@
+import sys
+
+from rxmrl.cli import main
+
+sys.exit(main())

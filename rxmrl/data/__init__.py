@@ -1,0 +1,1 @@
+"""Curriculum data: schema, sources, and the offline TinyStories-MRL generator."""

@@ -1,0 +1,1 @@
+"""The Reactive Transformer: embedding, generator-decoder, memory encoder, memory attention, STM."""

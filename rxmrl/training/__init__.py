@@ -1,0 +1,1 @@
+"""Training: the shared loop, the supervised stages and MRL."""
