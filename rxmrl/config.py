@@ -21,6 +21,7 @@ coerce each item; a nested dataclass takes a table. TOML has no null, so ``Optio
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import json
@@ -140,6 +141,18 @@ def _parse_raw(raw: str, annotation: Any) -> Any:
         return tomllib.loads(f"value = {raw}")["value"]
     except tomllib.TOMLDecodeError:
         return raw
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """Add ``--config FILE`` and repeatable ``--set key.path=value`` to a command's parser."""
+    parser.add_argument("--config", type=Path, required=required, metavar="FILE", help="TOML config file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config field, e.g. --set model.dim=256 (repeatable)")
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace) -> T:
+    """The config a command was asked for: ``--config`` (or the defaults) with every ``--set`` applied."""
+    return load_config(cls, getattr(args, "config", None), getattr(args, "overrides", None) or ())
 
 
 # --------------------------------------------------------------------------------------- coercion

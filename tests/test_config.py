@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
 import pytest
 
-from rxmrl.config import ConfigError, apply_overrides, dump_toml, format_config, load_config, save_config
+from rxmrl.config import (ConfigError, add_config_arguments, apply_overrides, config_from_args, dump_toml,
+                          format_config, load_config, save_config)
 
 
 @dataclass
@@ -133,3 +135,15 @@ def test_pretty_print_shows_every_leaf_once():
     assert "model.dim" in text and "stages.1.steps" in text and "= 4" in text
     keys = [line.split("=")[0].strip() for line in text.splitlines()[1:]]
     assert len(keys) == len(set(keys)) and "model.attention" in keys
+
+
+def test_command_line_config_and_repeated_set_flags(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    path = write(tmp_path, "seed = 5\n[model]\ndim = 32\n")
+    args = parser.parse_args(["--config", str(path), "--set", "model.dim=48", "--set", "seed=6"])
+    config = config_from_args(RunConfig, args)
+    assert (config.seed, config.model.dim, config.model.num_layers) == (6, 48, 2)
+    assert config_from_args(RunConfig, parser.parse_args([])) == RunConfig()
+    with pytest.raises(ConfigError, match="does not exist"):
+        config_from_args(RunConfig, parser.parse_args(["--config", str(tmp_path / "missing.toml")]))

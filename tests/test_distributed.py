@@ -18,22 +18,15 @@ from rxmrl.training.optim import OptimConfig
 from rxmrl.training.schedule import ScheduleConfig
 
 sys.path.insert(0, str(Path(__file__).parent))
-from toy_training import GROUP_OF, ToyMoEClassifier, toy_batches  # noqa: E402
+from toy_training import GROUP_OF, ToyMoEClassifier, toy_batches, toy_task_step  # noqa: E402
 
 GLOBAL_BATCH, STEPS = 8, 6
-
-
-def task_step(model, batch):
-    """Cross-entropy only: a mean over examples, so the mean of two half-batch means equals the global one.
-    (The MoE aux loss is a non-linear function of the batch's routing mean, so it is left out here.)"""
-    logits, aux = model(batch["tokens"])
-    return torch.nn.functional.cross_entropy(logits, batch["label"]), {"aux_loss": aux.detach()}
 
 
 def train(run_dir: Path, rank: int, world_size: int) -> Trainer:
     torch.manual_seed(0)
     model = ToyMoEClassifier(dropout=0.0)
-    trainer = Trainer(model, task_step, toy_batches(GLOBAL_BATCH // world_size, rank=rank, world_size=world_size),
+    trainer = Trainer(model, toy_task_step, toy_batches(GLOBAL_BATCH // world_size, rank=rank, world_size=world_size),
                       config=LoopConfig(max_steps=STEPS, log_every=1, progress=False, tensorboard=False,
                                         grad_clip=0.5),
                       optim=OptimConfig(lr=3e-2), schedule=ScheduleConfig(warmup_steps=2), group_of=GROUP_OF,

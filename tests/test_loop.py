@@ -7,22 +7,24 @@ import math
 import pytest
 import torch
 
+from rxmrl.training.distributed import DistEnv
 from rxmrl.training.loop import LoopConfig, NonFiniteLossError, Trainer
 from rxmrl.training.metrics import read_metrics
 from rxmrl.training.optim import OptimConfig, build_optimizer
 from rxmrl.training.schedule import ScheduleConfig, WarmupCosine
-from toy_training import GROUP_OF, ToyMoEClassifier, toy_batches, toy_step
+from toy_training import GROUP_OF, ToyMoEClassifier, toy_batches, toy_step, toy_task_step
 
 OPTIM = OptimConfig(lr=3e-2, weight_decay=0.1, group_lr={"embedding": 5e-2})
 SCHEDULE = ScheduleConfig(warmup_steps=3, total_steps=40, min_lr_ratio=0.1)
 
 
-def make_trainer(run_dir=None, step_fn=toy_step, seed=0, **loop) -> Trainer:
+def make_trainer(run_dir=None, step_fn=toy_step, seed=0, batch_size=8, dropout=0.1, **loop) -> Trainer:
     torch.manual_seed(seed)
-    model = ToyMoEClassifier()
+    model = ToyMoEClassifier(dropout)
     config = LoopConfig(**{"max_steps": 40, "log_every": 5, "progress": False, "tensorboard": False, **loop})
-    return Trainer(model, step_fn, toy_batches(), config=config, optim=OPTIM, schedule=SCHEDULE,
-                   group_of=GROUP_OF, run_dir=run_dir)
+    return Trainer(model, step_fn, toy_batches(batch_size), config=config, optim=OPTIM, schedule=SCHEDULE,
+                   group_of=GROUP_OF, run_dir=run_dir,
+                   env=DistEnv())  # pinned to the CPU: exact-equality tests need deterministic kernels
 
 
 def test_loss_falls_on_a_toy_model(tmp_path):
@@ -133,3 +135,21 @@ def test_best_checkpoint_follows_the_evaluation_metric(tmp_path):
     assert '"step": 6' in meta
     evals = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "eval/loss" in r]
     assert [(r["step"], r["eval/loss"]) for r in evals] == [(3, 3.0), (6, 1.0), (9, 2.0)]
+
+
+def test_accumulating_two_half_batches_equals_one_full_batch():
+    full = make_trainer(step_fn=toy_task_step, dropout=0.0, max_steps=8)
+    full.fit()
+    halves = make_trainer(step_fn=toy_task_step, dropout=0.0, max_steps=8, batch_size=4, grad_accum_steps=2)
+    halves.fit()
+    for a, b in zip(full.model.parameters(), halves.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_explicit_micro_batches_and_a_non_finite_reward_check():
+    trainer = make_trainer(step_fn=toy_task_step)
+    batches = toy_batches(4)
+    metrics = trainer.train_step([next(batches), next(batches)])
+    assert trainer.step == 1 and set(metrics) == {"loss", "aux_loss", "grad_norm"}
+    with pytest.raises(NonFiniteLossError, match=r"non-finite mean reward \(inf\) at step 2"):
+        trainer.check_finite(float("inf"), "mean reward")

@@ -22,9 +22,10 @@ still get DDP's gradient averaging.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -191,20 +192,26 @@ class Trainer:
         result.step, result.checkpoint = self.step, self.last_checkpoint
         return result
 
-    def train_step(self) -> dict[str, float]:
-        """One optimizer step over ``grad_accum_steps`` micro-batches; returns their mean metrics."""
+    def train_step(self, micro_batches: Sequence[Any] | None = None) -> dict[str, float]:
+        """One optimizer step over ``grad_accum_steps`` micro-batches; returns their mean metrics.
+
+        ``micro_batches`` (e.g. MRL's minibatches of rollouts) replaces drawing from ``data``.
+        """
         assert self._wrapped is not None
         self.model.train()
-        accum = self.config.grad_accum_steps
+        if micro_batches is None:
+            micro_batches = [next(self.data) if self.data is not None else None
+                             for _ in range(self.config.grad_accum_steps)]
+        accum = len(micro_batches)
         totals: dict[str, float] = {}
-        for micro in range(accum):
-            batch = _to_device(next(self.data) if self.data is not None else None, self.env.device)
+        for micro, batch in enumerate(micro_batches):
+            batch = _to_device(batch, self.env.device)
             last = micro == accum - 1
             sync = contextlib.nullcontext() if last or not self.env.distributed else self._wrapped.no_sync()
             with sync:
                 with self._autocast():
                     loss, metrics = self._wrapped(batch)
-                self._check_finite(float(loss.detach()), f"loss (micro-batch {micro})")
+                self.check_finite(float(loss.detach()), f"loss (micro-batch {micro})")
                 self.scaler.scale(loss / accum).backward()
             for key, value in {"loss": loss, **dict(metrics)}.items():
                 totals[key] = totals.get(key, 0.0) + float(torch.as_tensor(value).detach()) / accum
@@ -212,7 +219,7 @@ class Trainer:
         clip = self.config.grad_clip if self.config.grad_clip else float("inf")
         grad_norm = float(torch.nn.utils.clip_grad_norm_(list(trainable_parameters(self.model)), clip))
         if not self.scaler.is_enabled():  # with fp16 the scaler skips such steps itself
-            self._check_finite(grad_norm, "gradient norm")
+            self.check_finite(grad_norm, "gradient norm")
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -221,8 +228,12 @@ class Trainer:
         totals["grad_norm"] = grad_norm
         return totals
 
-    def _check_finite(self, value: float, what: str) -> None:
-        if any_rank(not torch.isfinite(torch.tensor(value)).item(), self.env):
+    def check_finite(self, value: float, what: str) -> None:
+        """Raise ``NonFiniteLossError`` on every rank if ``value`` is NaN/inf on any (e.g. a reward in MRL).
+
+        Gradients are dropped, so no update happens; checkpoints on disk are left as they are.
+        """
+        if any_rank(not math.isfinite(value), self.env):
             self.optimizer.zero_grad(set_to_none=True)
             last = self.last_checkpoint or (self.checkpoints.latest() if self.checkpoints else None)
             raise NonFiniteLossError(
