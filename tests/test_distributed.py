@@ -1,4 +1,5 @@
-"""Two gloo processes on the CPU train exactly like one process on the same global batch."""
+"""Two gloo processes on the CPU train like one process on the same global batch -- including a stop and
+resume in the middle and unfreezing a group mid-run (which rebuilds the DDP wrapper)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,21 @@ from toy_training import GROUP_OF, ToyMoEClassifier, toy_batches, toy_task_step 
 GLOBAL_BATCH, STEPS = 8, 6
 
 
-def train(run_dir: Path, rank: int, world_size: int) -> Trainer:
+def unfreeze_encoder_at_step_2(trainer: Trainer) -> list[str]:
+    return ["embedding", "head"] if trainer.step < 2 else ["embedding", "encoder", "head"]
+
+
+def train(run_dir: Path, rank: int, world_size: int, max_steps: int = STEPS) -> Trainer:
     torch.manual_seed(0)
     model = ToyMoEClassifier(dropout=0.0)
-    trainer = Trainer(model, toy_task_step, toy_batches(GLOBAL_BATCH // world_size, rank=rank, world_size=world_size),
-                      config=LoopConfig(max_steps=STEPS, log_every=1, progress=False, tensorboard=False,
+    batches = toy_batches(GLOBAL_BATCH // world_size, rank=rank, world_size=world_size)
+    trainer = Trainer(model, toy_task_step, batches,
+                      config=LoopConfig(max_steps=max_steps, log_every=1, progress=False, tensorboard=False,
                                         grad_clip=0.5),
-                      optim=OptimConfig(lr=3e-2), schedule=ScheduleConfig(warmup_steps=2), group_of=GROUP_OF,
-                      trainable=["embedding", "encoder", "head"], run_dir=run_dir)
+                      optim=OptimConfig(lr=3e-2), schedule=ScheduleConfig(warmup_steps=2, total_steps=STEPS),
+                      group_of=GROUP_OF, trainable=["embedding", "head"],
+                      trainable_schedule=unfreeze_encoder_at_step_2, run_dir=run_dir,
+                      env=init_distributed(device="cpu"))
     trainer.fit()
     trainer.close()
     return trainer
@@ -43,7 +51,9 @@ def _worker(rank: int, world_size: int, port: int, run_dir: str) -> None:
     env = init_distributed()
     assert env == DistEnv(rank=rank, world_size=2, local_rank=rank, device=torch.device("cpu"))
     assert all_reduce_mean({"x": float(rank)}, env) == {"x": 0.5}
-    trainer = train(Path(run_dir), rank, world_size)
+    train(Path(run_dir), rank, world_size, max_steps=3)  # stops with a checkpoint at step 3
+    trainer = train(Path(run_dir), rank, world_size)  # a fresh trainer resumes and finishes
+    assert trainer.step == STEPS
     if env.is_main:
         torch.save(trainer.model.state_dict(), Path(run_dir) / "final.pt")
     cleanup()
@@ -55,7 +65,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_process_gloo_ddp_matches_one_process_on_the_same_global_batch(tmp_path):
+def test_two_process_gloo_ddp_with_a_resume_matches_one_uninterrupted_process(tmp_path):
     mp.spawn(_worker, args=(2, free_port(), str(tmp_path / "ddp")), nprocs=2, join=True)
     single = train(tmp_path / "single", rank=0, world_size=1)
 
