@@ -25,6 +25,7 @@ import contextlib
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,9 @@ class Trainer:
         self.trainable: set[str] = set()
         self._wrapped: nn.Module | None = None
         self.set_trainable(trainable)
+        if data is not None and not hasattr(data, "state_dict") and self.checkpoints is not None:
+            warnings.warn(f"{type(data).__name__} has no state_dict(): a resumed run restarts its data order "
+                          "(use rxmrl.training.data_order.ResumableBatches for exact resume)", stacklevel=2)
         if run_config is not None and self.env.is_main:
             print(format_config(run_config), flush=True)
             if self.run_dir is not None:
@@ -160,8 +164,8 @@ class Trainer:
         show = self.config.progress and self.env.is_main and sys.stderr.isatty()
         bar = tqdm(total=self.config.max_steps, initial=self.step, desc=self.desc, disable=not show,
                    dynamic_ncols=True)
-        sums: dict[str, float] = {}
-        steps_in_window, window_start = 0, time.perf_counter()
+        window: dict[str, float] = {}  # metric sums since the last record
+        window_steps, window_start = 0, time.perf_counter()
         try:
             while self.step < self.config.max_steps:
                 if self.trainable_schedule is not None:
@@ -169,18 +173,13 @@ class Trainer:
                 step_metrics = self.train_step()
                 result.losses.append(step_metrics["loss"])
                 for key, value in step_metrics.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                steps_in_window += 1
+                    window[key] = window.get(key, 0.0) + value
+                window_steps += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_metrics['loss']:.4f}", refresh=False)
                 if self.step % self.config.log_every == 0 or self.step == self.config.max_steps:
-                    elapsed = time.perf_counter() - window_start
-                    record = all_reduce_mean({k: v / steps_in_window for k, v in sums.items()}, self.env)
-                    record.update(self._learning_rates(), steps_per_second=steps_in_window / max(elapsed, 1e-9),
-                                  epoch=self.epoch)
-                    self.metrics.log(self.step, record)
-                    result.last_metrics = record
-                    sums, steps_in_window, window_start = {}, 0, time.perf_counter()
+                    result.last_metrics = self._log_window(window, window_steps, time.perf_counter() - window_start)
+                    window, window_steps, window_start = {}, 0, time.perf_counter()
                 improved = self._maybe_evaluate()
                 every = self.config.checkpoint_every
                 if improved or (every and self.step % every == 0):
@@ -245,8 +244,13 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
 
-    def _learning_rates(self) -> dict[str, float]:
-        return {f"lr/{g['group']}": g["lr"] for g in self.optimizer.param_groups}  # one rate per named group
+    def _log_window(self, sums: dict[str, float], steps: int, seconds: float) -> dict[str, float]:
+        """Record the mean of each metric over the window's steps and all ranks, plus rates and speed."""
+        record = all_reduce_mean({k: v / steps for k, v in sums.items()}, self.env)
+        record.update({f"lr/{g['group']}": g["lr"] for g in self.optimizer.param_groups})  # one per named group
+        record.update(steps_per_second=steps / max(seconds, 1e-9), epoch=self.epoch)
+        self.metrics.log(self.step, record)
+        return record
 
     def _maybe_evaluate(self) -> bool:
         """Run ``eval_fn`` when due; True if its ``best_metric`` improved (so ``best`` is saved)."""
