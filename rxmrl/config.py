@@ -166,12 +166,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     if origin is typing.Union or origin is types.UnionType:
         if type(None) in args and (value is None or (isinstance(value, str) and value.lower() in _NONE_STRINGS)):
             return None
-        errors = []
         for option in (a for a in args if a is not type(None)):
             try:
                 return _coerce(value, option, key)
-            except ConfigError as error:
-                errors.append(error)
+            except ConfigError:
+                continue
         raise _bad_value(key, value, _type_name(annotation))
     if origin is typing.Literal:
         if value in args and not (isinstance(value, bool) and not any(isinstance(a, bool) for a in args)):

@@ -8,10 +8,11 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
-from rxmrl.training.checkpoint import CheckpointManager, load_checkpoint
+from rxmrl.training.checkpoint import CheckpointManager, find_checkpoint, load_checkpoint, load_weights
 from rxmrl.training.rng import get_rng_state, seed_everything, set_rng_state
 
 
@@ -80,3 +81,16 @@ def test_rng_state_restores_python_numpy_and_torch_streams():
     set_rng_state(state)
     again = (random.random(), np.random.rand(), torch.rand(3))
     assert first[:2] == again[:2] and torch.equal(first[2], again[2])
+
+
+def test_a_warm_start_finds_the_latest_checkpoint_of_a_run_directory(tmp_path):
+    manager = CheckpointManager(tmp_path / "run" / "checkpoints")
+    models = [nn.Linear(2, 2) for _ in range(2)]
+    for step, model in zip((1, 2), models):
+        manager.save(model, {"step": step}, step)
+    assert find_checkpoint(tmp_path / "run") == manager.latest()
+    assert find_checkpoint(manager.latest()) == manager.latest()
+    warm = load_weights(tmp_path / "run", nn.Linear(2, 2))
+    assert torch.equal(warm.weight, models[1].weight)
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint at"):
+        find_checkpoint(tmp_path / "nowhere")

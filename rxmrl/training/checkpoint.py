@@ -102,9 +102,30 @@ def load_checkpoint(path: str | Path, model: nn.Module, map_location: str | torc
     path = Path(path)
     if not _is_complete(path):
         raise FileNotFoundError(f"{path} is not a complete checkpoint (needs {MODEL_FILE}, {STATE_FILE}, {META_FILE})")
-    missing, unexpected = load_model(model, str(path / MODEL_FILE), strict=True, device=str(map_location))
+    load_model(model, str(path / MODEL_FILE), strict=True, device=str(map_location))
     # The state holds only our own objects (tensors, RNG tuples, NumPy arrays), written by this code.
     return torch.load(path / STATE_FILE, map_location=map_location, weights_only=False)
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """A complete checkpoint from a checkpoint directory, a ``checkpoints/`` folder or a run directory
+    (the latest step in the last two cases): what ``--init CHECKPOINT`` accepts."""
+    path = Path(path)
+    if _is_complete(path):
+        return path
+    for directory in (path, path / "checkpoints"):
+        latest = CheckpointManager(directory).latest()
+        if latest is not None:
+            return latest
+    raise FileNotFoundError(f"no complete checkpoint at {path} (looked for {MODEL_FILE} + {STATE_FILE} + "
+                            f"{META_FILE} there, and for step-* directories in it and in {path / 'checkpoints'})")
+
+
+def load_weights(path: str | Path, model: nn.Module, strict: bool = True,
+                 device: str | torch.device = "cpu") -> nn.Module:
+    """Only the weights (a warm start for the next stage): no optimizer, RNG or data position."""
+    load_model(model, str(find_checkpoint(path) / MODEL_FILE), strict=strict, device=str(device))
+    return model
 
 
 def _is_complete(path: Path) -> bool:

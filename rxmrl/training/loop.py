@@ -17,6 +17,26 @@ Exact resume: a checkpoint restores weights, optimizer moments, schedule positio
 those of an uninterrupted run. ``step_fn`` runs inside the DDP-wrapped module's ``forward`` (via a small
 wrapper), so models whose step is more than one ``forward`` call (RxT: encode, update memory, decode)
 still get DDP's gradient averaging.
+
+How a stage uses it::
+
+    seed_everything(cfg.loop.seed)                      # before building the model: same init on every run
+    model = ReactiveTransformer(cfg.model)
+    env = init_distributed()                            # torchrun's variables, or one CPU/GPU process
+    batches = ResumableBatches(dataset, BatchOrder(len(dataset), cfg.batch_size, seed=cfg.loop.seed,
+                                                   rank=env.rank, world_size=env.world_size), collate)
+
+    def step_fn(model, batch):                          # runs under autocast on CUDA
+        out = model(batch["input_ids"], ...)
+        loss = out.ar_loss + cfg.moe_aux_weight * out.aux_loss
+        return loss, {"ar_loss": out.ar_loss.detach(), "aux_loss": out.aux_loss.detach()}
+
+    trainer = Trainer(model, step_fn, batches, config=cfg.loop, optim=cfg.optim, schedule=cfg.schedule,
+                      group_of=prefix_groups({"embedding": ["embedding."], "encoder": ["encoder."],
+                                              "memory_attention": ["memory_attention."]}, default="decoder"),
+                      trainable_schedule=lambda t: ["decoder"] if t.epoch < 2 else None,  # gradual unfreezing
+                      run_dir=run_dir, env=env, run_config=cfg)
+    result = trainer.fit()                              # resumes by itself if run_dir has a checkpoint
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Exact resume needs the *same* random stream after a restart: dropout masks, noise, sampling. So a
 checkpoint stores the state of Python's ``random``, NumPy's global generator, torch's CPU generator and
-every CUDA generator, per rank, and restores them before the next step.
+the rank's CUDA generator, per rank, and restores them before the next step.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ def seed_everything(seed: int) -> None:
 
 def get_rng_state() -> dict[str, Any]:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():  # this rank's device only: touching others would create contexts there
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -32,4 +32,4 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
