@@ -11,6 +11,9 @@ import pytest
 
 from rxmrl.config import (ConfigError, add_config_arguments, apply_overrides, config_from_args, dump_toml,
                           format_config, load_config, save_config)
+from rxmrl.training.loop import LoopConfig
+from rxmrl.training.optim import OptimConfig
+from rxmrl.training.schedule import ScheduleConfig
 
 
 @dataclass
@@ -40,6 +43,14 @@ class RunConfig:
     group_lr: dict[str, float] = field(default_factory=dict)
     model: ModelConfig = field(default_factory=ModelConfig)
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig(), StageConfig(steps=4)])
+
+
+@dataclass
+class StageRun:
+    """How a stage composes the shared loop's configs."""
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -147,3 +158,15 @@ def test_command_line_config_and_repeated_set_flags(tmp_path):
     assert config_from_args(RunConfig, parser.parse_args([])) == RunConfig()
     with pytest.raises(ConfigError, match="does not exist"):
         config_from_args(RunConfig, parser.parse_args(["--config", str(tmp_path / "missing.toml")]))
+
+
+def test_the_loop_configs_load_override_and_round_trip_as_part_of_a_stage_config(tmp_path):
+    config = apply_overrides(StageRun(), ["loop.amp_dtype=float16", "loop.grad_clip=none",
+                                          "optim.group_lr.encoder=1e-3", "optim.betas=[0.9, 0.99]",
+                                          "schedule.total_steps=500"])
+    assert config.loop.grad_clip is None and config.optim.group_lr == {"encoder": 1e-3}
+    assert load_config(StageRun, save_config(config, tmp_path / "stage.toml")) == config
+    with pytest.raises(ConfigError, match=r"loop.amp_dtype: 'fp16' is not one of \['bfloat16', 'float16'\]"):
+        apply_overrides(StageRun(), ["loop.amp_dtype=fp16"])
+    with pytest.raises(ConfigError, match=r"loop.max_steps: max_steps must be >= 1, got 0"):
+        apply_overrides(StageRun(), ["loop.max_steps=0"])

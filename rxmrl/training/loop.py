@@ -58,7 +58,7 @@ from tqdm.auto import tqdm
 from rxmrl.config import format_config, save_config
 from rxmrl.training.checkpoint import CheckpointManager, load_checkpoint
 from rxmrl.training.distributed import (DistEnv, all_reduce_mean, any_rank, barrier, broadcast_object,
-                                        gather_objects, init_distributed, unwrap, wrap_ddp)
+                                        gather_objects, init_distributed, wrap_ddp)
 from rxmrl.training.metrics import MetricsLogger
 from rxmrl.training.optim import GroupOf, OptimConfig, build_optimizer, set_trainable, trainable_parameters
 from rxmrl.training.rng import get_rng_state, seed_everything, set_rng_state
@@ -335,7 +335,14 @@ class Trainer:
         return True
 
     def close(self) -> None:
+        """Close the metric files (also on errors when the trainer is used as a context manager)."""
         self.metrics.close()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _to_device(batch: Any, device: torch.device) -> Any:
