@@ -329,7 +329,11 @@ def _toml_value(value: Any) -> str:
 
 def _field_types(cls: type) -> dict[str, Any]:
     """Resolved annotations of the dataclass's init fields (works with ``from __future__ import annotations``)."""
-    hints = typing.get_type_hints(cls)
+    try:
+        hints = typing.get_type_hints(cls)
+    except NameError as error:  # string annotations naming classes local to a function
+        raise ConfigError(f"cannot resolve the annotations of {cls.__qualname__} ({error}); define the "
+                          "dataclasses of a config at module level") from error
     return {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.init}
 
 
