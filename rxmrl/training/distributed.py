@@ -1,0 +1,115 @@
+"""One code path for one process or many: torchrun's environment decides.
+
+``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. With them
+we join a process group (NCCL on CUDA, gloo on CPU), each rank takes ``cuda:LOCAL_RANK`` (or the CPU), and
+the model is wrapped in DistributedDataParallel, which averages gradients during ``backward``. Without
+them everything still works as a single process with ``world_size = 1``. Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes checkpoints, metrics and progress bars."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed(backend: str | None = None, device: str | None = None) -> DistEnv:
+    """Read torchrun's variables, join the process group if world size > 1, pick the device."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", str(rank)))
+    use_cuda = torch.cuda.is_available() if device is None else device.startswith("cuda")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        chosen = torch.device("cuda", local_rank)
+    else:
+        chosen = torch.device(device or "cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend or ("nccl" if use_cuda else "gloo"), rank=rank, world_size=world_size)
+    return DistEnv(rank=rank, world_size=world_size, local_rank=local_rank, device=chosen)
+
+
+def wrap_ddp(model: nn.Module, env: DistEnv, find_unused_parameters: bool = True) -> nn.Module:
+    """DDP over the parameters that train now (rebuild after changing ``requires_grad``).
+
+    ``find_unused_parameters`` defaults to True because MoE routing may leave experts unused on one rank.
+    """
+    if not env.distributed:
+        return model
+    device_ids = [env.device.index] if env.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
+                                               find_unused_parameters=find_unused_parameters)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def all_reduce_mean(values: Mapping[str, float], env: DistEnv) -> dict[str, float]:
+    """Mean of each scalar across ranks (every rank must pass the same keys)."""
+    if not env.distributed or not values:
+        return {k: float(v) for k, v in values.items()}
+    keys = sorted(values)
+    tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=env.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return {k: v / env.world_size for k, v in zip(keys, tensor.tolist())}
+
+
+def any_rank(flag: bool, env: DistEnv) -> bool:
+    """True on every rank if ``flag`` is True on any rank (so all ranks stop together)."""
+    if not env.distributed:
+        return flag
+    tensor = torch.tensor([1.0 if flag else 0.0], device=env.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return bool(tensor.item())
+
+
+def gather_objects(obj: Any, env: DistEnv) -> list[Any]:
+    """Every rank's ``obj`` in rank order, on every rank (used for per-rank RNG states)."""
+    if not env.distributed:
+        return [obj]
+    gathered: list[Any] = [None] * env.world_size
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(obj: Any, env: DistEnv) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not env.distributed:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def barrier(env: DistEnv) -> None:
+    if env.distributed:
+        dist.barrier()
+
+
+def cleanup() -> None:
+    """Leave the process group (safe to call when none was joined)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,355 @@
+"""The training loop every stage shares (supervised stages 1-4, and the update phase of MRL).
+
+A stage supplies a model and a ``step_fn(model, batch) -> (loss, metrics)``; the ``Trainer`` does the rest:
+
+    for each optimizer step s:
+        for each of A micro-batches:            # gradient accumulation, A = grad_accum_steps
+            loss, metrics = step_fn(model, batch)    # autocast (bf16/fp16) on CUDA only
+            stop if loss is not finite on any rank   # before backward: nothing is updated
+            backward(loss / A)                   # DDP averages gradients across ranks on the last one
+        g ← clip(g, grad_clip); AdamW step; lr ← base_lr · m(s+1); zero grads
+        every log_every: metrics (mean over steps and ranks) → metrics.jsonl + TensorBoard
+        every eval_every: eval_fn(model) → "eval/*" metrics; a better ``best_metric`` saves ``best``
+        every checkpoint_every and at the end: atomic checkpoint
+
+Exact resume: a checkpoint restores weights, optimizer moments, schedule position, AMP scaler, every RNG
+(per rank), the data position and any stage state (``stateful``), so the losses after a restart equal
+those of an uninterrupted run. ``step_fn`` runs inside the DDP-wrapped module's ``forward`` (via a small
+wrapper), so models whose step is more than one ``forward`` call (RxT: encode, update memory, decode)
+still get DDP's gradient averaging.
+
+How a stage uses it::
+
+    seed_everything(cfg.loop.seed)                      # before building the model: same init on every run
+    model = ReactiveTransformer(cfg.model)
+    env = init_distributed()                            # torchrun's variables, or one CPU/GPU process
+    batches = ResumableBatches(dataset, BatchOrder(len(dataset), cfg.batch_size, seed=cfg.loop.seed,
+                                                   rank=env.rank, world_size=env.world_size), collate)
+
+    def step_fn(model, batch):                          # runs under autocast on CUDA
+        out = model(batch["input_ids"], ...)
+        loss = out.ar_loss + cfg.moe_aux_weight * out.aux_loss
+        return loss, {"ar_loss": out.ar_loss.detach(), "aux_loss": out.aux_loss.detach()}
+
+    trainer = Trainer(model, step_fn, batches, config=cfg.loop, optim=cfg.optim, schedule=cfg.schedule,
+                      group_of=prefix_groups({"embedding": ["embedding."], "encoder": ["encoder."],
+                                              "memory_attention": ["memory_attention."]}, default="decoder"),
+                      trainable_schedule=lambda t: ["decoder"] if t.epoch < 2 else None,  # gradual unfreezing
+                      run_dir=run_dir, env=env, run_config=cfg)
+    result = trainer.fit()                              # resumes by itself if run_dir has a checkpoint
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from rxmrl.config import format_config, save_config
+from rxmrl.training.checkpoint import CheckpointManager, load_checkpoint
+from rxmrl.training.distributed import (DistEnv, all_reduce_mean, any_rank, barrier, broadcast_object,
+                                        gather_objects, init_distributed, wrap_ddp)
+from rxmrl.training.metrics import MetricsLogger
+from rxmrl.training.optim import GroupOf, OptimConfig, build_optimizer, set_trainable, trainable_parameters
+from rxmrl.training.rng import get_rng_state, seed_everything, set_rng_state
+from rxmrl.training.schedule import ScheduleConfig, build_scheduler
+
+StepFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, Mapping[str, Any]]"]
+EvalFn = Callable[[nn.Module], Mapping[str, float]]
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss (or gradient norm) became NaN/inf; no update was applied and no checkpoint written."""
+
+
+@dataclass
+class LoopConfig:
+    max_steps: int = 1000  # optimizer steps in total (a resumed run continues up to this)
+    grad_accum_steps: int = 1  # micro-batches per optimizer step
+    grad_clip: float | None = 1.0  # max global L2 norm of the gradients; None: no clipping
+    log_every: int = 10  # steps between metric records
+    checkpoint_every: int = 0  # steps between checkpoints; 0: only at the end
+    keep_last: int = 3  # step checkpoints kept (``best`` is kept besides)
+    eval_every: int = 0  # steps between ``eval_fn`` calls; 0: never
+    best_metric: str = "loss"  # key of ``eval_fn``'s result that decides ``best``
+    best_mode: Literal["min", "max"] = "min"
+    seed: int = 0  # seeds python/numpy/torch (plus the rank) when the trainer starts
+    resume: bool = True  # continue from the latest complete checkpoint in the run directory
+    amp: bool = True  # autocast on CUDA (ignored on CPU)
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"  # float16 adds a gradient scaler
+    progress: bool = True  # tqdm bar (only on rank 0 and a terminal)
+    tensorboard: bool = True
+    find_unused_parameters: bool = True  # DDP: MoE experts may go unused on a rank
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "grad_accum_steps", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class TrainResult:
+    step: int  # optimizer steps completed in total
+    losses: list[float] = field(default_factory=list)  # this call's per-step losses (this rank)
+    last_metrics: dict[str, float] = field(default_factory=dict)  # last logged record
+    checkpoint: Path | None = None  # the final checkpoint, if a run directory was given
+
+
+class _StepModule(nn.Module):
+    """Runs ``step_fn`` as ``forward`` so DDP sees the whole step (see the module docstring)."""
+
+    def __init__(self, model: nn.Module, step_fn: StepFn) -> None:
+        super().__init__()
+        self.model, self.step_fn = model, step_fn
+
+    def forward(self, batch: Any) -> Any:
+        return self.step_fn(self.model, batch)
+
+
+class Trainer:
+    """Optimises ``model`` with ``step_fn`` over ``data``; see the module docstring for the loop."""
+
+    def __init__(self, model: nn.Module, step_fn: StepFn, data: Any = None, *,
+                 config: LoopConfig | None = None, optim: OptimConfig | None = None,
+                 schedule: ScheduleConfig | None = None, group_of: GroupOf | None = None,
+                 trainable: Collection[str] | None = None,
+                 trainable_schedule: Callable[[Trainer], Collection[str] | None] | None = None,
+                 run_dir: str | Path | None = None, env: DistEnv | None = None,
+                 stateful: Mapping[str, Stateful] | None = None, eval_fn: EvalFn | None = None,
+                 run_config: Any = None, desc: str = "train") -> None:
+        self.config = config or LoopConfig()
+        self.env = env or init_distributed()
+        self.model = model.to(self.env.device)
+        self.step_fn, self.data, self.group_of = step_fn, data, group_of
+        self.trainable_schedule, self.eval_fn, self.desc = trainable_schedule, eval_fn, desc
+        self.stateful = dict(stateful or {})
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        seed_everything(self.config.seed + self.env.rank)
+        self.optimizer = build_optimizer(self.model, optim or OptimConfig(), group_of)
+        self.scheduler = build_scheduler(self.optimizer, schedule or ScheduleConfig(), self.config.max_steps)
+        use_amp = self.config.amp and self.env.device.type == "cuda"
+        self.autocast_dtype = getattr(torch, self.config.amp_dtype) if use_amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and self.config.amp_dtype == "float16")
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", self.config.keep_last) \
+            if self.run_dir is not None else None
+        self.metrics = MetricsLogger(self.run_dir, self.env.is_main, self.config.tensorboard)
+        self.step, self.best_value = 0, None
+        self.last_checkpoint: Path | None = None
+        self._last_checkpoint_step: int | None = None
+        self.trainable: set[str] = set()
+        self._wrapped: nn.Module | None = None
+        self.set_trainable(trainable)
+        if data is not None and not hasattr(data, "state_dict") and self.checkpoints is not None:
+            warnings.warn(f"{type(data).__name__} has no state_dict(): a resumed run restarts its data order "
+                          "(use rxmrl.training.data_order.ResumableBatches for exact resume)", stacklevel=2)
+        if run_config is not None and self.env.is_main:
+            print(format_config(run_config), flush=True)
+            if self.run_dir is not None:
+                save_config(run_config, self.run_dir / "config.toml")
+        if self.config.resume and self.checkpoints is not None:
+            self.resume()
+
+    # ------------------------------------------------------------------------------ freezing
+    def set_trainable(self, groups: Collection[str] | None) -> None:
+        """Train only these named groups (None: all); frozen ones stay bit-identical. Rebuilds DDP."""
+        chosen = set_trainable(self.model, groups, self.group_of)
+        if chosen != self.trainable or self._wrapped is None:
+            self.trainable = chosen
+            self._wrapped = wrap_ddp(_StepModule(self.model, self.step_fn), self.env,
+                                     self.config.find_unused_parameters)
+
+    @property
+    def epoch(self) -> int:
+        return int(getattr(self.data, "epoch", 0))
+
+    # ------------------------------------------------------------------------------ the loop
+    def fit(self) -> TrainResult:
+        """Train until ``max_steps``; checkpoints at the end. Raises ``NonFiniteLossError`` on NaN/inf."""
+        result = TrainResult(step=self.step)
+        show = self.config.progress and self.env.is_main and sys.stderr.isatty()
+        bar = tqdm(total=self.config.max_steps, initial=self.step, desc=self.desc, disable=not show,
+                   dynamic_ncols=True)
+        window: dict[str, float] = {}  # metric sums since the last record
+        window_steps, window_start = 0, time.perf_counter()
+        try:
+            while self.step < self.config.max_steps:
+                if self.trainable_schedule is not None:
+                    self.set_trainable(self.trainable_schedule(self))
+                step_metrics = self.train_step()
+                result.losses.append(step_metrics["loss"])
+                for key, value in step_metrics.items():
+                    window[key] = window.get(key, 0.0) + value
+                window_steps += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_metrics['loss']:.4f}", refresh=False)
+                if self.step % self.config.log_every == 0 or self.step == self.config.max_steps:
+                    result.last_metrics = self._log_window(window, window_steps, time.perf_counter() - window_start)
+                    window, window_steps, window_start = {}, 0, time.perf_counter()
+                improved = self._maybe_evaluate()
+                every = self.config.checkpoint_every
+                if improved or (every and self.step % every == 0):
+                    self.save_checkpoint(best=improved)
+            if self.checkpoints is not None and self._last_checkpoint_step != self.step:
+                self.save_checkpoint()
+        finally:
+            bar.close()
+        result.step, result.checkpoint = self.step, self.last_checkpoint
+        return result
+
+    def train_step(self, micro_batches: Sequence[Any] | None = None) -> dict[str, float]:
+        """One optimizer step over ``grad_accum_steps`` micro-batches; returns their mean metrics.
+
+        ``micro_batches`` (e.g. MRL's minibatches of rollouts) replaces drawing from ``data``.
+        """
+        assert self._wrapped is not None
+        self.model.train()
+        if micro_batches is None:
+            micro_batches = [next(self.data) if self.data is not None else None
+                             for _ in range(self.config.grad_accum_steps)]
+        accum = len(micro_batches)
+        totals: dict[str, float] = {}
+        for micro, batch in enumerate(micro_batches):
+            batch = _to_device(batch, self.env.device)
+            last = micro == accum - 1
+            sync = contextlib.nullcontext() if last or not self.env.distributed else self._wrapped.no_sync()
+            with sync:
+                with self._autocast():
+                    loss, metrics = self._wrapped(batch)
+                self.check_finite(float(loss.detach()), f"loss (micro-batch {micro})")
+                self.scaler.scale(loss / accum).backward()
+            for key, value in {"loss": loss, **dict(metrics)}.items():
+                totals[key] = totals.get(key, 0.0) + float(torch.as_tensor(value).detach()) / accum
+        self.scaler.unscale_(self.optimizer)
+        clip = self.config.grad_clip if self.config.grad_clip else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(list(trainable_parameters(self.model)), clip))
+        if not self.scaler.is_enabled():  # with fp16 the scaler skips such steps itself
+            self.check_finite(grad_norm, "gradient norm")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        totals["grad_norm"] = grad_norm
+        return totals
+
+    def check_finite(self, value: float, what: str) -> None:
+        """Raise ``NonFiniteLossError`` on every rank if ``value`` is NaN/inf on any (e.g. a reward in MRL).
+
+        Gradients are dropped, so no update happens; checkpoints on disk are left as they are.
+        """
+        if any_rank(not math.isfinite(value), self.env):
+            self.optimizer.zero_grad(set_to_none=True)
+            last = self.last_checkpoint or (self.checkpoints.latest() if self.checkpoints else None)
+            raise NonFiniteLossError(
+                f"non-finite {what} ({value}) at step {self.step + 1} on rank {self.env.rank} or another "
+                f"rank; no update was applied. Last good checkpoint: {last or 'none (no run directory)'}")
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+
+    def _log_window(self, sums: dict[str, float], steps: int, seconds: float) -> dict[str, float]:
+        """Record the mean of each metric over the window's steps and all ranks, plus rates and speed."""
+        record = all_reduce_mean({k: v / steps for k, v in sums.items()}, self.env)
+        record.update({f"lr/{g['group']}": g["lr"] for g in self.optimizer.param_groups})  # one per named group
+        record.update(steps_per_second=steps / max(seconds, 1e-9), epoch=self.epoch)
+        self.metrics.log(self.step, record)
+        return record
+
+    def _maybe_evaluate(self) -> bool:
+        """Run ``eval_fn`` when due; True if its ``best_metric`` improved (so ``best`` is saved)."""
+        every = self.config.eval_every
+        if self.eval_fn is None or not every or self.step % every:
+            return False
+        self.model.eval()
+        with torch.no_grad():
+            values = all_reduce_mean(dict(self.eval_fn(self.model)), self.env)
+        self.metrics.log(self.step, {f"eval/{k}": v for k, v in values.items()})
+        value = values[self.config.best_metric]
+        better = self.best_value is None or (
+            value < self.best_value if self.config.best_mode == "min" else value > self.best_value)
+        if better:
+            self.best_value = value
+        return better and self.checkpoints is not None
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, best: bool = False) -> Path | None:
+        """Atomic checkpoint of everything resume needs; every rank must call it (RNG is gathered)."""
+        rng_per_rank = gather_objects(get_rng_state(), self.env)
+        path = None
+        if self.env.is_main and self.checkpoints is not None:
+            # The schedule's shape comes from the current config, not the checkpoint.
+            scheduler_state = dict(self.scheduler.state_dict(), lr_lambdas=[None] * len(self.scheduler.lr_lambdas))
+            state = {
+                "step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": scheduler_state,
+                "scaler": self.scaler.state_dict(), "rng": rng_per_rank, "best_value": self.best_value,
+                "trainable": sorted(self.trainable), "world_size": self.env.world_size,
+                "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
+                "extra": {name: obj.state_dict() for name, obj in self.stateful.items()},
+            }
+            path = self.checkpoints.save(self.model, state, self.step, best=best)
+        barrier(self.env)
+        self.last_checkpoint = broadcast_object(path, self.env)
+        self._last_checkpoint_step = self.step
+        return self.last_checkpoint
+
+    def resume(self, path: str | Path | None = None) -> bool:
+        """Restore from ``path`` or the latest complete checkpoint; False when there is none."""
+        if path is None:
+            latest = self.checkpoints.latest() if self.checkpoints is not None and self.env.is_main else None
+            path = broadcast_object(latest, self.env)
+        if path is None:
+            return False
+        state = load_checkpoint(path, self.model, map_location="cpu")
+        self.model.to(self.env.device)
+        self.set_trainable(state["trainable"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        rng = state["rng"]
+        set_rng_state(rng[self.env.rank] if self.env.rank < len(rng) else rng[0])
+        if state["data"] is not None and hasattr(self.data, "load_state_dict"):
+            self.data.load_state_dict(state["data"])
+        for name, obj in self.stateful.items():
+            obj.load_state_dict(state["extra"][name])
+        self.step, self.best_value = state["step"], state["best_value"]
+        self.last_checkpoint, self._last_checkpoint_step = Path(path), self.step
+        if self.env.is_main:
+            print(f"resumed from {path} at step {self.step}", flush=True)
+        return True
+
+    def close(self) -> None:
+        """Close the metric files (also on errors when the trainer is used as a context manager)."""
+        self.metrics.close()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch

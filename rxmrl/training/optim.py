@@ -1,0 +1,102 @@
+"""AdamW over named parameter groups.
+
+A model's parameters are sorted into *named groups* (``embedding``, ``encoder``, ``decoder``,
+``memory_attention``, ...) by a ``group_of(parameter_name) -> group`` function, so each group can have its
+own learning rate and weight decay and can be frozen or unfrozen by name.
+
+Weight decay (AdamW's decoupled ``θ ← θ − lr·λ·θ``) pulls weights toward zero. That is a sensible prior for
+matrices, but not for norm gains (their neutral value is 1), biases (a shift, not a scale) or embeddings
+(rare tokens would be shrunk just for being rare). So every named group is split in two torch groups: the
+decaying matrices and a ``no_decay`` group with ``weight_decay = 0`` for 1-D tensors and embedding tables.
+
+Every group always stays in the optimizer, frozen or not: a frozen parameter has ``requires_grad=False`` and
+``grad=None``, and AdamW skips parameters without a gradient entirely (no moment update, no decay), so it
+stays bit-identical while the optimizer's state layout never changes -- which keeps resume simple.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+GroupOf = Callable[[str], str]
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 3e-4  # base learning rate for groups without their own
+    weight_decay: float = 0.01  # decoupled decay for matrices (never norms, biases, embeddings)
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    group_lr: dict[str, float] = field(default_factory=dict)  # named group -> its learning rate
+    group_weight_decay: dict[str, float] = field(default_factory=dict)  # named group -> its decay
+
+
+def prefix_groups(prefixes: Mapping[str, Sequence[str]], default: str = "default") -> GroupOf:
+    """``group_of`` from name prefixes: ``{"encoder": ["encoder."], ...}``; first match wins."""
+    def group_of(name: str) -> str:
+        for group, starts in prefixes.items():
+            if any(name.startswith(start) for start in starts):
+                return group
+        return default
+    return group_of
+
+
+def named_groups(model: nn.Module, group_of: GroupOf | None = None) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """Parameters by named group, in ``named_parameters`` order (tied weights counted once)."""
+    group_of = group_of or (lambda name: "default")
+    groups: dict[str, list[tuple[str, nn.Parameter]]] = {}
+    for name, parameter in model.named_parameters():
+        groups.setdefault(group_of(name), []).append((name, parameter))
+    return groups
+
+
+def no_decay_names(model: nn.Module) -> set[str]:
+    """Names of parameters exempt from weight decay: 1-D tensors (norm gains, biases) and embeddings."""
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    return {name for name, p in model.named_parameters() if p.ndim < 2 or id(p) in embedding_ids}
+
+
+def build_optimizer(model: nn.Module, config: OptimConfig, group_of: GroupOf | None = None) -> torch.optim.AdamW:
+    """AdamW with two torch groups per named group; each torch group records its ``group`` name."""
+    exempt = no_decay_names(model)
+    param_groups = []
+    for group, members in named_groups(model, group_of).items():
+        lr = config.group_lr.get(group, config.lr)
+        decay = config.group_weight_decay.get(group, config.weight_decay)
+        for suffix, wd, chosen in (("", decay, [p for n, p in members if n not in exempt]),
+                                   (".no_decay", 0.0, [p for n, p in members if n in exempt])):
+            if chosen:
+                param_groups.append({"params": chosen, "lr": lr, "weight_decay": wd,
+                                     "group": group, "name": group + suffix})
+    unknown = (set(config.group_lr) | set(config.group_weight_decay)) - {g["group"] for g in param_groups}
+    if unknown:
+        raise ValueError(f"group_lr/group_weight_decay name unknown group(s) {sorted(unknown)}; "
+                         f"the model has {sorted({g['group'] for g in param_groups})}")
+    return torch.optim.AdamW(param_groups, lr=config.lr, betas=config.betas, eps=config.eps)
+
+
+def set_trainable(model: nn.Module, trainable: Sequence[str] | set[str] | None,
+                  group_of: GroupOf | None = None) -> set[str]:
+    """Freeze every named group not in ``trainable`` (None: all train); returns the trainable group names.
+
+    Frozen parameters get ``requires_grad=False`` and their gradient dropped, so the optimizer skips them.
+    """
+    groups = named_groups(model, group_of)
+    chosen = set(groups) if trainable is None else set(trainable)
+    unknown = chosen - set(groups)
+    if unknown:
+        raise ValueError(f"cannot train unknown group(s) {sorted(unknown)}; the model has {sorted(groups)}")
+    for group, members in groups.items():
+        for _, parameter in members:
+            parameter.requires_grad_(group in chosen)
+            if group not in chosen:
+                parameter.grad = None
+    return chosen
+
+
+def trainable_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+    return (p for p in model.parameters() if p.requires_grad)
