@@ -111,7 +111,7 @@ class Story:
         ))
         sentences = [
             f"Once upon a time, there was a little {kid} named {n}.",
-            f"{n} lived in a {self.rng.choice(world.HOUSES)} house near the {place}.",
+            f"{n} lived in {_a(self.rng.choice(world.HOUSES))} house near the {place}.",
             f"{_cap(self.she)} had {_a(colour)} {toy} and {self.she} loved it very much.",
         ]
         details = [

@@ -26,7 +26,7 @@ ANIMALS = (
 ANIMAL_ADJECTIVES = ("friendly", "little", "fluffy", "tiny", "funny", "spotted", "furry", "gentle", "playful", "small")
 TOYS = (
     "ball", "kite", "doll", "teddy bear", "toy car", "truck", "boat", "drum", "puzzle", "yo-yo",
-    "robot", "train", "balloon", "blocks", "jump rope", "spinning top", "toy plane", "puppet",
+    "robot", "train", "balloon", "whistle", "jump rope", "spinning top", "toy plane", "puppet",
 )
 COLOURS = (
     "red", "blue", "green", "yellow", "pink", "purple", "orange", "white", "black", "brown", "gold", "silver",
@@ -45,7 +45,7 @@ FOUND_THINGS = (
 )
 FOODS = (
     "apple", "cookie", "sandwich", "banana", "cake", "pie", "carrot", "waffle", "pear", "melon",
-    "cupcake", "pancake", "grape", "cherry", "peach", "bun", "plum", "ice cream", "pizza", "soup",
+    "cupcake", "pancake", "grape", "cherry", "peach", "bun", "plum", "ice cream", "pizza", "lollipop",
 )
 GAMES = (
     "hide and seek", "tag", "catch", "leapfrog", "tea party", "treasure hunt", "follow the leader",
