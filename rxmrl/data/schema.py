@@ -106,7 +106,7 @@ def check_split(split: str) -> str:
     return split
 
 
-def _has_phrase(text: str, phrase: str) -> bool:
+def has_phrase(text: str, phrase: str) -> bool:
     """Whole-word, case-insensitive containment (the rule fact recall scores with)."""
     return re.search(rf"(?<!\w){re.escape(phrase.lower())}(?!\w)", text.lower()) is not None
 
@@ -159,9 +159,9 @@ class _RowChecker:
                 if not isinstance(source, int) or not 0 <= source <= j:
                     raise self.fail(f"field '{label}' has source {source!r}, expected an interaction index "
                                     f"in 0..{j}")
-                if not _has_phrase(follow_up_answers[j], text):
+                if not has_phrase(follow_up_answers[j], text):
                     raise self.fail(f"fact {text!r} of '{label}' is not in the answer of follow-up {j}")
-                if not _has_phrase(episode_texts[source], text):
+                if not has_phrase(episode_texts[source], text):
                     raise self.fail(f"fact {text!r} of '{label}' is not stated in interaction {source}")
                 step_facts.append(Fact(text, source))
             facts.append(step_facts)

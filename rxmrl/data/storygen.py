@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from rxmrl.data import world
-from rxmrl.data.schema import Episode, Fact, Interaction, check_split, parse_config
+from rxmrl.data.schema import Episode, Fact, Interaction, check_split, has_phrase, parse_config
 
 GENERATOR_VERSION = "1"
 """Bump when the generated text changes, so caches keyed by it (the default tokenizer) refresh."""
@@ -184,7 +184,7 @@ class Story:
         self.friends.append(f"{self.her} {helper}")
         return self._scene(
             [f"{_cap(self.her)} {helper} gave {self.obj} {_a(colour)} {toy} as a present."],
-            [Detail(f"What did {n}'s {helper} give {self.obj}?", f"{n}'s {helper} gave {self.obj} a {toy}.", toy),
+            [Detail(f"What did {n}'s {helper} give {self.obj}?", f"{n}'s {helper} gave {self.obj} {_a(toy)}.", toy),
              Detail(f"What colour was the {toy} from {n}'s {helper}?", f"The {toy} was {colour}.", colour)])
 
     def _weather(self) -> Scene:
@@ -249,13 +249,19 @@ class _EpisodeBuilder:
     def questions_about(self, newest: int, oldest: int = 0) -> list[tuple[int, Detail]]:
         """A detail of interaction ``newest`` and, sometimes, one of an interaction in ``oldest..newest-1``."""
         asked = [(newest, self.rng.choice(self.unasked[newest]))] if self.unasked[newest] else []
-        earlier = [(k, d) for k in range(oldest, newest) for d in self.unasked[k]]
+        earlier = [(k, d) for k in range(oldest, newest) for d in self.unasked[k]
+                   if not any(_gives_away(d, other) for _, other in asked)]
         if earlier and (not asked or self.rng.random() < SECOND_QUESTION_PROBABILITY):
             asked.append(self.rng.choice(earlier))
         return asked
 
     def episode(self, strategy: str) -> Episode:
         return Episode(self.query, self.answer, self.follow_ups, self.facts, strategy)
+
+
+def _gives_away(detail: Detail, other: Detail) -> bool:
+    """Two questions asked together must not answer each other ("What did Tiny lose?" + "Who was Tiny?")."""
+    return has_phrase(other.question, detail.fact) or has_phrase(detail.question, other.fact)
 
 
 def _cumulative(rng: random.Random, story: Story, query: str, intro: Scene, steps: int) -> Episode:
@@ -276,6 +282,8 @@ def _long_range(rng: random.Random, first: Story, query: str, intro: Scene, step
             builder.ask(builder.questions_about(j, oldest=1), other.next_scene())
     first_details = list(builder.unasked[0])
     asked = [(0, d) for d in rng.sample(first_details, k=min(len(first_details), rng.choice((1, 2))))]
+    if len(asked) == 2 and _gives_away(asked[0][1], asked[1][1]):
+        asked = asked[:1]
     builder.ask(asked, None, prefix=f"Think back to the story about {first.name}. ")
     return builder.episode("long_range")
 
