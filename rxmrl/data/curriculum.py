@@ -196,8 +196,14 @@ def _read_files(files: list[Path]) -> list[dict[str, Any]]:
     if len(suffixes) != 1 or not suffixes <= set(_FILE_BUILDERS):
         raise CurriculumValidationError(f"cannot read {[str(f) for f in files]}: expected "
                                         f"{', '.join(_FILE_BUILDERS)} files of one kind")
-    dataset = datasets.load_dataset(_FILE_BUILDERS[files[0].suffix], data_files=[str(f) for f in files],
-                                    split="train")
+    bars_were_on = datasets.is_progress_bar_enabled()  # a bar per small local file is noise; restore it after
+    datasets.disable_progress_bars()
+    try:
+        dataset = datasets.load_dataset(_FILE_BUILDERS[files[0].suffix], data_files=[str(f) for f in files],
+                                        split="train")
+    finally:
+        if bars_were_on:
+            datasets.enable_progress_bars()
     return dataset.to_list()
 
 
