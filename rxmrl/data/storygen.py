@@ -249,9 +249,11 @@ class _EpisodeBuilder:
     def questions_about(self, newest: int, oldest: int = 0) -> list[tuple[int, Detail]]:
         """A detail of interaction ``newest`` and, sometimes, one of an interaction in ``oldest..newest-1``."""
         asked = [(newest, self.rng.choice(self.unasked[newest]))] if self.unasked[newest] else []
+        if asked and self.rng.random() >= SECOND_QUESTION_PROBABILITY:
+            return asked
         earlier = [(k, d) for k in range(oldest, newest) for d in self.unasked[k]
                    if not any(_gives_away(d, other) for _, other in asked)]
-        if earlier and (not asked or self.rng.random() < SECOND_QUESTION_PROBABILITY):
+        if earlier:
             asked.append(self.rng.choice(earlier))
         return asked
 
