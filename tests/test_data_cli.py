@@ -35,3 +35,9 @@ def test_tokenizer_train_command_writes_a_loadable_tokenizer(tmp_path, capsys):
     tokenizer = RxTokenizer.load(tmp_path / "tok")
     assert tokenizer.decode(tokenizer.encode("Lily had a red ball.")) == "Lily had a red ball."
     assert "vocab" in capsys.readouterr().out
+
+
+def test_inspect_reports_a_bad_source_in_one_line(tmp_path, capsys):
+    (tmp_path / "rows.jsonl").write_text('{"query": "Hi", "answer": "Yo", "interactions": []}\n')
+    assert main(["data", "inspect", str(tmp_path / "rows.jsonl")]) == 2
+    assert "say which config it holds with --config steps-N" in capsys.readouterr().err

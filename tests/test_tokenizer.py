@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 
 from rxmrl import special_tokens as st
 from rxmrl.tokenizer import RxTokenizer, default_tokenizer, train_tokenizer
@@ -30,6 +32,12 @@ def test_special_tokens_have_the_shared_fixed_ids(tokenizer):
 ])
 def test_decode_round_trips_text_exactly(tokenizer, text):
     assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=hst.text(alphabet=hst.characters(blacklist_categories=("Cs",)), max_size=60))
+def test_any_unicode_text_round_trips(tokenizer, text):
+    assert tokenizer.decode(tokenizer.encode(text), skip_special_tokens=False) == text
 
 
 def test_special_tokens_in_text_stay_atomic(tokenizer):

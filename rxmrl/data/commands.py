@@ -7,7 +7,23 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 from pathlib import Path
+
+
+def _reporting_errors(handler):
+    """Data errors (bad rows, unknown configs, missing files) print one clear line instead of a traceback."""
+
+    def run(args: argparse.Namespace) -> int:
+        from rxmrl.data.schema import CurriculumValidationError
+
+        try:
+            return handler(args)
+        except (CurriculumValidationError, FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+    return run
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +39,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--num-interactions", type=int, default=20_000, help="SFT interactions (train)")
     generate.add_argument("--num-stories", type=int, default=10_000, help="plain stories (train)")
     generate.add_argument("--seed", type=int, default=0)
-    generate.set_defaults(func=_generate)
+    generate.set_defaults(func=_reporting_errors(_generate))
 
     inspect = data_commands.add_parser("inspect", help="counts, lengths and a sample episode of a source")
     inspect.add_argument("source", help="'embedded', a folder, a .jsonl/.parquet file, or a hub id")
@@ -32,7 +48,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("--num-episodes", type=int, default=None, help="episodes per split (embedded size)")
     inspect.add_argument("--tokenizer", default=None, help="tokenizer.json or folder (default: embedded one)")
     inspect.add_argument("--max-length", type=int, default=256, help="interaction length for truncation counts")
-    inspect.set_defaults(func=_inspect)
+    inspect.set_defaults(func=_reporting_errors(_inspect))
 
     tokenizer = subparsers.add_parser("tokenizer", help="train the byte-level BPE tokenizer")
     tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
@@ -43,7 +59,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--out", required=True, type=Path, help="folder for tokenizer.json")
     train.add_argument("--vocab-size", type=int, default=4096)
     train.add_argument("--min-frequency", type=int, default=2)
-    train.set_defaults(func=_train_tokenizer)
+    train.set_defaults(func=_reporting_errors(_train_tokenizer))
 
 
 # ---------------------------------------------------------------------------------------------- generate
