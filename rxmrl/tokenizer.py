@@ -200,12 +200,15 @@ def embedded_corpus(seed: int = 0) -> list[str]:
 def default_tokenizer(vocab_size: int = DEFAULT_VOCAB_SIZE) -> RxTokenizer:
     """The tokenizer of the embedded curriculum, trained once and cached by generator version and size.
 
-    Cached at ``$RXMRL_CACHE`` (default ``~/.cache/rxmrl``)``/tokenizer-<key>/tokenizer.json``; the key
-    changes with the generator, so a new world vocabulary never meets a stale tokenizer.
+    Cached at ``$RXMRL_CACHE`` (default ``~/.cache/rxmrl``)``/tokenizer-v<version>-<size>-<key>/``; the key
+    hashes the generator version and source, so a changed world vocabulary retrains it.
     """
+    from rxmrl.data import storygen, world
     from rxmrl.data.storygen import GENERATOR_VERSION
 
-    key = hashlib.sha1(json.dumps([GENERATOR_VERSION, vocab_size]).encode()).hexdigest()[:10]
+    # The key also hashes the generator's source, so an edited world never meets a stale tokenizer.
+    sources = [Path(module.__file__).read_text(encoding="utf-8") for module in (storygen, world)]
+    key = hashlib.sha1(json.dumps([GENERATOR_VERSION, vocab_size, *sources]).encode()).hexdigest()[:10]
     path = _cache_dir() / f"tokenizer-v{GENERATOR_VERSION}-{vocab_size}-{key}" / TOKENIZER_FILE
     if path.is_file():
         return RxTokenizer.load(path)

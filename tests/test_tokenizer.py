@@ -107,6 +107,11 @@ def test_default_tokenizer_is_cached(tokenizer, tmp_path, monkeypatch):
     assert again.vocab_size == tokenizer.vocab_size <= 2048
 
 
+def test_training_is_deterministic():
+    texts = [f"Lily had {n} red balls and {n + 1} blue kites." for n in range(200)]
+    assert train_tokenizer(texts, 400).tokenizer.to_str() == train_tokenizer(texts, 400).tokenizer.to_str()
+
+
 def test_training_on_a_custom_corpus_compresses_its_words():
     texts = ["the quick brown fox jumps over the lazy dog"] * 50
     trained = train_tokenizer(texts, vocab_size=300)
