@@ -18,7 +18,7 @@ def test_same_seed_same_episodes_other_seed_other_episodes():
     assert generate_episodes("steps-4", "train", 20) == generate_episodes("steps-4", "train", 50)[:20]
 
 
-@pytest.mark.parametrize("config", EMBEDDED_CONFIGS + ("steps-3-lr", "steps-1"))
+@pytest.mark.parametrize("config", EMBEDDED_CONFIGS + ("steps-1", "steps-1-lr", "steps-3-lr", "steps-64", "steps-64-lr"))
 def test_every_config_has_the_right_shape_and_passes_validation(config):
     steps, long_range = parse_config(config)
     episodes = generate_episodes(config, "train", 40)

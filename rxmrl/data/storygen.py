@@ -228,6 +228,7 @@ class _EpisodeBuilder:
         self.follow_ups: list[Interaction] = []
         self.facts: list[list[Fact]] = []
         self.unasked: list[list[Detail]] = [list(intro.details)]  # per interaction index
+        self.stated: list[list[Detail]] = [list(intro.details)]  # every detail, asked or not
 
     def ask(self, asked: list[tuple[int, Detail]], scene: Scene | None, prefix: str = "") -> None:
         """Adds a follow-up asking ``asked`` (interaction index, detail); its answer tells ``scene`` next."""
@@ -235,16 +236,19 @@ class _EpisodeBuilder:
         query = prefix + " And ".join(questions)
         answer = " ".join([d.restatement for _, d in asked] + ([scene.narrative] if scene else []))
         for source, detail in asked:
-            self.unasked[source].remove(detail)
+            if detail in self.unasked[source]:
+                self.unasked[source].remove(detail)
         self.follow_ups.append(Interaction(query, answer))
         self.facts.append([Fact(d.fact, source) for source, d in asked])
         self.unasked.append(list(scene.details) if scene else [])
+        self.stated.append(list(scene.details) if scene else [])
 
     def tell(self, query: str, scene: Scene) -> None:
         """A follow-up that asks nothing from memory (the long-range topic switch)."""
         self.follow_ups.append(Interaction(query, scene.narrative))
         self.facts.append([])
         self.unasked.append(list(scene.details))
+        self.stated.append(list(scene.details))
 
     def questions_about(self, newest: int, oldest: int = 0) -> list[tuple[int, Detail]]:
         """A detail of interaction ``newest`` and, sometimes, one of an interaction in ``oldest..newest-1``."""
@@ -255,6 +259,8 @@ class _EpisodeBuilder:
                    if not any(_gives_away(d, other) for _, other in asked)]
         if earlier:
             asked.append(self.rng.choice(earlier))
+        if not asked:  # very long episodes can run out of new details: ask an old one again
+            asked = [self.rng.choice([(k, d) for k in range(oldest, newest + 1) for d in self.stated[k]])]
         return asked
 
     def episode(self, strategy: str) -> Episode:
