@@ -12,6 +12,8 @@ interaction ``j`` (the one just before it; interaction 0 is the saved one), some
 interaction, and its answer restates them and then tells the next scene, which the next follow-up asks
 about -- the *cumulative* strategy. The *long-range* strategy saves a story about one child, tells an
 unrelated story about another child for follow-ups ``0..N-2``, and asks the last follow-up about the first.
+Words are drawn without replacement within an episode, so each fact names one thing; very long episodes
+(beyond ~40 steps) that run out of new details ask an earlier detail again.
 
 Splits never overlap: an episode belongs to the split picked by a hash of its saved interaction, and the
 generator skips candidates whose hash points elsewhere (and duplicates within a split).
