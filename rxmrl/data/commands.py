@@ -156,7 +156,7 @@ def _stats(values: list[int]) -> str:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from rxmrl.data.curriculum import load_curriculum
+    from rxmrl.data.curriculum import load_curriculum, token_lengths
     from rxmrl.tokenizer import RxTokenizer, default_tokenizer
 
     tokenizer = RxTokenizer.load(args.tokenizer) if args.tokenizer else default_tokenizer()
@@ -170,8 +170,7 @@ def _inspect(args: argparse.Namespace) -> int:
     for config in configs:
         for split in splits:
             try:
-                data = load_curriculum(args.source, split=split, config=config, num_episodes=args.num_episodes,
-                                       tokenizer=tokenizer, max_length=args.max_length)
+                data = load_curriculum(args.source, split=split, config=config, num_episodes=args.num_episodes)
             except Exception as error:  # noqa: BLE001 -- one missing split should not hide the others
                 print(f"{config:<11}{split:<11}  unavailable: {error}")
                 continue
@@ -181,12 +180,12 @@ def _inspect(args: argparse.Namespace) -> int:
             sample = sample or (config, split, data[0])
             turns = [i for e in data for i in e.all_interactions()]
             follow_ups = [e.num_follow_ups for e in data]
-            tokens = [len(tokenizer.encode_query(i.query)) + len(tokenizer.encode_answer(i.answer)) for i in turns]
-            report = data.truncation
+            tokens = [q + a for q, a in token_lengths(data, tokenizer)]  # what load_curriculum's report counts
+            over = sum(n > args.max_length for n in tokens)
             print(f"{config:<11}{split:<11}{len(data):>8}{min(follow_ups):>5}-{max(follow_ups):<5}  "
                   f"{_stats([len(i.query.split()) for i in turns]):>16}  "
                   f"{_stats([len(i.answer.split()) for i in turns]):>16}  {_stats(tokens):>18}  "
-                  f"{report.interactions}/{report.total}")
+                  f"{over}/{len(tokens)}")
     if sample:
         _print_episode(*sample)
     return 0

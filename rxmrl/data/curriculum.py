@@ -145,19 +145,33 @@ def load_stories(source: str | os.PathLike = EMBEDDED, split: str = "train", *,
     return [row["text"] for row in rows]
 
 
+def token_lengths(episodes: Sequence[Episode], tokenizer: InteractionTokenizer) -> list[tuple[int, int]]:
+    """``(query, answer)`` lengths in tokens, special tokens included, of every interaction in order.
+
+    A tokenizer with ``encode_batch`` is called once per column (the format's special tokens are measured
+    as the length of an empty query/answer); otherwise text by text.
+    """
+    turns = [i for episode in episodes for i in episode.all_interactions()]
+    encode_batch = getattr(tokenizer, "encode_batch", None)
+    if encode_batch is None:
+        return [(len(tokenizer.encode_query(t.query)), len(tokenizer.encode_answer(t.answer))) for t in turns]
+    query_extra, answer_extra = len(tokenizer.encode_query("")), len(tokenizer.encode_answer(""))
+    queries = encode_batch([t.query for t in turns])
+    answers = encode_batch([t.answer for t in turns])
+    return [(len(q) + query_extra, len(a) + answer_extra) for q, a in zip(queries, answers)]
+
+
 def truncation_report(episodes: Sequence[Episode], tokenizer: InteractionTokenizer,
                       max_length: int) -> TruncationReport:
-    queries = answers = interactions = total = longest = 0
-    for episode in episodes:
-        for interaction in episode.all_interactions():
-            q = len(tokenizer.encode_query(interaction.query))
-            a = len(tokenizer.encode_answer(interaction.answer))
-            queries += q > max_length
-            answers += a > max_length
-            interactions += q + a > max_length
-            longest = max(longest, q + a)
-            total += 1
-    return TruncationReport(max_length, queries, answers, interactions, total, longest)
+    lengths = token_lengths(episodes, tokenizer)
+    return TruncationReport(
+        max_length,
+        queries=sum(q > max_length for q, _ in lengths),
+        answers=sum(a > max_length for _, a in lengths),
+        interactions=sum(q + a > max_length for q, a in lengths),
+        total=len(lengths),
+        longest_interaction=max((q + a for q, a in lengths), default=0),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- reading
