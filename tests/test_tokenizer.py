@@ -118,3 +118,15 @@ def test_training_on_a_custom_corpus_compresses_its_words():
     assert len(trained.encode("the quick brown fox")) < len("the quick brown fox".encode())
     with pytest.raises(ValueError, match="vocab_size=10: expected at least 263"):
         train_tokenizer(texts, vocab_size=10)
+
+
+def test_truncation_report_counts_tokens_as_the_interaction_format_does(tokenizer):
+    from rxmrl.data import load_curriculum
+
+    data = load_curriculum(steps=4, num_episodes=20, tokenizer=tokenizer, max_length=40)
+    lengths = [len(tokenizer.encode_query(i.query)) + len(tokenizer.encode_answer(i.answer))
+               for episode in data for i in episode.all_interactions()]
+    assert data.truncation.total == len(lengths) == 100
+    assert data.truncation.interactions == sum(n > 40 for n in lengths) > 0
+    assert data.truncation.longest_interaction == max(lengths)
+    assert len(data) == 20  # counted, not dropped
