@@ -16,6 +16,9 @@ def test_generate_then_inspect_a_small_curriculum(tmp_path, capsys, monkeypatch)
     assert load_curriculum(out, config="steps-4-lr", split="validation").episodes == load_curriculum(
         config="steps-4-lr", split="validation", num_episodes=10).episodes
     assert len(load_curriculum(out, steps=6, split="supervised")) == 12
+    import datasets  # the dataset card's YAML makes the folder a datasets repo too
+
+    assert datasets.load_dataset(str(out), "steps-6", split="supervised").num_rows == 12
     assert len(load_interactions(out / "sft")) == 40 and len(load_stories(out / "stories", "validation")) == 2
     capsys.readouterr()
 
