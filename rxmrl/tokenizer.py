@@ -84,6 +84,10 @@ class RxTokenizer:
         """``[BOS][Q] q``: what the decoder reads before ``[A]``."""
         return [BOS_ID, QUERY_ID, *self.encode(text)]
 
+    def encode_prompt(self, text: str) -> list[int]:
+        """``[BOS][Q] q [A]``: the decoder's input when it generates an answer."""
+        return [*self.encode_query(text), ANSWER_ID]
+
     def encode_answer(self, text: str) -> list[int]:
         """``[A] a [EOS]``."""
         return [ANSWER_ID, *self.encode(text), EOS_ID]
@@ -101,9 +105,11 @@ class RxTokenizer:
                 for q, a in zip(self.encode_batch(queries), answer_ids)]
         return _stack(rows)
 
-    def encode_queries(self, queries: Sequence[str], max_length: int | None = None) -> InteractionBatch:
-        """Right-padded ``[BOS][Q] q`` rows (answer mask all zero), e.g. for the decoder's prompt."""
-        ids = [[BOS_ID, QUERY_ID, *q] for q in self.encode_batch(queries)]
+    def encode_queries(self, queries: Sequence[str], max_length: int | None = None,
+                       add_answer_marker: bool = False) -> InteractionBatch:
+        """Right-padded ``[BOS][Q] q`` rows (``+ [A]`` for generation prompts); answer mask all zero."""
+        marker = [ANSWER_ID] if add_answer_marker else []
+        ids = [[BOS_ID, QUERY_ID, *q, *marker] for q in self.encode_batch(queries)]
         length = max_length or max(len(row) for row in ids)
         rows = [_pad(row[:length], [0] * min(len(row), length), length, len(row) > length) for row in ids]
         return _stack(rows)

@@ -52,6 +52,9 @@ def test_query_and_answer_formats(tokenizer):
     words = tokenizer.encode("Lily")
     assert tokenizer.encode_query("Lily") == [st.BOS_ID, st.QUERY_ID, *words]
     assert tokenizer.encode_answer("Lily") == [st.ANSWER_ID, *words, st.EOS_ID]
+    assert tokenizer.encode_prompt("Lily") == [st.BOS_ID, st.QUERY_ID, *words, st.ANSWER_ID]
+    prompts = tokenizer.encode_queries(["Lily", "Lily Lily"], add_answer_marker=True)
+    assert prompts.input_ids[0].tolist()[:len(words) + 3] == tokenizer.encode_prompt("Lily")
 
 
 def test_interaction_is_padded_with_masks_on_the_answer(tokenizer):
