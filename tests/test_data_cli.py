@@ -1,0 +1,46 @@
+"""``rxmrl data generate`` writes a curriculum that ``rxmrl data inspect`` and load_curriculum read back."""
+
+from rxmrl.cli import main
+from rxmrl.data import load_curriculum, load_interactions, load_stories
+
+
+def test_generate_then_inspect_a_small_curriculum(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("RXMRL_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "curriculum"
+    assert main(["data", "generate", "--out", str(out), "--configs", "steps-2", "steps-6", "steps-4-lr",
+                 "--num-train", "30", "--num-validation", "10", "--num-supervised", "12",
+                 "--num-interactions", "40", "--num-stories", "20"]) == 0
+    assert sorted(p.name for p in (out / "steps-6").iterdir()) == ["supervised.parquet", "train.parquet",
+                                                                   "validation.parquet"]
+    assert "config_name: steps-4-lr" in (out / "README.md").read_text()
+    assert load_curriculum(out, config="steps-4-lr", split="validation").episodes == load_curriculum(
+        config="steps-4-lr", split="validation", num_episodes=10).episodes
+    assert len(load_curriculum(out, steps=6, split="supervised")) == 12
+    import datasets  # the dataset card's YAML makes the folder a datasets repo too
+
+    assert datasets.load_dataset(str(out), "steps-6", split="supervised").num_rows == 12
+    assert len(load_interactions(out / "sft")) == 40 and len(load_stories(out / "stories", "validation")) == 2
+    capsys.readouterr()
+
+    assert main(["data", "inspect", str(out), "--max-length", "32"]) == 0
+    printed = capsys.readouterr().out
+    lines = {tuple(line.split()[:3]) for line in printed.splitlines()}
+    assert {("steps-2", "train", "30"), ("steps-6", "validation", "10"), ("steps-4-lr", "train", "30")} <= lines
+    assert "sample episode (steps-2/train" in printed and "facts:" in printed
+
+
+def test_tokenizer_train_command_writes_a_loadable_tokenizer(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Lily had a red ball.\nTom saw a big dog.\n" * 20)
+    assert main(["tokenizer", "train", str(corpus), "--out", str(tmp_path / "tok"), "--vocab-size", "300"]) == 0
+    from rxmrl.tokenizer import RxTokenizer
+
+    tokenizer = RxTokenizer.load(tmp_path / "tok")
+    assert tokenizer.decode(tokenizer.encode("Lily had a red ball.")) == "Lily had a red ball."
+    assert "vocab" in capsys.readouterr().out
+
+
+def test_inspect_reports_a_bad_source_in_one_line(tmp_path, capsys):
+    (tmp_path / "rows.jsonl").write_text('{"query": "Hi", "answer": "Yo", "interactions": []}\n')
+    assert main(["data", "inspect", str(tmp_path / "rows.jsonl")]) == 2
+    assert "say which config it holds with --config steps-N" in capsys.readouterr().err
