@@ -32,42 +32,10 @@ from typing import Literal
 
 import torch
 
+from rxmrl.rewards.ids import as_padded, pad_id_lists
+
 Smoothing = Literal["none", "method1", "method3", "method4"]
 SMOOTHING_METHODS: tuple[str, ...] = ("none", "method1", "method3", "method4")
-
-
-def pad_id_lists(
-    sequences: Sequence[Sequence[int]], device: torch.device | str | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pack lists of token ids into a right-padded ``[B, L]`` LongTensor (pad 0) and ``[B]`` lengths."""
-    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    width = int(lengths.max()) if len(sequences) and int(lengths.max()) > 0 else 1
-    ids = torch.zeros(len(sequences), width, dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if len(seq):
-            ids[row, : len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
-    return ids.to(device), lengths.to(device)
-
-
-def as_padded(
-    ids: torch.Tensor | Sequence[Sequence[int]],
-    lengths: torch.Tensor | None = None,
-    device: torch.device | str | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Accept a padded ``[B, L]`` tensor (+ optional ``[B]`` lengths; default: full rows) or id lists."""
-    if isinstance(ids, torch.Tensor):
-        if ids.dim() != 2:
-            raise ValueError(f"token ids must be a [B, L] tensor, got shape {tuple(ids.shape)}")
-        ids = ids.long()
-        if lengths is None:
-            lengths = torch.full((ids.shape[0],), ids.shape[1], dtype=torch.long, device=ids.device)
-        lengths = torch.as_tensor(lengths, dtype=torch.long, device=ids.device)
-        if lengths.shape != (ids.shape[0],):
-            raise ValueError(f"lengths must have shape ({ids.shape[0]},), got {tuple(lengths.shape)}")
-        if bool((lengths < 0).any()) or bool((lengths > ids.shape[1]).any()):
-            raise ValueError(f"lengths must lie in [0, {ids.shape[1]}], got {lengths.tolist()}")
-        return (ids, lengths) if device is None else (ids.to(device), lengths.to(device))
-    return pad_id_lists(ids, device=device)
 
 
 def _ngram_ids(tokens: torch.Tensor, lengths: torch.Tensor, max_order: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -206,6 +174,10 @@ def token_bleu(
     tokens[:batch, : hyp.shape[1]] = hyp
     tokens[batch:, :ref_width] = ref.reshape(batch * num_refs, ref_width)
     lengths = torch.cat([hyp_len, ref_len.reshape(-1)])
+    in_length = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)  # [B + B*R, width]
+    tokens = tokens.masked_fill(~in_length, 0)  # padding may be any value (e.g. -100); only lengths count
+    if bool((tokens < 0).any()):
+        raise ValueError(f"token ids must be >= 0, got {int(tokens.min())}")
     orders = len(weights)
     matches = torch.stack(
         [
