@@ -38,68 +38,84 @@ Smoothing = Literal["none", "method1", "method3", "method4"]
 SMOOTHING_METHODS: tuple[str, ...] = ("none", "method1", "method3", "method4")
 
 
-def _ngram_ids(tokens: torch.Tensor, lengths: torch.Tensor, max_order: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Compact ids of every n-gram, n = 1..max_order, of every row.
+def _ngram_keys(tokens: torch.Tensor, lengths: torch.Tensor, max_order: int, invalid: int) -> list[torch.Tensor]:
+    """Integer keys of every n-gram, n = 1..max_order: ``[S, L]`` per order, ``invalid`` past the length.
 
-    Returns, per order n, ``(row, gram)``: the row index and compact gram id of each valid n-gram (those
-    starting at positions ``0 .. length - n``). Gram ids are shared by all rows, so equal n-grams in a
-    hypothesis and a reference get equal ids.
+    ``key_n[t] = key_{n-1}[t] * V + token[t + n - 1]`` packs an n-gram exactly. When the next packing
+    could overflow int64 (large vocabularies, high orders), keys are first re-numbered compactly with
+    ``torch.unique`` over all rows, so equal n-grams keep equal keys across hypotheses and references.
     """
     rows, width = tokens.shape  # [S, L]
     vocab = int(tokens.max()) + 1 if tokens.numel() else 1
     positions = torch.arange(width, device=tokens.device)
-    keys = tokens  # [S, L]: order-1 key = token id
+    keys, bound = tokens, vocab  # bound: every key < bound
     out = []
     for n in range(1, max_order + 1):
+        span = max(width - n + 1, 0)
         if n > 1:
-            span = width - n + 1
-            if span <= 0:
-                empty = torch.empty(0, dtype=torch.long, device=tokens.device)
-                out.extend([(empty, empty)] * (max_order - n + 1))
-                break
-            # [S, span]: previous order's compact id extended by the next token
-            keys = keys[:, :span] * vocab + tokens[:, n - 1 : n - 1 + span]
-        valid = positions[: keys.shape[1]].unsqueeze(0) <= (lengths.unsqueeze(1) - n)  # [S, span]
-        row_index = torch.arange(rows, device=tokens.device).unsqueeze(1).expand_as(keys)[valid]
-        _, gram = torch.unique(keys[valid], return_inverse=True)
-        out.append((row_index, gram))
-        # re-key every position compactly (invalid ones to 0) so the next order's keys stay far below 2**63
-        keys = torch.zeros_like(keys)
-        keys[valid] = gram
+            keys = keys[:, :span]
+            if bound * vocab >= 2**62:
+                _, compact = torch.unique(keys, return_inverse=True)
+                keys, bound = compact, int(compact.max()) + 1 if compact.numel() else 1
+            keys = keys * vocab + tokens[:, n - 1 : n - 1 + span]  # [S, span]
+            bound *= vocab
+        valid = positions[:span].unsqueeze(0) <= (lengths.unsqueeze(1) - n)  # [S, span]
+        out.append(keys.masked_fill(~valid, invalid))
     return out
 
 
-def _clipped_counts(
-    row: torch.Tensor, gram: torch.Tensor, batch: int, num_refs: int, ref_valid: torch.Tensor
-) -> torch.Tensor:
-    """Clipped n-gram matches per hypothesis, ``[B]``.
+def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor) -> torch.Tensor:
+    """Clipped n-gram matches ``sum_g min(c_h(g), max_r c_r(g))`` per sample, ``[B]``.
 
-    Rows ``0..B-1`` are hypotheses; row ``B + b*R + r`` is reference r of sample b.
+    ``hyp_keys`` ``[B, Lh]`` and ``ref_keys`` ``[B, R, Lr]``; negative keys are padding. Each sample's
+    hypothesis and reference n-grams are merged into one row and sorted once; equal n-grams then form runs,
+    and one ``scatter_add`` counts, per run, the hypothesis occurrences (tag 0) and each reference's (tag r+1).
     """
-    device = gram.device
-    grams = int(gram.max()) + 1 if gram.numel() else 1
-    is_hyp = row < batch
-    hyp_key = row[is_hyp] * grams + gram[is_hyp]
-    hyp_keys, hyp_counts = torch.unique(hyp_key, return_counts=True)
-    ref_row = row[~is_hyp] - batch
-    keep = ref_valid.reshape(-1)[ref_row]
-    sample, ref = ref_row[keep] // num_refs, ref_row[keep] % num_refs
-    ref_key = (sample * grams + gram[~is_hyp][keep]) * num_refs + ref
-    ref_keys, ref_counts = torch.unique(ref_key, return_counts=True)
-    # max over references of each (sample, gram)'s count
-    sample_gram, group = torch.unique_consecutive(ref_keys // num_refs, return_inverse=True)
-    max_ref = torch.zeros(sample_gram.numel(), dtype=torch.long, device=device)
-    max_ref.scatter_reduce_(0, group, ref_counts, reduce="amax")
-    if sample_gram.numel():
-        where = torch.searchsorted(sample_gram, hyp_keys).clamp_max(sample_gram.numel() - 1)
-        found = sample_gram[where] == hyp_keys
-        ref_for_hyp = torch.where(found, max_ref[where], torch.zeros_like(hyp_counts))
-    else:
-        ref_for_hyp = torch.zeros_like(hyp_counts)
-    clipped = torch.minimum(hyp_counts, ref_for_hyp)
-    matches = torch.zeros(batch, dtype=torch.long, device=device)
-    matches.index_add_(0, hyp_keys // grams, clipped)
-    return matches
+    batch, num_refs, ref_width = ref_keys.shape
+    device = hyp_keys.device
+    if hyp_keys.shape[1] == 0:
+        return torch.zeros(batch, dtype=torch.long, device=device)
+    merged = torch.cat([hyp_keys, ref_keys.reshape(batch, num_refs * ref_width)], dim=1)  # [B, M]
+    tags = torch.cat(
+        [
+            torch.zeros(hyp_keys.shape[1], dtype=torch.long, device=device),
+            torch.arange(1, num_refs + 1, device=device).repeat_interleave(ref_width),
+        ]
+    ).expand(batch, -1)  # [B, M]
+    tags = tags.masked_fill(merged < 0, num_refs + 1)  # padding counts in an ignored column
+    merged_sorted, order = torch.sort(merged, dim=1)
+    tags = tags.gather(1, order)
+    first = torch.ones_like(merged_sorted, dtype=torch.bool)
+    first[:, 1:] = merged_sorted[:, 1:] != merged_sorted[:, :-1]
+    run = first.long().cumsum(dim=1) - 1  # [B, M]: run (distinct n-gram) index within the row
+    width = merged.shape[1]
+    counts = torch.zeros(batch, width * (num_refs + 2), dtype=torch.long, device=device)
+    counts.scatter_add_(1, run * (num_refs + 2) + tags, torch.ones_like(run))
+    counts = counts.view(batch, width, num_refs + 2)  # [B, runs, tag]
+    clipped = torch.minimum(counts[..., 0], counts[..., 1 : num_refs + 1].amax(dim=-1))
+    return clipped.sum(dim=1)
+
+
+def _ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders):
+    """Per order, ``(hypothesis keys [B, Lh'], reference keys [B, R, Lr'])`` in one shared key space."""
+    batch, num_refs, ref_width = ref.shape
+    width = max(hyp.shape[1], ref_width)
+    # one [B + B*R, width] matrix: hypotheses first, then every sample's references
+    tokens = torch.zeros(batch + batch * num_refs, width, dtype=torch.long, device=hyp.device)
+    tokens[:batch, : hyp.shape[1]] = hyp
+    tokens[batch:, :ref_width] = ref.reshape(batch * num_refs, ref_width)
+    lengths = torch.cat([hyp_len, ref_len.masked_fill(~ref_valid, 0).reshape(-1)])
+    in_length = torch.arange(width, device=hyp.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B + B*R, width]
+    tokens = tokens.masked_fill(~in_length, 0)  # padding may be any value (e.g. -100); only lengths count
+    if bool((tokens < 0).any()):
+        raise ValueError(f"token ids must be >= 0, got {int(tokens.min())}")
+    pairs = []
+    for keys in _ngram_keys(tokens, lengths, orders, invalid=-1):
+        span = keys.shape[1]
+        hyp_part = keys[:batch, : min(span, hyp.shape[1])]
+        ref_part = keys[batch:, : min(span, ref_width)].masked_fill(keys[batch:, : min(span, ref_width)] < 0, -2)
+        pairs.append((hyp_part, ref_part.reshape(batch, num_refs, -1)))
+    return pairs
 
 
 def _closest_ref_length(hyp_len: torch.Tensor, ref_len: torch.Tensor, ref_valid: torch.Tensor) -> torch.Tensor:
@@ -168,24 +184,11 @@ def token_bleu(
         raise ValueError(f"got {hyp.shape[0]} hypotheses but references for {batch} samples")
     if batch == 0:
         return torch.zeros(0, dtype=torch.float64, device=device)
-    width = max(hyp.shape[1], ref_width)
-    # one [B + B*R, width] matrix: hypotheses first, then every sample's references
-    tokens = torch.zeros(batch + batch * num_refs, width, dtype=torch.long, device=device)
-    tokens[:batch, : hyp.shape[1]] = hyp
-    tokens[batch:, :ref_width] = ref.reshape(batch * num_refs, ref_width)
-    lengths = torch.cat([hyp_len, ref_len.reshape(-1)])
-    in_length = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)  # [B + B*R, width]
-    tokens = tokens.masked_fill(~in_length, 0)  # padding may be any value (e.g. -100); only lengths count
-    if bool((tokens < 0).any()):
-        raise ValueError(f"token ids must be >= 0, got {int(tokens.min())}")
+    if int(ref_valid.sum(dim=1).min()) == 0:
+        raise ValueError("every sample needs at least one reference")
     orders = len(weights)
-    matches = torch.stack(
-        [
-            _clipped_counts(row, gram, batch, num_refs, ref_valid)
-            for row, gram in _ngram_ids(tokens, lengths, orders)
-        ],
-        dim=1,
-    )  # [B, N]
+    hyp_keys = _ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders)
+    matches = torch.stack([_clipped_matches(h, r) for h, r in hyp_keys], dim=1)  # [B, N]
     totals = (hyp_len.unsqueeze(1) - torch.arange(orders, device=device)).clamp_min(1)  # [B, N]
     log_p = _smoothed_log_precisions(matches, totals, hyp_len, smoothing, epsilon, k)
     w = torch.tensor(weights, dtype=torch.float64, device=device)
