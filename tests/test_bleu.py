@@ -20,7 +20,6 @@ def nltk_bleu(references, hypothesis, weights, smoothing):
         return sentence_bleu(references, hypothesis, weights=weights, smoothing_function=NLTK_METHODS[smoothing])
 
 
-
 @st.composite
 def bleu_batches(draw):
     vocab = draw(st.sampled_from([1, 2, 3, 6, 40]))
