@@ -30,6 +30,7 @@ import sys
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 
 from rxmrl.rewards.ids import as_padded, pad_id_lists
@@ -38,7 +39,9 @@ Smoothing = Literal["none", "method1", "method3", "method4"]
 SMOOTHING_METHODS: tuple[str, ...] = ("none", "method1", "method3", "method4")
 
 
-def _ngram_keys(tokens: torch.Tensor, lengths: torch.Tensor, max_order: int, invalid: int) -> list[torch.Tensor]:
+def _ngram_keys(
+    tokens: torch.Tensor, lengths: torch.Tensor, max_order: int, invalid: int, headroom: int = 1
+) -> list[torch.Tensor]:
     """Integer keys of every n-gram, n = 1..max_order: ``[S, L]`` per order, ``invalid`` past the length.
 
     ``key_n[t] = key_{n-1}[t] * V + token[t + n - 1]`` packs an n-gram exactly. When the next packing
@@ -49,12 +52,14 @@ def _ngram_keys(tokens: torch.Tensor, lengths: torch.Tensor, max_order: int, inv
     vocab = int(tokens.max()) + 1 if tokens.numel() else 1
     positions = torch.arange(width, device=tokens.device)
     keys, bound = tokens, vocab  # bound: every key < bound
+    if bound * headroom >= 2**62:
+        raise ValueError(f"token ids must be < {2**62 // headroom}, got {vocab - 1}")
     out = []
     for n in range(1, max_order + 1):
         span = max(width - n + 1, 0)
         if n > 1:
             keys = keys[:, :span]
-            if bound * vocab >= 2**62:
+            if bound * vocab * headroom >= 2**62:  # headroom: the caller packs tags below the key
                 _, compact = torch.unique(keys, return_inverse=True)
                 keys, bound = compact, int(compact.max()) + 1 if compact.numel() else 1
             keys = keys * vocab + tokens[:, n - 1 : n - 1 + span]  # [S, span]
@@ -64,34 +69,42 @@ def _ngram_keys(tokens: torch.Tensor, lengths: torch.Tensor, max_order: int, inv
     return out
 
 
+def _sort_rows(x: torch.Tensor) -> torch.Tensor:
+    """Row-wise sorted values. On CPU NumPy's SIMD sort is ~10x faster than ``torch.sort`` for int64."""
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.sort(x.numpy(), axis=1))
+    return torch.sort(x, dim=1).values
+
+
 def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor) -> torch.Tensor:
     """Clipped n-gram matches ``sum_g min(c_h(g), max_r c_r(g))`` per sample, ``[B]``.
 
     ``hyp_keys`` ``[B, Lh]`` and ``ref_keys`` ``[B, R, Lr]``; negative keys are padding. Each sample's
-    hypothesis and reference n-grams are merged into one row and sorted once; equal n-grams then form runs,
-    and one ``scatter_add`` counts, per run, the hypothesis occurrences (tag 0) and each reference's (tag r+1).
+    hypothesis and reference n-grams are merged into one row, tagged in the low digits
+    (``key * (R + 2) + tag``; tag 0 = hypothesis, r + 1 = reference r, R + 1 = padding) and sorted once;
+    equal n-grams then form runs, and one ``scatter_add`` counts each tag per run.
     """
     batch, num_refs, ref_width = ref_keys.shape
-    device = hyp_keys.device
+    device, base = hyp_keys.device, num_refs + 2
     if hyp_keys.shape[1] == 0:
         return torch.zeros(batch, dtype=torch.long, device=device)
-    merged = torch.cat([hyp_keys, ref_keys.reshape(batch, num_refs * ref_width)], dim=1)  # [B, M]
     tags = torch.cat(
         [
             torch.zeros(hyp_keys.shape[1], dtype=torch.long, device=device),
             torch.arange(1, num_refs + 1, device=device).repeat_interleave(ref_width),
         ]
-    ).expand(batch, -1)  # [B, M]
-    tags = tags.masked_fill(merged < 0, num_refs + 1)  # padding counts in an ignored column
-    merged_sorted, order = torch.sort(merged, dim=1)
-    tags = tags.gather(1, order)
-    first = torch.ones_like(merged_sorted, dtype=torch.bool)
-    first[:, 1:] = merged_sorted[:, 1:] != merged_sorted[:, :-1]
+    )  # [M]
+    merged = torch.cat([hyp_keys, ref_keys.reshape(batch, num_refs * ref_width)], dim=1)  # [B, M]
+    packed = torch.where(merged >= 0, merged * base + tags, -1)  # padding -> key -1, tag R + 1
+    packed = _sort_rows(packed)
+    keys, tags = packed.div(base, rounding_mode="floor"), packed.remainder(base)
+    first = torch.ones_like(keys, dtype=torch.bool)
+    first[:, 1:] = keys[:, 1:] != keys[:, :-1]
     run = first.long().cumsum(dim=1) - 1  # [B, M]: run (distinct n-gram) index within the row
     width = merged.shape[1]
-    counts = torch.zeros(batch, width * (num_refs + 2), dtype=torch.long, device=device)
-    counts.scatter_add_(1, run * (num_refs + 2) + tags, torch.ones_like(run))
-    counts = counts.view(batch, width, num_refs + 2)  # [B, runs, tag]
+    counts = torch.zeros(batch, width * base, dtype=torch.long, device=device)
+    counts.scatter_add_(1, run * base + tags, torch.ones_like(run))
+    counts = counts.view(batch, width, base)  # [B, runs, tag]
     clipped = torch.minimum(counts[..., 0], counts[..., 1 : num_refs + 1].amax(dim=-1))
     return clipped.sum(dim=1)
 
@@ -110,7 +123,7 @@ def _ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders):
     if bool((tokens < 0).any()):
         raise ValueError(f"token ids must be >= 0, got {int(tokens.min())}")
     pairs = []
-    for keys in _ngram_keys(tokens, lengths, orders, invalid=-1):
+    for keys in _ngram_keys(tokens, lengths, orders, invalid=-1, headroom=num_refs + 2):
         span = keys.shape[1]
         hyp_part = keys[:batch, : min(span, hyp.shape[1])]
         ref_part = keys[batch:, : min(span, ref_width)].masked_fill(keys[batch:, : min(span, ref_width)] < 0, -2)

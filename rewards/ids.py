@@ -57,10 +57,10 @@ def strip_ids(ids: torch.Tensor, lengths: torch.Tensor, drop: Collection[int]) -
     in_length = torch.arange(width, device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, L]
     drop_ids = torch.tensor(sorted(drop), dtype=torch.long, device=ids.device)
     keep = in_length & ~torch.isin(ids, drop_ids)  # [B, L]
-    # stable sort puts kept tokens first, in their original order
-    order = torch.sort((~keep).to(torch.int8), dim=1, stable=True).indices
     new_lengths = keep.sum(dim=1)
     new_width = max(int(new_lengths.max()) if new_lengths.numel() else 0, 1)
-    stripped = ids.gather(1, order)[:, :new_width]
-    valid = torch.arange(new_width, device=ids.device).unsqueeze(0) < new_lengths.unsqueeze(1)
-    return stripped.masked_fill(~valid, 0), new_lengths
+    # kept token k of a row goes to column k; dropped ones go to a spare column that is cut off
+    target = torch.where(keep, keep.long().cumsum(dim=1) - 1, width)  # [B, L]
+    stripped = torch.zeros(ids.shape[0], width + 1, dtype=ids.dtype, device=ids.device)
+    stripped.scatter_(1, target, ids)
+    return stripped[:, :new_width], new_lengths
