@@ -85,7 +85,9 @@ def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor) -> torch.Te
     equal n-grams then form runs, and one ``scatter_add`` counts each tag per run.
     """
     batch, num_refs, ref_width = ref_keys.shape
-    device, base = hyp_keys.device, num_refs + 2
+    device = hyp_keys.device
+    bits = (num_refs + 1).bit_length()  # tags 0..R+1 fit in `bits` low bits
+    base = 1 << bits
     if hyp_keys.shape[1] == 0:
         return torch.zeros(batch, dtype=torch.long, device=device)
     tags = torch.cat(
@@ -95,18 +97,18 @@ def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor) -> torch.Te
         ]
     )  # [M]
     merged = torch.cat([hyp_keys, ref_keys.reshape(batch, num_refs * ref_width)], dim=1)  # [B, M]
-    packed = torch.where(merged >= 0, merged * base + tags, -1)  # padding -> key -1, tag R + 1
-    packed = _sort_rows(packed)
-    keys, tags = packed.div(base, rounding_mode="floor"), packed.remainder(base)
+    # padding -> key -1 with tag base - 1 (>= R + 1, never counted)
+    packed = _sort_rows(torch.where(merged >= 0, (merged << bits) | tags, -1))
+    keys, tags = packed >> bits, packed & (base - 1)
     first = torch.ones_like(keys, dtype=torch.bool)
     first[:, 1:] = keys[:, 1:] != keys[:, :-1]
-    run = first.long().cumsum(dim=1) - 1  # [B, M]: run (distinct n-gram) index within the row
+    run = first.to(torch.int32).cumsum(dim=1, dtype=torch.long) - 1  # [B, M]: distinct n-gram index in the row
     width = merged.shape[1]
-    counts = torch.zeros(batch, width * base, dtype=torch.long, device=device)
-    counts.scatter_add_(1, run * base + tags, torch.ones_like(run))
+    counts = torch.zeros(batch, width * base, dtype=torch.int32, device=device)
+    counts.scatter_add_(1, (run << bits) | tags, torch.ones_like(run, dtype=torch.int32))
     counts = counts.view(batch, width, base)  # [B, runs, tag]
     clipped = torch.minimum(counts[..., 0], counts[..., 1 : num_refs + 1].amax(dim=-1))
-    return clipped.sum(dim=1)
+    return clipped.sum(dim=1, dtype=torch.long)
 
 
 def _ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders):
@@ -123,7 +125,7 @@ def _ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders):
     if bool((tokens < 0).any()):
         raise ValueError(f"token ids must be >= 0, got {int(tokens.min())}")
     pairs = []
-    for keys in _ngram_keys(tokens, lengths, orders, invalid=-1, headroom=num_refs + 2):
+    for keys in _ngram_keys(tokens, lengths, orders, invalid=-1, headroom=2 * (num_refs + 2)):
         span = keys.shape[1]
         hyp_part = keys[:batch, : min(span, hyp.shape[1])]
         ref_part = keys[batch:, : min(span, ref_width)].masked_fill(keys[batch:, : min(span, ref_width)] < 0, -2)

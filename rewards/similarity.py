@@ -144,14 +144,16 @@ class TokenEmbeddingSimilarity:
         ids, lengths = as_padded(ids, lengths, device=self.weight.device)
         batch, width = ids.shape
         valid = torch.arange(width, device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, L]
-        flat = ids[valid]
-        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) >= self.vocab_size):
+        in_vocab = (ids >= 0) & (ids < self.vocab_size)
+        if not bool((in_vocab | ~valid).all()):
+            bad = ids[valid & ~in_vocab]
             raise ValueError(
-                f"token ids must lie in [0, {self.vocab_size}), got range [{int(flat.min())}, {int(flat.max())}]"
+                f"token ids must lie in [0, {self.vocab_size}), got range [{int(bad.min())}, {int(bad.max())}]"
             )
-        offsets = torch.cumsum(lengths, 0) - lengths  # [B]: start of each bag in `flat`
-        # embedding_bag sums per row without materialising [B, L, E]; empty bags give zeros
-        pooled = F.embedding_bag(flat, self.weight, offsets, mode="mean")  # [B, E]
+        # mean over valid positions as a weighted sum; embedding_bag never materialises [B, L, E]
+        weights = valid.float() / lengths.clamp_min(1).unsqueeze(1).float()  # [B, L]
+        safe_ids = ids.masked_fill(~valid, 0)
+        pooled = F.embedding_bag(safe_ids, self.weight, per_sample_weights=weights, mode="sum")  # [B, E]
         return F.normalize(pooled, dim=-1)
 
     def embed_texts(self, texts: Sequence[str], *, cache: bool = False) -> torch.Tensor:
