@@ -107,7 +107,8 @@ def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor) -> torch.Te
     counts = torch.zeros(batch, width * base, dtype=torch.int32, device=device)
     counts.scatter_add_(1, (run << bits) | tags, torch.ones_like(run, dtype=torch.int32))
     counts = counts.view(batch, width, base)  # [B, runs, tag]
-    clipped = torch.minimum(counts[..., 0], counts[..., 1 : num_refs + 1].amax(dim=-1))
+    ref_max = counts[..., 1] if num_refs == 1 else counts[..., 1 : num_refs + 1].amax(dim=-1)
+    clipped = torch.minimum(counts[..., 0], ref_max)
     return clipped.sum(dim=1, dtype=torch.long)
 
 

@@ -240,3 +240,12 @@ def test_importing_rewards_does_not_load_the_sentence_encoder():
     code = "import sys, rxmrl.rewards; print('sentence_transformers' in sys.modules, 'transformers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_strip_ids_removes_special_tokens_and_padding_keeping_order():
+    from rxmrl.rewards import strip_ids
+
+    ids = torch.tensor([[BOS_ID, QUERY_ID, 9, ANSWER_ID, 10, 11, EOS_ID, PAD_ID], [12, PAD_ID, 13, 14, 0, 0, 0, 0]])
+    stripped, lengths = strip_ids(ids, torch.tensor([8, 3]), {PAD_ID, BOS_ID, EOS_ID, QUERY_ID, ANSWER_ID})
+    assert lengths.tolist() == [3, 2]
+    assert stripped[0, :3].tolist() == [9, 10, 11] and stripped[1, :2].tolist() == [12, 13]
