@@ -1,1 +1,48 @@
-"""Memory-retention rewards (installed as ``rxmrl.rewards``)."""
+"""Memory-retention rewards for MRL (installed as ``rxmrl.rewards``).
+
+Small exact callables -- token-id BLEU equal to NLTK's, embedding similarity backends, a length term, fact
+recall -- and the composite ``MemoryRetentionReward`` (0-10, components by name) built from them, plus an
+adapter to TRL's reward-function signature. Importing this package loads no model: the sentence encoder is
+loaded on first use, once per process.
+"""
+
+from rxmrl.rewards.bleu import SMOOTHING_METHODS, token_bleu
+from rxmrl.rewards.facts import fact_recall
+from rxmrl.rewards.ids import as_padded, pad_id_lists, strip_ids
+from rxmrl.rewards.length import length_score
+from rxmrl.rewards.retention import MODES, PRESETS, MemoryRetentionReward, RewardConfig, RewardOutput
+from rxmrl.rewards.running_mean import RunningMean
+from rxmrl.rewards.similarity import (
+    SentenceEncoderSimilarity,
+    SimilarityBackend,
+    TokenEmbeddingSimilarity,
+    cosine,
+    default_encoder_path,
+    load_sentence_encoder,
+)
+from rxmrl.rewards.trl import as_trl_fact_recall, as_trl_reward, completion_text
+
+__all__ = [
+    "MODES",
+    "PRESETS",
+    "SMOOTHING_METHODS",
+    "MemoryRetentionReward",
+    "RewardConfig",
+    "RewardOutput",
+    "RunningMean",
+    "SentenceEncoderSimilarity",
+    "SimilarityBackend",
+    "TokenEmbeddingSimilarity",
+    "as_padded",
+    "as_trl_fact_recall",
+    "as_trl_reward",
+    "completion_text",
+    "cosine",
+    "default_encoder_path",
+    "fact_recall",
+    "length_score",
+    "load_sentence_encoder",
+    "pad_id_lists",
+    "strip_ids",
+    "token_bleu",
+]

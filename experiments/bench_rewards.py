@@ -1,0 +1,124 @@
+"""Benchmark of the memory-retention rewards on this machine's CPU (or CUDA with --device cuda).
+
+Prints, in one run:
+1. token-id BLEU (ours, batched) vs NLTK ``sentence_bleu`` in a Python loop, batch 64/128/256 x 256 tokens;
+2. the composite reward per batch (256 x 256 tokens) with each similarity backend, next to the reference
+   framework's default reward (NLTK BLEU-2 per sample + token-embedding cosines).
+
+    python experiments/bench_rewards.py [--quick] [--device cpu|cuda] [--threads N]
+
+Timings are medians over repeats after a warm-up call; on a shared machine they vary with the load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+
+def median_ms(fn: Callable[[], object], repeats: int, sync: bool = False) -> float:
+    fn()  # warm-up: allocator, lazy initialisation
+    times = []
+    for _ in range(repeats):
+        if sync:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if sync:
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def nltk_bleu_loop(hyps: list[list[int]], refs: list[list[int]], weights, smoothing) -> list[float]:
+    from nltk.translate.bleu_score import sentence_bleu
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [sentence_bleu([r], h, weights=weights, smoothing_function=smoothing) for h, r in zip(hyps, refs)]
+
+
+def reference_framework_reward(gen, ref, sav, mean, embedding, smoothing) -> torch.Tensor:
+    """The reference framework's default: NLTK BLEU-2 per sample + mean-pooled embedding cosines."""
+    bleu = torch.tensor(nltk_bleu_loop(gen.tolist(), ref.tolist(), (0.5, 0.5), smoothing))
+    e_gen, e_ref, e_sav = (F.embedding(x, embedding).mean(dim=1) for x in (gen, ref, sav))
+    cos = lambda a, b: F.cosine_similarity(a, b, dim=-1).clamp_min(0)  # noqa: E731
+    cosine = 0.5 * cos(e_gen, e_sav) + 0.3 * cos(e_gen, e_ref) + 0.2 * cos(e_gen, mean)
+    return 10 * (0.5 * bleu + 0.5 * cosine)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sentence-encoder batch")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--vocab", type=int, default=5000)
+    parser.add_argument("--dim", type=int, default=128, help="token-embedding width of the policy")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from nltk.translate.bleu_score import SmoothingFunction
+
+    from rxmrl.rewards import MemoryRetentionReward, SentenceEncoderSimilarity, TokenEmbeddingSimilarity, token_bleu
+
+    device, sync = torch.device(args.device), args.device.startswith("cuda")
+    repeats = 3 if args.quick else 10
+    method4 = SmoothingFunction().method4
+    gen_cpu = torch.Generator().manual_seed(0)
+    seq = 256
+    print(f"device={device} threads={torch.get_num_threads()} vocab={args.vocab} dim={args.dim} repeats={repeats}")
+
+    print("\n## Token-id BLEU-2 (method4), batch x 256 tokens: ours vs NLTK sentence_bleu loop")
+    print("| batch | ours ms | NLTK ms | speed-up | max abs diff |")
+    print("|---:|---:|---:|---:|---:|")
+    for batch in (64, 128, 256):
+        hyp = torch.randint(7, args.vocab, (batch, seq), generator=gen_cpu)
+        ref = torch.randint(7, args.vocab, (batch, seq), generator=gen_cpu)
+        ref[:, ::3] = hyp[:, ::3]  # some overlap so higher orders match
+        hyp_d, ref_d = hyp.to(device), ref.to(device)
+        ours = median_ms(lambda: token_bleu(hyp_d, ref_d, weights=(0.5, 0.5), smoothing="method4"), repeats, sync)
+        hyps, refs = hyp.tolist(), ref.tolist()
+        nltk_ms = median_ms(lambda: nltk_bleu_loop(hyps, refs, (0.5, 0.5), method4), max(1, repeats // 3))
+        diff = (token_bleu(hyp, ref, weights=(0.5, 0.5), smoothing="method4")
+                - torch.tensor(nltk_bleu_loop(hyps, refs, (0.5, 0.5), method4), dtype=torch.float64)).abs().max()  # fmt: skip
+        print(f"| {batch} | {ours:.1f} | {nltk_ms:.1f} | {nltk_ms / ours:.0f}x | {float(diff):.1e} |")
+
+    batch = 256
+    gen, ref, sav = (torch.randint(7, args.vocab, (batch, seq), generator=gen_cpu) for _ in range(3))
+    ref[:, ::2] = gen[:, ::2]
+    weight = torch.randn(args.vocab, args.dim, generator=gen_cpu)
+    mean = torch.randn(batch, args.dim, generator=gen_cpu)
+    print(f"\n## Composite reward per call, batch {batch} x {seq} tokens (generated, reference, saved)")
+    print("| reward | backend | ms per call |")
+    print("|---|---|---:|")
+    baseline = median_ms(lambda: reference_framework_reward(gen, ref, sav, mean, weight, method4), max(1, repeats // 3))
+    print(f"| reference framework default (NLTK BLEU-2 loop + cosines) | token embedding | {baseline:.1f} |")
+    token_backend = TokenEmbeddingSimilarity(weight, device=device)
+    g, r, s, m = gen.to(device), ref.to(device), sav.to(device), mean.to(device)
+    for preset in ("rxlm", "default", "rxnn-len"):
+        reward = MemoryRetentionReward(preset, token_backend)
+        ms = median_ms(lambda: reward(g, r, s, running_mean=m), repeats, sync)
+        print(f"| ours `{preset}` | frozen token embedding | {ms:.1f} |")
+
+    words = [f"w{i}" for i in range(args.vocab)]
+    decode = lambda ids: " ".join(words[i] for i in ids)  # noqa: E731
+    enc_batch = 32 if args.quick else batch
+    sentence = MemoryRetentionReward("default", SentenceEncoderSimilarity(decode=decode, device=str(device)))
+    start = time.perf_counter()
+    e_mean = sentence.embed_ids(gen[:enc_batch].to(device), cache=False)  # also loads the encoder
+    load_s = time.perf_counter() - start
+    args_se = (gen[:enc_batch].to(device), ref[:enc_batch].to(device), sav[:enc_batch].to(device))
+    sentence(*args_se, running_mean=e_mean)  # caches reference and saved embeddings (once per episode)
+    ms = median_ms(lambda: sentence(*args_se, running_mean=e_mean), max(1, repeats // 3), sync)
+    print(f"| ours `default`, batch {enc_batch} (targets cached) | sentence encoder all-MiniLM-L6-v2 | {ms:.1f} |")
+    print(f"\n(sentence encoder first call incl. load: {load_s:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

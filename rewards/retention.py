@@ -1,0 +1,384 @@
+"""The composite memory-retention reward of MRL, on a 0-10 scale, with every component by name.
+
+Per step, with generated answer G, reference answer R, saved data S (the interaction holding what the
+answer needs) and, after the first step, a running mean M of earlier interactions (``RunningMean``)::
+
+    standard    w_bleu·(a·BLEU(G,R) + b·BLEU(G,S)) + w_cos·(c·cos(G,R) + d·cos(G,S) + e·cos(G,M)) + w_len·len(G,R)
+    long_range  the same with S = the first interaction and the running-mean term inverted, e·(1 − cos(G,M)):
+                the answer must come from the first interaction, not from the recent ones
+    negative    w_bleu·(a·BLEU(G,R) + b·(1 − BLEU(G,S))) + w_cos·(c'·cos(G,R) + d'·(1 − cos(G,S))) + w_len·len:
+                the topic-switch step of a long-range episode rewards *not* copying the saved data
+
+    reward = scale · clip(total, 0, 1)
+
+Cosines are clipped at 0 first. Samples without a running mean (the first step) use the first-step cosine
+factors ``c', d'`` (no e term). Each factor group sums to 1 (validated), so every term and the total lie in
+[0, 1] and the reward in [0, scale] whatever the inputs.
+
+Presets (``RewardConfig.preset(name)``):
+
+* ``rxlm`` -- the reference framework's defaults: BLEU-2 (0.5/0.5, NLTK smoothing method4) against the
+  reference only; cosine 0.5 saved / 0.5 reference on a first step, then 0.5 saved / 0.3 reference / 0.2
+  running mean; BLEU 0.5 / cosine 0.5. Special tokens are *counted*, as there: that is a flaw --
+  ``[BOS] [Q] [A] [EOS]`` and padding match between any two interactions, so unrelated answers get BLEU
+  and cosine credit -- reproduced only so published numbers can be compared.
+* ``rxnn-len`` -- BLEU 0.4 / cosine 0.5 / length 0.1; BLEU reference 0.4 / saved 0.6; cosine reference
+  0.35 / saved 0.65 (no running-mean term is specified for it, so none is used).
+* ``default`` -- ours: special tokens stripped before BLEU and cosine; BLEU-2 method4 against reference and
+  saved data 0.5/0.5; cosine factors as ``rxlm``; BLEU 0.4 / cosine 0.5 / length 0.1; meant to be used with
+  a frozen similarity backend (sentence encoder, or ``TokenEmbeddingSimilarity`` on a frozen copy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from rxmrl.rewards.bleu import SMOOTHING_METHODS, token_bleu
+from rxmrl.rewards.ids import as_padded, strip_ids
+from rxmrl.rewards.length import length_score
+from rxmrl.rewards.similarity import SentenceEncoderSimilarity, SimilarityBackend
+from rxmrl.special_tokens import SPECIAL_TOKEN_IDS, SPECIAL_TOKENS
+
+Mode = Literal["standard", "long_range", "negative"]
+MODES: tuple[str, ...] = ("standard", "long_range", "negative")
+PRESETS: tuple[str, ...] = ("default", "rxlm", "rxnn-len")
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    """Factors of the composite reward (see the module docstring for the equations)."""
+
+    bleu_weight: float = 0.4  # w_bleu
+    cosine_weight: float = 0.5  # w_cos
+    length_weight: float = 0.1  # w_len
+    bleu_reference: float = 0.5  # a
+    bleu_saved: float = 0.5  # b
+    cosine_reference_first: float = 0.5  # c' (no running mean yet)
+    cosine_saved_first: float = 0.5  # d'
+    cosine_reference: float = 0.3  # c (with a running mean)
+    cosine_saved: float = 0.5  # d
+    cosine_running_mean: float = 0.2  # e
+    bleu_weights: tuple[float, ...] = (0.5, 0.5)  # n-gram weights: BLEU-2
+    smoothing: str = "method4"  # NLTK smoothing: none | method1 | method3 | method4
+    strip_special_tokens: bool = True  # drop [PAD] [BOS] [EOS] [Q] [A] [T] [MASK] before BLEU and cosine
+    overlong_penalty: float = 2.0  # slope of the length term past the reference length
+    scale: float = 10.0  # reward range is [0, scale]
+    validate_factors: bool = True  # False: allow groups that do not sum to 1 (the total is still clipped)
+    tolerance: float = 1e-6
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bleu_weights", tuple(float(w) for w in self.bleu_weights))
+        if self.smoothing not in SMOOTHING_METHODS:
+            raise ValueError(f"smoothing must be one of {SMOOTHING_METHODS}, got {self.smoothing!r}")
+        if not (self.scale > 0 and math.isfinite(self.scale)):
+            raise ValueError(f"scale must be a positive finite number, got {self.scale}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and field.name not in ("scale",) and (value < 0 or not math.isfinite(value)):
+                raise ValueError(f"{field.name} must be a finite non-negative number, got {value}")
+        if not self.validate_factors:
+            return
+        groups = {
+            "bleu_weight + cosine_weight + length_weight": (self.bleu_weight, self.cosine_weight, self.length_weight),
+            "bleu_reference + bleu_saved": (self.bleu_reference, self.bleu_saved),
+            "cosine_reference_first + cosine_saved_first": (self.cosine_reference_first, self.cosine_saved_first),
+            "cosine_reference + cosine_saved + cosine_running_mean": (
+                self.cosine_reference,
+                self.cosine_saved,
+                self.cosine_running_mean,
+            ),
+        }
+        for name, factors in groups.items():
+            if abs(sum(factors) - 1.0) > self.tolerance:
+                raise ValueError(
+                    f"{name} must sum to 1 (within {self.tolerance}), got {' + '.join(map(str, factors))} = "
+                    f"{sum(factors)}; rescale them or pass validate_factors=False"
+                )
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> RewardConfig:
+        """A named preset (``default``, ``rxlm``, ``rxnn-len``), optionally with fields overridden."""
+        presets = {
+            "default": {},
+            "rxlm": dict(
+                bleu_weight=0.5, cosine_weight=0.5, length_weight=0.0, bleu_reference=1.0, bleu_saved=0.0,
+                strip_special_tokens=False,
+            ),
+            "rxnn-len": dict(
+                bleu_weight=0.4, cosine_weight=0.5, length_weight=0.1, bleu_reference=0.4, bleu_saved=0.6,
+                cosine_reference_first=0.35, cosine_saved_first=0.65,
+                cosine_reference=0.35, cosine_saved=0.65, cosine_running_mean=0.0,
+            ),
+        }  # fmt: skip
+        if name not in presets:
+            raise ValueError(f"unknown reward preset {name!r}; expected one of {PRESETS}")
+        return cls(**{**presets[name], **overrides})
+
+
+@dataclass
+class RewardOutput:
+    """``reward`` ``[B]`` in [0, scale] and each component ``[B]`` (unscaled, in [0, 1]) by name.
+
+    Components: ``bleu_reference``, ``bleu_saved``, ``cosine_reference``, ``cosine_saved``,
+    ``cosine_running_mean`` (0 where a sample has no running mean), ``length``, and the mode-adjusted group
+    values ``bleu`` and ``cosine`` that enter the total.
+    """
+
+    reward: torch.Tensor
+    components: dict[str, torch.Tensor]
+
+    def row(self, index: int) -> dict[str, float]:
+        """One sample's reward and components as plain floats (for ``info`` dicts and logs)."""
+        return {"reward": float(self.reward[index]), **{k: float(v[index]) for k, v in self.components.items()}}
+
+    def means(self) -> dict[str, float]:
+        """Batch means of the reward and every component (for logging each by name)."""
+        return {"reward": float(self.reward.mean()), **{k: float(v.mean()) for k, v in self.components.items()}}
+
+
+_SPECIAL_TEXT = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
+_WORDS = re.compile(r"\w+|[^\w\s]")
+
+
+class MemoryRetentionReward:
+    """The composite memory-retention reward, scoring B samples in one call.
+
+    Batched call (ids; what the trainer and the batched environment use)::
+
+        out = reward(generated, reference, saved,
+                     generated_lengths=None, reference_lengths=None, saved_lengths=None,
+                     modes="standard",          # or one of MODES per sample
+                     running_mean=None,         # [B, E] tensor, or a list of [E] tensors / None
+                     running_mean_mask=None)    # [B] bool: which rows of running_mean exist
+        out.reward        # [B] float32 in [0, config.scale]
+        out.components    # dict name -> [B]
+
+    ``generated``, ``reference`` and ``saved`` are each a right-padded ``[B, L]`` LongTensor (+ ``[B]``
+    lengths; default: full rows) or ``B`` id lists. Rows without a running mean (the first step of an
+    episode) use the first-step cosine factors. ``score_texts`` is the same on strings (for the TRL adapter
+    and the text environment): BLEU on ``tokenize(text)`` ids (default: words and punctuation).
+    Scoring B samples at once equals scoring each alone.
+
+    The running mean lives in embedding space of ``similarity``: build it from ``embed_ids`` /
+    ``embed_texts`` of this reward (they strip special tokens exactly as the preset does).
+    """
+
+    def __init__(
+        self,
+        config: RewardConfig | str = "default",
+        similarity: SimilarityBackend | None = None,
+        *,
+        decode: Callable[[Sequence[int]], str] | None = None,
+        tokenize: Callable[[str], Sequence[int]] | None = None,
+    ) -> None:
+        self.config = RewardConfig.preset(config) if isinstance(config, str) else config
+        self.similarity = similarity if similarity is not None else SentenceEncoderSimilarity(decode=decode)
+        self.tokenize = tokenize
+        self._drop = SPECIAL_TOKEN_IDS if self.config.strip_special_tokens else frozenset()
+
+    # ---- embeddings (also used by the environment for the running mean) ----
+    def _prepare(self, ids, lengths, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, lengths = as_padded(ids, lengths, device=device)
+        return strip_ids(ids, lengths, self._drop)
+
+    def embed_ids(self, ids, lengths: torch.Tensor | None = None, *, cache: bool = True) -> torch.Tensor:
+        """``[B, E]`` embeddings of token ids after this preset's special-token stripping."""
+        ids, lengths = self._prepare(ids, lengths)
+        return self.similarity.embed_ids(ids, lengths, cache=cache).to(ids.device)
+
+    def embed_texts(self, texts: Sequence[str], *, cache: bool = True) -> torch.Tensor:
+        """``[B, E]`` embeddings of texts after this preset's special-token stripping."""
+        return self.similarity.embed_texts([self._clean_text(t) for t in texts], cache=cache)
+
+    # ---- scoring ----
+    def __call__(self, generated, reference, saved, **kwargs) -> RewardOutput:
+        return self.score_ids(generated, reference, saved, **kwargs)
+
+    def score_ids(
+        self,
+        generated,
+        reference,
+        saved,
+        *,
+        generated_lengths: torch.Tensor | None = None,
+        reference_lengths: torch.Tensor | None = None,
+        saved_lengths: torch.Tensor | None = None,
+        modes: str | Sequence[str] = "standard",
+        running_mean: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
+        running_mean_mask: torch.Tensor | None = None,
+    ) -> RewardOutput:
+        """Score B answers given as token ids (see the class docstring)."""
+        gen, gen_len = self._prepare(generated, generated_lengths)
+        device = gen.device
+        ref, ref_len = self._prepare(reference, reference_lengths, device)
+        sav, sav_len = self._prepare(saved, saved_lengths, device)
+        batch = gen.shape[0]
+        if not (ref.shape[0] == sav.shape[0] == batch):
+            raise ValueError(f"batch sizes differ: generated {batch}, reference {ref.shape[0]}, saved {sav.shape[0]}")
+        bleu_ref, bleu_sav = self._bleu_pair(gen, gen_len, ref, ref_len, sav, sav_len)
+        emb = self.similarity
+        e_gen = emb.embed_ids(gen, gen_len, cache=False).to(device)
+        e_ref = emb.embed_ids(ref, ref_len, cache=True).to(device)
+        e_sav = emb.embed_ids(sav, sav_len, cache=True).to(device)
+        return self._combine(
+            bleu_ref, bleu_sav, e_gen, e_ref, e_sav, gen_len, ref_len, modes, running_mean, running_mean_mask
+        )
+
+    def score_texts(
+        self,
+        generated: Sequence[str],
+        reference: Sequence[str],
+        saved: Sequence[str],
+        *,
+        modes: str | Sequence[str] = "standard",
+        running_mean: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
+        running_mean_mask: torch.Tensor | None = None,
+    ) -> RewardOutput:
+        """Score B answers given as strings (see the class docstring)."""
+        if not (len(generated) == len(reference) == len(saved)):
+            raise ValueError(
+                f"batch sizes differ: generated {len(generated)}, reference {len(reference)}, saved {len(saved)}"
+            )
+        gen_t, ref_t, sav_t = ([self._clean_text(t) for t in texts] for texts in (generated, reference, saved))
+        gen, gen_len, ref, ref_len, sav, sav_len = self._text_ids(gen_t, ref_t, sav_t)
+        bleu_ref, bleu_sav = self._bleu_pair(gen, gen_len, ref, ref_len, sav, sav_len)
+        e_gen = self.similarity.embed_texts(gen_t, cache=False)
+        e_ref = self.similarity.embed_texts(ref_t, cache=True).to(e_gen.device)
+        e_sav = self.similarity.embed_texts(sav_t, cache=True).to(e_gen.device)
+        return self._combine(
+            bleu_ref.to(e_gen.device), bleu_sav.to(e_gen.device), e_gen, e_ref, e_sav,
+            gen_len.to(e_gen.device), ref_len.to(e_gen.device), modes, running_mean, running_mean_mask,
+        )  # fmt: skip
+
+    # ---- internals ----
+    def _clean_text(self, text: str) -> str:
+        if not isinstance(text, str):
+            raise TypeError(f"expected a string answer, got {type(text).__name__}")
+        if self.config.strip_special_tokens:
+            text = " ".join(_SPECIAL_TEXT.sub(" ", text).split())
+        return text
+
+    def _text_ids(self, *groups: list[str]):
+        """BLEU ids for texts: ``tokenize`` if given, else words and punctuation mapped to per-call ids."""
+        if self.tokenize is not None:
+            encode = self.tokenize
+        else:
+            vocab: dict[str, int] = {}
+
+            def encode(text: str) -> list[int]:
+                return [vocab.setdefault(w, len(vocab)) for w in _WORDS.findall(text)]
+
+        out = []
+        for texts in groups:
+            out.extend(as_padded([list(encode(t)) for t in texts]))
+        return out
+
+    def _bleu_pair(self, gen, gen_len, ref, ref_len, sav, sav_len) -> tuple[torch.Tensor, torch.Tensor]:
+        """BLEU(G, R) and BLEU(G, S) in one vectorised call (only those with a non-zero factor)."""
+        cfg = self.config
+        need_ref, need_sav = cfg.bleu_reference > 0, cfg.bleu_saved > 0
+        zeros = torch.zeros(gen.shape[0], dtype=torch.float64, device=gen.device)
+        kwargs = dict(weights=cfg.bleu_weights, smoothing=cfg.smoothing)
+        if need_ref and need_sav:
+            width = max(ref.shape[1], sav.shape[1])
+            targets = torch.cat([_pad_to(ref, width), _pad_to(sav, width)])  # [2B, width]
+            both = token_bleu(
+                torch.cat([gen, gen]), targets, hyp_lengths=torch.cat([gen_len, gen_len]),
+                ref_lengths=torch.cat([ref_len, sav_len]), **kwargs,
+            )  # fmt: skip
+            return both[: gen.shape[0]], both[gen.shape[0] :]
+        if need_ref:
+            return token_bleu(gen, ref, hyp_lengths=gen_len, ref_lengths=ref_len, **kwargs), zeros
+        if need_sav:
+            return zeros, token_bleu(gen, sav, hyp_lengths=gen_len, ref_lengths=sav_len, **kwargs)
+        return zeros, zeros
+
+    def _combine(
+        self, bleu_ref, bleu_sav, e_gen, e_ref, e_sav, gen_len, ref_len, modes, running_mean, running_mean_mask
+    ) -> RewardOutput:
+        cfg = self.config
+        device, batch = e_gen.device, e_gen.shape[0]
+        mode_codes = _mode_codes(modes, batch, device)
+        negative, long_range = mode_codes == 2, mode_codes == 1
+        cos_ref = _cos(e_gen, e_ref)
+        cos_sav = _cos(e_gen, e_sav)
+        mean, has_mean = _running_mean_batch(running_mean, running_mean_mask, batch, e_gen)
+        cos_mean = torch.where(has_mean, _cos(e_gen, mean), torch.zeros_like(cos_ref))
+        has_mean = has_mean & ~negative  # negative mode scores the saved data only
+        bleu_ref, bleu_sav = bleu_ref.float(), bleu_sav.float()
+
+        sav_bleu_term = torch.where(negative, 1 - bleu_sav, bleu_sav)
+        bleu = cfg.bleu_reference * bleu_ref + cfg.bleu_saved * sav_bleu_term
+        sav_cos_term = torch.where(negative, 1 - cos_sav, cos_sav)
+        mean_term = torch.where(long_range, 1 - cos_mean, cos_mean)
+        cosine_first = cfg.cosine_reference_first * cos_ref + cfg.cosine_saved_first * sav_cos_term
+        cosine_later = cfg.cosine_reference * cos_ref + cfg.cosine_saved * sav_cos_term + cfg.cosine_running_mean * mean_term
+        cosine = torch.where(has_mean, cosine_later, cosine_first)
+        length = length_score(gen_len, ref_len, cfg.overlong_penalty).float().to(device)
+        total = cfg.bleu_weight * bleu + cfg.cosine_weight * cosine + cfg.length_weight * length
+        reward = cfg.scale * total.clamp(0, 1)
+        components = {
+            "bleu_reference": bleu_ref,
+            "bleu_saved": bleu_sav,
+            "cosine_reference": cos_ref,
+            "cosine_saved": cos_sav,
+            "cosine_running_mean": cos_mean,
+            "length": length,
+            "bleu": bleu,
+            "cosine": cosine,
+        }
+        return RewardOutput(reward=reward, components=components)
+
+
+def _pad_to(ids: torch.Tensor, width: int) -> torch.Tensor:
+    return torch.nn.functional.pad(ids, (0, width - ids.shape[1]))
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine of L2-normalised rows, clipped at 0 (anti-correlated answers earn nothing, never less)."""
+    a = torch.nn.functional.normalize(a.float(), dim=-1)
+    b = torch.nn.functional.normalize(b.float(), dim=-1)
+    return (a * b).sum(dim=-1).clamp(0, 1)
+
+
+def _mode_codes(modes: str | Sequence[str], batch: int, device) -> torch.Tensor:
+    """0 standard, 1 long_range, 2 negative, ``[B]``."""
+    if isinstance(modes, str):
+        modes = [modes] * batch
+    if len(modes) != batch:
+        raise ValueError(f"got {len(modes)} modes for a batch of {batch}")
+    for i, m in enumerate(modes):
+        if m not in MODES:
+            raise ValueError(f"mode of sample {i} must be one of {MODES}, got {m!r}")
+    return torch.tensor([MODES.index(m) for m in modes], dtype=torch.long, device=device)
+
+
+def _running_mean_batch(running_mean, mask, batch: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise the running-mean argument to ``[B, E]`` and a ``[B]`` bool mask of rows that have one."""
+    dim = like.shape[1]
+    if running_mean is None:
+        return torch.zeros_like(like), torch.zeros(batch, dtype=torch.bool, device=like.device)
+    if isinstance(running_mean, torch.Tensor):
+        if running_mean.shape != (batch, dim):
+            raise ValueError(f"running_mean must have shape ({batch}, {dim}), got {tuple(running_mean.shape)}")
+        values = running_mean.to(like.device, torch.float32)
+        present = torch.ones(batch, dtype=torch.bool, device=like.device)
+    else:
+        if len(running_mean) != batch:
+            raise ValueError(f"got {len(running_mean)} running means for a batch of {batch}")
+        rows = [torch.zeros(dim) if m is None else torch.as_tensor(m, dtype=torch.float32).reshape(-1) for m in running_mean]
+        for i, r in enumerate(rows):
+            if r.numel() != dim:
+                raise ValueError(f"running mean of sample {i} has {r.numel()} values, expected {dim}")
+        values = torch.stack(rows).to(like.device)
+        present = torch.tensor([m is not None for m in running_mean], dtype=torch.bool, device=like.device)
+    if mask is not None:
+        present = present & torch.as_tensor(mask, dtype=torch.bool, device=like.device)
+    return values, present

@@ -1,0 +1,41 @@
+"""Running mean of the interactions already in memory, for the reward's running-mean cosine term.
+
+MRL scores step ``i > 0`` against follow-up ``i-1`` (the saved data) and, through this running mean, the
+interactions before it. Before scoring step ``i`` the mean is updated with the interaction written two
+steps back (the first interaction for step 1, follow-up ``i-2`` afterwards)::
+
+    m <- e(prev)                       on the first update of an episode
+    m <- 0.8 * e(prev) + 0.2 * m       afterwards
+
+so step 0 has no running mean (the reward then uses its first-step cosine factors). Reset per episode.
+Works on one episode (``[E]``) or a batch of episodes stepped together (``[B, E]``).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class RunningMean:
+    """Exponential running mean of interaction embeddings, ``m <- new_weight * e + (1 - new_weight) * m``."""
+
+    def __init__(self, new_weight: float = 0.8) -> None:
+        if not 0.0 < new_weight <= 1.0:
+            raise ValueError(f"new_weight must lie in (0, 1], got {new_weight}")
+        self.new_weight = new_weight
+        self.value: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Forget everything: call at the start of each episode."""
+        self.value = None
+
+    def update(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Fold in the embedding of the interaction written two steps back; returns the new mean."""
+        embedding = embedding.detach()
+        if self.value is None:
+            self.value = embedding.clone()
+        else:
+            if embedding.shape != self.value.shape:
+                raise ValueError(f"embedding shape {tuple(embedding.shape)} != running mean {tuple(self.value.shape)}")
+            self.value = self.new_weight * embedding + (1 - self.new_weight) * self.value
+        return self.value
