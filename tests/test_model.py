@@ -247,3 +247,14 @@ def test_decoder_only_model_interacts_without_memory_update():
     stream = list(model.interact(QUERIES[1], max_new_tokens=3))
     assert stream[-2:] == [MEMORY_UPDATE_STARTED, MEMORY_UPDATED]
     torch.testing.assert_close(model.export_stm(), stm)
+
+
+def test_model_info_command_prints_config_and_published_comparison(capsys):
+    from rxmrl.cli import main
+
+    assert main(["model", "info", "--preset", "rxt-alpha-supervised"]) == 0
+    printed = capsys.readouterr().out
+    assert '"num_experts": 36' in printed
+    decoder_row = next(line for line in printed.splitlines() if line.startswith("decoder "))
+    assert "141.00M" in decoder_row
+    assert main(["model", "info", "--preset", "no-such"]) == 2
