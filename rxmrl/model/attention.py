@@ -23,7 +23,11 @@ from torch import Tensor, nn
 ROPE_MODES = ("both", "query", "key", "none")
 
 
-def rope_angles(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor, Tensor]:
+Rotary = tuple[Tensor, Tensor]
+"""cos and sin of the RoPE angles, each ``[B, 1, T, d_h/2]``; computed once per forward, shared by layers."""
+
+
+def rope_angles(positions: Tensor, head_dim: int, theta: float) -> Rotary:
     """cos/sin of the rotation angles ``pos / theta^(2i/d_h)``; positions ``[B, T]`` -> ``[B, 1, T, d_h/2]``."""
     inv_freq = theta ** (
         -torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim
@@ -35,9 +39,8 @@ def rope_angles(positions: Tensor, head_dim: int, theta: float) -> tuple[Tensor,
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate channel pairs ``(x_i, x_{i+d/2})`` of ``x: [B, H, T, d_h]`` by the given angles."""
     half = x.shape[-1] // 2
-    x1, x2 = x[..., :half].float(), x[..., half:].float()
-    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-    return rotated.to(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -66,16 +69,22 @@ class Attention(nn.Module):
         batch, length, _ = x.shape
         return x.view(batch, length, heads, self.head_dim).transpose(1, 2)  # [B, H, T, d_h]
 
-    def project_kv(self, context: Tensor, positions: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Keys and values ``[B, H_kv, S, d_h]`` of ``context: [B, S, D]`` (rotated if RoPE applies to keys)."""
+    def angles(self, batch: int, length: int, device: torch.device) -> Rotary:
+        """Rotary angles for positions ``0..length-1``."""
+        positions = torch.arange(length, device=device).expand(batch, -1)  # [B, T]
+        return rope_angles(positions, self.head_dim, self.rope_theta)
+
+    def project_kv(self, context: Tensor, rotary: Rotary | None = None) -> tuple[Tensor, Tensor]:
+        """Keys and values ``[B, H_kv, S, d_h]`` of ``context: [B, S, D]``.
+
+        Keys are rotated when RoPE applies to keys (``rotary`` defaults to positions ``0..S-1``).
+        """
         k = self._split_heads(self.k_proj(context), self.kv_heads)
         v = self._split_heads(self.v_proj(context), self.kv_heads)
         if self.rope in ("both", "key"):
-            if positions is None:
-                positions = torch.arange(context.shape[1], device=context.device).expand(
-                    context.shape[0], -1
-                )
-            k = apply_rope(k, *rope_angles(positions, self.head_dim, self.rope_theta))
+            if rotary is None:
+                rotary = self.angles(context.shape[0], context.shape[1], context.device)
+            k = apply_rope(k, *rotary)
         return k, v
 
     def forward(
@@ -83,16 +92,16 @@ class Attention(nn.Module):
         x: Tensor,
         k: Tensor,
         v: Tensor,
-        positions: Tensor | None = None,
+        rotary: Rotary | None = None,
         mask: Tensor | None = None,
         is_causal: bool = False,
     ) -> Tensor:
         """Attend from ``x: [B, T, D]`` to precomputed ``k, v``; ``mask: [B, 1, T|1, S]`` bool, True = attend."""
         q = self._split_heads(self.q_proj(x), self.query_heads)  # [B, H_q, T, d_h]
         if self.rope in ("both", "query"):
-            if positions is None:
-                raise ValueError(f"rope={self.rope!r} rotates queries, so positions are required")
-            q = apply_rope(q, *rope_angles(positions, self.head_dim, self.rope_theta))
+            if rotary is None:
+                raise ValueError(f"rope={self.rope!r} rotates queries, so rotary angles are required")
+            q = apply_rope(q, *rotary)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=self.query_heads != self.kv_heads
         )  # [B, H_q, T, d_h]

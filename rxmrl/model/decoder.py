@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from rxmrl.model.attention import Attention, KVCache
+from rxmrl.model.attention import Attention, KVCache, Rotary, rope_angles
 from rxmrl.model.config import RxTConfig
 from rxmrl.model.layers import MoE, RMSNorm
 
@@ -62,7 +62,7 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: Tensor,
-        positions: Tensor,
+        rotary: Rotary,
         self_mask: Tensor | None,
         memory_kv: tuple[Tensor, Tensor],
         memory_mask: Tensor | None,
@@ -70,12 +70,11 @@ class DecoderLayer(nn.Module):
         index: int = 0,
     ) -> tuple[Tensor, Tensor]:
         h = self.self_norm(x)
-        k, v = self.self_attn.project_kv(h, positions)
+        k, v = self.self_attn.project_kv(h, rotary)
         if cache is not None:
             k, v = cache.write(index, k, v)  # all keys/values so far, [B, H_kv, T_cached + T, d_h]
-        x = x + self.self_attn(h, k, v, positions=positions, mask=self_mask,
-                               is_causal=self_mask is None)
-        x = x + self.memory_cross_attn(self.memory_norm(x), *memory_kv, positions=positions,
+        x = x + self.self_attn(h, k, v, rotary=rotary, mask=self_mask, is_causal=self_mask is None)
+        x = x + self.memory_cross_attn(self.memory_norm(x), *memory_kv, rotary=rotary,
                                        mask=memory_mask)
         ff, aux = self.moe(self.ff_norm(x))
         return x + ff, aux
@@ -148,11 +147,12 @@ class Decoder(nn.Module):
             self_mask = None if attention_mask is None else causal_mask(token_mask, token_mask, 0)
         cross_mask = None if memory_mask is None else memory_mask.bool()[:, None, None, :]
 
+        rotary = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
         x = self.embedding(input_ids)  # [B, T, D]
         aux_total = x.new_zeros((), dtype=torch.float32)
         self_kv = cache.self_kv if cache is not None else None
         for i, layer in enumerate(self.layers):
-            x, aux = layer(x, positions, self_mask, memory_kv[i], cross_mask, self_kv, i)
+            x, aux = layer(x, rotary, self_mask, memory_kv[i], cross_mask, self_kv, i)
             aux_total = aux_total + aux
         if cache is not None:
             cache.self_kv.advance(token_mask)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rxmrl.model.attention import Attention
+from rxmrl.model.attention import Attention, Rotary
 from rxmrl.model.config import RxTConfig
 from rxmrl.model.layers import RMSNorm, SwiGLU
 
@@ -26,9 +26,9 @@ class EncoderLayer(nn.Module):
         self.ff_norm = RMSNorm(config.dim, config.norm_eps)
         self.ff = SwiGLU(config.dim, config.encoder_ff_dim)
 
-    def forward(self, x: Tensor, positions: Tensor, mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, rotary: Rotary, mask: Tensor | None) -> Tensor:
         h = self.attn_norm(x)
-        x = x + self.attn(h, *self.attn.project_kv(h, positions), positions=positions, mask=mask)
+        x = x + self.attn(h, *self.attn.project_kv(h, rotary), rotary=rotary, mask=mask)
         return x + self.ff(self.ff_norm(x))
 
 
@@ -49,7 +49,7 @@ class Encoder(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         """``input_ids: [B, T]`` right-padded; ``attention_mask: [B, T]`` True/1 for real tokens."""
         batch, length = input_ids.shape
-        positions = torch.arange(length, device=input_ids.device).expand(batch, -1)  # [B, T]
+        rotary = self.layers[0].attn.angles(batch, length, input_ids.device)  # positions 0..T-1
         mask = None
         if attention_mask is not None:
             key_valid = attention_mask.bool()
@@ -59,7 +59,7 @@ class Encoder(nn.Module):
         x = self.embedding(input_ids)  # [B, T, D]
         hidden = []
         for layer in self.layers:
-            x = layer(x, positions, mask)
+            x = layer(x, rotary, mask)
             hidden.append(x)
         encoded = torch.stack(hidden, dim=1)  # [B, L, T, D]
         mlm_logits = None

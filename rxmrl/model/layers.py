@@ -16,7 +16,8 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        normed = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + self.eps)
+        x32 = x.float()  # no copy when x is already float32
+        normed = x32 * torch.rsqrt(x32.square().mean(-1, keepdim=True) + self.eps)
         return normed.to(x.dtype) * self.weight
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from rxmrl.model.attention import Attention
+from rxmrl.model.attention import Attention, Rotary
 from rxmrl.model.config import RxTConfig
 from rxmrl.model.layers import RMSNorm
 
@@ -80,7 +80,12 @@ class MemoryAttentionLayer(nn.Module):
         self.gate = ResidualGate(config)
 
     def forward(
-        self, stm: Tensor, stm_mean: Tensor, encoded: Tensor, encoded_mask: Tensor | None
+        self,
+        stm: Tensor,
+        stm_mean: Tensor,
+        encoded: Tensor,
+        encoded_mask: Tensor | None,
+        rotary: Rotary | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """``stm: [B, S, D]``, ``stm_mean: [B, S, D]``, ``encoded: [B, T, D]`` -> new ``[B, S, D]``."""
         queries = stm
@@ -91,7 +96,7 @@ class MemoryAttentionLayer(nn.Module):
             h = self.interlayer_norm(stm)
             context = self.interlayer_norm(stm_mean)
             queries = queries + self.interlayer_attn(h, *self.interlayer_attn.project_kv(context))
-        k, v = self.attn.project_kv(self.encoded_norm(encoded))  # RoPE on keys, positions 0..T-1
+        k, v = self.attn.project_kv(self.encoded_norm(encoded), rotary)  # RoPE on keys: 0..T-1
         mask = None if encoded_mask is None else encoded_mask.bool()[:, None, None, :]  # [B,1,1,T]
         update = self.attn(self.query_norm(queries), k, v, mask=mask)
         return self.gate(stm, update)
@@ -116,9 +121,11 @@ class MemoryAttention(nn.Module):
             raise ValueError(f"stm {tuple(stm.shape)} and encoded {tuple(encoded.shape)} must both "
                              f"have {len(self.layers)} layers in dim 1")
         stm_mean = stm.mean(dim=1)  # [B, S, D], what the interlayer attention reads
+        batch, _, length, _ = encoded.shape
+        rotary = self.layers[0].attn.angles(batch, length, encoded.device)  # keys at 0..T-1
         new_layers, gates = [], []
         for i, layer in enumerate(self.layers):
-            new, gate = layer(stm[:, i], stm_mean, encoded[:, i], encoded_mask)
+            new, gate = layer(stm[:, i], stm_mean, encoded[:, i], encoded_mask, rotary)
             new_layers.append(new)
             gates.append(gate)
         new_stm = torch.stack(new_layers, dim=1)  # [B, L, S, D]
