@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from rxmrl.model import ReactiveTransformer, RxTConfig
+from rxmrl.model import ReactiveTransformer, RxTConfig, interaction_ids
 from rxmrl.special_tokens import BOS_ID, EOS_ID, QUERY_ID
 
 BENCH_CONFIG = RxTConfig(
@@ -51,7 +51,7 @@ def timed(fn) -> float:
 
 def bench_throughput(model: ReactiveTransformer, new_tokens: int, batch: int, repeats: int) -> dict:
     generator = torch.Generator().manual_seed(0)
-    queries = [random_query(24, model.config.vocab_size, generator) for _ in range(batch)]
+    queries = [random_query(32, model.config.vocab_size, generator) for _ in range(batch)]
     stm = model.initial_stm(batch, generator)
     result = {}
     for use_cache in (True, False):
@@ -64,32 +64,41 @@ def bench_throughput(model: ReactiveTransformer, new_tokens: int, batch: int, re
 
 
 def bench_turns(
-    model: ReactiveTransformer, turns: int, query_len: int, answer_len: int, repeats: int
+    model: ReactiveTransformer, turns: int, query_len: int, answer_len: int, batch: int, repeats: int
 ) -> tuple[list[float], list[float]]:
-    """Seconds per turn for RxT (answer + memory update) and the stateless re-reading decoder."""
+    """Seconds per turn of ``batch`` conversations: RxT (answer + memory update) vs stateless.
+
+    The stateless decoder's prompt at turn ``t`` is every earlier ``query [A] answer [EOS]`` followed by
+    the current query; RxT's prompt is the current query alone.
+    """
     generator = torch.Generator().manual_seed(1)
-    queries = [random_query(query_len, model.config.vocab_size, generator) for _ in range(turns)]
-    empty_memory = torch.zeros(1, model.config.num_layers, 1, model.config.dim)
+    vocab = model.config.vocab_size
+    conversations = [[random_query(query_len, vocab, generator) for _ in range(batch)]
+                     for _ in range(turns)]
+    empty_memory = torch.zeros(batch, model.config.num_layers, 1, model.config.dim)
     rxt, stateless = [[] for _ in range(turns)], [[] for _ in range(turns)]
     for _ in range(repeats):
-        stm = model.initial_stm(1, generator)
-        history: list[int] = []
-        for turn, query in enumerate(queries):
+        stm = model.initial_stm(batch, generator)
+        histories: list[list[int]] = [[] for _ in range(batch)]
+        for turn, queries in enumerate(conversations):
             start = time.perf_counter()
-            out = model.generate([query], stm, answer_len)
-            stm = model.update_memory(stm, [query], out.answers())
+            out = model.generate(queries, stm, answer_len)
+            stm = model.update_memory(stm, queries, out.answers())
             rxt[turn].append(time.perf_counter() - start)
 
             start = time.perf_counter()
-            out = model.generate([history + query], empty_memory, answer_len)
+            prompts = [history + query for history, query in zip(histories, queries, strict=True)]
+            out = model.generate(prompts, empty_memory, answer_len)
             stateless[turn].append(time.perf_counter() - start)
-            history += query + [4] + out.answers()[0]  # [A] answer, as a prompt for the next turn
+            for history, query, answer in zip(histories, queries, out.answers(), strict=True):
+                history += interaction_ids(query, answer)
     return [min(t) for t in rxt], [min(t) for t in stateless]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run (seconds)")
+    parser.add_argument("--batch", type=int, default=8, help="conversations served at once")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 is steadiest when other jobs share the CPU)")
     args = parser.parse_args()
@@ -108,14 +117,15 @@ def main() -> None:
 
     with torch.inference_mode():
         model.generate([[BOS_ID, QUERY_ID, 9]], model.initial_stm(1), 4)  # warm-up
-        speed = bench_throughput(model, new_tokens, batch=4, repeats=repeats)
-        print(f"\ngeneration, batch 4, {new_tokens} new tokens")
+        speed = bench_throughput(model, new_tokens, batch=args.batch, repeats=repeats)
+        print(f"\ngeneration, batch {args.batch}, prompt 32, {new_tokens} new tokens")
         print(f"  with caches    {speed['cached']:>9.1f} tokens/s")
         print(f"  without caches {speed['uncached']:>9.1f} tokens/s")
         print(f"  speed-up       {speed['cached'] / speed['uncached']:>9.2f}x")
 
-        rxt, stateless = bench_turns(model, turns, query_len, answer_len, repeats)
-    print(f"\nper-turn latency (ms), query {query_len} + answer {answer_len} tokens per turn")
+        rxt, stateless = bench_turns(model, turns, query_len, answer_len, args.batch, repeats)
+    print(f"\nper-turn latency (ms) of {args.batch} conversations, query {query_len} + answer "
+          f"{answer_len} tokens per turn")
     print(f"{'turn':>6}{'RxT':>10}{'stateless':>12}")
     for turn in range(turns):
         print(f"{turn + 1:>6}{rxt[turn] * 1e3:>10.1f}{stateless[turn] * 1e3:>12.1f}")
