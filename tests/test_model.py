@@ -258,3 +258,27 @@ def test_model_info_command_prints_config_and_published_comparison(capsys):
     decoder_row = next(line for line in printed.splitlines() if line.startswith("decoder "))
     assert "141.00M" in decoder_row
     assert main(["model", "info", "--preset", "no-such"]) == 2
+
+
+def test_tanh_gate_stays_in_minus_one_one():
+    model = tiny_model(gate_activation="tanh")
+    for parameter in model.memory_attention.parameters():
+        torch.nn.init.normal_(parameter, std=0.2)  # spread, short of float32 saturation
+    _, gates = model.memory_attention(random_stm(model, 2), torch.randn(2, 2, 5, 32), return_gates=True)
+    for g in gates:
+        assert ((g > -1) & (g < 1)).all() and (g < 0).any() and (g > 0).any()
+
+
+def test_closed_gate_keeps_memory_and_open_gate_replaces_it():
+    closed = tiny_model(gate_init_bias=-40.0)
+    stm, encoded = random_stm(closed, 2), torch.randn(2, 2, 5, 32)
+    torch.testing.assert_close(closed.memory_attention(stm, encoded), stm)
+    opened = tiny_model(gate_init_bias=40.0)
+    new_stm = opened.memory_attention(stm, encoded)
+    assert (new_stm - stm).abs().mean() > 0.5  # random STM has std 1; the update is attention output
+
+
+def test_load_stm_rejects_a_wrong_shape():
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"expected \[B, 2, 8, 32\]"):
+        model.load_stm(torch.zeros(1, 3, 8, 32))

@@ -12,7 +12,7 @@ the supervised warm start feeds the encoder's per-layer hidden states with a key
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -32,7 +32,7 @@ class DecoderCache:
     self_kv: KVCache
     memory_kv: MemoryKV
     memory_mask: Tensor | None = None  # [B, S] bool, True = real memory slot
-    num_valid: Tensor = field(default=None)  # [B] real tokens seen so far (next RoPE position)
+    num_valid: Tensor | None = None  # [B] real tokens seen so far (the next RoPE position)
 
 
 def causal_mask(query_valid: Tensor, key_valid: Tensor, offset: int) -> Tensor:

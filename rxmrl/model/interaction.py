@@ -71,4 +71,4 @@ def pad_batch(
         cols = slice(length - len(seq), length) if side == "left" else slice(0, len(seq))
         ids[row, cols] = torch.tensor(seq, dtype=torch.long)
         mask[row, cols] = True
-    return ids.to(device), mask.to(device)
+    return (ids, mask) if device is None else (ids.to(device), mask.to(device))

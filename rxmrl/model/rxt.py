@@ -176,6 +176,8 @@ class ReactiveTransformer(nn.Module):
         Prompts are left-padded so every row's next token lands in the same column; RoPE positions
         count real tokens only, so padding does not shift a row's positions.
         """
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={max_new_tokens}, expected >= 1")
         if stm.shape[0] != len(query_ids):
             raise ValueError(f"{len(query_ids)} queries but an STM batch of {stm.shape[0]}")
         ids, mask = pad_batch([answer_prompt(q) for q in query_ids], side="left", device=self.device)
