@@ -282,3 +282,25 @@ def test_load_stm_rejects_a_wrong_shape():
     model = tiny_model()
     with pytest.raises(ValueError, match=r"expected \[B, 2, 8, 32\]"):
         model.load_stm(torch.zeros(1, 3, 8, 32))
+
+
+def test_answer_loss_reaches_every_component_through_the_memory_update():
+    """Supervised memory-aware training and MRL backpropagate through update_memory and score."""
+    model = tiny_model().train()
+    stm = model.update_memory(model.initial_stm(2), QUERIES[:2], [[40, 41], [42]])
+    scored = model.score(QUERIES[:2], [[43, EOS_ID], [44, 45, EOS_ID]], stm)
+    assert scored.mask.tolist() == [[True, True, False], [True, True, True]]
+    (-scored.log_probs.sum() + scored.aux_loss).backward()
+    for name, params in model.parameter_groups().items():
+        if name != "stm":
+            assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), name
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator():
+    model = tiny_model()
+    stm = random_stm(model, 3)
+    sampling = SamplingConfig(temperature=1.2)
+    first = model.generate(QUERIES, stm, 10, sampling, generator=torch.Generator().manual_seed(7))
+    again = model.generate(QUERIES, stm, 10, sampling, generator=torch.Generator().manual_seed(7))
+    other = model.generate(QUERIES, stm, 10, sampling, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(first.tokens, again.tokens) and not torch.equal(first.tokens, other.tokens)
