@@ -24,11 +24,12 @@ ROPE_MODES = ("both", "query", "key", "none")
 
 
 Rotary = tuple[Tensor, Tensor]
-"""cos and sin of the RoPE angles, each ``[B, 1, T, d_h/2]``; computed once per forward, shared by layers."""
+"""cos and sin of the RoPE angles, each ``[B, 1, T, d_h/2]``; computed once per forward, shared by
+layers."""
 
 
 def rope_angles(positions: Tensor, head_dim: int, theta: float) -> Rotary:
-    """cos/sin of the rotation angles ``pos / theta^(2i/d_h)``; positions ``[B, T]`` -> ``[B, 1, T, d_h/2]``."""
+    """cos/sin of the angles ``pos / theta^(2i/d_h)``: positions ``[B, T]`` -> ``[B, 1, T, d_h/2]``."""
     inv_freq = theta ** (
         -torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim
     )
@@ -96,7 +97,10 @@ class Attention(nn.Module):
         mask: Tensor | None = None,
         is_causal: bool = False,
     ) -> Tensor:
-        """Attend from ``x: [B, T, D]`` to precomputed ``k, v``; ``mask: [B, 1, T|1, S]`` bool, True = attend."""
+        """Attend from ``x: [B, T, D]`` to precomputed ``k, v``.
+
+        ``mask: [B, 1, T|1, S]`` bool, True = attend; ``is_causal`` when there is no padding.
+        """
         q = self._split_heads(self.q_proj(x), self.query_heads)  # [B, H_q, T, d_h]
         if self.rope in ("both", "query"):
             if rotary is None:

@@ -33,7 +33,7 @@ class EncoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    """``forward(input_ids, attention_mask) -> (encoded_data [B, L, T, D], mlm_logits [B, T, V] | None)``."""
+    """``forward(input_ids, attention_mask) -> (encoded [B, L, T, D], mlm_logits [B, T, V] | None)``."""
 
     def __init__(self, config: RxTConfig, embedding: nn.Embedding) -> None:
         super().__init__()

@@ -116,7 +116,10 @@ class MemoryAttention(nn.Module):
         encoded_mask: Tensor | None = None,
         return_gates: bool = False,
     ) -> Tensor | tuple[Tensor, list[Tensor | None]]:
-        """``stm: [B, L, S, D]``, ``encoded: [B, L, T, D]``, ``encoded_mask: [B, T]`` (True = real token)."""
+        """``stm: [B, L, S, D]``, ``encoded: [B, L, T, D]``, ``encoded_mask: [B, T]`` (True = real).
+
+        Returns the new STM ``[B, L, S, D]`` (and the per-layer gates with ``return_gates``).
+        """
         if stm.shape[1] != len(self.layers) or encoded.shape[1] != len(self.layers):
             raise ValueError(f"stm {tuple(stm.shape)} and encoded {tuple(encoded.shape)} must both "
                              f"have {len(self.layers)} layers in dim 1")

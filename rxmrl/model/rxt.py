@@ -58,7 +58,7 @@ class GenerationOutput:
 
 @dataclass
 class ScoreOutput:
-    """Teacher-forced answer scores: ``logits [B, T, V]``, ``log_probs [B, T]``, ``mask [B, T]``, aux loss."""
+    """Teacher-forced answer scores: ``logits [B, T, V]``, ``log_probs [B, T]``, ``mask [B, T]``, MoE aux."""
 
     logits: Tensor
     log_probs: Tensor
@@ -139,7 +139,9 @@ class ReactiveTransformer(nn.Module):
         if self.encoder is None or self.memory_attention is None:
             raise RuntimeError("this model is decoder_only: it has no encoder or memory attention")
 
-    def encode_interactions(self, query_ids: Sequence[Ids], answer_ids: Sequence[Ids]) -> tuple[Tensor, Tensor]:
+    def encode_interactions(
+        self, query_ids: Sequence[Ids], answer_ids: Sequence[Ids]
+    ) -> tuple[Tensor, Tensor]:
         """Right-padded ``query + [A] + answer + [EOS]`` ids ``[B, T]`` and mask ``[B, T]``."""
         sequences = [interaction_ids(q, a) for q, a in zip(query_ids, answer_ids, strict=True)]
         return pad_batch(sequences, side="right", device=self.device)
@@ -156,7 +158,9 @@ class ReactiveTransformer(nn.Module):
         return self.write_memory(stm, ids, mask)
 
     @torch.no_grad()
-    def init_stm_state(self, query_ids: Ids, answer_ids: Ids, generator: torch.Generator | None = None) -> None:
+    def init_stm_state(
+        self, query_ids: Ids, answer_ids: Ids, generator: torch.Generator | None = None
+    ) -> None:
         """Start the held STM from a system-prompt interaction written into a fresh memory."""
         fresh = self.initial_stm(1, generator)
         self.stm.load(self.update_memory(fresh, [query_ids], [answer_ids]))
@@ -294,7 +298,9 @@ class ReactiveTransformer(nn.Module):
         save_model(self, str(directory / WEIGHTS_FILE))
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu") -> ReactiveTransformer:
+    def from_pretrained(
+        cls, name_or_path: str | Path, device: str | torch.device = "cpu"
+    ) -> ReactiveTransformer:
         """Load from a local directory, or from a hub repo id when online (``HF_HUB_OFFLINE`` unset)."""
         from safetensors.torch import load_model
 
@@ -305,7 +311,8 @@ class ReactiveTransformer(nn.Module):
                                         "is set, so it cannot be fetched from the hub")
             from huggingface_hub import snapshot_download
 
-            directory = Path(snapshot_download(str(name_or_path), allow_patterns=[CONFIG_FILE, WEIGHTS_FILE]))
+            files = [CONFIG_FILE, WEIGHTS_FILE]
+            directory = Path(snapshot_download(str(name_or_path), allow_patterns=files))
         model = cls(RxTConfig.load(directory / CONFIG_FILE))
         load_model(model, str(directory / WEIGHTS_FILE), device=str(device))
         return model.to(device)
