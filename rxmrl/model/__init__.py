@@ -1,6 +1,19 @@
 """The Reactive Transformer: embedding, generator-decoder, memory encoder, memory attention, STM.
 
 STM layout everywhere: ``[B, L, S, D]`` (batch, layers, slots, dim).
+
+Usage::
+
+    model = ReactiveTransformer(get_preset("nano", vocab_size=tokenizer_vocab_size))
+    stm = model.initial_stm(batch_size=8)                        # one STM row per conversation
+    sampling = SamplingConfig(temperature=0.8, top_p=0.9)
+    out = model.generate(queries, stm, max_new_tokens=64, sampling=sampling)  # [BOS][Q] q ids
+    scored = model.score(queries, out.tokens, stm, answer_mask=out.mask, sampling=sampling)
+    # scored.log_probs == out.log_probs (same processed distribution), and it is differentiable
+    stm = model.update_memory(stm, queries, out.answers())       # encoder + memory attention
+
+    model.reset_stm(1)                                           # single conversation held by the model
+    for token in model.interact(query_ids): ...                  # answer ids, then -1, then -2
 """
 
 from rxmrl.model.config import PRESETS, RxTConfig, get_preset

@@ -144,7 +144,9 @@ class Decoder(nn.Module):
             if memory is None:
                 raise ValueError("Decoder.forward needs memory [B, L, S, D] or a cache")
             memory_kv = self.memory_kv(memory)
-            self_mask = None if attention_mask is None else causal_mask(token_mask, token_mask, 0)
+            # No padding: let SDPA use its fused causal kernel instead of an explicit mask.
+            padded = attention_mask is not None and not bool(token_mask.all())
+            self_mask = causal_mask(token_mask, token_mask, 0) if padded else None
         cross_mask = None if memory_mask is None else memory_mask.bool()[:, None, None, :]
 
         rotary = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
