@@ -66,10 +66,11 @@ def load_model_and_tokenizer(checkpoint: Path | None, preset: str, seed: int):
 
 
 def converse(model, tokenizer, queries: Iterator[str], sampling, max_new_tokens: int, seed: int,
-             out=sys.stdout) -> list[Turn]:
+             out=None) -> list[Turn]:
     """Answer each query from memory, streaming tokens, then update memory; returns the timed turns."""
     import torch
 
+    out = out if out is not None else sys.stdout
     from rxmrl.model import MEMORY_UPDATE_STARTED, MEMORY_UPDATED
 
     generator = torch.Generator().manual_seed(seed)
