@@ -81,7 +81,8 @@ class RewardConfig:
             raise ValueError(f"scale must be a positive finite number, got {self.scale}")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, float) and field.name not in ("scale",) and (value < 0 or not math.isfinite(value)):
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if is_number and field.name != "scale" and (value < 0 or not math.isfinite(value)):
                 raise ValueError(f"{field.name} must be a finite non-negative number, got {value}")
         if not self.validate_factors:
             return
