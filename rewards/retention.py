@@ -289,12 +289,12 @@ class MemoryRetentionReward:
         kwargs = dict(weights=cfg.bleu_weights, smoothing=cfg.smoothing)
         if need_ref and need_sav:
             width = max(ref.shape[1], sav.shape[1])
-            targets = torch.cat([_pad_to(ref, width), _pad_to(sav, width)])  # [2B, width]
+            targets = torch.stack([_pad_to(ref, width), _pad_to(sav, width)], dim=1)  # [B, 2, width]
             both = token_bleu(
-                torch.cat([gen, gen]), targets, hyp_lengths=torch.cat([gen_len, gen_len]),
-                ref_lengths=torch.cat([ref_len, sav_len]), **kwargs,
-            )  # fmt: skip
-            return both[: gen.shape[0]], both[gen.shape[0] :]
+                gen, targets, hyp_lengths=gen_len, ref_lengths=torch.stack([ref_len, sav_len], dim=1),
+                per_reference=True, **kwargs,
+            )  # fmt: skip  # [B, 2]
+            return both[:, 0], both[:, 1]
         if need_ref:
             return token_bleu(gen, ref, hyp_lengths=gen_len, ref_lengths=ref_len, **kwargs), zeros
         if need_sav:
