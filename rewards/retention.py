@@ -320,7 +320,9 @@ class MemoryRetentionReward:
         sav_cos_term = torch.where(negative, 1 - cos_sav, cos_sav)
         mean_term = torch.where(long_range, 1 - cos_mean, cos_mean)
         cosine_first = cfg.cosine_reference_first * cos_ref + cfg.cosine_saved_first * sav_cos_term
-        cosine_later = cfg.cosine_reference * cos_ref + cfg.cosine_saved * sav_cos_term + cfg.cosine_running_mean * mean_term
+        cosine_later = (
+            cfg.cosine_reference * cos_ref + cfg.cosine_saved * sav_cos_term + cfg.cosine_running_mean * mean_term
+        )
         cosine = torch.where(has_mean, cosine_later, cosine_first)
         length = length_score(gen_len, ref_len, cfg.overlong_penalty).float().to(device)
         total = cfg.bleu_weight * bleu + cfg.cosine_weight * cosine + cfg.length_weight * length
@@ -374,7 +376,10 @@ def _running_mean_batch(running_mean, mask, batch: int, like: torch.Tensor) -> t
     else:
         if len(running_mean) != batch:
             raise ValueError(f"got {len(running_mean)} running means for a batch of {batch}")
-        rows = [torch.zeros(dim) if m is None else torch.as_tensor(m, dtype=torch.float32).reshape(-1) for m in running_mean]
+        rows = [
+            torch.zeros(dim) if m is None else torch.as_tensor(m, dtype=torch.float32).reshape(-1).cpu()
+            for m in running_mean
+        ]
         for i, r in enumerate(rows):
             if r.numel() != dim:
                 raise ValueError(f"running mean of sample {i} has {r.numel()} values, expected {dim}")
