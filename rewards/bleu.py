@@ -108,7 +108,9 @@ def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor, per_referen
     counts.scatter_add_(1, (run << bits) | tags, torch.ones_like(run, dtype=torch.int32))
     counts = counts.view(batch, width, base)  # [B, runs, tag]
     if per_reference:  # [B, R]: each reference scored on its own
-        return torch.minimum(counts[..., :1], counts[..., 1 : num_refs + 1]).sum(dim=1, dtype=torch.long)
+        hyp_counts = counts[..., 0]
+        per_ref = [torch.minimum(hyp_counts, counts[..., r + 1]).sum(dim=1, dtype=torch.long) for r in range(num_refs)]
+        return torch.stack(per_ref, dim=1)
     ref_max = counts[..., 1] if num_refs == 1 else counts[..., 1 : num_refs + 1].amax(dim=-1)
     clipped = torch.minimum(counts[..., 0], ref_max)
     return clipped.sum(dim=1, dtype=torch.long)
