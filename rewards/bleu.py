@@ -154,21 +154,19 @@ def _packed_ngram_rows(
     """
     batch, num_refs, ref_width = ref.shape
     groups, width = 1 + num_refs, max(hyp.shape[1], ref_width)
-    tokens = np.zeros((batch, groups, width), dtype=np.int64)  # [B, 1 + R, W0]: hypothesis, references
-    tokens[:, 0, : hyp.shape[1]] = hyp.numpy()
-    tokens[:, 1:, :ref_width] = ref.numpy()
     lengths = np.concatenate([hyp_len.numpy()[:, None], ref_len.numpy()], axis=1)  # [B, 1 + R]
-    in_length = _prefix_mask(lengths, width)  # [B, 1 + R, W0]; padding may hold any value
-    lowest = int(tokens.min(where=in_length, initial=0))
+    lowest, vocab = _token_range([(hyp.numpy(), lengths[:, 0]), (ref.numpy(), lengths[:, 1:])])
     if lowest < 0:
         raise ValueError(f"token ids must be >= 0, got {lowest}")
-    vocab = int(tokens.max(where=in_length, initial=0)) + 1
     dtype = np.int32 if vocab**orders <= np.iinfo(np.int32).max >> bits else np.int64
     sentinel = np.iinfo(dtype).max
     if vocab > sentinel >> bits:
         raise ValueError(f"token ids must be < {sentinel >> bits}, got {vocab - 1}")
-    tokens = tokens.astype(dtype)
-    out = np.full((batch, orders, groups, width + 1), sentinel, dtype=dtype)  # [B, N, 1 + R, W0 + 1]
+    # every array below is written in place where possible: at these sizes fresh pages cost as much as math
+    tokens = np.zeros((batch, groups, width), dtype=dtype)  # [B, 1 + R, W0]: hypothesis, references
+    tokens[:, 0, : hyp.shape[1]] = hyp.numpy()  # padding may hold any value: only lengths count
+    tokens[:, 1:, :ref_width] = ref.numpy()
+    out = np.empty((batch, orders, groups, width + 1), dtype=dtype)  # [B, N, 1 + R, W0 + 1]
     out[..., width] = sentinel - np.arange(groups, dtype=dtype)
     tags = np.arange(groups, dtype=dtype)[:, None]  # [1 + R, 1]
     keys, bound = tokens, vocab  # every key < bound
@@ -176,12 +174,14 @@ def _packed_ngram_rows(
         span = max(width - n + 1, 0)
         if n > 1:
             keys, bound = _renumber_if_needed(keys[..., :span], bound, vocab, sentinel >> bits)
-            keys = keys * vocab + tokens[..., n - 1 :]  # [B, 1 + R, span]
+            keys = keys * vocab if n == 2 else np.multiply(keys, vocab, out=keys)  # (n = 2: keys view tokens)
+            np.add(keys, tokens[..., n - 1 :], out=keys)  # [B, 1 + R, span]
             bound *= vocab
-        valid = _prefix_mask(lengths - (n - 1), span)  # [B, 1 + R, span]: n-grams inside the length
-        packed = keys << bits
-        np.bitwise_or(packed, tags, out=packed)
-        np.copyto(out[:, n - 1, :, :span], packed, where=valid)  # invalid cells keep the sentinel
+        slot = out[:, n - 1, :, :span]  # [B, 1 + R, span]
+        np.left_shift(keys, bits, out=slot)
+        np.bitwise_or(slot, tags, out=slot)
+        np.copyto(slot, sentinel, where=~_prefix_mask(lengths - (n - 1), span))  # n-grams past the length
+        out[:, n - 1, :, span:width] = sentinel
     return out.reshape(batch * orders, groups * (width + 1))
 
 
@@ -189,6 +189,16 @@ def _prefix_mask(lengths: np.ndarray, width: int) -> np.ndarray:
     """``[..., width]`` bool, ``position < length``; compared in int16 where widths allow (~5x faster)."""
     dtype = np.int16 if width < 2**15 else np.int64
     return np.arange(width, dtype=dtype) < np.clip(lengths, -1, width).astype(dtype)[..., None]
+
+
+def _token_range(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[int, int]:
+    """``(min id, max id + 1)`` over the tokens inside the lengths of ``[..., L]`` ids with ``[...]`` lengths."""
+    lowest, vocab = 0, 1
+    for ids, lengths in parts:
+        inside = _prefix_mask(lengths, ids.shape[-1])
+        lowest = min(lowest, int(ids.min(where=inside, initial=0)))
+        vocab = max(vocab, int(ids.max(where=inside, initial=0)) + 1)
+    return lowest, vocab
 
 
 def _renumber_if_needed(keys: np.ndarray, bound: int, vocab: int, limit: int) -> tuple[np.ndarray, int]:
@@ -213,11 +223,20 @@ def _matches_from_runs(rows: np.ndarray, num_refs: int, bits: int, per_reference
     """
     num_rows, width = rows.shape
     flat = rows.reshape(-1)
-    new_run = np.empty(flat.size, dtype=bool)
+    # only n-grams with two or more entries in a row can match: keep those entries (still contiguous and
+    # sorted; the sentinels, R + 1 of one key per row, are always kept), usually a small part of the row
+    key = flat >> bits
+    shared = key[1:] == key[:-1]  # [M - 1]: entries j and j + 1 hold the same n-gram
+    kept = np.zeros(flat.size, dtype=bool)
+    kept[:-1] = shared
+    kept[1:] |= shared
+    position = np.flatnonzero(kept)  # [K] positions in ``flat``
+    entries = flat[position]  # [K]
+    new_run = np.empty(entries.size, dtype=bool)
     new_run[:1] = True
-    np.not_equal(flat[1:], flat[:-1], out=new_run[1:])
-    start = np.flatnonzero(new_run)  # [runs]
-    value = flat[start]  # [runs]
+    np.not_equal(entries[1:], entries[:-1], out=new_run[1:])
+    start = np.flatnonzero(new_run)  # [runs] run starts, indexing ``entries``
+    value = entries[start]  # [runs]
     tag_mask = (1 << bits) - 1
     hyp_counts, ref_counts, row_of = [], [], []
     for o in range(1, num_refs + 1):
@@ -227,11 +246,12 @@ def _matches_from_runs(rows: np.ndarray, num_refs: int, bits: int, per_reference
             hit = hit[(value[hit] & tag_mask) == 0]  # ... and run hit is a hypothesis run
             hyp_counts.append(start[hit + 1] - start[hit])
             ref_counts.append((r, hit, start[hit + o + 1] - start[hit + o]))
-            row_of.append(start[hit] // width)
+            row_of.append(position[start[hit]] // width)
     if per_reference or num_refs == 1:
-        out = np.zeros((num_rows, num_refs), dtype=np.int64)
+        out = np.zeros((num_refs, num_rows), dtype=np.float64)  # bincount sums in float64: exact below 2**53
         for (r, _, c_ref), c_hyp, row in zip(ref_counts, hyp_counts, row_of):
-            np.add.at(out[:, r - 1], row, np.minimum(c_hyp, c_ref))
+            out[r - 1] += np.bincount(row, weights=np.minimum(c_hyp, c_ref), minlength=num_rows)
+        out = out.astype(np.int64).T  # [rows, R]
         return out if per_reference else out[:, 0]
     best = np.zeros(start.size, dtype=np.int64)  # max_r c_r per hypothesis run
     for r, hit, c_ref in ref_counts:
@@ -239,7 +259,7 @@ def _matches_from_runs(rows: np.ndarray, num_refs: int, bits: int, per_reference
     hyp_runs = np.sort(np.concatenate([hit for _, hit, _ in ref_counts]))
     hyp_runs = hyp_runs[np.diff(hyp_runs, prepend=-1) != 0]  # each matched hypothesis run once
     clipped = np.minimum(start[hyp_runs + 1] - start[hyp_runs], best[hyp_runs])
-    return np.bincount(start[hyp_runs] // width, weights=clipped, minlength=num_rows).astype(np.int64)
+    return np.bincount(position[start[hyp_runs]] // width, weights=clipped, minlength=num_rows).astype(np.int64)
 
 
 def _ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders):
