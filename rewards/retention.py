@@ -341,7 +341,7 @@ class MemoryRetentionReward:
 
 
 def _pad_to(ids: torch.Tensor, width: int) -> torch.Tensor:
-    return torch.nn.functional.pad(ids, (0, width - ids.shape[1]))
+    return ids if ids.shape[1] == width else torch.nn.functional.pad(ids, (0, width - ids.shape[1]))
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -353,8 +353,10 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def _mode_codes(modes: str | Sequence[str], batch: int, device) -> torch.Tensor:
     """0 standard, 1 long_range, 2 negative, ``[B]``."""
-    if isinstance(modes, str):
-        modes = [modes] * batch
+    if isinstance(modes, str):  # one mode for the whole batch: no per-sample Python loop
+        if modes not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {modes!r}")
+        return torch.full((batch,), MODES.index(modes), dtype=torch.long, device=device)
     if len(modes) != batch:
         raise ValueError(f"got {len(modes)} modes for a batch of {batch}")
     for i, m in enumerate(modes):
