@@ -32,6 +32,22 @@ class LossInputs:
     moe_aux: Tensor | None = None  # scalar MoE load-balancing loss of the forward pass
 
 
+LOG_PROB_FLOOR = -50.0
+"""Under top-k/top-p the current (or reference) policy may filter out a token the behaviour policy sampled:
+its log-prob is -inf. Flooring keeps the ratio ~0 (clipped for A > 0) and the KL terms finite instead of NaN."""
+
+
+def entropy_of(log_probs: Tensor) -> Tensor:
+    """``H = -sum_v p_v log p_v`` over a processed distribution ``[..., V]`` whose filtered tokens are -inf.
+
+    Differentiable with filtered tokens (``rxmrl.model.entropy`` is finite there but its gradient is NaN:
+    ``0 · -inf`` in the backward of ``exp(x)·x``).
+    """
+    finite = torch.isfinite(log_probs)
+    safe = log_probs.masked_fill(~finite, 0.0)
+    return -(safe.exp().masked_fill(~finite, 0.0) * safe).sum(-1)
+
+
 def _k3(log_ratio: Tensor) -> Tensor:
     """``KL(p || q) ≈ exp(x) - x - 1`` with ``x = log q(a) - log p(a)``, ``a ~ p``: unbiased, always >= 0."""
     return torch.expm1(log_ratio) - log_ratio
@@ -41,7 +57,7 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
     r"""Total IMPO loss of a minibatch, and every term (detached) by name.
 
     With token mean :math:`\langle x \rangle = \sum_{m,j} \mathrm{mask}_{mj} x_{mj} / \sum \mathrm{mask}`
-    over real answer tokens only (never the padded length), ratio
+    over real answer tokens only (never the padded length), log-probs floored at ``LOG_PROB_FLOOR``, ratio
     :math:`\rho = \exp(\log\pi_\theta - \log\pi_{old})` and the step's advantage :math:`A_m` on each of its
     tokens::
 
@@ -67,13 +83,15 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
     def token_mean(x: Tensor) -> Tensor:
         return (x * mask).sum() / tokens
 
-    log_ratio = (batch.log_probs - batch.old_log_probs).masked_fill(~batch.mask, 0.0)
+    log_probs = batch.log_probs.clamp_min(LOG_PROB_FLOOR)
+    ref_log_probs = batch.ref_log_probs.clamp_min(LOG_PROB_FLOOR)
+    log_ratio = (log_probs - batch.old_log_probs).masked_fill(~batch.mask, 0.0)
     ratio = log_ratio.exp()
     adv = batch.advantages[:, None].to(ratio.dtype)  # [M, 1] -> broadcast over the step's tokens
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
     policy_loss = -token_mean(surrogate)
     entropy = token_mean(batch.entropy)
-    ref_kl = token_mean(_k3((batch.ref_log_probs - batch.log_probs).masked_fill(~batch.mask, 0.0)))
+    ref_kl = token_mean(_k3((ref_log_probs - log_probs).masked_fill(~batch.mask, 0.0)))
     stab_kl = token_mean(_k3(log_ratio))  # tokens were sampled from pi_old: k3 of KL(pi_old || pi_theta)
 
     mse = (batch.stm - batch.stm_prev.to(batch.stm)).pow(2).flatten(1).mean(1)  # [M]
