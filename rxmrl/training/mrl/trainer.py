@@ -240,12 +240,14 @@ class MrlTrainer:
         return mrl_loss(inputs, self.config.mrl.objective)
 
     # ---------------------------------------------------------------------------- evaluation
-    def evaluate(self, stage_index: int | None = None, split: str = "valid") -> Evaluation:
+    def evaluate(self, stage_index: int | None = None, split: str = "valid",
+                 policy: ReactiveTransformer | None = None) -> Evaluation:
+        """Validation (or ``split="train"``) episodes of a stage, played by ``policy`` (default: the one trained)."""
         index = self.state.stage if stage_index is None else stage_index
         stage = self.config.stages[index]
         data = self.stage_data[index][1 if split == "valid" else 0]
         mrl = self.config.mrl
-        return evaluate_policy(self.model.policy, data, stage.steps, self.tokenizer, self.scorer,
+        return evaluate_policy(policy if policy is not None else self.model.policy, data, stage.steps, self.tokenizer, self.scorer,
                                self.eval_sampling, max(32, mrl.batch_episodes), mrl.max_answer_tokens,
                                mrl.max_interaction_len, seed=self.config.seed)
 
