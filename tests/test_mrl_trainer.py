@@ -195,3 +195,23 @@ def test_two_stage_curriculum_runs_end_to_end(tokenizer, tmp_path):
     for directory in ("final", "best-stage-0", "best-stage-1"):
         ReactiveTransformer.from_pretrained(tmp_path / directory)
         RxTokenizer.load(tmp_path / directory)
+
+
+def test_train_mrl_command_runs_from_a_model_dir_and_writes_the_comparison(tokenizer, tmp_path):
+    import json
+
+    from rxmrl.cli import main
+
+    init = tmp_path / "warm"
+    tiny_policy(tokenizer.vocab_size).save_pretrained(init)
+    tokenizer.save(init)
+    args = ["train", "mrl", "--init", str(init), "--run-dir", str(tmp_path / "run")]
+    for override in [*TINY, "stages.0.num_episodes=3", "stages.0.eval_episodes=3", "stages.1.num_episodes=3",
+                     "stages.1.eval_episodes=3", "stages.1.steps=3", "mrl.ppo_epochs=1"]:
+        args += ["--set", override]
+    assert main(args) == 0
+    comparison = json.loads((tmp_path / "run" / "comparison.json").read_text())
+    assert [row["steps"] for row in comparison["stages"]] == [2, 3]
+    row = comparison["stages"][0]
+    assert row["difference"]["ci95_low"] <= row["difference"]["mean"] <= row["difference"]["ci95_high"]
+    assert main(["train", "mrl", "--set", "stages.0.trainable=[\"decoderr\"]", "--init", str(init)]) == 2
