@@ -124,3 +124,15 @@ def test_every_epoch_batch_is_used_including_the_last_smaller_one():
     batches = epoch_batches(10, 4, seed=0, stage=0, epoch=0)
     assert [len(b) for b in batches] == [4, 4, 2] and sorted(i for b in batches for i in b) == list(range(10))
     assert epoch_batches(10, 4, 0, 0, 1) != batches and epoch_batches(10, 4, 0, 0, 0) == batches
+
+
+@pytest.mark.parametrize("settings", [dict(top_k=5), dict(top_k=5, top_p=0.6, temperature=0.7), dict(top_p=0.8),
+                                      dict()])
+def test_sampling_entropy_equals_the_entropy_of_the_processed_distribution(settings):
+    from rxmrl.model import SamplingConfig, processed_log_probs
+    from rxmrl.training.mrl.objective import entropy_of, sampling_entropy
+
+    logits = torch.randn(3, 4, 40, generator=torch.Generator().manual_seed(0))
+    sampling = SamplingConfig(**settings)
+    expected = entropy_of(processed_log_probs(logits, sampling))
+    assert torch.allclose(sampling_entropy(logits, sampling), expected, atol=1e-5)

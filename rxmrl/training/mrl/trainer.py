@@ -36,14 +36,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rxmrl.model import ReactiveTransformer, processed_log_probs
+from rxmrl.model import ReactiveTransformer
 from rxmrl.training.loop import Trainer
 from rxmrl.training.mrl.advantages import compute_advantages, explained_variance
 from rxmrl.training.mrl.config import MrlRunConfig, StageConfig
 from rxmrl.training.mrl.critic import Critic
 from rxmrl.training.mrl.curriculum import CurriculumState, StageData, epoch_batches, load_stage_data
 from rxmrl.training.mrl.evaluate import Evaluation, evaluate_policy
-from rxmrl.training.mrl.objective import LossInputs, entropy_of, mrl_loss
+from rxmrl.training.mrl.objective import LossInputs, mrl_loss, sampling_entropy
 from rxmrl.training.mrl.rollout import Rollout, RolloutScorer, collect_rollout, tokenize_episodes
 
 MEMORY_SYSTEM = ("embedding", "encoder", "memory_attention", "stm")
@@ -234,7 +234,7 @@ class MrlTrainer:
         values = model.critic(batch["critic_ids"], batch["critic_mask"], stm)
         inputs = LossInputs(
             log_probs=scored.log_probs, old_log_probs=batch["old_log_probs"], ref_log_probs=batch["ref_log_probs"],
-            entropy=entropy_of(processed_log_probs(scored.logits, self.sampling)), mask=batch["mask"], advantages=batch["advantages"],
+            entropy=sampling_entropy(scored.logits, self.sampling), mask=batch["mask"], advantages=batch["advantages"],
             values=values, old_values=batch["values"], returns=batch["returns"], stm=stm,
             stm_prev=batch["stm_prev"], steps=batch["steps"], moe_aux=scored.aux_loss)
         return mrl_loss(inputs, self.config.mrl.objective)
