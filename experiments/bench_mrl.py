@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--minibatch", type=int, default=32, help="(episode, step) samples per optimizer step")
     parser.add_argument("--ppo-epochs", type=int, default=10)
     parser.add_argument("--answer-tokens", type=int, default=80)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (1 is faster on a busy machine)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     if args.threads:
@@ -66,6 +66,8 @@ def main() -> None:
         start = time.perf_counter()
         for indices in epoch_batches(len(train), args.batch, config.seed, 0, 0):
             record = trainer.iteration(config.stages[0], train, indices)
+            print(f"  iteration: rollout {record['time/rollout']:.2f} s, reward {record['time/reward']:.2f} s, "
+                  f"update {record['time/update']:.2f} s", flush=True)
             tokens += record["rollout/answer_tokens"] * len(indices) * args.steps
             for key, value in record.items():
                 if key.startswith("time/"):

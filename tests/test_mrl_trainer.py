@@ -215,3 +215,24 @@ def test_train_mrl_command_runs_from_a_model_dir_and_writes_the_comparison(token
     row = comparison["stages"][0]
     assert row["difference"]["ci95_low"] <= row["difference"]["mean"] <= row["difference"]["ci95_high"]
     assert main(["train", "mrl", "--set", "stages.0.trainable=[\"decoderr\"]", "--init", str(init)]) == 2
+
+
+def test_a_non_finite_reward_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tokenizer, tmp_path):
+    from rxmrl.training.loop import NonFiniteLossError
+
+    cfg = tiny_config()
+    policy = tiny_policy(tokenizer.vocab_size)
+    reward = build_reward(cfg.reward, policy, tokenizer)
+    trainer = MrlTrainer(cfg, policy, tokenizer, reward=reward, run_dir=tmp_path)
+    original, calls = reward.score_ids, []
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) > 2:  # the second rollout (its first step) returns NaN
+            out.reward = out.reward.clone().fill_(float("nan"))
+        return out
+    reward.score_ids = poisoned
+    with pytest.raises(NonFiniteLossError, match="non-finite reward.*step-00000004"):
+        trainer.fit()
+    assert (tmp_path / "checkpoints" / "step-00000004").is_dir()
