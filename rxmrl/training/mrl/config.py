@@ -122,7 +122,8 @@ class RewardSettings:
     """The memory-retention reward the rollouts are scored with."""
 
     preset: str = "default"  # rxmrl.rewards preset: default | rxlm | rxnn-len
-    similarity: Literal["token", "encoder"] = "token"  # token: frozen copy of the warm start's embedding; encoder: MiniLM
+    # token: mean of a frozen copy of the warm start's embedding; encoder: the bundled MiniLM sentence encoder
+    similarity: Literal["token", "encoder"] = "token"
 
 
 @dataclass

@@ -92,7 +92,8 @@ def select_follow_ups(episode: Episode, steps: int, long_range: bool, where: str
 
 def tokenize_episodes(episodes: Sequence[Episode], long_range: Sequence[bool], steps: int, tokenizer) -> EpisodeBatch:
     """Tokenise B episodes for a rollout of ``steps`` follow-ups (``tokenizer``: ``RxTokenizer``)."""
-    chosen = [select_follow_ups(e, steps, lr, str(i)) for i, (e, lr) in enumerate(zip(episodes, long_range, strict=True))]
+    pairs = enumerate(zip(episodes, long_range, strict=True))
+    chosen = [select_follow_ups(episode, steps, lr, str(i)) for i, (episode, lr) in pairs]
     queries = [[tokenizer.encode_query(e.interactions[t].query) for e in chosen] for t in range(steps)]
     references = [[tokenizer.encode_answer(e.interactions[t].answer) for e in chosen] for t in range(steps)]
     facts = [[[f.text for f in (e.facts[t] if e.facts else [])] for e in chosen] for t in range(steps)]

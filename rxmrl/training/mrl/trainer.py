@@ -247,7 +247,8 @@ class MrlTrainer:
         stage = self.config.stages[index]
         data = self.stage_data[index][1 if split == "valid" else 0]
         mrl = self.config.mrl
-        return evaluate_policy(policy if policy is not None else self.model.policy, data, stage.steps, self.tokenizer, self.scorer,
+        policy = policy if policy is not None else self.model.policy
+        return evaluate_policy(policy, data, stage.steps, self.tokenizer, self.scorer,
                                self.eval_sampling, max(32, mrl.batch_episodes), mrl.max_answer_tokens,
                                mrl.max_interaction_len, seed=self.config.seed)
 
