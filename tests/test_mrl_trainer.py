@@ -236,3 +236,12 @@ def test_a_non_finite_reward_stops_with_a_clear_message_and_keeps_the_last_check
     with pytest.raises(NonFiniteLossError, match="non-finite reward.*step-00000004"):
         trainer.fit()
     assert (tmp_path / "checkpoints" / "step-00000004").is_dir()
+
+
+def test_no_memory_ablation_keeps_the_fresh_stm(tokenizer):
+    policy = tiny_policy(tokenizer.vocab_size).eval()
+    data = load_stage_data(tiny_config().stages[0], "embedded", "train", 2)
+    batch = tokenize_episodes(data.episodes, data.long_range, 2, tokenizer)
+    scorer = RolloutScorer(build_reward(tiny_config().reward, policy, tokenizer))
+    rollout = collect_rollout(policy, batch, scorer, GREEDY_ROLLOUT, max_answer_tokens=3, write_memory=False)
+    assert torch.equal(rollout.stm_read, rollout.stm_prev) and rollout.stm_change().abs().max() == 0

@@ -31,9 +31,10 @@ class Evaluation:
 @torch.no_grad()
 def evaluate_policy(policy: ReactiveTransformer, data: StageData, steps: int, tokenizer, scorer: RolloutScorer,
                     sampling: SamplingConfig, batch_size: int = 32, max_answer_tokens: int = 48,
-                    max_interaction_len: int = 256, seed: int = 0) -> Evaluation:
+                    max_interaction_len: int = 256, seed: int = 0, write_memory: bool = True) -> Evaluation:
     """Play every episode of ``data`` (in order, no teacher forcing) with a seeded generator (STM noise and
-    any sampling), so evaluation never moves the training RNG and repeats exactly."""
+    any sampling), so evaluation never moves the training RNG and repeats exactly. ``write_memory=False``:
+    the no-memory ablation (the policy answers from a fresh STM every time)."""
     was_training = policy.training
     policy.eval()
     generator = torch.Generator(device=policy.device).manual_seed(seed)
@@ -43,7 +44,8 @@ def evaluate_policy(policy: ReactiveTransformer, data: StageData, steps: int, to
         batch = tokenize_episodes([data.episodes[i] for i in rows], [data.long_range[i] for i in rows], steps,
                                   tokenizer)
         rollout = collect_rollout(policy, batch, scorer, sampling, max_answer_tokens=max_answer_tokens,
-                                  max_interaction_len=max_interaction_len, generator=generator)
+                                  max_interaction_len=max_interaction_len, generator=generator,
+                                  write_memory=write_memory)
         rewards = rollout.rewards.view(steps, len(rows))  # [N, B]
         episode_rewards.append(rewards.mean(0))
         step_rewards.append(rewards)

@@ -217,8 +217,13 @@ def collect_rollout(
     random_reset_ratio: float = 0.0,
     carried: tuple[Tensor, Tensor] | None = None,
     generator: torch.Generator | None = None,
+    write_memory: bool = True,
 ) -> Rollout:
-    """Run B episodes of ``batch.steps`` follow-ups with ``policy`` (see the module docstring)."""
+    """Run B episodes of ``batch.steps`` follow-ups with ``policy`` (see the module docstring).
+
+    ``write_memory=False`` is the no-memory ablation: STM stays the fresh initial state, so any reward the
+    policy earns comes from the query alone (rewards are still scored against the interactions as written).
+    """
     timings = dict.fromkeys(("memory", "generate", "reference", "critic", "reward"), 0.0)
     device = policy.device
     size, steps = batch.size, batch.steps
@@ -231,8 +236,9 @@ def collect_rollout(
         clock = time.perf_counter()
         ids, mask = pad_batch(written[t], side="right", device=device)
         stm_prev = stm
-        stm = policy.write_memory(stm, ids, mask)
-        if reference is not None:
+        if write_memory:
+            stm = policy.write_memory(stm, ids, mask)
+        if reference is not None and write_memory:
             ref_stm = reference.write_memory(ref_stm, ids, mask)
         timings["memory"] += time.perf_counter() - clock
         clock = time.perf_counter()

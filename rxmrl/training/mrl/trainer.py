@@ -241,7 +241,7 @@ class MrlTrainer:
 
     # ---------------------------------------------------------------------------- evaluation
     def evaluate(self, stage_index: int | None = None, split: str = "valid",
-                 policy: ReactiveTransformer | None = None) -> Evaluation:
+                 policy: ReactiveTransformer | None = None, write_memory: bool = True) -> Evaluation:
         """Validation (or ``split="train"``) episodes of a stage, played by ``policy`` (default: the one trained)."""
         index = self.state.stage if stage_index is None else stage_index
         stage = self.config.stages[index]
@@ -250,7 +250,7 @@ class MrlTrainer:
         policy = policy if policy is not None else self.model.policy
         return evaluate_policy(policy, data, stage.steps, self.tokenizer, self.scorer,
                                self.eval_sampling, max(32, mrl.batch_episodes), mrl.max_answer_tokens,
-                               mrl.max_interaction_len, seed=self.config.seed)
+                               mrl.max_interaction_len, seed=self.config.seed, write_memory=write_memory)
 
     def _end_epoch(self, stage: StageConfig, valid: StageData) -> dict[str, Any]:
         """Evaluate, advance the curriculum position, checkpoint (``best`` + a model dir when it improved)."""
