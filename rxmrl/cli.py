@@ -13,7 +13,9 @@ import sys
 from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "rxmrl.model.commands",
     "rxmrl.data.commands",
+    "rxmrl.demo",
 )
 
 
