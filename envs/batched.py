@@ -101,7 +101,8 @@ class BatchedMrlEnv:
 
     # ---------------------------------------------------------------------------------------------- reset
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> BatchReset:
-        """Draws the next B episodes (``options``: ``episodes`` to play instead, ``teacher_forcing``)."""
+        """Draws the next B episodes (``options``: ``episodes`` to play instead, ``batch_size`` for this batch
+        only, ``teacher_forcing``)."""
         options = dict(options or {})
         if seed is not None:
             self.np_random, _ = seeding.np_random(seed)
@@ -113,7 +114,8 @@ class BatchedMrlEnv:
             drawn = [DrawnEpisode(cut_to_steps(e, self.steps, is_long_range(e), f"options['episodes'][{b}]"),
                                   is_long_range(e), -1) for b, e in enumerate(given)]
         else:
-            drawn = [self.sampler.draw(self.np_random) for _ in range(self.batch_size)]
+            count = int(options.get("batch_size", self.batch_size))
+            drawn = [self.sampler.draw(self.np_random) for _ in range(count)]
         self._episodes = [d.episode for d in drawn]
         self._long_range = torch.tensor([d.long_range for d in drawn], dtype=torch.bool, device=self.device)
         self._plans = [step_plan(self.steps, d.long_range) for d in drawn]
