@@ -69,17 +69,21 @@ class Scores:
 
 
 class RewardScorer:
-    """Calls a reward callable uniformly on ids or texts and keeps its running-mean embeddings."""
+    """Calls a reward callable uniformly on ids or texts and embeds interactions for the running mean.
+
+    Running-mean embeddings are asked for with ``cache=True``: the interaction folded in before step i is
+    the saved data step i-1 was scored against, so a caching backend embeds it once.
+    """
 
     def __init__(self, reward: Callable[..., Any]) -> None:
         self.reward = reward
         self.has_running_mean = hasattr(reward, "embed_ids") and hasattr(reward, "embed_texts")
 
     def embed_ids(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
-        return self.reward.embed_ids(ids, lengths, cache=False) if self.has_running_mean else None
+        return self.reward.embed_ids(ids, lengths, cache=True) if self.has_running_mean else None
 
     def embed_texts(self, texts: list[str]) -> torch.Tensor | None:
-        return self.reward.embed_texts(texts, cache=False) if self.has_running_mean else None
+        return self.reward.embed_texts(texts, cache=True) if self.has_running_mean else None
 
     def score_ids(self, generated, generated_lengths, reference, reference_lengths, saved, saved_lengths,
                   modes: list[str], running_mean: torch.Tensor | None) -> Scores:
