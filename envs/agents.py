@@ -206,17 +206,44 @@ class RxTAgent(Agent):
 
 def run_episode(env: MrlEnv, agent: Agent, *, seed: int | None = None,
                 options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Plays one episode of a single env with an agent's text form; returns the step infos (+ ``reward``)."""
+    """Plays one episode of a single env; returns the step infos (each with its ``reward``).
+
+    Text mode uses the agent's text form. Token mode uses its batched (id) form with a batch of one, so
+    the ids the agent generates are the ids scored and written (decoding and re-encoding is not lossless
+    for arbitrary generated ids).
+    """
     observation, info = env.reset(seed=seed, options=options)
     episode = info["episode"]
+    if env.mode == "token":
+        return _run_token_episode(env, agent, observation, info)
     agent.begin_episode(episode.query, episode.answer, episode)
-    infos, query = [], episode.interactions[0].query
+    infos, query = [], observation["query"]
     while True:
         answer = agent.answer(query)
-        action = answer if env.mode == "text" else np.asarray(env.tokenizer.encode_answer(answer), np.int64)
-        _, reward, terminated, _, info = env.step(action)
+        observation, reward, terminated, _, info = env.step(answer)
         infos.append({**info, "reward": reward})
         if terminated:
             return infos
         agent.remember(query, info["write_to_memory"])
-        query = episode.interactions[info["step"] + 1].query
+        query = observation["query"]
+
+
+def _run_token_episode(env: MrlEnv, agent: Agent, observation: dict[str, Any],
+                       info: dict[str, Any]) -> list[dict[str, Any]]:
+    from rxmrl.envs.batched import BatchReset
+
+    one = lambda ids: PaddedIds.from_lists([ids.tolist()])  # noqa: E731
+    saved_query, saved_answer = one(observation["saved_query"]), one(observation["saved_answer"])
+    start = BatchReset(saved_query, saved_answer, concat_padded(saved_query, saved_answer), one(observation["query"]),
+                       [info["episode"]], torch.tensor([info["long_range"]]), [info["modes"]],
+                       [info["episode_index"]])
+    agent.begin_batch(start)
+    infos, query = [], start.query
+    while True:
+        answers = agent.answer_batch(query)
+        observation, reward, terminated, _, info = env.step(np.asarray(answers.to_lists()[0], np.int64))
+        infos.append({**info, "reward": reward})
+        if terminated:
+            return infos
+        agent.remember_batch(query, one(info["write_to_memory_ids"]))
+        query = one(observation["query"])
