@@ -33,8 +33,8 @@ def test_evaluate_summarises_every_episode_and_step():
 
 
 def test_oracle_lands_far_above_random_with_the_sentence_encoder():
-    episodes = load_curriculum("embedded", config="steps-2", split="validation", num_episodes=8)
-    env = BatchedMrlEnv(8, steps=2, split="validation", num_episodes=8, order="sequential")
+    episodes = load_curriculum("embedded", config="steps-2", split="validation", num_episodes=6)
+    env = BatchedMrlEnv(6, steps=2, split="validation", num_episodes=6, order="sequential")
     oracle = evaluate(OracleAgent(), env, seed=0)
     random = evaluate(RandomAgent(list(episodes), seed=0), env, seed=0)
     assert oracle.reward().ci_low > random.reward().ci_high + 2
