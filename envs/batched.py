@@ -201,7 +201,8 @@ class BatchedMrlEnv:
             raise MalformedActionError(f"answers are {type(answers).__name__}, expected a [B, L] id tensor, "
                                        "PaddedIds or lists of ids")
         batch = len(self._episodes)
-        if answers.dim() != 2 or answers.shape[0] != batch or answers.is_floating_point() or answers.is_complex():
+        if (answers.dim() != 2 or answers.shape[0] != batch or answers.is_floating_point() or answers.is_complex()
+                or answers.dtype == torch.bool):
             raise MalformedActionError(f"answers have shape {tuple(answers.shape)} and dtype {answers.dtype}, "
                                        f"expected an integer tensor of shape ({batch}, L)")
         answers = answers.to(self.device, torch.long)

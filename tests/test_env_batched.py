@@ -84,7 +84,7 @@ def test_malformed_batched_answers_raise_and_the_step_can_be_retried(episodes):
     env = BatchedMrlEnv(5, episodes=episodes, steps=4, similarity="token", max_answer_tokens=50)
     env.reset(options={"episodes": episodes})
     good = PaddedIds.from_lists(random_answers(5, 1)[0])
-    for bad in [torch.ones(4, 3, dtype=torch.long), torch.ones(5, 3), PaddedIds(torch.full((5, 3), 10**6), torch.full((5,), 3)),
+    for bad in [torch.ones(4, 3, dtype=torch.long), torch.ones(5, 3), torch.ones(5, 3, dtype=torch.bool), PaddedIds(torch.full((5, 3), 10**6), torch.full((5,), 3)),
                 PaddedIds(torch.ones(5, 60, dtype=torch.long), torch.full((5,), 60)), "text"]:
         with pytest.raises(MalformedActionError):
             env.step(bad)

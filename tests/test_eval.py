@@ -53,3 +53,23 @@ def test_eval_command_reports_an_unknown_agent_in_one_line(capsys):
     code = main(["eval", "--agent", "/no/such/checkpoint", "--config", "steps-2", "--episodes", "2",
                  "--similarity", "token"])
     assert code == 2 and "expected 'oracle', 'random' or a checkpoint folder" in capsys.readouterr().err
+
+
+def test_eval_command_runs_a_reactive_transformer_checkpoint(tmp_path, capsys):
+    import torch
+
+    from rxmrl.model.config import get_preset
+    from rxmrl.model.rxt import ReactiveTransformer
+    from rxmrl.tokenizer import default_tokenizer
+
+    torch.manual_seed(0)
+    config = get_preset("nano", vocab_size=default_tokenizer().vocab_size, dim=32, num_layers=1, num_heads=2,
+                        query_heads=2, kv_heads=2, num_experts=2, expert_dim=32, encoder_ff_dim=32, stm_slots=8)
+    ReactiveTransformer(config).save_pretrained(tmp_path / "tiny")
+    code = main(["eval", "--agent", str(tmp_path / "tiny"), "--config", "steps-2", "--episodes", "2",
+                 "--similarity", "token", "--max-new-tokens", "4", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = __import__("json").loads(out)
+    assert summary["agent"] == "rxt" and summary["episodes"] == 2 and len(summary["steps"]) == 2
+    assert 0 <= summary["reward"]["mean"] <= 10
