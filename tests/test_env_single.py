@@ -196,3 +196,15 @@ def test_text_space_accepts_natural_unicode_text_and_empty_answers():
     assert "" in env.action_space and "Zoë said: «ok»\n" in env.action_space
     _, reward, terminated, _, _ = env.step("")
     assert terminated and 0 <= reward <= 10
+
+
+def test_any_reward_callable_can_score_the_env():
+    def answer_length_reward(generated, reference, saved, **kwargs):
+        assert kwargs["running_mean"] is None  # no embed_* methods: no running mean
+        return torch.tensor([float(len(g)) for g in generated])
+
+    episode = hand_made_episode(2)
+    env = MrlEnv(episodes=[episode], steps=2, reward=answer_length_reward)
+    env.reset(options={"episode": episode})
+    assert env.step("four")[1] == 4.0
+    assert env.step("")[1] == 0.0
