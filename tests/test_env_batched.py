@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from env_helpers import RecordingReward, hand_made_episode
+from env_helpers import RecordingReward
 from rxmrl.data import load_curriculum
 from rxmrl.envs import BatchedMrlEnv, MalformedActionError, MrlEnv, PaddedIds, concat_padded
 from rxmrl.tokenizer import default_tokenizer
