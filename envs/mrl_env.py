@@ -109,7 +109,7 @@ class MrlEnv(gym.Env):
     a backend; ``teacher_forcing``; ``order``; ``mode``; ``tokenizer`` (default: the embedded one).
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
     def __init__(self, source: str | os.PathLike = EMBEDDED, steps: int | None = 8, split: str = "train", *,
                  config: str | None = None, strategy: str | None = None, long_range_ratio: float = 0.5,
@@ -265,9 +265,11 @@ class MrlEnv(gym.Env):
         }
 
     def render(self) -> str | None:
-        if self.render_mode != "ansi" or self._last_info is None:
+        if self.render_mode != "ansi" or self._drawn is None:
             return None
-        info = self._last_info
+        episode, info = self._drawn.episode, self._last_info
+        if info is None:
+            return f"saved: Q: {episode.query}\n  A: {episode.answer}\nnext query: {episode.interactions[0].query}"
         return (f"step {info['step']} [{info['mode']}] Q: {info['query']}\n  A: {info['answer']}\n"
                 f"  reference: {info['reference']}\n  saved: {info['saved_data']}")
 

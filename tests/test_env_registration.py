@@ -30,3 +30,12 @@ def test_make_vec_steps_text_envs_in_sync():
     _, rewards, terminated, _, _ = envs.step(("an answer", "another answer"))
     assert rewards.shape == (2,) and np.all((rewards >= 0) & (rewards <= 10)) and not terminated.any()
     envs.close()
+
+
+def test_ansi_render_shows_the_saved_interaction_then_the_last_step():
+    env = gymnasium.make("rxmrl/TinyStoriesMRL-Steps2-v0", split="validation", num_episodes=2, similarity="token",
+                         render_mode="ansi")
+    _, info = env.reset(seed=0)
+    assert info["episode"].answer in env.render()
+    env.step("my answer")
+    assert "my answer" in env.render() and "step 0" in env.render()
