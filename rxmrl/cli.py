@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "rxmrl.evaluation.commands",
     "rxmrl.model.commands",
     "rxmrl.data.commands",
     "rxmrl.demo",
