@@ -34,3 +34,20 @@ def test_cli_help_lists_every_registered_command():
     assert result.returncode == 0
     assert "rxmrl" in result.stdout
     assert rxmrl.__version__
+
+
+def test_every_source_package_is_listed_for_installation():
+    """An editable install finds any subpackage, a wheel only the listed ones: keep the list complete."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    roots = {name: root / folder for name, folder in config["package-dir"].items()}
+    found = set()
+    for name, folder in roots.items():
+        for init in folder.rglob("__init__.py"):
+            relative = init.parent.relative_to(folder).parts
+            found.add(".".join((name, *relative)))
+    assert found == listed
