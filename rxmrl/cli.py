@@ -16,6 +16,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rxmrl.model.commands",
     "rxmrl.data.commands",
     "rxmrl.demo",
+    "rxmrl.baseline.commands",
 )
 
 

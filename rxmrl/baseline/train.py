@@ -151,6 +151,7 @@ def sft_arguments(config: BaselineConfig, output_dir: Path):
         fp16=False,
         gradient_checkpointing=False,
         dataloader_num_workers=0,
+        dataloader_pin_memory=False,
         save_strategy="no",
         report_to="none",
         disable_tqdm=True,
