@@ -1,10 +1,11 @@
 """``StatelessAgent``: the baseline LLM in the MRL environment, re-reading the conversation every turn.
 
-It has the environment's agent interface (``begin_episode`` / ``answer`` / ``remember``), but its "memory"
-is only the text history it is handed back: each turn the prompt is the whole history so far (the saved
-first interaction, then every follow-up as the environment said to write it) plus the new query, cut from
-the left to fit the context (:func:`rxmrl.baseline.data.fit_history`). The prompt, and so the cost of a
-turn, grows with the conversation; an RxT agent's prompt is the query alone.
+It has the environment's agent interface (``begin_episode`` / ``answer`` / ``remember``, and the batched
+``begin_batch`` / ``answer_batch`` / ``remember_batch``), but its "memory" is only the history it is handed
+back: each turn the prompt is the whole history so far (the saved first interaction, then every follow-up
+as the environment said to write it) plus the new query, cut from the left to fit the context
+(:func:`rxmrl.baseline.data.fit_history`). The prompt, and so the cost of a turn, grows with the
+conversation; an RxT agent's prompt is the query alone.
 
 Generation is Hugging Face ``generate`` with its KV cache, greedy unless ``do_sample``. Each answered turn
 leaves a :class:`TurnRecord` (prompt tokens, new tokens, seconds, what truncation dropped) in ``records``.
@@ -13,6 +14,7 @@ leaves a :class:`TurnRecord` (prompt tokens, new tokens, seconds, what truncatio
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,10 +31,13 @@ except ModuleNotFoundError:  # the env's agents module is not merged yet: same i
             from rxmrl.tokenizer import default_tokenizer
 
             self.tokenizer = tokenizer if tokenizer is not None else default_tokenizer()
-from rxmrl.special_tokens import EOS_ID, PAD_ID
+from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
+
+    from rxmrl.envs.batched import BatchReset
+    from rxmrl.envs.padded import PaddedIds
 
     from rxmrl.tokenizer import RxTokenizer
 
@@ -47,19 +52,30 @@ class TurnRecord:
 
 
 @torch.no_grad()
-def generate_answer(model: PreTrainedModel, prompt_ids: list[int], max_new_tokens: int, *,
-                    do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                    min_new_tokens: int = 0) -> list[int]:
-    """Answer ids after ``prompt_ids`` (ending ``[A]``), up to and including ``[EOS]``, via ``generate``."""
+def generate_answers(model: PreTrainedModel, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
+                     do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
+                     min_new_tokens: int = 0) -> list[list[int]]:
+    """Answer ids after each prompt (ending ``[A]``), up to and including ``[EOS]``, via ``generate``.
+
+    Prompts are left-padded so every row's next token lands in the same column; ``generate`` derives the
+    positions from the attention mask, so padding does not shift them.
+    """
     device = next(model.parameters()).device
-    ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # [1, P]
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), PAD_ID, dtype=torch.long)  # [B, P]
+    mask = torch.zeros_like(ids)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = torch.as_tensor(list(prompt), dtype=torch.long)
+        mask[row, width - len(prompt):] = 1
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {
         "do_sample": False}
-    output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                            min_new_tokens=min_new_tokens, eos_token_id=EOS_ID, pad_token_id=PAD_ID,
-                            use_cache=True, **sampling)
-    answer = output[0, ids.shape[1]:].tolist()  # [new]
-    return answer[: answer.index(EOS_ID) + 1] if EOS_ID in answer else answer
+    output = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                            max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, eos_token_id=EOS_ID,
+                            pad_token_id=PAD_ID, use_cache=True, **sampling)
+    answers = []
+    for row in output[:, width:].tolist():  # [B, new]
+        answers.append(row[: row.index(EOS_ID) + 1] if EOS_ID in row else row)
+    return answers
 
 
 class StatelessAgent(Agent):
@@ -96,8 +112,7 @@ class StatelessAgent(Agent):
     def answer(self, query: str) -> str:
         started = time.perf_counter()
         prompt, dropped = self.prompt_ids(query)
-        answer = generate_answer(self.model, prompt, self.max_new_tokens, do_sample=self.do_sample,
-                                 temperature=self.temperature, top_p=self.top_p)
+        answer = self._generate([prompt])[0]
         self.records.append(TurnRecord(len(self.records), len(prompt), len(answer),
                                        time.perf_counter() - started, dropped))
         return self.tokenizer.decode(answer)
@@ -106,6 +121,33 @@ class StatelessAgent(Agent):
         """Append the finished turn (as the environment says to write it) to the history."""
         answer_ids = completion_ids(self.tokenizer, answer)
         self.history.append([*query_ids(self.tokenizer, query), *answer_ids])
+
+    # batched form: B conversations on padded ids (queries [BOS][Q] q, answers [A] a [EOS])
+    def begin_batch(self, start: BatchReset) -> None:
+        torch.manual_seed(self.seed)
+        self.batch_history = [[turn] for turn in _turns(start.saved_query, start.saved_answer)]
+
+    def answer_batch(self, queries: PaddedIds) -> PaddedIds:
+        from rxmrl.envs.padded import PaddedIds
+
+        budget = self.context_length - self.max_new_tokens
+        prompts = [fit_history(history, [*query[1:], ANSWER_ID], budget).ids  # drop the query's [BOS]
+                   for history, query in zip(self.batch_history, queries.to_lists(), strict=True)]
+        answers = self._generate(prompts)
+        return PaddedIds.from_lists([[ANSWER_ID, *answer] for answer in answers], queries.ids.device)
+
+    def remember_batch(self, queries: PaddedIds, answers: PaddedIds) -> None:
+        for history, turn in zip(self.batch_history, _turns(queries, answers), strict=True):
+            history.append(turn)
+
+    def _generate(self, prompts: list[list[int]]) -> list[list[int]]:
+        return generate_answers(self.model, prompts, self.max_new_tokens, do_sample=self.do_sample,
+                                temperature=self.temperature, top_p=self.top_p)
+
+
+def _turns(queries: PaddedIds, answers: PaddedIds) -> list[list[int]]:
+    """``[BOS][Q] q`` + ``[A] a [EOS]`` rows -> history turns ``[Q] q [A] a [EOS]``."""
+    return [[*q[1:], *a] for q, a in zip(queries.to_lists(), answers.to_lists(), strict=True)]
 
 
 def load_stateless_agent(directory: str | Path, device: str = "cpu", **kwargs) -> StatelessAgent:
