@@ -195,3 +195,28 @@ def test_experiment_config_loads(tmp_path):
 
     config = load_config(BaselineConfig, "experiments/baseline.toml", ["sft.max_steps=5"])
     assert config.sft.max_steps == 5 and config.model.preset == "nano" and config.sft.torch_threads == 1
+
+
+def test_grpo_prompts_read_back_to_the_history_ids(tokenizer, episode):
+    from rxmrl.baseline.grpo import grpo_dataset
+
+    dataset = grpo_dataset(tokenizer, [episode], max_prompt_tokens=512, steps=2)
+    assert len(dataset) == 2 and dataset["mode"] == ["standard", "standard"]
+    ids = tokenizer.to_hf()(text=dataset["prompt"][1])["input_ids"]
+    assert ids == history_prompt(tokenizer, episode.all_interactions()[:2], episode.interactions[1].query).ids
+    assert dataset["reference"][1] == episode.interactions[1].answer
+    assert dataset["saved"][1] == f"{episode.interactions[0].query} {episode.interactions[0].answer}"
+
+
+def test_grpo_runs_with_the_memory_retention_reward_and_saves(tmp_path, tokenizer, nano):
+    from rxmrl.baseline.grpo import GRPO_RESULT_FILE, GRPORunConfig, train_baseline_grpo
+
+    build_stateless_model(nano, seed=0, max_position_embeddings=512).save_pretrained(tmp_path / "sft")
+    tokenizer.save(tmp_path / "sft")
+    config = GRPORunConfig(checkpoint=str(tmp_path / "sft"), output_dir=str(tmp_path / "grpo"))
+    config.data.num_episodes, config.data.steps = 4, 2
+    config.grpo.max_steps, config.grpo.logging_steps, config.grpo.max_completion_length = 2, 1, 8
+    config.grpo.similarity, config.grpo.torch_threads = "token", 1
+    result = train_baseline_grpo(config, verbose=False)
+    assert len(result.rewards) == 2 and all(0.0 <= r <= 10.0 for r in result.rewards)
+    assert (tmp_path / "grpo" / GRPO_RESULT_FILE).is_file() and (tmp_path / "grpo" / "tokenizer.json").is_file()

@@ -5,7 +5,8 @@
     prompt = history_prompt(tokenizer, episode.all_interactions()[:j + 1], query)      # ... [Q] q [A]
 
 Modules: ``model`` (size-matched Llama), ``data`` (history prompts, SFT dataset), ``train`` (TRL SFT),
-``agent`` (the env agent), ``latency`` (per-turn cost, stateless vs RxT). Names load lazily so that
+``grpo`` (optional TRL GRPO with our reward), ``agent`` (the env agent), ``latency`` (per-turn cost,
+stateless vs RxT). Names load lazily so that
 ``import rxmrl.baseline`` does not import transformers.
 """
 
@@ -23,7 +24,8 @@ _EXPORTS = {
     "HistoryPrompt": "rxmrl.baseline.data", "TruncationStats": "rxmrl.baseline.data",
     "BaselineConfig": "rxmrl.baseline.train", "train_baseline": "rxmrl.baseline.train",
     "load_baseline": "rxmrl.baseline.train", "completion_loss": "rxmrl.baseline.train",
-    "StatelessAgent": "rxmrl.baseline.agent",
+    "StatelessAgent": "rxmrl.baseline.agent", "load_stateless_agent": "rxmrl.baseline.agent",
+    "GRPORunConfig": "rxmrl.baseline.grpo", "train_baseline_grpo": "rxmrl.baseline.grpo",
     "measure_latency": "rxmrl.baseline.latency", "LatencyRow": "rxmrl.baseline.latency",
     "format_latency_table": "rxmrl.baseline.latency",
 }

@@ -1,6 +1,7 @@
 """``rxmrl baseline ...``: train the stateless LLM baseline, compare sizes and per-turn latency with RxT.
 
     rxmrl baseline train --config experiments/baseline.toml [--set sft.max_steps=50]
+    rxmrl baseline grpo --config experiments/baseline_grpo.toml      # optional RL on top of the SFT model
     rxmrl baseline size --preset nano
     rxmrl baseline latency --checkpoint runs/baseline --preset nano --turns 9
 
@@ -24,6 +25,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="SFT a size-matched Llama on conversation histories with TRL")
     add_config_arguments(train)
     train.set_defaults(func=_train)
+
+    grpo = commands.add_parser("grpo", help="GRPO (TRL) with the memory-retention reward from an SFT model")
+    add_config_arguments(grpo)
+    grpo.set_defaults(func=_grpo)
 
     size = commands.add_parser("size", help="print the stateless model's size next to the RxT preset's")
     size.add_argument("--preset", default="nano", help="RxT preset to match")
@@ -50,6 +55,17 @@ def _train(args: argparse.Namespace) -> int:
     result = train_baseline(config)
     print(f"loss before {result.loss_before:.4f} -> after {result.loss_after:.4f} "
           f"({result.train_rows} rows, {result.seconds:.0f} s)")
+    return 0
+
+
+def _grpo(args: argparse.Namespace) -> int:
+    from rxmrl.baseline.grpo import GRPORunConfig, train_baseline_grpo
+    from rxmrl.config import config_from_args, format_config
+
+    config = config_from_args(GRPORunConfig, args)
+    print(format_config(config))
+    result = train_baseline_grpo(config)
+    print(f"saved to {result.output_dir} ({result.seconds:.0f} s)")
     return 0
 
 
