@@ -155,12 +155,14 @@ def test_agent_truncates_history_to_its_context(tokenizer, nano, episode):
 # ---------------------------------------------------------------------------------------------- latency
 def test_latency_has_one_row_per_turn_with_growing_stateless_and_flat_rxt_prompts(tokenizer, nano):
     from rxmrl.baseline.latency import format_latency_table, latency_conversation, measure_latency
+    from rxmrl.baseline.train import torch_threads
 
     torch.manual_seed(0)
     rxt = ReactiveTransformer(nano)
     stateless = build_stateless_model(nano, seed=0)
     conversation = latency_conversation(4)
-    rows = measure_latency(stateless, rxt, tokenizer, conversation, repeats=1)
+    with torch_threads(1):  # steadier timings on a shared CPU
+        rows = measure_latency(stateless, rxt, tokenizer, conversation, repeats=1)
     assert [r.turn for r in rows] == [0, 1, 2, 3]
     for row, interaction in zip(rows, conversation):
         assert row.rxt_prompt_tokens == len(tokenizer.encode_prompt(interaction.query))

@@ -96,14 +96,18 @@ def build_reward(section: GRPOSection, tokenizer: RxTokenizer, model=None):
 
 def train_baseline_grpo(config: GRPORunConfig, verbose: bool = True) -> GRPOResult:
     """GRPO on history prompts from an SFT checkpoint; saves model + tokenizer + result to ``output_dir``."""
-    import torch
+    from rxmrl.baseline.train import torch_threads
+
+    with torch_threads(config.grpo.torch_threads):
+        return _train_baseline_grpo(config, verbose)
+
+
+def _train_baseline_grpo(config: GRPORunConfig, verbose: bool) -> GRPOResult:
     from trl import GRPOConfig, GRPOTrainer
 
     from rxmrl.baseline.train import load_baseline
 
     section = config.grpo
-    if section.torch_threads is not None:
-        torch.set_num_threads(section.torch_threads)
     started = time.perf_counter()
     model, tokenizer = load_baseline(config.checkpoint)
     model.train()

@@ -15,9 +15,11 @@ CPU-friendly defaults: fp32, no gradient checkpointing, no dataloader workers, n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -159,9 +161,28 @@ def sft_arguments(config: BaselineConfig, output_dir: Path):
     )
 
 
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run with ``count`` torch threads (None: unchanged), restoring the previous count afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None = None, verbose: bool = True
                    ) -> BaselineResult:
     """Build the size-matched model, SFT it on history prompts with TRL, save model + tokenizer + result."""
+    with torch_threads(config.sft.torch_threads):
+        return _train_baseline(config, tokenizer, verbose)
+
+
+def _train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None, verbose: bool) -> BaselineResult:
     from trl import SFTTrainer
 
     from rxmrl.baseline.data import history_dataset
@@ -170,10 +191,6 @@ def train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None = None,
     from rxmrl.model import get_preset
     from rxmrl.tokenizer import default_tokenizer
 
-    if config.sft.torch_threads is not None:
-        import torch
-
-        torch.set_num_threads(config.sft.torch_threads)
     started = time.perf_counter()
     say = print if verbose else (lambda *_: None)
     tokenizer = tokenizer or default_tokenizer()
