@@ -113,6 +113,8 @@ def test_sft_lowers_the_completion_loss_and_saves_a_loadable_model(tmp_path, tok
     assert result.loss_after < result.loss_before - 0.5
     saved = json.loads((tmp_path / "baseline" / RESULT_FILE).read_text())
     assert saved["loss_after"] == pytest.approx(result.loss_after)
+    config.output_dir = str(tmp_path / "again")
+    assert train_baseline(config, tokenizer, verbose=False).train_losses == result.train_losses  # seeded
 
     agent = load_stateless_agent(tmp_path / "baseline", max_new_tokens=8)
     agent.begin_episode(episode.query, episode.answer)
