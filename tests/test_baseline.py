@@ -155,8 +155,8 @@ def test_agent_truncates_history_to_its_context(tokenizer, nano, episode):
 
 
 # ---------------------------------------------------------------------------------------------- latency
-def test_latency_has_one_row_per_turn_with_growing_stateless_and_flat_rxt_prompts(tokenizer, nano):
-    from rxmrl.baseline.latency import format_latency_table, latency_conversation, measure_latency
+def test_latency_has_one_row_per_turn_with_growing_stateless_and_flat_rxt_prompts(tmp_path, tokenizer, nano):
+    from rxmrl.baseline.latency import format_latency_table, latency_conversation, measure_latency, plot_latency
     from rxmrl.baseline.train import torch_threads
 
     torch.manual_seed(0)
@@ -175,6 +175,8 @@ def test_latency_has_one_row_per_turn_with_growing_stateless_and_flat_rxt_prompt
     flops = [r.stateless_gflops / r.rxt_gflops for r in rows]
     assert flops[-1] > flops[0]  # the stateless model's compute per turn grows relative to RxT's
     assert format_latency_table(rows).count("\n") == len(rows) + 1
+    png = plot_latency(rows, tmp_path / "latency.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_latency_rejects_an_empty_conversation(tokenizer, nano):

@@ -27,7 +27,7 @@ _EXPORTS = {
     "StatelessAgent": "rxmrl.baseline.agent", "load_stateless_agent": "rxmrl.baseline.agent",
     "GRPORunConfig": "rxmrl.baseline.grpo", "train_baseline_grpo": "rxmrl.baseline.grpo",
     "measure_latency": "rxmrl.baseline.latency", "LatencyRow": "rxmrl.baseline.latency",
-    "format_latency_table": "rxmrl.baseline.latency",
+    "format_latency_table": "rxmrl.baseline.latency", "plot_latency": "rxmrl.baseline.latency",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -43,6 +43,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     latency.add_argument("--repeats", type=int, default=3, help="timings per turn (the median is reported)")
     latency.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared CPU)")
     latency.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    latency.add_argument("--plot", type=Path, help="also draw the rows as a PNG here")
     latency.set_defaults(func=_latency)
 
 
@@ -90,7 +91,7 @@ def _latency(args: argparse.Namespace) -> int:
 
     import torch
 
-    from rxmrl.baseline.latency import format_latency_table, latency_conversation, measure_latency
+    from rxmrl.baseline.latency import format_latency_table, latency_conversation, measure_latency, plot_latency
     from rxmrl.baseline.model import build_stateless_model
     from rxmrl.baseline.train import load_baseline
     from rxmrl.model import ReactiveTransformer, get_preset
@@ -116,4 +117,6 @@ def _latency(args: argparse.Namespace) -> int:
     print(format_latency_table(rows))
     if args.json is not None:
         args.json.write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
+    if args.plot is not None:
+        print(f"plot: {plot_latency(rows, args.plot)}")
     return 0

@@ -25,6 +25,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -174,3 +175,34 @@ def format_latency_table(rows: Sequence[LatencyRow]) -> str:
                      f"| {r.stateless_seconds * 1e3:.1f} | {r.rxt_seconds * 1e3:.1f} "
                      f"| {r.rxt_memory_seconds * 1e3:.1f} | {r.stateless_gflops:.4f} | {r.rxt_gflops:.4f} |")
     return "\n".join(lines)
+
+
+def plot_latency(rows: Sequence[LatencyRow], path: str | Path) -> Path:
+    """A PNG of prompt tokens, ms per answer token and GFLOPs per turn, stateless vs RxT (for ``report.md``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    turns = [r.turn for r in rows]
+    panels = (
+        ("prompt tokens", [r.stateless_prompt_tokens for r in rows], [r.rxt_prompt_tokens for r in rows]),
+        # per answer token: turns differ in answer length, which would otherwise dominate the curve
+        ("latency per answer token (ms)", [r.stateless_seconds * 1e3 / r.answer_tokens for r in rows],
+         [r.rxt_seconds * 1e3 / r.answer_tokens for r in rows]),
+        ("compute per turn (GFLOPs)", [r.stateless_gflops for r in rows], [r.rxt_gflops for r in rows]),
+    )
+    figure, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for axis, (title, stateless, rxt) in zip(axes, panels):
+        axis.plot(turns, stateless, marker="o", label="stateless LLM")
+        axis.plot(turns, rxt, marker="s", label="RxT")
+        axis.set_title(title)
+        axis.set_xlabel("turn")
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
