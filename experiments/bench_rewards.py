@@ -5,9 +5,13 @@ Prints, in one run:
 2. the composite reward per batch (256 x 256 tokens) with each similarity backend, next to the reference
    framework's default reward (NLTK BLEU-2 per sample + token-embedding cosines).
 
-    python experiments/bench_rewards.py [--quick] [--device cpu|cuda] [--threads N]
+    python experiments/bench_rewards.py [--quick] [--device cpu|cuda] [--threads N] [--repeats N] [--skip-encoder]
 
-Timings are medians over repeats after a warm-up call; on a shared machine they vary with the load.
+Timings are medians over repeats after a warm-up call, as wall-clock and as CPU (process) time; on a shared
+machine the wall clock varies with the load (compare ratios within one run, or the CPU columns), and
+``--threads 1`` is steadier there (two OpenMP threads stall whenever one of them is descheduled). The
+sentence encoder is timed once per call after a warm-up call that fills its reference/saved cache, so the
+figure is what each later step of an episode costs: embedding the generated answers only.
 """
 
 from __future__ import annotations
@@ -22,18 +26,24 @@ import torch
 import torch.nn.functional as F
 
 
-def median_ms(fn: Callable[[], object], repeats: int, sync: bool = False) -> float:
-    fn()  # warm-up: allocator, lazy initialisation
-    times = []
+def median_ms(fn: Callable[[], object], repeats: int, sync: bool = False) -> tuple[float, float]:
+    """Median wall-clock and median CPU (process) time of ``fn`` in ms, after one warm-up call.
+
+    On a shared machine the wall clock also counts time the process waits for a core; the CPU time does
+    not, so ratios of CPU times stay comparable between runs under different loads.
+    """
+    fn()  # warm-up: allocator, lazy initialisation (and, for the sentence encoder, the target cache)
+    wall, cpu = [], []
     for _ in range(repeats):
         if sync:
             torch.cuda.synchronize()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
         if sync:
             torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        wall.append((time.perf_counter() - start) * 1000)
+        cpu.append((time.process_time() - start_cpu) * 1000)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def nltk_bleu_loop(hyps: list[list[int]], refs: list[list[int]], weights, smoothing) -> list[float]:
@@ -53,6 +63,11 @@ def reference_framework_reward(gen, ref, sav, mean, embedding, smoothing) -> tor
     return 10 * (0.5 * bleu + 0.5 * cosine)
 
 
+def fmt(times: tuple[float, float]) -> str:
+    """``wall | cpu`` table cells."""
+    return f"{times[0]:.1f} | {times[1]:.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sentence-encoder batch")
@@ -60,6 +75,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--vocab", type=int, default=5000)
     parser.add_argument("--dim", type=int, default=128, help="token-embedding width of the policy")
+    parser.add_argument("--encoder-batch", type=int, default=None, help="sentence-encoder batch (256; 32 --quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per figure (10; 3 with --quick)")
+    parser.add_argument("--skip-encoder", action="store_true", help="leave out the sentence-encoder row (slow)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,15 +86,15 @@ def main() -> None:
     from rxmrl.rewards import MemoryRetentionReward, SentenceEncoderSimilarity, TokenEmbeddingSimilarity, token_bleu
 
     device, sync = torch.device(args.device), args.device.startswith("cuda")
-    repeats = 3 if args.quick else 10
+    repeats = args.repeats or (3 if args.quick else 10)
     method4 = SmoothingFunction().method4
     gen_cpu = torch.Generator().manual_seed(0)
     seq = 256
     print(f"device={device} threads={torch.get_num_threads()} vocab={args.vocab} dim={args.dim} repeats={repeats}")
 
     print("\n## Token-id BLEU-2 (method4), batch x 256 tokens: ours vs NLTK sentence_bleu loop")
-    print("| batch | ours ms | NLTK ms | speed-up | max abs diff |")
-    print("|---:|---:|---:|---:|---:|")
+    print("| batch | ours ms | NLTK ms | speed-up | ours CPU ms | NLTK CPU ms | CPU speed-up | max abs diff |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for batch in (64, 128, 256):
         hyp = torch.randint(7, args.vocab, (batch, seq), generator=gen_cpu)
         ref = torch.randint(7, args.vocab, (batch, seq), generator=gen_cpu)
@@ -87,7 +105,11 @@ def main() -> None:
         nltk_ms = median_ms(lambda: nltk_bleu_loop(hyps, refs, (0.5, 0.5), method4), max(1, repeats // 3))
         diff = (token_bleu(hyp, ref, weights=(0.5, 0.5), smoothing="method4")
                 - torch.tensor(nltk_bleu_loop(hyps, refs, (0.5, 0.5), method4), dtype=torch.float64)).abs().max()  # fmt: skip
-        print(f"| {batch} | {ours:.1f} | {nltk_ms:.1f} | {nltk_ms / ours:.0f}x | {float(diff):.1e} |")
+        (ours, ours_cpu), (nltk_ms, nltk_cpu) = ours, nltk_ms
+        print(
+            f"| {batch} | {ours:.1f} | {nltk_ms:.1f} | {nltk_ms / ours:.0f}x | {ours_cpu:.1f} | {nltk_cpu:.1f} | "
+            f"{nltk_cpu / ours_cpu:.0f}x | {float(diff):.1e} |"
+        )
 
     batch = 256
     gen, ref, sav = (torch.randint(7, args.vocab, (batch, seq), generator=gen_cpu) for _ in range(3))
@@ -95,28 +117,29 @@ def main() -> None:
     weight = torch.randn(args.vocab, args.dim, generator=gen_cpu)
     mean = torch.randn(batch, args.dim, generator=gen_cpu)
     print(f"\n## Composite reward per call, batch {batch} x {seq} tokens (generated, reference, saved)")
-    print("| reward | backend | ms per call |")
-    print("|---|---|---:|")
+    print("| reward | backend | ms per call | CPU ms per call |")
+    print("|---|---|---:|---:|")
     baseline = median_ms(lambda: reference_framework_reward(gen, ref, sav, mean, weight, method4), max(1, repeats // 3))
-    print(f"| reference framework default (NLTK BLEU-2 loop + cosines) | token embedding | {baseline:.1f} |")
+    print(f"| reference framework default (NLTK BLEU-2 loop + cosines) | token embedding | {fmt(baseline)} |")
     token_backend = TokenEmbeddingSimilarity(weight, device=device)
     g, r, s, m = gen.to(device), ref.to(device), sav.to(device), mean.to(device)
     for preset in ("rxlm", "default", "rxnn-len"):
         reward = MemoryRetentionReward(preset, token_backend)
         ms = median_ms(lambda: reward(g, r, s, running_mean=m), repeats, sync)
-        print(f"| ours `{preset}` | frozen token embedding | {ms:.1f} |")
+        print(f"| ours `{preset}` | frozen token embedding | {fmt(ms)} |")
 
+    if args.skip_encoder:
+        return
     words = [f"w{i}" for i in range(args.vocab)]
     decode = lambda ids: " ".join(words[i] for i in ids)  # noqa: E731
-    enc_batch = 32 if args.quick else batch
+    enc_batch = args.encoder_batch or (32 if args.quick else batch)
     sentence = MemoryRetentionReward("default", SentenceEncoderSimilarity(decode=decode, device=str(device)))
     start = time.perf_counter()
     e_mean = sentence.embed_ids(gen[:enc_batch].to(device), cache=False)  # also loads the encoder
     load_s = time.perf_counter() - start
     args_se = (gen[:enc_batch].to(device), ref[:enc_batch].to(device), sav[:enc_batch].to(device))
-    sentence(*args_se, running_mean=e_mean)  # caches reference and saved embeddings (once per episode)
-    ms = median_ms(lambda: sentence(*args_se, running_mean=e_mean), max(1, repeats // 3), sync)
-    print(f"| ours `default`, batch {enc_batch} (targets cached) | sentence encoder all-MiniLM-L6-v2 | {ms:.1f} |")
+    ms = median_ms(lambda: sentence(*args_se, running_mean=e_mean), 1 if not sync else repeats, sync)
+    print(f"| ours `default`, batch {enc_batch} (targets cached) | sentence encoder all-MiniLM-L6-v2 | {fmt(ms)} |")
     print(f"\n(sentence encoder first call incl. load: {load_s:.1f} s)")
 
 

@@ -6,11 +6,17 @@ BLEU (Papineni et al., 2002) for one hypothesis ``h`` and references ``R``::
     BP   = 1 if |h| > r*  else  exp(1 - r*/|h|)   (0 if |h| = 0),  r* = closest reference length
     BLEU = BP * exp(sum_n w_n log p_n)
 
-Scoring a batch one sentence at a time in Python (what NLTK does) costs ~1 ms per 256-token pair. Here every
-n-gram of every sequence in the batch gets a compact integer id at once (``torch.unique`` over
-``id_{n-1} * V + next_token``, so ids never overflow int64), per-sentence counts come from ``torch.unique``
-over ``sentence * G + gram`` keys, and reference counts are looked up with ``searchsorted``: no Python loop
-over samples, and the same code runs on CPU and CUDA.
+Scoring a batch one sentence at a time in Python (what NLTK does) costs ~0.5-1 ms per 256-token pair.
+Here all n-grams of the batch are counted at once, with no Python loop over samples:
+
+* CPU (``_clipped_matches_cpu``, NumPy): every n-gram becomes one packed integer
+  ``(key << bits) | tag`` (``key_n = key_{n-1} * V + token``; tag 0 = hypothesis, r + 1 = reference r;
+  int32 whenever the keys fit), one row per (sample, order); a single row sort makes equal n-grams
+  adjacent runs, and the clipped counts are run lengths read off the run starts. At 256 x 256 tokens
+  this is a handful of passes; page faults of fresh arrays cost as much as the arithmetic, so the
+  packing writes in place.
+* other devices (``_clipped_matches``, torch): keys from ``_ngram_keys`` merged per sample, sorted, and
+  counted per run with one ``scatter_add``; the same code runs on CUDA.
 
 Smoothing follows NLTK 3.10 (Chen & Cherry, 2014) exactly, including its edge cases:
 
@@ -76,7 +82,7 @@ def _sort_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.sort(x, dim=1).values
 
 
-def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor) -> torch.Tensor:
+def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor, per_reference: bool = False) -> torch.Tensor:
     """Clipped n-gram matches ``sum_g min(c_h(g), max_r c_r(g))`` per sample, ``[B]``.
 
     ``hyp_keys`` ``[B, Lh]`` and ``ref_keys`` ``[B, R, Lr]``; negative keys are padding. Each sample's
@@ -89,7 +95,7 @@ def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor) -> torch.Te
     bits = (num_refs + 1).bit_length()  # tags 0..R+1 fit in `bits` low bits
     base = 1 << bits
     if hyp_keys.shape[1] == 0:
-        return torch.zeros(batch, dtype=torch.long, device=device)
+        return torch.zeros((batch, num_refs) if per_reference else batch, dtype=torch.long, device=device)
     tags = torch.cat(
         [
             torch.zeros(hyp_keys.shape[1], dtype=torch.long, device=device),
@@ -107,9 +113,159 @@ def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor) -> torch.Te
     counts = torch.zeros(batch, width * base, dtype=torch.int32, device=device)
     counts.scatter_add_(1, (run << bits) | tags, torch.ones_like(run, dtype=torch.int32))
     counts = counts.view(batch, width, base)  # [B, runs, tag]
+    if per_reference:  # [B, R]: each reference scored on its own
+        hyp_counts = counts[..., 0]
+        per_ref = [torch.minimum(hyp_counts, counts[..., r + 1]).sum(dim=1, dtype=torch.long) for r in range(num_refs)]
+        return torch.stack(per_ref, dim=1)
     ref_max = counts[..., 1] if num_refs == 1 else counts[..., 1 : num_refs + 1].amax(dim=-1)
     clipped = torch.minimum(counts[..., 0], ref_max)
     return clipped.sum(dim=1, dtype=torch.long)
+
+
+# ---- CPU path: one NumPy sort for all orders, matches counted from runs of equal values ----
+
+
+def _clipped_matches_cpu(
+    hyp: torch.Tensor, hyp_len: torch.Tensor, ref: torch.Tensor, ref_len: torch.Tensor, orders: int, per_reference: bool
+) -> torch.Tensor:
+    """Clipped matches ``sum_g min(c_h(g), max_r c_r(g))`` per sample and order, ``[B, N]`` (``[B, R, N]``
+    with ``per_reference``), computed with NumPy.
+
+    At 256 x 256 tokens every extra pass over the n-grams costs ~0.1 ms, so this path makes few: all n-grams
+    of a sample and order go into one row of packed int32 values (int64 only when the keys need it), one
+    ``np.sort`` orders every row, and only the runs where a hypothesis n-gram meets a reference n-gram are
+    looked at after one ``flatnonzero`` over run starts -- no dense per-n-gram count table.
+    """
+    batch, num_refs, _ = ref.shape
+    bits = (num_refs + 1).bit_length()  # tags 0..R (hypothesis, references) and sentinel tags > R fit
+    rows = _packed_ngram_rows(hyp, hyp_len, ref, ref_len, orders, bits)  # [B * N, W]
+    rows.sort(axis=1)
+    matches = _matches_from_runs(rows, num_refs, bits, per_reference)  # [B * N, R] or [B * N]
+    if per_reference:
+        return torch.from_numpy(matches).view(batch, orders, num_refs).transpose(1, 2)  # [B, R, N]
+    return torch.from_numpy(matches).view(batch, orders)
+
+
+def _packed_ngram_rows(
+    hyp: torch.Tensor, hyp_len: torch.Tensor, ref: torch.Tensor, ref_len: torch.Tensor, orders: int, bits: int
+) -> np.ndarray:
+    """Every n-gram of every sample as ``(key << bits) | tag``, one row per (sample, order): ``[B * N, W]``.
+
+    ``tag`` is 0 for the hypothesis and ``r + 1`` for reference ``r``, so after a row sort the hypothesis
+    run of an n-gram comes right before its reference runs. ``key_n = key_{n-1} * V + token`` packs an
+    n-gram exactly (keys are renumbered with ``np.unique`` where that could overflow). Each sequence block
+    of a row is ``W0 + 1`` wide and its unused cells hold sentinels ``S - g`` (``S`` = the dtype's max):
+    their key ``S >> bits`` is no n-gram's, and every row ends with ``R + 1`` distinct sentinels, which
+    ``_matches_from_runs`` relies on to never look past a row's end.
+    """
+    batch, num_refs, ref_width = ref.shape
+    groups, width = 1 + num_refs, max(hyp.shape[1], ref_width)
+    lengths = np.concatenate([hyp_len.numpy()[:, None], ref_len.numpy()], axis=1)  # [B, 1 + R]
+    lowest, vocab = _token_range([(hyp.numpy(), lengths[:, 0]), (ref.numpy(), lengths[:, 1:])])
+    if lowest < 0:
+        raise ValueError(f"token ids must be >= 0, got {lowest}")
+    dtype = np.int32 if vocab**orders <= np.iinfo(np.int32).max >> bits else np.int64
+    sentinel = np.iinfo(dtype).max
+    if vocab > sentinel >> bits:
+        raise ValueError(f"token ids must be < {sentinel >> bits}, got {vocab - 1}")
+    # every array below is written in place where possible: at these sizes fresh pages cost as much as math
+    tokens = np.zeros((batch, groups, width), dtype=dtype)  # [B, 1 + R, W0]: hypothesis, references
+    tokens[:, 0, : hyp.shape[1]] = hyp.numpy()  # padding may hold any value: only lengths count
+    tokens[:, 1:, :ref_width] = ref.numpy()
+    out = np.empty((batch, orders, groups, width + 1), dtype=dtype)  # [B, N, 1 + R, W0 + 1]
+    out[..., width] = sentinel - np.arange(groups, dtype=dtype)
+    tags = np.arange(groups, dtype=dtype)[:, None]  # [1 + R, 1]
+    keys, bound = tokens, vocab  # every key < bound
+    for n in range(1, orders + 1):
+        span = max(width - n + 1, 0)
+        if n > 1:
+            keys, bound = _renumber_if_needed(keys[..., :span], bound, vocab, sentinel >> bits)
+            keys = keys * vocab if n == 2 else np.multiply(keys, vocab, out=keys)  # (n = 2: keys view tokens)
+            np.add(keys, tokens[..., n - 1 :], out=keys)  # [B, 1 + R, span]
+            bound *= vocab
+        slot = out[:, n - 1, :, :span]  # [B, 1 + R, span]
+        np.left_shift(keys, bits, out=slot)
+        np.bitwise_or(slot, tags, out=slot)
+        np.copyto(slot, sentinel, where=~_prefix_mask(lengths - (n - 1), span))  # n-grams past the length
+        out[:, n - 1, :, span:width] = sentinel
+    return out.reshape(batch * orders, groups * (width + 1))
+
+
+def _prefix_mask(lengths: np.ndarray, width: int) -> np.ndarray:
+    """``[..., width]`` bool, ``position < length``; compared in int16 where widths allow (~5x faster)."""
+    dtype = np.int16 if width < 2**15 else np.int64
+    return np.arange(width, dtype=dtype) < np.clip(lengths, -1, width).astype(dtype)[..., None]
+
+
+def _token_range(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[int, int]:
+    """``(min id, max id + 1)`` over the tokens inside the lengths of ``[..., L]`` ids with ``[...]`` lengths."""
+    lowest, vocab = 0, 1
+    for ids, lengths in parts:
+        inside = _prefix_mask(lengths, ids.shape[-1])
+        lowest = min(lowest, int(ids.min(where=inside, initial=0)))
+        vocab = max(vocab, int(ids.max(where=inside, initial=0)) + 1)
+    return lowest, vocab
+
+
+def _renumber_if_needed(keys: np.ndarray, bound: int, vocab: int, limit: int) -> tuple[np.ndarray, int]:
+    """Keys renumbered ``0..distinct-1`` (same order, so equal n-grams keep equal keys) when
+    ``bound * vocab`` would pass ``limit``; unchanged otherwise."""
+    if bound * vocab <= limit:
+        return keys, bound
+    distinct, compact = np.unique(keys, return_inverse=True)
+    if len(distinct) * vocab > limit:
+        raise ValueError(f"token ids must be < {limit // max(len(distinct), 1)}, got {vocab - 1}")
+    return compact.reshape(keys.shape).astype(keys.dtype), len(distinct)
+
+
+def _matches_from_runs(rows: np.ndarray, num_refs: int, bits: int, per_reference: bool) -> np.ndarray:
+    """Clipped matches per sorted row: ``[rows, R]`` with ``per_reference``, else ``[rows]`` int64.
+
+    In a sorted row an n-gram's values form consecutive runs, at most one per tag, in tag order: the
+    hypothesis run (tag 0) and then reference runs. Reference ``r``'s run of the same n-gram has value
+    ``v + r`` and lies ``o <= r`` runs after the hypothesis run of value ``v``; the counts are run
+    lengths, read from the run starts. Rows end with ``R + 1`` distinct sentinel runs, so ``o <= R`` runs
+    ahead never leaves the row (and the run after a matched one always exists).
+    """
+    num_rows, width = rows.shape
+    flat = rows.reshape(-1)
+    # only n-grams with two or more entries in a row can match: keep those entries (still contiguous and
+    # sorted; the sentinels, R + 1 of one key per row, are always kept), usually a small part of the row
+    key = flat >> bits
+    shared = key[1:] == key[:-1]  # [M - 1]: entries j and j + 1 hold the same n-gram
+    kept = np.zeros(flat.size, dtype=bool)
+    kept[:-1] = shared
+    kept[1:] |= shared
+    position = np.flatnonzero(kept)  # [K] positions in ``flat``
+    entries = flat[position]  # [K]
+    new_run = np.empty(entries.size, dtype=bool)
+    new_run[:1] = True
+    np.not_equal(entries[1:], entries[:-1], out=new_run[1:])
+    start = np.flatnonzero(new_run)  # [runs] run starts, indexing ``entries``
+    value = entries[start]  # [runs]
+    tag_mask = (1 << bits) - 1
+    hyp_counts, ref_counts, row_of = [], [], []
+    for o in range(1, num_refs + 1):
+        step = value[o:] - value[:-o]  # [runs - o]: value o runs ahead minus this run's
+        for r in range(o, num_refs + 1):
+            hit = np.flatnonzero(step == r)  # run hit + o has value v + r
+            hit = hit[(value[hit] & tag_mask) == 0]  # ... and run hit is a hypothesis run
+            hyp_counts.append(start[hit + 1] - start[hit])
+            ref_counts.append((r, hit, start[hit + o + 1] - start[hit + o]))
+            row_of.append(position[start[hit]] // width)
+    if per_reference or num_refs == 1:
+        out = np.zeros((num_refs, num_rows), dtype=np.float64)  # bincount sums in float64: exact below 2**53
+        for (r, _, c_ref), c_hyp, row in zip(ref_counts, hyp_counts, row_of):
+            out[r - 1] += np.bincount(row, weights=np.minimum(c_hyp, c_ref), minlength=num_rows)
+        out = out.astype(np.int64).T  # [rows, R]
+        return out if per_reference else out[:, 0]
+    best = np.zeros(start.size, dtype=np.int64)  # max_r c_r per hypothesis run
+    for r, hit, c_ref in ref_counts:
+        best[hit] = np.maximum(best[hit], c_ref)
+    hyp_runs = np.sort(np.concatenate([hit for _, hit, _ in ref_counts]))
+    hyp_runs = hyp_runs[np.diff(hyp_runs, prepend=-1) != 0]  # each matched hypothesis run once
+    clipped = np.minimum(start[hyp_runs + 1] - start[hyp_runs], best[hyp_runs])
+    return np.bincount(position[start[hyp_runs]] // width, weights=clipped, minlength=num_rows).astype(np.int64)
 
 
 def _ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders):
@@ -175,8 +331,12 @@ def token_bleu(
     smoothing: Smoothing | str = "none",
     epsilon: float = 0.1,
     k: float = 5.0,
+    per_reference: bool = False,
 ) -> torch.Tensor:
     """Sentence BLEU of each hypothesis against its reference(s), ``[B]`` float64 on the input's device.
+
+    ``per_reference=True`` scores each hypothesis against each reference *separately* instead (``[B, R]``;
+    one pass shares the hypothesis n-grams, e.g. BLEU against the reference answer and the saved data).
 
     Args:
         hypotheses: ``[B, L]`` LongTensor (right-padded, with ``hyp_lengths`` ``[B]``) or ``B`` id lists.
@@ -199,18 +359,33 @@ def token_bleu(
     if batch != hyp.shape[0]:
         raise ValueError(f"got {hyp.shape[0]} hypotheses but references for {batch} samples")
     if batch == 0:
-        return torch.zeros(0, dtype=torch.float64, device=device)
+        return torch.zeros((0, num_refs) if per_reference else 0, dtype=torch.float64, device=device)
     if int(ref_valid.sum(dim=1).min()) == 0:
         raise ValueError("every sample needs at least one reference")
     orders = len(weights)
-    hyp_keys = _ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders)
-    matches = torch.stack([_clipped_matches(h, r) for h, r in hyp_keys], dim=1)  # [B, N]
-    totals = (hyp_len.unsqueeze(1) - torch.arange(orders, device=device)).clamp_min(1)  # [B, N]
+    if device.type == "cpu":
+        ref_len_used = ref_len.masked_fill(~ref_valid, 0)  # missing references have no n-grams
+        matches = _clipped_matches_cpu(hyp, hyp_len, ref, ref_len_used, orders, per_reference)
+    else:
+        keys = _ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders)
+        matches = torch.stack([_clipped_matches(h, r, per_reference) for h, r in keys], dim=-1)
+    if not per_reference:  # matches [B, N]
+        closest = _closest_ref_length(hyp_len, ref_len, ref_valid)
+        return _bleu_from_counts(matches, hyp_len, closest, weights, smoothing, epsilon, k)
+    hyp_len_each = hyp_len.unsqueeze(1).expand(batch, num_refs).reshape(-1)
+    bleu = _bleu_from_counts(matches.reshape(batch * num_refs, orders), hyp_len_each, ref_len.reshape(-1),
+                             weights, smoothing, epsilon, k)  # fmt: skip
+    return bleu.view(batch, num_refs)
+
+
+def _bleu_from_counts(matches, hyp_len, closest, weights, smoothing, epsilon, k) -> torch.Tensor:
+    """``BP * exp(sum_n w_n log p_n)`` from clipped matches ``[B, N]`` and closest reference lengths ``[B]``."""
+    orders = matches.shape[1]
+    totals = (hyp_len.unsqueeze(1) - torch.arange(orders, device=matches.device)).clamp_min(1)  # [B, N]
     log_p = _smoothed_log_precisions(matches, totals, hyp_len, smoothing, epsilon, k)
-    w = torch.tensor(weights, dtype=torch.float64, device=device)
-    closest = _closest_ref_length(hyp_len, ref_len, ref_valid).double()
-    h = hyp_len.double()
-    bp = torch.where(h > closest, torch.ones_like(h), torch.exp(1 - closest / h.clamp_min(1)))
+    w = torch.tensor(weights, dtype=torch.float64, device=matches.device)
+    h, r = hyp_len.double(), closest.double()
+    bp = torch.where(h > r, torch.ones_like(h), torch.exp(1 - r / h.clamp_min(1)))
     bleu = bp * torch.exp((log_p * w).sum(dim=1))
     return torch.where((matches[:, 0] == 0) | (hyp_len == 0), torch.zeros_like(bleu), bleu)
 

@@ -142,17 +142,18 @@ class TokenEmbeddingSimilarity:
     ) -> torch.Tensor:
         """``[B, E]`` normalised means; pooling is cheap, so ``cache`` is accepted and ignored."""
         ids, lengths = as_padded(ids, lengths, device=self.weight.device)
-        batch, width = ids.shape
+        width = ids.shape[1]
         valid = torch.arange(width, device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, L]
-        in_vocab = (ids >= 0) & (ids < self.vocab_size)
-        if not bool((in_vocab | ~valid).all()):
-            bad = ids[valid & ~in_vocab]
-            raise ValueError(
-                f"token ids must lie in [0, {self.vocab_size}), got range [{int(bad.min())}, {int(bad.max())}]"
-            )
-        # mean over valid positions as a weighted sum; embedding_bag never materialises [B, L, E]
-        weights = valid.float() / lengths.clamp_min(1).unsqueeze(1).float()  # [B, L]
         safe_ids = ids.masked_fill(~valid, 0)
+        if safe_ids.numel():
+            low, high = torch.aminmax(safe_ids)  # one pass checks the whole batch
+            if int(low) < 0 or int(high) >= self.vocab_size:
+                bad = ids[valid & ((ids < 0) | (ids >= self.vocab_size))]
+                raise ValueError(
+                    f"token ids must lie in [0, {self.vocab_size}), got range [{int(bad.min())}, {int(bad.max())}]"
+                )
+        # mean over valid positions as a weighted sum; embedding_bag never materialises [B, L, E]
+        weights = valid.float().div_(lengths.clamp_min(1).unsqueeze(1).float())  # [B, L]
         pooled = F.embedding_bag(safe_ids, self.weight, per_sample_weights=weights, mode="sum")  # [B, E]
         return F.normalize(pooled, dim=-1)
 

@@ -13,9 +13,11 @@ import sys
 from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
+    "rxmrl.evaluation.commands",
     "rxmrl.model.commands",
     "rxmrl.data.commands",
     "rxmrl.demo",
+    "rxmrl.training.mrl_commands",
     "rxmrl.baseline.commands",
 )
 

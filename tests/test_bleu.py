@@ -120,3 +120,30 @@ def test_cuda_equals_cpu():
         gpu = token_bleu(hyp.cuda(), ref.cuda(), smoothing=smoothing)
         assert gpu.device.type == "cuda"
         torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-9, rtol=0)
+
+
+def test_per_reference_scores_each_target_separately():
+    hyps = [[1, 2, 3, 4], [5, 6], []]
+    targets = [[[1, 2, 3, 4], [9, 9, 2, 3]], [[5, 6, 7], [6, 5]], [[1], [2, 3]]]
+    got = token_bleu(hyps, targets, weights=(0.5, 0.5), smoothing="method4", per_reference=True)
+    assert got.shape == (3, 2)
+    for i, (hyp, refs) in enumerate(zip(hyps, targets)):
+        for j, ref in enumerate(refs):
+            assert float(got[i, j]) == pytest.approx(nltk_bleu([ref], hyp, (0.5, 0.5), "method4"), abs=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=bleu_batches(), per_reference=st.booleans())
+def test_numpy_and_torch_match_counting_agree(batch, per_reference):
+    """The CPU path (NumPy run counting) and the device path (torch, what CUDA runs) count the same matches."""
+    from rxmrl.rewards import bleu
+
+    hyps, refs, weights = batch
+    hyp, hyp_len = bleu.pad_id_lists(hyps)
+    ref, ref_len, ref_valid = bleu._as_reference_batch(refs, None, hyp.device)
+    orders = len(weights)
+    present_len = ref_len.masked_fill(~ref_valid, 0)
+    numpy_counts = bleu._clipped_matches_cpu(hyp, hyp_len, ref, present_len, orders, per_reference)
+    keys = bleu._ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders)
+    torch_counts = torch.stack([bleu._clipped_matches(h, r, per_reference) for h, r in keys], dim=-1)
+    assert torch.equal(numpy_counts, torch_counts)

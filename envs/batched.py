@@ -1,0 +1,222 @@
+"""``BatchedMrlEnv``: B MRL episodes stepped together on padded token-id tensors, for the trainer.
+
+Same episodes, same plan (:mod:`rxmrl.envs.plan`), same rewards as B :class:`~rxmrl.envs.MrlEnv` in token
+mode -- but one batched reward call per step, and interactions kept as ``[B, L]`` tensors::
+
+    env = BatchedMrlEnv(16, steps=4, split="train")
+    start = env.reset(seed=0)              # start.saved_interaction, start.query: PaddedIds
+    while True:
+        answers = policy(start.query if first else out.next_query)   # PaddedIds of [A] a [EOS] rows
+        out = env.step(answers)            # out.rewards [B], out.components, out.write_to_memory, ...
+        if out.done: break
+
+All episodes of a batch have the stage's number of steps, so they end together.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.utils import seeding
+
+from rxmrl.data import EMBEDDED, Episode
+from rxmrl.envs.episodes import DrawnEpisode, cut_to_steps, is_long_range
+from rxmrl.envs.mrl_env import MalformedActionError, make_sampler
+from rxmrl.envs.padded import PaddedIds, concat_padded, select_rows
+from rxmrl.envs.plan import step_plan
+from rxmrl.envs.scoring import RewardScorer, build_reward
+from rxmrl.rewards import RewardConfig, RunningMean, SimilarityBackend, fact_recall
+from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, QUERY_ID
+from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+
+
+@dataclass
+class BatchReset:
+    """What the agent sees at the start: the interactions to save and the first follow-up queries."""
+
+    saved_query: PaddedIds  # [BOS][Q] q
+    saved_answer: PaddedIds  # [A] a [EOS]
+    saved_interaction: PaddedIds  # saved_query + saved_answer: what the memory encoder reads first
+    query: PaddedIds  # the first follow-up queries, [BOS][Q] q
+    episodes: list[Episode]
+    long_range: torch.Tensor  # [B] bool
+    modes: list[list[str]]  # modes[b][i]: reward mode of step i of episode b
+    episode_indices: list[int]  # rows in their pools (-1: given in options)
+
+
+@dataclass
+class BatchStep:
+    """One step's results for the B episodes."""
+
+    step: int
+    rewards: torch.Tensor  # [B] float32, 0..scale
+    components: dict[str, torch.Tensor]  # name -> [B]
+    modes: list[str]  # [B]
+    saved_index: torch.Tensor  # [B] interaction index of each row's saved data
+    reference: PaddedIds  # the follow-ups' reference answers, [A] a [EOS]
+    write_to_memory: PaddedIds  # answer ids to write with query: own answers, or references (teacher forcing)
+    written_interaction: PaddedIds  # query + write_to_memory: the interaction the memory encoder reads
+    fact_recall: torch.Tensor  # [B] float32; NaN where the data has no facts
+    terminated: torch.Tensor  # [B] bool
+    next_query: PaddedIds | None  # the next follow-up queries; None after the last step
+
+    @property
+    def done(self) -> bool:
+        return bool(self.terminated.all())
+
+
+class BatchedMrlEnv:
+    """B episodes of one curriculum stage at a time; arguments as :class:`~rxmrl.envs.MrlEnv` (token mode),
+    plus ``batch_size``, ``seed`` (the episode-order generator), ``device`` and ``compute_fact_recall``."""
+
+    def __init__(self, batch_size: int, source: str | os.PathLike = EMBEDDED, steps: int | None = 8,
+                 split: str = "train", *, config: str | None = None, strategy: str | None = None,
+                 long_range_ratio: float = 0.5, episodes: Sequence[Episode] | None = None,
+                 num_episodes: int | None = None, data_seed: int = 0,
+                 reward: str | RewardConfig | Callable[..., Any] = "default",
+                 similarity: str | SimilarityBackend = "encoder", tokenizer: RxTokenizer | None = None,
+                 teacher_forcing: bool = False, order: str = "shuffled", seed: int | None = None,
+                 device: torch.device | str = "cpu", compute_fact_recall: bool = True,
+                 max_answer_tokens: int = 1024) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r}: expected a positive int")
+        self.batch_size, self.device = batch_size, torch.device(device)
+        self.teacher_forcing, self.compute_fact_recall = teacher_forcing, compute_fact_recall
+        self.max_answer_tokens = max_answer_tokens
+        self.tokenizer = tokenizer if tokenizer is not None else default_tokenizer()
+        self.vocab_size = self.tokenizer.vocab_size
+        self.sampler = make_sampler(source, steps, split, config, strategy, long_range_ratio, episodes,
+                                    num_episodes, data_seed, order)
+        self.steps = self.sampler.steps
+        self.reward = build_reward(reward, similarity, self.tokenizer)
+        self.scorer = RewardScorer(self.reward)
+        self.np_random, _ = seeding.np_random(seed)
+        self._step: int | None = None
+
+    # ---------------------------------------------------------------------------------------------- reset
+    def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> BatchReset:
+        """Draws the next B episodes (``options``: ``episodes`` to play instead, ``batch_size`` for this batch
+        only, ``teacher_forcing``)."""
+        options = dict(options or {})
+        if seed is not None:
+            self.np_random, _ = seeding.np_random(seed)
+            self.sampler.restart()
+        if "episodes" in options:
+            given = list(options["episodes"])
+            if not given or not all(isinstance(e, Episode) for e in given):
+                raise TypeError("options['episodes'] must be a non-empty list of rxmrl.data.Episode")
+            drawn = [DrawnEpisode(cut_to_steps(e, self.steps, is_long_range(e), f"options['episodes'][{b}]"),
+                                  is_long_range(e), -1) for b, e in enumerate(given)]
+        else:
+            count = int(options.get("batch_size", self.batch_size))
+            drawn = [self.sampler.draw(self.np_random) for _ in range(count)]
+        self._episodes = [d.episode for d in drawn]
+        self._long_range = torch.tensor([d.long_range for d in drawn], dtype=torch.bool, device=self.device)
+        self._plans = [step_plan(self.steps, d.long_range) for d in drawn]
+        self._teacher_forcing = bool(options.get("teacher_forcing", self.teacher_forcing))
+        self._encode_episodes()
+        self._step, self._mean_folded = 0, -1
+        self._running_mean = RunningMean()
+        self._written = [concat_padded(self._saved_query, self._saved_answer)]
+        return BatchReset(self._saved_query, self._saved_answer, self._written[0], self._queries[0],
+                          list(self._episodes), self._long_range.clone(),
+                          [[s.mode for s in plan] for plan in self._plans], [d.index for d in drawn])
+
+    def _encode_episodes(self) -> None:
+        """Tokenises every query and reference of the batch once (one ``encode_batch`` per column)."""
+        episodes, steps, device = self._episodes, self.steps, self.device
+        encode = self.tokenizer.encode_batch
+        query_rows = lambda texts: [[BOS_ID, QUERY_ID, *ids] for ids in encode(texts)]  # noqa: E731
+        answer_rows = lambda texts: [[ANSWER_ID, *ids, EOS_ID] for ids in encode(texts)]  # noqa: E731
+        self._saved_query = PaddedIds.from_lists(query_rows([e.query for e in episodes]), device)
+        self._saved_answer = PaddedIds.from_lists(answer_rows([e.answer for e in episodes]), device)
+        follow_ups = [e.interactions[i] for i in range(steps) for e in episodes]  # step-major
+        queries, answers = query_rows([f.query for f in follow_ups]), answer_rows([f.answer for f in follow_ups])
+        batch = len(episodes)
+        self._queries = [PaddedIds.from_lists(queries[i * batch:(i + 1) * batch], device) for i in range(steps)]
+        self._references = [PaddedIds.from_lists(answers[i * batch:(i + 1) * batch], device) for i in range(steps)]
+
+    # ----------------------------------------------------------------------------------------------- step
+    def step(self, answers: PaddedIds | torch.Tensor, lengths: torch.Tensor | None = None) -> BatchStep:
+        """Scores the B answers (``[B, L]`` ids + ``[B]`` lengths), writes them, and gives the next queries."""
+        if self._step is None:
+            raise RuntimeError("call reset() before step()")
+        if self._step >= self.steps:
+            raise RuntimeError(f"the episodes ended after {self.steps} steps: call reset() to start new ones")
+        answers = self._validate(answers, lengths)
+        i, batch = self._step, len(self._episodes)
+        specs = [plan[i] for plan in self._plans]
+        modes = [s.mode for s in specs]
+        saved_index = torch.tensor([s.saved_index for s in specs], dtype=torch.long, device=self.device)
+        self._fold_running_mean(i)
+        saved = select_rows(saved_index == 0, self._written[0], self._written[i])
+        reference = self._references[i]
+        scores = self.scorer.score_ids(answers.ids, answers.lengths, reference.ids, reference.lengths,
+                                       saved.ids, saved.lengths, modes, self._running_mean.value)
+        written_answer = reference if self._teacher_forcing else answers
+        written = concat_padded(self._queries[i], written_answer)
+        recall = self._fact_recall(answers, i) if self.compute_fact_recall else torch.full((batch,), math.nan)
+        self._written.append(written)
+        self._step += 1
+        done = self._step == self.steps
+        return BatchStep(
+            step=i, rewards=scores.reward.to(self.device),
+            components={k: v.to(self.device) for k, v in scores.components.items()}, modes=modes,
+            saved_index=saved_index, reference=reference, write_to_memory=written_answer,
+            written_interaction=written, fact_recall=recall.to(self.device),
+            terminated=torch.full((batch,), done, dtype=torch.bool, device=self.device),
+            next_query=None if done else self._queries[self._step],
+        )
+
+    def _fold_running_mean(self, step: int) -> None:
+        """Before step i >= 1, folds interaction i-1 as written (once: a retried step does not refold)."""
+        if step == 0 or self._mean_folded >= step:
+            return
+        source = self._written[step - 1]
+        embedding = self.scorer.embed_ids(source.ids, source.lengths)
+        if embedding is not None:
+            self._running_mean.update(embedding.to(self.device))
+        self._mean_folded = step
+
+    def _fact_recall(self, answers: PaddedIds, step: int) -> torch.Tensor:
+        texts = self.tokenizer.decode_batch(answers.to_lists())
+        recall = [math.nan if e.facts is None else fact_recall(text, [f.text for f in e.facts[step]])
+                  for e, text in zip(self._episodes, texts)]
+        return torch.tensor(recall, dtype=torch.float32)
+
+    def _validate(self, answers: PaddedIds | torch.Tensor, lengths: torch.Tensor | None) -> PaddedIds:
+        if isinstance(answers, (list, tuple)):
+            answers = PaddedIds.from_lists(answers)
+        if isinstance(answers, PaddedIds):
+            answers, lengths = answers.ids, answers.lengths
+        if isinstance(answers, np.ndarray):
+            answers = torch.from_numpy(answers)
+        if not isinstance(answers, torch.Tensor):
+            raise MalformedActionError(f"answers are {type(answers).__name__}, expected a [B, L] id tensor, "
+                                       "PaddedIds or lists of ids")
+        batch = len(self._episodes)
+        if (answers.dim() != 2 or answers.shape[0] != batch or answers.is_floating_point() or answers.is_complex()
+                or answers.dtype == torch.bool):
+            raise MalformedActionError(f"answers have shape {tuple(answers.shape)} and dtype {answers.dtype}, "
+                                       f"expected an integer tensor of shape ({batch}, L)")
+        answers = answers.to(self.device, torch.long)
+        lengths = (torch.full((batch,), answers.shape[1], dtype=torch.long) if lengths is None
+                   else torch.as_tensor(lengths)).to(self.device, torch.long)
+        if lengths.shape != (batch,) or bool((lengths < 0).any()) or bool((lengths > answers.shape[1]).any()):
+            raise MalformedActionError(f"answer lengths {lengths.tolist()} must be {batch} values in "
+                                       f"[0, {answers.shape[1]}]")
+        if bool((lengths > self.max_answer_tokens).any()):
+            raise MalformedActionError(f"answer lengths {lengths.tolist()}: expected at most "
+                                       f"{self.max_answer_tokens} tokens")
+        padded = PaddedIds(answers, lengths)
+        real = answers[padded.mask()]
+        if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.vocab_size):
+            raise MalformedActionError(f"answer ids span [{int(real.min())}, {int(real.max())}], expected ids in "
+                                       f"[0, {self.vocab_size})")
+        return padded

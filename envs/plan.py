@@ -1,0 +1,51 @@
+"""Which saved data, reward mode and running mean score each step of an MRL episode.
+
+Interactions are indexed as in :class:`rxmrl.data.Fact`: 0 is the saved first interaction, ``k >= 1`` is
+follow-up ``k - 1``. Step ``i`` answers follow-up ``i``'s query; after it the agent writes interaction
+``i + 1`` (follow-up ``i`` with its own answer, or the reference under teacher forcing) into memory.
+
+Cumulative episodes (the published MRL semantics)::
+
+    step i   mode        saved data S                      running mean M folded in before the step
+    0        standard    interaction 0 (first)             none (first-step cosine factors)
+    i >= 1   standard    interaction i (follow-up i-1,     + interaction i-1 (step 1: the first
+                         as written into memory)             interaction; i >= 2: follow-up i-2 as written)
+
+Long-range episodes replace two rows: step 0, the topic switch, is scored in ``negative`` mode against
+interaction 0 (the answer must *not* copy it), and the final step in ``long_range`` mode against interaction
+0 (the answer must come back to it, away from the running mean of the recent ones). Steps in between are
+standard as above. The running mean is updated the same way in both strategies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """How step ``step`` is scored: its reward ``mode``, the interaction index of its saved data, and the
+    interaction folded into the running mean just before it (``None``: no update)."""
+
+    step: int
+    mode: str
+    saved_index: int
+    running_mean_update: int | None
+
+
+def step_plan(steps: int, long_range: bool) -> tuple[StepSpec, ...]:
+    """The scoring plan of an episode with ``steps`` follow-ups (see the module table)."""
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps={steps!r}: expected a positive number of follow-ups")
+    if long_range and steps < 2:
+        raise ValueError(f"a long-range episode needs at least 2 steps (a topic switch and the final "
+                         f"question), got steps={steps}")
+    plan = []
+    for i in range(steps):
+        mode, saved = "standard", i
+        if long_range and i == 0:
+            mode, saved = "negative", 0
+        elif long_range and i == steps - 1:
+            mode, saved = "long_range", 0
+        plan.append(StepSpec(i, mode, saved, i - 1 if i >= 1 else None))
+    return tuple(plan)

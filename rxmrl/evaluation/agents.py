@@ -1,0 +1,43 @@
+"""Agents named on the command line: ``oracle``, ``random``, or a Reactive Transformer checkpoint folder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rxmrl.data import Episode
+from rxmrl.envs.agents import Agent, OracleAgent, RandomAgent, RxTAgent
+from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+
+AGENT_NAMES: tuple[str, ...] = ("oracle", "random")
+
+
+def load_tokenizer_for(path: str | Path | None) -> RxTokenizer:
+    """The tokenizer saved beside a checkpoint (``tokenizer.json`` in it or its parent), else the default."""
+    if path is not None:
+        for folder in (Path(path), Path(path).parent):
+            if (folder / "tokenizer.json").is_file():
+                return RxTokenizer.load(folder)
+    return default_tokenizer()
+
+
+def load_agent(spec: str, episodes: Sequence[Episode] = (), *, tokenizer: RxTokenizer | None = None,
+               seed: int = 0, max_new_tokens: int = 64, device: str = "cpu") -> Agent:
+    """``oracle``, ``random`` (draws answers of other ``episodes``) or a folder saved by
+    ``ReactiveTransformer.save_pretrained`` (``config.json`` + ``model.safetensors``)."""
+    tokenizer = tokenizer or load_tokenizer_for(None if spec in AGENT_NAMES else spec)
+    if spec == "oracle":
+        return OracleAgent(tokenizer)
+    if spec == "random":
+        return RandomAgent(list(episodes), seed=seed, tokenizer=tokenizer)
+    folder = Path(spec)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"agent {spec!r}: expected 'oracle', 'random' or a checkpoint folder with "
+                                "config.json and model.safetensors")
+    from rxmrl.model.rxt import ReactiveTransformer
+
+    model = ReactiveTransformer.from_pretrained(folder, device=device)
+    if model.config.vocab_size < tokenizer.vocab_size:
+        raise ValueError(f"checkpoint {spec} has vocab_size {model.config.vocab_size} but its tokenizer has "
+                         f"{tokenizer.vocab_size} tokens")
+    return RxTAgent(model, tokenizer, max_new_tokens=max_new_tokens, seed=seed)

@@ -1,0 +1,78 @@
+"""``rxmrl eval``: the reward range of an agent (oracle, random, or a checkpoint) on a curriculum split.
+
+The top level stays light (only argparse); torch, the env and the encoder load inside the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval", help="reward range (mean/min/max, per step) and fact recall of an agent on a curriculum split")
+    parser.add_argument("--agent", required=True, help="oracle | random | a checkpoint folder (save_pretrained)")
+    parser.add_argument("--config", default="steps-8", help="curriculum config, steps-N or steps-N-lr")
+    parser.add_argument("--split", default="validation", help="train | validation | supervised")
+    parser.add_argument("--source", default="embedded", help="embedded | a local folder/file | a hub id")
+    parser.add_argument("--episodes", type=int, default=None, help="number of episodes (default: the split)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per episode (default: the config's)")
+    parser.add_argument("--strategy", default=None, choices=("cumulative", "long_range", "mixed"),
+                        help="default: long_range for -lr configs, else cumulative")
+    parser.add_argument("--reward", default="default", help="reward preset: default | rxlm | rxnn-len")
+    parser.add_argument("--similarity", default="encoder", choices=("encoder", "token"),
+                        help="cosine backend: the frozen sentence encoder, or mean token embeddings "
+                             "(the checkpoint's, frozen; fixed random ones for oracle/random)")
+    parser.add_argument("--batch-size", type=int, default=32, help="episodes stepped together")
+    parser.add_argument("--teacher-forcing", action="store_true", help="write reference answers to memory")
+    parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit (checkpoints)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    parser.set_defaults(func=_eval)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rxmrl.data import CurriculumValidationError
+
+    try:
+        result = run_eval(args)
+    except (CurriculumValidationError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.summary(), indent=2) if args.json else result.format_table())
+    return 0
+
+
+def run_eval(args: argparse.Namespace):
+    from rxmrl.envs import BatchedMrlEnv
+    from rxmrl.evaluation.agents import AGENT_NAMES, load_agent, load_tokenizer_for
+    from rxmrl.evaluation.reward_range import evaluate
+
+    tokenizer = load_tokenizer_for(None if args.agent in AGENT_NAMES else args.agent)
+    env = BatchedMrlEnv(args.batch_size, args.source, args.steps, args.split, config=args.config,
+                        strategy=args.strategy, num_episodes=args.episodes, reward=args.reward,
+                        similarity="encoder", tokenizer=tokenizer, teacher_forcing=args.teacher_forcing,
+                        order="sequential", seed=args.seed, device=args.device)
+    episodes = [e for pool in env.sampler.pools.values() for e in pool]
+    agent = load_agent(args.agent, episodes, tokenizer=tokenizer, seed=args.seed,
+                       max_new_tokens=args.max_new_tokens, device=args.device)
+    if args.similarity == "token":
+        env = _with_token_similarity(env, agent, args)
+    meta = {"config": args.config, "split": args.split, "reward": f"{args.reward} ({args.similarity})"}
+    return evaluate(agent, env, args.episodes, seed=args.seed, meta=meta)
+
+
+def _with_token_similarity(env, agent, args):
+    """Rebuilds the env's reward on frozen token embeddings: the checkpoint's, or fixed random ones."""
+    from rxmrl.envs.scoring import RewardScorer, build_reward, token_similarity
+    from rxmrl.rewards import TokenEmbeddingSimilarity
+
+    model = getattr(agent, "model", None)
+    backend = (TokenEmbeddingSimilarity(model.embedding.weight, encode=env.tokenizer.encode) if model is not None
+               else token_similarity(env.tokenizer))
+    env.reward = build_reward(args.reward, backend, env.tokenizer)
+    env.scorer = RewardScorer(env.reward)
+    return env

@@ -1,0 +1,163 @@
+"""The reward-range evaluation: an agent over N episodes of a split, summarised per episode and per step.
+
+The per-episode reward is the mean of its step rewards (0-10). The table reports its mean with a bootstrap
+95% interval over episodes, its min and max, the same per step, and the fact recall of the answers (the
+fraction of each follow-up's facts stated; steps without facts in the data are left out).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rxmrl.envs.agents import Agent
+from rxmrl.envs.batched import BatchedMrlEnv
+from rxmrl.evaluation.bootstrap import bootstrap_interval
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean with its bootstrap interval, and the range, of one quantity over episodes."""
+
+    mean: float
+    ci_low: float
+    ci_high: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, values: np.ndarray, level: float = 0.95, seed: int = 0) -> Stat:
+        values = np.asarray(values, dtype=np.float64)
+        kept = values[~np.isnan(values)]
+        if kept.size == 0:
+            return cls(*(math.nan,) * 5)
+        low, high = bootstrap_interval(kept, level, seed=seed)
+        return cls(float(kept.mean()), low, high, float(kept.min()), float(kept.max()))
+
+
+@dataclass
+class EvaluationResult:
+    """Per-step rewards, fact recall and reward components of every episode, with what produced them."""
+
+    agent: str
+    step_rewards: np.ndarray  # (N, steps)
+    fact_recall: np.ndarray  # (N, steps), NaN where the data has no facts
+    components: dict[str, np.ndarray]  # name -> (N, steps)
+    modes: list[list[str]]  # modes[n][i]
+    seconds: float
+    meta: dict[str, Any] = field(default_factory=dict)  # config, split, reward, similarity, ...
+
+    @property
+    def num_episodes(self) -> int:
+        return self.step_rewards.shape[0]
+
+    @property
+    def episode_rewards(self) -> np.ndarray:
+        """``(N,)`` mean reward over each episode's steps."""
+        return self.step_rewards.mean(axis=1)
+
+    @property
+    def episode_fact_recall(self) -> np.ndarray:
+        """``(N,)`` mean fact recall over each episode's steps that have facts (NaN if none do)."""
+        recall = self.fact_recall
+        counts = (~np.isnan(recall)).sum(axis=1)
+        sums = np.nansum(recall, axis=1)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    @property
+    def episodes_per_second(self) -> float:
+        return self.num_episodes / self.seconds if self.seconds > 0 else math.inf
+
+    def reward(self, level: float = 0.95) -> Stat:
+        return Stat.of(self.episode_rewards, level)
+
+    def step_reward(self, step: int, level: float = 0.95) -> Stat:
+        return Stat.of(self.step_rewards[:, step], level)
+
+    def recall(self, level: float = 0.95) -> Stat:
+        return Stat.of(self.episode_fact_recall, level)
+
+    def summary(self, level: float = 0.95) -> dict[str, Any]:
+        """Plain numbers for logs and reports (``json.dumps``-able)."""
+        def row(stat: Stat) -> dict[str, float]:
+            return {k: getattr(stat, k) for k in ("mean", "ci_low", "ci_high", "min", "max")}
+
+        return {
+            "agent": self.agent, **self.meta, "episodes": self.num_episodes, "seconds": self.seconds,
+            "episodes_per_second": self.episodes_per_second, "reward": row(self.reward(level)),
+            "fact_recall": row(self.recall(level)),
+            "steps": [{"step": i, "reward": row(self.step_reward(i, level)),
+                       "fact_recall": row(Stat.of(self.fact_recall[:, i], level)),
+                       "modes": sorted({m[i] for m in self.modes})} for i in range(self.step_rewards.shape[1])],
+            "components": {k: float(np.mean(v)) for k, v in self.components.items()},
+        }
+
+    def format_table(self, level: float = 0.95) -> str:
+        """Mean [CI] / min / max of the reward and fact recall, per episode and per step."""
+        pct = f"{level:.0%}"
+        meta = " · ".join(str(v) for v in self.meta.values())
+        lines = [f"agent {self.agent} · {meta} · {self.num_episodes} episodes · "
+                 f"{self.episodes_per_second:.1f} episodes/s",
+                 f"{'':<14}{'reward mean [' + pct + ' CI]':>28}{'min':>7}{'max':>7}"
+                 f"{'fact recall [' + pct + ' CI]':>30}"]
+
+        def line(label: str, reward: Stat, recall: Stat) -> str:
+            recall_text = "n/a" if math.isnan(recall.mean) else \
+                f"{recall.mean:.3f} [{recall.ci_low:.3f}, {recall.ci_high:.3f}]"
+            return (f"{label:<14}{f'{reward.mean:.2f} [{reward.ci_low:.2f}, {reward.ci_high:.2f}]':>28}"
+                    f"{reward.min:>7.2f}{reward.max:>7.2f}{recall_text:>30}")
+
+        lines.append(line("episode", self.reward(level), self.recall(level)))
+        for i in range(self.step_rewards.shape[1]):
+            modes = "/".join(sorted({m[i] for m in self.modes}))
+            label = f"step {i}" + ("" if modes == "standard" else f" ({modes[:5]})")
+            lines.append(line(label, self.step_reward(i, level), Stat.of(self.fact_recall[:, i], level)))
+        return "\n".join(lines)
+
+
+def evaluate(agent: Agent, env: BatchedMrlEnv, num_episodes: int | None = None, *, seed: int | None = 0,
+             meta: dict[str, Any] | None = None) -> EvaluationResult:
+    """Plays ``num_episodes`` (default: every episode of the env's pools) in batches of ``env.batch_size``.
+
+    The agent's batched form answers; what the env says to write goes into its memory after every step but
+    the last. ``seed`` seeds the env's episode order on the first reset (``order="sequential"`` envs play
+    rows in order).
+    """
+    total = len(env.sampler) if num_episodes is None else num_episodes
+    if total < 1:
+        raise ValueError(f"num_episodes={num_episodes}: expected at least 1 episode")
+    rewards, recalls, modes, components = [], [], [], {}
+    started = time.perf_counter()
+    played = 0
+    while played < total:
+        count = min(env.batch_size, total - played)
+        start = env.reset(seed=seed if played == 0 else None, options={"batch_size": count})
+        agent.begin_batch(start)
+        query, batch_rewards, batch_recall, batch_components = start.query, [], [], {}
+        while True:
+            answers = agent.answer_batch(query)
+            out = env.step(answers)
+            batch_rewards.append(out.rewards.cpu().numpy())
+            batch_recall.append(out.fact_recall.cpu().numpy())
+            for name, value in out.components.items():
+                batch_components.setdefault(name, []).append(value.cpu().numpy())
+            if out.done:
+                break
+            agent.remember_batch(query, out.write_to_memory)
+            query = out.next_query
+        rewards.append(np.stack(batch_rewards, axis=1))  # (count, steps)
+        recalls.append(np.stack(batch_recall, axis=1))
+        for name, values in batch_components.items():
+            components.setdefault(name, []).append(np.stack(values, axis=1))
+        modes.extend(start.modes)
+        played += count
+    seconds = time.perf_counter() - started
+    return EvaluationResult(
+        agent=getattr(agent, "name", type(agent).__name__), step_rewards=np.concatenate(rewards),
+        fact_recall=np.concatenate(recalls), components={k: np.concatenate(v) for k, v in components.items()},
+        modes=modes, seconds=seconds, meta=dict(meta or {}),
+    )

@@ -1,0 +1,69 @@
+"""Validation of a policy in the rollout: reward per episode and per step, fact recall, bootstrap intervals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rxmrl.model import ReactiveTransformer, SamplingConfig
+from rxmrl.training.mrl.curriculum import StageData
+from rxmrl.training.mrl.rollout import RolloutScorer, collect_rollout, tokenize_episodes
+
+
+@dataclass
+class Evaluation:
+    """Per-episode mean rewards ``[E]``, per-step means ``[N]`` and fact recall of one policy on one split."""
+
+    episode_rewards: Tensor
+    step_rewards: Tensor
+    fact_recall: float
+
+    def summary(self) -> dict[str, float]:
+        r = self.episode_rewards
+        out = {"reward": float(r.mean()), "reward_min": float(r.min()), "reward_max": float(r.max()),
+               "fact_recall": self.fact_recall}
+        out.update({f"reward_step_{t}": float(v) for t, v in enumerate(self.step_rewards)})
+        return out
+
+
+@torch.no_grad()
+def evaluate_policy(policy: ReactiveTransformer, data: StageData, steps: int, tokenizer, scorer: RolloutScorer,
+                    sampling: SamplingConfig, batch_size: int = 32, max_answer_tokens: int = 48,
+                    max_interaction_len: int = 256, seed: int = 0, write_memory: bool = True) -> Evaluation:
+    """Play every episode of ``data`` (in order, no teacher forcing) with a seeded generator (STM noise and
+    any sampling), so evaluation never moves the training RNG and repeats exactly. ``write_memory=False``:
+    the no-memory ablation (the policy answers from a fresh STM every time)."""
+    was_training = policy.training
+    policy.eval()
+    generator = torch.Generator(device=policy.device).manual_seed(seed)
+    episode_rewards, step_rewards, recalls = [], [], []
+    for start in range(0, len(data), batch_size):
+        rows = range(start, min(start + batch_size, len(data)))
+        batch = tokenize_episodes([data.episodes[i] for i in rows], [data.long_range[i] for i in rows], steps,
+                                  tokenizer)
+        rollout = collect_rollout(policy, batch, scorer, sampling, max_answer_tokens=max_answer_tokens,
+                                  max_interaction_len=max_interaction_len, generator=generator,
+                                  write_memory=write_memory)
+        rewards = rollout.rewards.view(steps, len(rows))  # [N, B]
+        episode_rewards.append(rewards.mean(0))
+        step_rewards.append(rewards)
+        if "fact_recall" in rollout.components:
+            recalls.append(rollout.components["fact_recall"])
+    policy.train(was_training)
+    per_step = torch.cat(step_rewards, dim=1).mean(1)
+    recall = float(torch.cat(recalls).mean()) if recalls else float("nan")
+    return Evaluation(torch.cat(episode_rewards), per_step, recall)
+
+
+def bootstrap_mean_difference(after: Tensor, before: Tensor, samples: int = 10_000, seed: int = 0,
+                              level: float = 0.95) -> tuple[float, float, float]:
+    """Paired bootstrap over episodes of ``mean(after - before)``: ``(mean, low, high)`` of the interval."""
+    diff = (after - before).double()
+    generator = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, diff.numel(), (samples, diff.numel()), generator=generator)
+    means = diff[idx].mean(1)
+    alpha = (1 - level) / 2
+    low, high = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=torch.double)).tolist()
+    return float(diff.mean()), low, high

@@ -1,0 +1,137 @@
+"""The one place where the MRL loss is assembled (IMPO: PPO + memory terms)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rxmrl.training.mrl.config import ObjectiveConfig
+
+
+@dataclass
+class LossInputs:
+    """One minibatch of M (episode, step) samples with T answer-token columns.
+
+    Token tensors are ``[M, T]`` and only entries where ``mask`` is True count; per-sample tensors ``[M]``.
+    """
+
+    log_probs: Tensor  # log pi_theta(a_t)   current policy, processed sampling distribution (differentiable)
+    old_log_probs: Tensor  # log pi_old(a_t)  the policy that acted (recorded in the rollout)
+    ref_log_probs: Tensor  # log pi_ref(a_t)  frozen warm-start policy, its own STM
+    entropy: Tensor  # H(pi_theta(. | context_t)) per token, processed distribution (differentiable)
+    mask: Tensor  # bool, real answer tokens
+    advantages: Tensor  # [M] (normalised) advantage per step, shared by the step's tokens
+    values: Tensor  # [M] critic's current estimate (differentiable)
+    old_values: Tensor  # [M] critic's estimate at collection time
+    returns: Tensor  # [M] regression target
+    stm: Tensor  # [M, L, S, D] STM_t after the write, recomputed with the current memory system (differentiable)
+    stm_prev: Tensor  # [M, L, S, D] STM_{t-1} before the write (recorded)
+    steps: Tensor  # [M] step index t in the episode
+    moe_aux: Tensor | None = None  # scalar MoE load-balancing loss of the forward pass
+
+
+LOG_PROB_FLOOR = -50.0
+"""Under top-k/top-p the current (or reference) policy may filter out a token the behaviour policy sampled:
+its log-prob is -inf. Flooring keeps the ratio ~0 (clipped for A > 0) and the KL terms finite instead of NaN."""
+
+
+def entropy_of(log_probs: Tensor) -> Tensor:
+    """``H = -sum_v p_v log p_v`` over a processed distribution ``[..., V]`` whose filtered tokens are -inf.
+
+    Differentiable with filtered tokens (``rxmrl.model.entropy`` is finite there but its gradient is NaN:
+    ``0 · -inf`` in the backward of ``exp(x)·x``).
+    """
+    finite = torch.isfinite(log_probs)
+    safe = log_probs.masked_fill(~finite, 0.0)
+    return -(safe.exp().masked_fill(~finite, 0.0) * safe).sum(-1)
+
+
+def sampling_entropy(logits: Tensor, sampling) -> Tensor:
+    """Entropy ``[...]`` of the processed sampling distribution of ``logits [..., V]`` (differentiable).
+
+    With ``top_k`` only the k largest logits can carry probability, so the entropy is computed on those
+    ``[..., k]`` values (then top-p on them, as :func:`rxmrl.model.processed_log_probs` does) instead of on
+    the whole vocabulary: the update's entropy bonus stops costing a few full ``[M, T, V]`` passes.
+    """
+    from rxmrl.model import processed_log_probs
+
+    if sampling.greedy or sampling.top_k is None or sampling.top_k >= logits.shape[-1]:
+        return entropy_of(processed_log_probs(logits, sampling))
+    top = (logits.float() / sampling.temperature).topk(sampling.top_k, dim=-1).values  # [..., k], descending
+    if sampling.top_p is not None and sampling.top_p < 1:
+        probs = top.softmax(-1)
+        top = top.masked_fill((probs.cumsum(-1) - probs) >= sampling.top_p, float("-inf"))
+    return entropy_of(top.log_softmax(-1))
+
+
+def _k3(log_ratio: Tensor) -> Tensor:
+    """``KL(p || q) ≈ exp(x) - x - 1`` with ``x = log q(a) - log p(a)``, ``a ~ p``: unbiased, always >= 0."""
+    return torch.expm1(log_ratio) - log_ratio
+
+
+def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str, Tensor]]:
+    r"""Total IMPO loss of a minibatch, and every term (detached) by name.
+
+    With token mean :math:`\langle x \rangle = \sum_{m,j} \mathrm{mask}_{mj} x_{mj} / \sum \mathrm{mask}`
+    over real answer tokens only (never the padded length), log-probs floored at ``LOG_PROB_FLOOR``, ratio
+    :math:`\rho = \exp(\log\pi_\theta - \log\pi_{old})` and the step's advantage :math:`A_m` on each of its
+    tokens::
+
+        policy      L_clip = -< min(rho·A, clip(rho, 1-eps, 1+eps)·A) >                 token-level PPO
+        entropy     H      =  < H(pi_theta) >                                            bonus, -c_H·H
+        ref KL      KL_ref =  < exp(x) - x - 1 >,  x = log pi_ref - log pi_theta         k3 of KL(pi_theta||pi_ref)
+        stab. KL    KL_old =  < rho - 1 - log rho >                                      k3 of KL(pi_old||pi_theta)
+        memory      L_mem  =  mean_m sqrt(t_m + 1) · c_mem · MSE(STM_t, STM_{t-1})       IMPO memory regularisation
+        value       L_V    =  ½ mean_m max((V - R)², (V_old + clip(V - V_old, ±c_V) - R)²)
+
+        total = L_clip - c_H·H + c_ref·KL_ref + c_stab·KL_old + L_mem + c_v·L_V + c_aux·aux
+
+    IMPO's policy stabilisation is the KL between the current policy and the previous step's policy on the
+    same episode; every step of a batched rollout was produced by the same behaviour policy pi_old, so
+    that is the KL to pi_old, estimated on the episode's own answer tokens. ``c_mem`` multiplies
+    ``sqrt(t+1)``: later steps of an episode may change memory less. Diagnostics (not in the loss):
+    ``clip_fraction`` (tokens with ``|rho - 1| > eps``), ``ratio`` (mean rho), ``value/clip_fraction``,
+    ``memory/stm_mse`` (unweighted STM change).
+    """
+    mask = batch.mask.float()
+    tokens = mask.sum().clamp_min(1.0)
+
+    def token_mean(x: Tensor) -> Tensor:
+        return (x * mask).sum() / tokens
+
+    log_probs = batch.log_probs.clamp_min(LOG_PROB_FLOOR)
+    ref_log_probs = batch.ref_log_probs.clamp_min(LOG_PROB_FLOOR)
+    log_ratio = (log_probs - batch.old_log_probs).masked_fill(~batch.mask, 0.0)
+    ratio = log_ratio.exp()
+    adv = batch.advantages[:, None].to(ratio.dtype)  # [M, 1] -> broadcast over the step's tokens
+    surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
+    policy_loss = -token_mean(surrogate)
+    entropy = token_mean(batch.entropy)
+    ref_kl = token_mean(_k3((ref_log_probs - log_probs).masked_fill(~batch.mask, 0.0)))
+    stab_kl = token_mean(_k3(log_ratio))  # tokens were sampled from pi_old: k3 of KL(pi_old || pi_theta)
+
+    mse = (batch.stm - batch.stm_prev.to(batch.stm)).pow(2).flatten(1).mean(1)  # [M]
+    memory_loss = (torch.sqrt(batch.steps.float() + 1) * cfg.memory_coef * mse).mean()
+
+    values, old_values, returns = batch.values.float(), batch.old_values.float(), batch.returns.float()
+    clipped = old_values + (values - old_values).clamp(-cfg.value_clip, cfg.value_clip)
+    value_loss = 0.5 * torch.maximum((values - returns).pow(2), (clipped - returns).pow(2)).mean()
+    aux = batch.moe_aux if batch.moe_aux is not None else values.new_zeros(())
+
+    total = (policy_loss - cfg.entropy_coef * entropy + cfg.reference_kl_coef * ref_kl
+             + cfg.stabilisation_kl_coef * stab_kl + memory_loss + cfg.value_coef * value_loss
+             + cfg.moe_aux_coef * aux)
+    with torch.no_grad():
+        metrics = {
+            "loss/policy": policy_loss, "loss/entropy": entropy, "loss/reference_kl": ref_kl,
+            "loss/stabilisation_kl": stab_kl, "loss/memory": memory_loss, "loss/value": value_loss,
+            "loss/moe_aux": aux, "loss/total": total,
+            "policy/clip_fraction": token_mean(((ratio - 1).abs() > cfg.clip).float()),
+            "policy/approx_kl": stab_kl,  # CleanRL's approx_kl: the same k3 estimate
+            "policy/ratio": token_mean(ratio),
+            "value/clip_fraction": ((values - old_values).abs() > cfg.value_clip).float().mean(),
+            "memory/stm_mse": mse.mean(),
+        }
+    return total, {k: v.detach() for k, v in metrics.items()}

@@ -1,0 +1,299 @@
+"""Batched MRL rollouts: B episodes stepped together, everything the update needs recorded.
+
+Per episode (row ``b``), with interaction 0 = the saved first interaction and interaction ``k`` = follow-up
+``k-1`` as written into memory::
+
+    STM_0  = noise (or, with probability random_reset_ratio, the row's STM from the previous rollout)
+    for step t = 0 .. N-1:
+        STM_t^pre  = STM                                    # recorded ("STM before")
+        STM        = MemAttn(STM, Encoder(interaction t))   # recorded ("STM after"); reference: same ids
+        answer_t   ~ pi_theta(. | query_t, STM)             # batched, KV + memory caches
+        log pi_old(answer_t), log pi_ref(answer_t | query_t, STM_ref)   # same processed distribution
+        V_t        = critic(saved data of step t + query_t [, STM])
+        r_t        = reward(answer_t, reference_t, saved data of step t)  # one batched call on ids
+        interaction t+1 = (query_t, answer_t)  or (query_t, reference_t) under teacher forcing
+
+The write of interaction ``t`` happens before answer ``t`` (so the last interaction is never written: no
+write after the last step). The frozen reference policy has its own STM, reset (or kept) with the policy's
+and written with the same ids. Every interaction is built by :func:`rxmrl.model.interaction_ids`, the one
+function the update uses too, so ``[A]`` is never doubled.
+
+The scoring table (which saved data, which reward mode, running mean) is :class:`RolloutScorer`; it follows
+the environment's semantics (``rxmrl.envs`` step plan) and is the one piece to swap for the batched env.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from rxmrl.data import Episode
+from rxmrl.model import ReactiveTransformer, SamplingConfig, interaction_ids, pad_batch, query_tokens
+from rxmrl.rewards import RunningMean, fact_recall
+
+
+# ----------------------------------------------------------------------------------- scoring plan
+@dataclass(frozen=True)
+class StepScoring:
+    """How step ``t`` of one episode is scored: reward ``mode`` and the interaction index of its saved data."""
+
+    mode: str
+    saved_index: int
+
+
+def scoring_plan(steps: int, long_range: bool) -> list[StepScoring]:
+    """Cumulative: step ``t`` against interaction ``t`` (standard). Long-range: step 0 (topic switch)
+    ``negative`` against interaction 0, the final step ``long_range`` against interaction 0 -- the
+    interaction the final question is about, which the critic reads too."""
+    plan = [StepScoring("standard", t) for t in range(steps)]
+    if long_range:
+        plan[0] = StepScoring("negative", 0)
+        plan[-1] = StepScoring("long_range", 0)
+    return plan
+
+
+# ------------------------------------------------------------------------------- tokenised episodes
+@dataclass
+class EpisodeBatch:
+    """B tokenised episodes of ``steps`` follow-ups (queries ``[BOS][Q] q``, answers ``[A] a [EOS]``)."""
+
+    saved_query: list[list[int]]
+    saved_answer: list[list[int]]
+    queries: list[list[list[int]]]  # [N][B]
+    references: list[list[list[int]]]  # [N][B]
+    facts: list[list[list[str]]]  # [N][B] fact texts of each follow-up's reference
+    long_range: list[bool]  # [B]
+
+    @property
+    def size(self) -> int:
+        return len(self.saved_query)
+
+    @property
+    def steps(self) -> int:
+        return len(self.queries)
+
+
+def select_follow_ups(episode: Episode, steps: int, long_range: bool, where: str = "") -> Episode:
+    """The first ``steps`` follow-ups (long-range: the first ``steps-1`` and the final question).
+
+    Raises when the episode is shorter: episodes are never silently cut to the shortest in a batch.
+    """
+    n = episode.num_follow_ups
+    if n < steps:
+        raise ValueError(f"episode {where} has {n} follow-ups, the stage needs {steps}")
+    keep = list(range(steps)) if not long_range else [*range(steps - 1), n - 1]
+    facts = None if episode.facts is None else [episode.facts[j] for j in keep]
+    return Episode(episode.query, episode.answer, [episode.interactions[j] for j in keep], facts, episode.strategy)
+
+
+def tokenize_episodes(episodes: Sequence[Episode], long_range: Sequence[bool], steps: int, tokenizer) -> EpisodeBatch:
+    """Tokenise B episodes for a rollout of ``steps`` follow-ups (``tokenizer``: ``RxTokenizer``)."""
+    pairs = enumerate(zip(episodes, long_range, strict=True))
+    chosen = [select_follow_ups(episode, steps, lr, str(i)) for i, (episode, lr) in pairs]
+    queries = [[tokenizer.encode_query(e.interactions[t].query) for e in chosen] for t in range(steps)]
+    references = [[tokenizer.encode_answer(e.interactions[t].answer) for e in chosen] for t in range(steps)]
+    facts = [[[f.text for f in (e.facts[t] if e.facts else [])] for e in chosen] for t in range(steps)]
+    return EpisodeBatch([tokenizer.encode_query(e.query) for e in chosen],
+                        [tokenizer.encode_answer(e.answer) for e in chosen], queries, references, facts,
+                        list(long_range))
+
+
+# ------------------------------------------------------------------------------------- the scorer
+class RolloutScorer:
+    """Per-step memory-retention rewards of a batch, with the environment's saved-data/mode/running-mean table.
+
+    ``reward`` is a :class:`rxmrl.rewards.MemoryRetentionReward` (or anything with ``score_ids`` and
+    ``embed_ids``). Running mean (reset per episode): before step ``t >= 1`` it folds in interaction
+    ``t-1`` as written (``rxmrl.rewards.RunningMean``), so step 0 uses the first-step factors.
+    """
+
+    def __init__(self, reward, decode=None) -> None:
+        self.reward, self.decode = reward, decode
+
+    def score_step(self, step: int, batch: EpisodeBatch, written: list[list[list[int]]], answers: Tensor,
+                   answer_mask: Tensor, running_mean: RunningMean) -> tuple[Tensor, dict[str, Tensor]]:
+        """Reward ``[B]`` and components of step ``step``; ``written[k][b]``: interaction ``k`` of row ``b``."""
+        plans = [scoring_plan(batch.steps, lr)[step] for lr in batch.long_range]
+        if step >= 1:
+            running_mean.update(self.reward.embed_ids(written[step - 1], cache=False))
+        saved = [written[p.saved_index][b] for b, p in enumerate(plans)]
+        out = self.reward.score_ids(answers, batch.references[step], saved, generated_lengths=answer_mask.sum(1),
+                                    modes=[p.mode for p in plans], running_mean=running_mean.value)
+        components = dict(out.components)
+        if self.decode is not None:
+            texts = self.decode([row[m].tolist() for row, m in zip(answers, answer_mask, strict=True)])
+            components["fact_recall"] = torch.tensor([fact_recall(text, facts) for text, facts
+                                                      in zip(texts, batch.facts[step], strict=True)])
+        return out.reward.float().cpu(), {k: v.float().cpu() for k, v in components.items()}
+
+
+# ------------------------------------------------------------------------------------ the rollout
+@dataclass
+class Rollout:
+    """M = N·B samples in step-major order (sample ``t·B + b`` is step ``t`` of episode ``b``).
+
+    Answers ``[M, T]`` exclude ``[A]`` and end with ``[EOS]`` (``mask`` True on generated tokens).
+    """
+
+    queries: list[list[int]]  # M query id lists ([BOS][Q] q)
+    answers: Tensor  # [M, T]
+    mask: Tensor  # [M, T] bool
+    old_log_probs: Tensor  # [M, T] behaviour policy, processed sampling distribution
+    ref_log_probs: Tensor  # [M, T] frozen reference policy, same distribution, its own STM
+    write_ids: Tensor  # [M, W] interaction written just before answering (right-padded)
+    write_mask: Tensor  # [M, W]
+    stm_prev: Tensor  # [M, L, S, D] STM before that write
+    stm_read: Tensor  # [M, L, S, D] STM after it: what the answer was generated from
+    critic_ids: Tensor  # [M, C] saved data of the step + the query
+    critic_mask: Tensor  # [M, C]
+    rewards: Tensor  # [M]
+    values: Tensor  # [M] critic's estimate at collection time
+    steps: Tensor  # [M] step index t
+    components: dict[str, Tensor]  # name -> [M]
+    num_episodes: int
+    num_steps: int
+    final_stm: Tensor | None = None  # [B, L, S, D] policy STM at the end (for random resets)
+    final_ref_stm: Tensor | None = None
+    advantages: Tensor | None = None  # [M], filled by compute_advantages
+    returns: Tensor | None = None  # [M]
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: generate / reference / critic / memory / reward
+
+    @property
+    def size(self) -> int:
+        return self.rewards.shape[0]
+
+    def episode_rewards(self) -> Tensor:
+        """Mean reward per episode ``[B]``."""
+        return self.rewards.view(self.num_steps, self.num_episodes).mean(0)
+
+    def stm_change(self) -> Tensor:
+        """``MSE(STM_t, STM_{t-1})`` per step ``[N]`` (what the memory regulariser penalises)."""
+        per_sample = (self.stm_read - self.stm_prev).pow(2).flatten(1).mean(1)
+        return per_sample.view(self.num_steps, self.num_episodes).mean(1)
+
+
+def initial_memory(model: ReactiveTransformer, batch: int, keep_ratio: float, carried: Tensor | None,
+                   carried_ref: Tensor | None, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Fresh STM per row; with probability ``keep_ratio`` a row keeps its STM from the previous rollout.
+
+    The reference policy starts from the same noise (and keeps its own carried STM on the same rows).
+    """
+    stm = model.initial_stm(batch, generator).clone()
+    ref = stm.clone()
+    if keep_ratio > 0 and carried is not None and carried_ref is not None:
+        rows = min(batch, carried.shape[0])
+        keep = torch.rand(rows, generator=generator, device=stm.device) < keep_ratio
+        stm[:rows][keep] = carried[:rows][keep].to(stm)
+        ref[:rows][keep] = carried_ref[:rows][keep].to(ref)
+    return stm, ref
+
+
+def critic_inputs(saved: Sequence[list[int]], queries: Sequence[list[int]], max_len: int) -> list[list[int]]:
+    """Saved interaction + current query, cutting the interaction (never the query) to fit ``max_len``."""
+    out = []
+    for interaction, query in zip(saved, queries, strict=True):
+        query = query_tokens(query)[-max_len:]
+        out.append(interaction[: max_len - len(query)] + query)
+    return out
+
+
+@torch.no_grad()
+def collect_rollout(
+    policy: ReactiveTransformer,
+    batch: EpisodeBatch,
+    scorer: RolloutScorer,
+    sampling: SamplingConfig,
+    *,
+    reference: ReactiveTransformer | None = None,
+    critic=None,
+    max_answer_tokens: int = 48,
+    max_interaction_len: int = 256,
+    critic_max_len: int = 512,
+    teacher_forcing: bool = False,
+    random_reset_ratio: float = 0.0,
+    carried: tuple[Tensor, Tensor] | None = None,
+    generator: torch.Generator | None = None,
+    write_memory: bool = True,
+) -> Rollout:
+    """Run B episodes of ``batch.steps`` follow-ups with ``policy`` (see the module docstring).
+
+    ``write_memory=False`` is the no-memory ablation: STM stays the fresh initial state, so any reward the
+    policy earns comes from the query alone (rewards are still scored against the interactions as written).
+    """
+    timings = dict.fromkeys(("memory", "generate", "reference", "critic", "reward"), 0.0)
+    device = policy.device
+    size, steps = batch.size, batch.steps
+    stm, ref_stm = initial_memory(policy, size, random_reset_ratio, *(carried or (None, None)), generator)
+    written = [[interaction_ids(q, a, max_interaction_len) for q, a in zip(batch.saved_query, batch.saved_answer,
+                                                                           strict=True)]]
+    running_mean = RunningMean()
+    per_step: list[dict] = []
+    for t in range(steps):
+        clock = time.perf_counter()
+        ids, mask = pad_batch(written[t], side="right", device=device)
+        stm_prev = stm
+        if write_memory:
+            stm = policy.write_memory(stm, ids, mask)
+        if reference is not None and write_memory:
+            ref_stm = reference.write_memory(ref_stm, ids, mask)
+        timings["memory"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        out = policy.generate(batch.queries[t], stm, max_answer_tokens, sampling, generator=generator)
+        timings["generate"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        if reference is not None:
+            ref_lp = reference.score(batch.queries[t], out.tokens, ref_stm, answer_mask=out.mask,
+                                     sampling=sampling).log_probs
+        else:
+            ref_lp = out.log_probs.clone()
+        timings["reference"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        saved_rows = [written[p.saved_index][b]
+                      for b, p in enumerate(scoring_plan(steps, lr)[t] for lr in batch.long_range)]
+        c_ids, c_mask = pad_batch(critic_inputs(saved_rows, batch.queries[t], critic_max_len), device=device)
+        values = critic(c_ids, c_mask, stm) if critic is not None else torch.zeros(size, device=device)
+        timings["critic"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        rewards, components = scorer.score_step(t, batch, written, out.tokens, out.mask, running_mean)
+        timings["reward"] += time.perf_counter() - clock
+        own = out.answers()
+        memory_answers = batch.references[t] if teacher_forcing else own
+        written.append([interaction_ids(q, a, max_interaction_len)
+                        for q, a in zip(batch.queries[t], memory_answers, strict=True)])
+        per_step.append(dict(tokens=out.tokens, mask=out.mask, old=out.log_probs, ref=ref_lp, write_ids=ids,
+                             write_mask=mask, stm_prev=stm_prev, stm_read=stm, critic_ids=c_ids,
+                             critic_mask=c_mask, rewards=rewards, values=values.float().cpu(),
+                             components=components))
+    return _stack(per_step, batch, stm, ref_stm, timings)
+
+
+def _pad_cat(tensors: list[Tensor], value) -> Tensor:
+    """Concatenate ``[B_i, T_i]`` tensors along dim 0, right-padding to the longest ``T``."""
+    width = max(t.shape[1] for t in tensors)
+    return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value) for t in tensors])
+
+
+def _stack(per_step: list[dict], batch: EpisodeBatch, stm: Tensor, ref_stm: Tensor, timings) -> Rollout:
+    names = per_step[0]["components"].keys()
+    return Rollout(
+        queries=[q for step_queries in batch.queries for q in step_queries],
+        answers=_pad_cat([s["tokens"] for s in per_step], 0),
+        mask=_pad_cat([s["mask"] for s in per_step], False),
+        old_log_probs=_pad_cat([s["old"] for s in per_step], 0.0),
+        ref_log_probs=_pad_cat([s["ref"] for s in per_step], 0.0),
+        write_ids=_pad_cat([s["write_ids"] for s in per_step], 0),
+        write_mask=_pad_cat([s["write_mask"] for s in per_step], False),
+        stm_prev=torch.cat([s["stm_prev"] for s in per_step]),
+        stm_read=torch.cat([s["stm_read"] for s in per_step]),
+        critic_ids=_pad_cat([s["critic_ids"] for s in per_step], 0),
+        critic_mask=_pad_cat([s["critic_mask"] for s in per_step], False),
+        rewards=torch.cat([s["rewards"] for s in per_step]),
+        values=torch.cat([s["values"] for s in per_step]),
+        steps=torch.arange(batch.steps).repeat_interleave(batch.size),
+        components={k: torch.cat([s["components"][k] for s in per_step]) for k in names},
+        num_episodes=batch.size, num_steps=batch.steps, final_stm=stm, final_ref_stm=ref_stm, timings=timings,
+    )

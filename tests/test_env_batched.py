@@ -1,0 +1,92 @@
+"""BatchedMrlEnv: the same rewards as B single envs, one reward call per step, clear errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from env_helpers import RecordingReward
+from rxmrl.data import load_curriculum
+from rxmrl.envs import BatchedMrlEnv, MalformedActionError, MrlEnv, PaddedIds, concat_padded
+from rxmrl.tokenizer import default_tokenizer
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    cumulative = load_curriculum("embedded", config="steps-4", split="validation", num_episodes=3)
+    long_range = load_curriculum("embedded", config="steps-4-lr", split="validation", num_episodes=2)
+    return [*cumulative, *long_range]
+
+
+def random_answers(batch, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    return [[[4, *rng.integers(7, 600, size=int(rng.integers(0, 25))).tolist(), 2] for _ in range(batch)]
+            for _ in range(steps)]
+
+
+@pytest.mark.parametrize("teacher_forcing", [False, True])
+def test_batched_rewards_equal_single_env_rewards(episodes, teacher_forcing):
+    answers = random_answers(len(episodes), 4)
+    batched = BatchedMrlEnv(len(episodes), episodes=episodes, steps=4, similarity="token",
+                            teacher_forcing=teacher_forcing)
+    batched.reset(options={"episodes": episodes})
+    outs = [batched.step(PaddedIds.from_lists(answers[i])) for i in range(4)]
+    assert [o.modes[-1] for o in outs] == ["negative", "standard", "standard", "long_range"]
+    for b, episode in enumerate(episodes):
+        single = MrlEnv(episodes=episodes, steps=4, similarity="token", mode="token", teacher_forcing=teacher_forcing)
+        single.reset(options={"episode": episode})
+        for i in range(4):
+            _, reward, _, _, info = single.step(np.asarray(answers[i][b]))
+            assert reward == pytest.approx(float(outs[i].rewards[b]), abs=1e-5)
+            for name, value in info["reward_components"].items():
+                assert value == pytest.approx(float(outs[i].components[name][b]), abs=1e-5)
+            assert info["fact_recall"] == pytest.approx(float(outs[i].fact_recall[b]))
+            assert info["write_to_memory_ids"].tolist() == outs[i].write_to_memory.to_lists()[b]
+
+
+def test_one_reward_call_per_step_with_per_row_modes_and_saved_data(episodes):
+    reward = RecordingReward()
+    env = BatchedMrlEnv(5, episodes=episodes, steps=4, reward=reward)
+    start = env.reset(options={"episodes": episodes})
+    answers = random_answers(5, 4)
+    for i in range(4):
+        out = env.step(PaddedIds.from_lists(answers[i]))
+    assert len(reward.calls) == 4
+    final = reward.calls[-1]
+    assert final["modes"] == ["standard"] * 3 + ["long_range"] * 2
+    saved = PaddedIds(final["saved"], final["saved_lengths"]).to_lists()
+    assert saved[3] == start.saved_interaction.to_lists()[3]  # long-range: back to the first interaction
+    assert saved[0] != start.saved_interaction.to_lists()[0]  # cumulative: the follow-up before
+    assert out.done and out.next_query is None and bool(out.terminated.all())
+
+
+def test_reset_returns_saved_interactions_and_first_queries_as_padded_ids(episodes):
+    tokenizer = default_tokenizer()
+    env = BatchedMrlEnv(2, steps=2, split="validation", num_episodes=4, similarity="token", seed=0)
+    start = env.reset()
+    assert start.saved_query.to_lists()[0] == tokenizer.encode_query(start.episodes[0].query)
+    assert start.saved_answer.to_lists()[1] == tokenizer.encode_answer(start.episodes[1].answer)
+    assert start.saved_interaction.to_lists()[0] == (tokenizer.encode_query(start.episodes[0].query)
+                                                     + tokenizer.encode_answer(start.episodes[0].answer))
+    assert start.query.to_lists()[1] == tokenizer.encode_query(start.episodes[1].interactions[0].query)
+    again = BatchedMrlEnv(2, steps=2, split="validation", num_episodes=4, similarity="token", seed=0).reset()
+    assert [e.query for e in again.episodes] == [e.query for e in start.episodes]
+
+
+def test_concat_padded_joins_rows_of_different_lengths():
+    first = PaddedIds.from_lists([[1, 2, 3], [4], []])
+    second = PaddedIds.from_lists([[9], [8, 7, 6], [5, 5]])
+    joined = concat_padded(first, second)
+    assert joined.to_lists() == [[1, 2, 3, 9], [4, 8, 7, 6], [5, 5]]
+    assert joined.ids.shape == (3, 4) and int(joined.ids[2, 2:].abs().sum()) == 0
+
+
+def test_malformed_batched_answers_raise_and_the_step_can_be_retried(episodes):
+    env = BatchedMrlEnv(5, episodes=episodes, steps=4, similarity="token", max_answer_tokens=50)
+    env.reset(options={"episodes": episodes})
+    good = PaddedIds.from_lists(random_answers(5, 1)[0])
+    for bad in [torch.ones(4, 3, dtype=torch.long), torch.ones(5, 3), torch.ones(5, 3, dtype=torch.bool), PaddedIds(torch.full((5, 3), 10**6), torch.full((5,), 3)),
+                PaddedIds(torch.ones(5, 60, dtype=torch.long), torch.full((5,), 60)), "text"]:
+        with pytest.raises(MalformedActionError):
+            env.step(bad)
+    out = env.step(good)
+    assert out.step == 0

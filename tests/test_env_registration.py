@@ -1,0 +1,41 @@
+"""Gymnasium registration: ``gymnasium.make`` and ``make_vec`` after ``import rxmrl``."""
+
+import gymnasium
+import numpy as np
+
+import rxmrl  # noqa: F401  (registers the ids)
+from rxmrl.envs import registered_ids
+
+
+def test_ids_are_registered_on_import():
+    for env_id in ("rxmrl/TinyStoriesMRL-v0", "rxmrl/TinyStoriesMRL-LongRange-v0", "rxmrl/TinyStoriesMRL-Steps4-v0",
+                   "rxmrl/TinyStoriesMRL-LongRange-Steps16-v0"):
+        assert env_id in gymnasium.registry and env_id in registered_ids()
+
+
+def test_make_long_range_variant_plays_a_negative_first_and_a_long_range_last_step():
+    env = gymnasium.make("rxmrl/TinyStoriesMRL-LongRange-Steps2-v0", split="validation", num_episodes=3,
+                         similarity="token")
+    _, info = env.reset(seed=0)
+    assert info["modes"] == ["negative", "long_range"]
+    _, _, terminated, _, step_info = env.step("I do not know.")
+    assert step_info["mode"] == "negative" and not terminated
+
+
+def test_make_vec_steps_text_envs_in_sync():
+    envs = gymnasium.make_vec("rxmrl/TinyStoriesMRL-Steps2-v0", num_envs=2, vectorization_mode="sync",
+                              split="validation", num_episodes=4, similarity="token")
+    observations, _ = envs.reset(seed=0)
+    assert len(observations["query"]) == 2 and all(isinstance(q, str) for q in observations["query"])
+    _, rewards, terminated, _, _ = envs.step(("an answer", "another answer"))
+    assert rewards.shape == (2,) and np.all((rewards >= 0) & (rewards <= 10)) and not terminated.any()
+    envs.close()
+
+
+def test_ansi_render_shows_the_saved_interaction_then_the_last_step():
+    env = gymnasium.make("rxmrl/TinyStoriesMRL-Steps2-v0", split="validation", num_episodes=2, similarity="token",
+                         render_mode="ansi")
+    _, info = env.reset(seed=0)
+    assert info["episode"].answer in env.render()
+    env.step("my answer")
+    assert "my answer" in env.render() and "step 0" in env.render()

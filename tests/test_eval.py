@@ -1,0 +1,75 @@
+"""The reward-range evaluation: result tables, bootstrap intervals, and the ``rxmrl eval`` command."""
+
+import numpy as np
+import pytest
+
+from rxmrl.cli import main
+from rxmrl.data import load_curriculum
+from rxmrl.envs import BatchedMrlEnv, OracleAgent, RandomAgent
+from rxmrl.evaluation import bootstrap_interval, evaluate
+
+
+def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_episodes():
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(5, 1, 20), rng.normal(5, 1, 2000)
+    low_s, high_s = bootstrap_interval(small)
+    low_l, high_l = bootstrap_interval(large)
+    assert low_s < small.mean() < high_s and low_l < large.mean() < high_l
+    assert high_l - low_l < (high_s - low_s) / 4
+    assert np.isnan(bootstrap_interval(np.array([np.nan]))[0])
+
+
+def test_evaluate_summarises_every_episode_and_step():
+    env = BatchedMrlEnv(3, steps=2, split="validation", num_episodes=5, similarity="token", order="sequential")
+    result = evaluate(OracleAgent(), env)
+    assert result.step_rewards.shape == (5, 2) and result.num_episodes == 5
+    assert result.episode_rewards == pytest.approx(result.step_rewards.mean(axis=1))
+    stat = result.reward()
+    assert stat.min <= stat.ci_low <= stat.mean <= stat.ci_high <= stat.max
+    assert result.recall().mean == 1.0
+    table = result.format_table()
+    assert "episode" in table and "step 1" in table and "episodes/s" in table
+    assert result.summary()["steps"][1]["reward"]["mean"] == pytest.approx(result.step_rewards[:, 1].mean())
+
+
+def test_oracle_lands_far_above_random_with_the_sentence_encoder():
+    episodes = load_curriculum("embedded", config="steps-2", split="validation", num_episodes=6)
+    env = BatchedMrlEnv(6, steps=2, split="validation", num_episodes=6, order="sequential")
+    oracle = evaluate(OracleAgent(), env, seed=0)
+    random = evaluate(RandomAgent(list(episodes), seed=0), env, seed=0)
+    assert oracle.reward().ci_low > random.reward().ci_high + 2
+    assert oracle.recall().mean > random.recall().mean
+
+
+def test_eval_command_prints_the_table(capsys):
+    code = main(["eval", "--agent", "random", "--config", "steps-2", "--episodes", "4", "--similarity", "token",
+                 "--batch-size", "3"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "agent random" in out and "4 episodes" in out and "step 1" in out and "fact recall" in out
+
+
+def test_eval_command_reports_an_unknown_agent_in_one_line(capsys):
+    code = main(["eval", "--agent", "/no/such/checkpoint", "--config", "steps-2", "--episodes", "2",
+                 "--similarity", "token"])
+    assert code == 2 and "expected 'oracle', 'random' or a checkpoint folder" in capsys.readouterr().err
+
+
+def test_eval_command_runs_a_reactive_transformer_checkpoint(tmp_path, capsys):
+    import torch
+
+    from rxmrl.model.config import get_preset
+    from rxmrl.model.rxt import ReactiveTransformer
+    from rxmrl.tokenizer import default_tokenizer
+
+    torch.manual_seed(0)
+    config = get_preset("nano", vocab_size=default_tokenizer().vocab_size, dim=32, num_layers=1, num_heads=2,
+                        query_heads=2, kv_heads=2, num_experts=2, expert_dim=32, encoder_ff_dim=32, stm_slots=8)
+    ReactiveTransformer(config).save_pretrained(tmp_path / "tiny")
+    code = main(["eval", "--agent", str(tmp_path / "tiny"), "--config", "steps-2", "--episodes", "2",
+                 "--similarity", "token", "--max-new-tokens", "4", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = __import__("json").loads(out)
+    assert summary["agent"] == "rxt" and summary["episodes"] == 2 and len(summary["steps"]) == 2
+    assert 0 <= summary["reward"]["mean"] <= 10

@@ -1,0 +1,247 @@
+"""The MRL trainer on a tiny model: rollouts, frozen components, exact resume, critic, a 2-stage curriculum."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rxmrl.config import load_config
+from rxmrl.model import ReactiveTransformer, RxTConfig, SamplingConfig, interaction_ids
+from rxmrl.special_tokens import ANSWER_ID
+from rxmrl.tokenizer import default_tokenizer
+from rxmrl.training.mrl import (
+    Critic, MrlRunConfig, MrlTrainer, RolloutScorer, build_reward, collect_rollout, compute_advantages,
+    explained_variance, load_stage_data, mrl_loss, tokenize_episodes,
+)
+from rxmrl.training.mrl.trainer import component_of
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: one thread is faster, and the machine is shared
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return default_tokenizer()
+
+
+def tiny_policy(vocab: int, seed: int = 0) -> ReactiveTransformer:
+    torch.manual_seed(seed)
+    return ReactiveTransformer(RxTConfig(vocab_size=vocab, dim=32, num_layers=2, num_heads=2, query_heads=2,
+                                         kv_heads=2, num_experts=2, experts_per_token=1, expert_dim=32,
+                                         encoder_ff_dim=48, stm_slots=8, memory_attention="simple"))
+
+
+TINY = ["mrl.batch_episodes=3", "mrl.minibatch_size=4", "mrl.ppo_epochs=2", "mrl.max_answer_tokens=5",
+        "loop.tensorboard=false", "progress=false", "mrl.sampling.top_k=50", "mrl.sampling.temperature=0.9"]
+
+
+def tiny_config(*extra: str, steps=(2,)) -> MrlRunConfig:
+    overrides = list(TINY)
+    cfg = load_config(MrlRunConfig, None, overrides)
+    from rxmrl.training.mrl import StageConfig
+    cfg.stages = [StageConfig(steps=s, num_episodes=4, eval_episodes=3) for s in steps]
+    from rxmrl.config import apply_overrides
+    return apply_overrides(cfg, list(extra))
+
+
+def test_rollout_records_log_probs_under_the_sampling_distribution_and_writes_without_doubled_answer_token(
+        tokenizer):
+    policy = tiny_policy(tokenizer.vocab_size).eval()
+    data = load_stage_data(tiny_config().stages[0], "embedded", "train", 3)
+    batch = tokenize_episodes(data.episodes, data.long_range, 2, tokenizer)
+    sampling = SamplingConfig(temperature=0.7, top_k=20)
+    scorer = RolloutScorer(build_reward(tiny_config().reward, policy, tokenizer), decode=tokenizer.decode_batch)
+    reference = tiny_policy(tokenizer.vocab_size)
+    torch.manual_seed(1)
+    rollout = collect_rollout(policy, batch, scorer, sampling, reference=reference, critic=Critic(policy),
+                              max_answer_tokens=6)
+    assert rollout.size == 6 and rollout.rewards.shape == (6,) and rollout.values.shape == (6,)
+    # Behaviour log-probs equal a teacher-forced re-score under the same processed distribution ...
+    scored = policy.score(rollout.queries, rollout.answers, rollout.stm_read, answer_mask=rollout.mask,
+                          sampling=sampling)
+    assert torch.allclose(scored.log_probs, rollout.old_log_probs, atol=1e-4)
+    # ... and not under the plain softmax (the reference framework's pitfall).
+    plain = policy.score(rollout.queries, rollout.answers, rollout.stm_read, answer_mask=rollout.mask)
+    assert not torch.allclose(plain.log_probs, rollout.old_log_probs, atol=1e-2)
+    # The reference policy (same weights) with its own, identically reset and written STM agrees too.
+    assert torch.allclose(rollout.ref_log_probs, rollout.old_log_probs, atol=1e-4)
+    # Step 1 wrote (query 0, own answer 0): one [A], exactly the ids interaction_ids builds.
+    for b in range(3):
+        written = rollout.write_ids[3 + b][rollout.write_mask[3 + b]].tolist()
+        own = rollout.answers[b][rollout.mask[b]].tolist()
+        assert written == interaction_ids(batch.queries[0][b], own)
+        assert written.count(ANSWER_ID) == 1
+    # STM after the write is what the answer read; the first write starts from a fresh (small) STM.
+    assert rollout.stm_prev[:3].abs().max() < 0.2
+    assert torch.equal(rollout.stm_prev[3:], rollout.stm_read[:3])
+
+
+def test_reference_stm_is_reset_per_episode(tokenizer):
+    """The same episodes twice in a row give the same reference log-probs (no memory leaking across)."""
+    policy = tiny_policy(tokenizer.vocab_size).eval()
+    data = load_stage_data(tiny_config().stages[0], "embedded", "train", 2)
+    batch = tokenize_episodes(data.episodes, data.long_range, 2, tokenizer)
+    scorer = RolloutScorer(build_reward(tiny_config().reward, policy, tokenizer))
+    reference = tiny_policy(tokenizer.vocab_size, seed=5).eval()
+    outs = []
+    for _ in range(2):
+        generator = torch.Generator().manual_seed(0)
+        outs.append(collect_rollout(policy, batch, scorer, GREEDY_ROLLOUT, reference=reference,
+                                    max_answer_tokens=4, generator=generator))
+    assert torch.equal(outs[0].ref_log_probs, outs[1].ref_log_probs)
+
+
+GREEDY_ROLLOUT = SamplingConfig(greedy=True)
+
+
+def test_frozen_components_stay_bit_identical_and_the_last_smaller_batch_trains(tokenizer, tmp_path):
+    cfg = tiny_config()
+    policy = tiny_policy(tokenizer.vocab_size)
+    before = {k: v.clone() for k, v in policy.state_dict().items()}
+    trainer = MrlTrainer(cfg, policy, tokenizer, run_dir=tmp_path)
+    steps_per_iteration = []
+    original = trainer.iteration
+
+    def counting(*args):
+        start = trainer.trainer.step
+        record = original(*args)
+        steps_per_iteration.append(trainer.trainer.step - start)
+        return record
+    trainer.iteration = counting
+    trainer.fit()
+    # 4 episodes in batches of 3 -> 2 iterations: 6 samples -> 2 minibatches, 2 samples -> 1; x 2 PPO epochs
+    assert steps_per_iteration == [4, 2]
+    group_of = component_of(trainer.model)
+    changed = {"memory_cross_attention": False, "memory_attention": False}
+    for name, param in trainer.model.policy.named_parameters():
+        group = group_of(f"policy.{name}")
+        if group in changed:
+            changed[group] |= not torch.equal(param, before[name])
+        else:
+            assert torch.equal(param, before[name]), f"frozen {group} parameter {name} changed"
+    assert all(changed.values()), changed
+
+
+def test_resume_equals_an_uninterrupted_run(tokenizer, tmp_path):
+    cfg = tiny_config("stages.0.random_reset_ratio=0.5")
+    full = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "full")
+    full.fit()
+
+    interrupted = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "resumed")
+    original = interrupted.iteration
+    calls = []
+
+    def stop_on_second(*args):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(*args)
+    interrupted.iteration = stop_on_second
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    resumed = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "resumed")
+    assert resumed.state.batch == 1 and resumed.trainer.step == 4
+    resumed.fit()
+    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_critic_explained_variance_rises_on_a_fixed_batch(tokenizer):
+    policy = tiny_policy(tokenizer.vocab_size).eval()
+    data = load_stage_data(tiny_config().stages[0], "embedded", "train", 8)
+    batch = tokenize_episodes(data.episodes, data.long_range, 2, tokenizer)
+    scorer = RolloutScorer(build_reward(tiny_config().reward, policy, tokenizer))
+    torch.manual_seed(0)
+    rollout = collect_rollout(policy, batch, scorer, SamplingConfig(), max_answer_tokens=6)
+    critic = Critic(policy, memory_aware=True)
+    optimizer = torch.optim.Adam(critic.parameters(), lr=3e-3)
+    _, returns = compute_advantages(rollout.rewards, torch.zeros_like(rollout.rewards), rollout.num_steps)
+    values = lambda: critic(rollout.critic_ids, rollout.critic_mask, rollout.stm_read)  # noqa: E731
+    with torch.no_grad():
+        start = explained_variance(values(), returns)
+    for _ in range(60):
+        predicted = values()
+        loss = 0.5 * (predicted - returns).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        end = explained_variance(values(), returns)
+    assert end > start + 0.3 and end > 0.5, (start, end)
+
+
+def test_two_stage_curriculum_runs_end_to_end(tokenizer, tmp_path):
+    from rxmrl.training.metrics import read_metrics
+    from rxmrl.tokenizer import RxTokenizer
+
+    cfg = tiny_config("mrl.advantages.estimator=gae", "stages.1.strategy=long_range",
+                      "stages.1.teacher_forcing=true", "stages.1.trainable=[\"decoder\", \"memory_attention\", "
+                      "\"memory_cross_attention\", \"encoder\", \"critic\"]", steps=(2, 3))
+    result = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path).fit()
+    assert [(e["stage"], e["steps"]) for e in result.evaluations] == [(0, 2), (1, 3)]
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    iterations = [r for r in records if "rollout/reward" in r]
+    assert len(iterations) == 4 and all(0 <= r["rollout/reward"] <= 10 for r in iterations)
+    for key in ("train/loss/policy", "train/loss/entropy", "train/loss/reference_kl", "train/loss/memory",
+                "train/loss/stabilisation_kl", "train/loss/value", "train/policy/clip_fraction",
+                "train/policy/approx_kl", "rollout/explained_variance", "memory/stm_change_step_0"):
+        assert key in iterations[0], key
+    assert any("eval/stage1/reward" in r for r in records)
+    for directory in ("final", "best-stage-0", "best-stage-1"):
+        ReactiveTransformer.from_pretrained(tmp_path / directory)
+        RxTokenizer.load(tmp_path / directory)
+
+
+def test_train_mrl_command_runs_from_a_model_dir_and_writes_the_comparison(tokenizer, tmp_path):
+    import json
+
+    from rxmrl.cli import main
+
+    init = tmp_path / "warm"
+    tiny_policy(tokenizer.vocab_size).save_pretrained(init)
+    tokenizer.save(init)
+    args = ["train", "mrl", "--init", str(init), "--run-dir", str(tmp_path / "run")]
+    for override in [*TINY, "stages.0.num_episodes=3", "stages.0.eval_episodes=3", "stages.1.num_episodes=3",
+                     "stages.1.eval_episodes=3", "stages.1.steps=3", "mrl.ppo_epochs=1"]:
+        args += ["--set", override]
+    assert main(args) == 0
+    comparison = json.loads((tmp_path / "run" / "comparison.json").read_text())
+    assert [row["steps"] for row in comparison["stages"]] == [2, 3]
+    row = comparison["stages"][0]
+    assert row["difference"]["ci95_low"] <= row["difference"]["mean"] <= row["difference"]["ci95_high"]
+    assert main(["train", "mrl", "--set", "stages.0.trainable=[\"decoderr\"]", "--init", str(init)]) == 2
+
+
+def test_a_non_finite_reward_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tokenizer, tmp_path):
+    from rxmrl.training.loop import NonFiniteLossError
+
+    cfg = tiny_config()
+    policy = tiny_policy(tokenizer.vocab_size)
+    reward = build_reward(cfg.reward, policy, tokenizer)
+    trainer = MrlTrainer(cfg, policy, tokenizer, reward=reward, run_dir=tmp_path)
+    original, calls = reward.score_ids, []
+
+    def poisoned(*args, **kwargs):
+        out = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) > 2:  # the second rollout (its first step) returns NaN
+            out.reward = out.reward.clone().fill_(float("nan"))
+        return out
+    reward.score_ids = poisoned
+    with pytest.raises(NonFiniteLossError, match="non-finite reward.*step-00000004"):
+        trainer.fit()
+    assert (tmp_path / "checkpoints" / "step-00000004").is_dir()
+
+
+def test_no_memory_ablation_keeps_the_fresh_stm(tokenizer):
+    policy = tiny_policy(tokenizer.vocab_size).eval()
+    data = load_stage_data(tiny_config().stages[0], "embedded", "train", 2)
+    batch = tokenize_episodes(data.episodes, data.long_range, 2, tokenizer)
+    scorer = RolloutScorer(build_reward(tiny_config().reward, policy, tokenizer))
+    rollout = collect_rollout(policy, batch, scorer, GREEDY_ROLLOUT, max_answer_tokens=3, write_memory=False)
+    assert torch.equal(rollout.stm_read, rollout.stm_prev) and rollout.stm_change().abs().max() == 0
