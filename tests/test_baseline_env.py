@@ -6,15 +6,13 @@ import math
 
 import pytest
 
-pytest.importorskip("rxmrl.envs.agents", reason="the env's agents are not merged into this branch yet")
-
-from rxmrl.baseline.agent import StatelessAgent  # noqa: E402
-from rxmrl.baseline.data import turn_ids  # noqa: E402
-from rxmrl.baseline.model import build_stateless_model  # noqa: E402
-from rxmrl.data import load_curriculum  # noqa: E402
-from rxmrl.envs import BatchedMrlEnv, MrlEnv, run_episode  # noqa: E402
-from rxmrl.model import get_preset  # noqa: E402
-from rxmrl.tokenizer import default_tokenizer  # noqa: E402
+from rxmrl.baseline.agent import StatelessAgent
+from rxmrl.baseline.data import turn_ids
+from rxmrl.baseline.model import build_stateless_model
+from rxmrl.data import load_curriculum
+from rxmrl.envs import BatchedMrlEnv, MrlEnv, run_episode
+from rxmrl.model import get_preset
+from rxmrl.tokenizer import default_tokenizer
 
 STEPS = 3
 

@@ -23,14 +23,7 @@ import torch
 
 from rxmrl.baseline.data import completion_ids, fit_history, query_ids, turn_ids
 from rxmrl.data.schema import Episode, Interaction
-try:
-    from rxmrl.envs.agents import Agent
-except ModuleNotFoundError:  # the env's agents module is not merged yet: same interface, duck-typed
-    class Agent:  # type: ignore[no-redef]
-        def __init__(self, tokenizer: RxTokenizer | None = None) -> None:
-            from rxmrl.tokenizer import default_tokenizer
-
-            self.tokenizer = tokenizer if tokenizer is not None else default_tokenizer()
+from rxmrl.envs.agents import Agent
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 
 if TYPE_CHECKING:
