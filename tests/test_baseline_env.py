@@ -77,3 +77,14 @@ def test_batched_answers_equal_one_conversation_at_a_time(tokenizer, nano, episo
             answer = single.answer(follow_up.query)
             assert tokenizer.decode(batched[j][b]) == answer
             single.remember(follow_up.query, follow_up.answer)  # teacher forcing, as in the batched env
+
+
+def test_rxmrl_eval_loads_a_baseline_folder_as_the_stateless_agent(tmp_path, tokenizer, nano, capsys):
+    from rxmrl.cli import main
+
+    build_stateless_model(nano, seed=0, max_position_embeddings=512).save_pretrained(tmp_path / "baseline")
+    tokenizer.save(tmp_path / "baseline")
+    code = main(["eval", "--agent", str(tmp_path / "baseline"), "--config", "steps-2", "--episodes", "2",
+                 "--similarity", "token", "--max-new-tokens", "6", "--batch-size", "2"])
+    table = capsys.readouterr().out
+    assert code == 0 and table.startswith("agent stateless") and "step 1" in table
