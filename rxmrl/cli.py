@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rxmrl.data.commands",
     "rxmrl.demo",
     "rxmrl.training.mrl_commands",
+    "rxmrl.baseline.commands",
 )
 
 

@@ -23,8 +23,9 @@ def load_tokenizer_for(path: str | Path | None) -> RxTokenizer:
 
 def load_agent(spec: str, episodes: Sequence[Episode] = (), *, tokenizer: RxTokenizer | None = None,
                seed: int = 0, max_new_tokens: int = 64, device: str = "cpu") -> Agent:
-    """``oracle``, ``random`` (draws answers of other ``episodes``) or a folder saved by
-    ``ReactiveTransformer.save_pretrained`` (``config.json`` + ``model.safetensors``)."""
+    """``oracle``, ``random`` (draws answers of other ``episodes``), a folder saved by
+    ``ReactiveTransformer.save_pretrained`` (``config.json`` + ``model.safetensors``), or a stateless
+    baseline folder from ``rxmrl baseline train`` (a Hugging Face ``config.json`` with ``model_type``)."""
     tokenizer = tokenizer or load_tokenizer_for(None if spec in AGENT_NAMES else spec)
     if spec == "oracle":
         return OracleAgent(tokenizer)
@@ -34,6 +35,10 @@ def load_agent(spec: str, episodes: Sequence[Episode] = (), *, tokenizer: RxToke
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"agent {spec!r}: expected 'oracle', 'random' or a checkpoint folder with "
                                 "config.json and model.safetensors")
+    from rxmrl.baseline.agent import is_baseline_checkpoint, load_stateless_agent
+
+    if is_baseline_checkpoint(folder):  # a Hugging Face causal LM from `rxmrl baseline train`
+        return load_stateless_agent(folder, device, max_new_tokens=max_new_tokens, seed=seed)
     from rxmrl.model.rxt import ReactiveTransformer
 
     model = ReactiveTransformer.from_pretrained(folder, device=device)

@@ -71,7 +71,8 @@ def _with_token_similarity(env, agent, args):
     from rxmrl.rewards import TokenEmbeddingSimilarity
 
     model = getattr(agent, "model", None)
-    backend = (TokenEmbeddingSimilarity(model.embedding.weight, encode=env.tokenizer.encode) if model is not None
+    embedding = getattr(model, "embedding", None) or getattr(model, "get_input_embeddings", lambda: None)()
+    backend = (TokenEmbeddingSimilarity(embedding.weight, encode=env.tokenizer.encode) if model is not None
                else token_similarity(env.tokenizer))
     env.reward = build_reward(args.reward, backend, env.tokenizer)
     env.scorer = RewardScorer(env.reward)
