@@ -10,8 +10,9 @@ episodes at once on padded id tensors for the trainer, with the same rewards. Th
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rxmrl.lazy import lazy_getattr
 
 _EXPORTS = {
     "MrlEnv": "rxmrl.envs.mrl_env", "MalformedActionError": "rxmrl.envs.mrl_env",
@@ -35,10 +36,4 @@ if TYPE_CHECKING:
     from rxmrl.envs.mrl_env import MalformedActionError, MrlEnv, validate_token_ids  # noqa: F401
     from rxmrl.envs.padded import PaddedIds, concat_padded  # noqa: F401
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'rxmrl.envs' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

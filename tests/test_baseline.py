@@ -12,17 +12,6 @@ from rxmrl.baseline.model import SIZE_TOLERANCE, build_stateless_model, size_rep
 from rxmrl.data import Episode, Interaction, load_curriculum
 from rxmrl.model import ReactiveTransformer, get_preset
 from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, QUERY_ID
-from rxmrl.tokenizer import default_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return default_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def nano(tokenizer):
-    return get_preset("nano", vocab_size=tokenizer.vocab_size)
 
 
 @pytest.fixture(scope="module")

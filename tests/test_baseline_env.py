@@ -11,20 +11,8 @@ from rxmrl.baseline.data import turn_ids
 from rxmrl.baseline.model import build_stateless_model
 from rxmrl.data import load_curriculum
 from rxmrl.envs import BatchedMrlEnv, MrlEnv, run_episode
-from rxmrl.model import get_preset
-from rxmrl.tokenizer import default_tokenizer
 
 STEPS = 3
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return default_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def nano(tokenizer):
-    return get_preset("nano", vocab_size=tokenizer.vocab_size)
 
 
 @pytest.fixture(scope="module")

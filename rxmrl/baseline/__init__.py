@@ -12,8 +12,7 @@ stateless vs RxT). Names load lazily so that
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from rxmrl.lazy import lazy_getattr
 
 _EXPORTS = {
     "build_stateless_model": "rxmrl.baseline.model", "size_matched_config": "rxmrl.baseline.model",
@@ -31,10 +30,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'rxmrl.baseline' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -9,8 +9,9 @@ Names load lazily so the ``rxmrl`` command (which imports :mod:`rxmrl.evaluation
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rxmrl.lazy import lazy_getattr
 
 _EXPORTS = {
     "evaluate": "rxmrl.evaluation.reward_range", "EvaluationResult": "rxmrl.evaluation.reward_range",
@@ -24,10 +25,4 @@ if TYPE_CHECKING:
     from rxmrl.evaluation.bootstrap import bootstrap_interval  # noqa: F401
     from rxmrl.evaluation.reward_range import EvaluationResult, Stat, evaluate  # noqa: F401
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'rxmrl.evaluation' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
