@@ -1,0 +1,162 @@
+"""The generator-decoder: causal self-attention, memory cross-attention to STM, MoE feed-forward.
+
+Each layer ``l`` (pre-norm residual blocks)::
+
+    h = x + SelfAttn(norm(x))                 # causal, RoPE on queries and keys, KV-cached
+    h = h + MemCrossAttn(norm(h), memory[:, l])  # RoPE on queries only; memory keys/values cached
+    y = h + MoE(norm(h))                      # top-k experts + load-balancing aux loss
+
+``memory`` is ``[B, L, S, D]``: the STM, or any per-layer memory with another slot count (stage 1 of
+the supervised warm start feeds the encoder's per-layer hidden states with a key padding mask).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from rxmrl.model.attention import Attention, KVCache, Rotary, rope_angles
+from rxmrl.model.config import RxTConfig
+from rxmrl.model.layers import MoE, RMSNorm
+
+MemoryKV = list[tuple[Tensor, Tensor]]
+"""Per-layer memory cross-attention keys and values, each ``[B, H_kv, S, d_h]``."""
+
+
+@dataclass
+class DecoderCache:
+    """What incremental decoding keeps between steps: self-attention KV and memory KV."""
+
+    self_kv: KVCache
+    memory_kv: MemoryKV
+    memory_mask: Tensor | None = None  # [B, S] bool, True = real memory slot
+    num_valid: Tensor | None = None  # [B] real tokens seen so far (the next RoPE position)
+
+
+def causal_mask(query_valid: Tensor, key_valid: Tensor, offset: int) -> Tensor:
+    """Bool ``[B, 1, T, K]``: query ``t`` (at cache column ``offset + t``) sees real keys ``<=`` itself.
+
+    Every query also sees itself, so padding queries never get an all-masked (NaN) row.
+    """
+    length, keys = query_valid.shape[1], key_valid.shape[1]
+    query_pos = torch.arange(length, device=key_valid.device)[:, None] + offset  # [T, 1]
+    key_pos = torch.arange(keys, device=key_valid.device)[None, :]  # [1, K]
+    allowed = (key_pos <= query_pos) & key_valid[:, None, :]  # [B, T, K]
+    allowed = allowed | (key_pos == query_pos)
+    return allowed[:, None]  # [B, 1, T, K]
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: RxTConfig) -> None:
+        super().__init__()
+        heads = (config.dim, config.head_dim, config.query_heads, config.kv_heads)
+        self.self_norm = RMSNorm(config.dim, config.norm_eps)
+        self.self_attn = Attention(*heads, rope="both", rope_theta=config.rope_theta)
+        self.memory_norm = RMSNorm(config.dim, config.norm_eps)
+        self.memory_cross_attn = Attention(*heads, rope="query", rope_theta=config.rope_theta)
+        self.ff_norm = RMSNorm(config.dim, config.norm_eps)
+        self.moe = MoE(config.dim, config.expert_dim, config.num_experts, config.experts_per_token)
+
+    def forward(
+        self,
+        x: Tensor,
+        rotary: Rotary,
+        self_mask: Tensor | None,
+        memory_kv: tuple[Tensor, Tensor],
+        memory_mask: Tensor | None,
+        cache: KVCache | None = None,
+        index: int = 0,
+    ) -> tuple[Tensor, Tensor]:
+        h = self.self_norm(x)
+        k, v = self.self_attn.project_kv(h, rotary)
+        if cache is not None:
+            k, v = cache.write(index, k, v)  # all keys/values so far, [B, H_kv, T_cached + T, d_h]
+        x = x + self.self_attn(h, k, v, rotary=rotary, mask=self_mask, is_causal=self_mask is None)
+        x = x + self.memory_cross_attn(self.memory_norm(x), *memory_kv, rotary=rotary,
+                                       mask=memory_mask)
+        ff, aux = self.moe(self.ff_norm(x))
+        return x + ff, aux
+
+
+class Decoder(nn.Module):
+    """Generator-decoder; ``forward(input_ids, memory, ...) -> (logits [B, T, V], aux_loss)``."""
+
+    def __init__(self, config: RxTConfig, embedding: nn.Embedding) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = embedding
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_layers))
+        self.norm = RMSNorm(config.dim, config.norm_eps)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_lm_head:
+            self.lm_head.weight = embedding.weight
+
+    def memory_kv(self, memory: Tensor) -> MemoryKV:
+        """Project ``memory: [B, L, S, D]`` to per-layer keys/values once (STM is fixed while answering)."""
+        if memory.dim() != 4 or memory.shape[1] != len(self.layers):
+            raise ValueError(
+                f"memory has shape {tuple(memory.shape)}, expected [B, {len(self.layers)}, S, "
+                f"{self.config.dim}]"
+            )
+        return [layer.memory_cross_attn.project_kv(memory[:, i]) for i, layer in enumerate(self.layers)]
+
+    def new_cache(
+        self, memory: Tensor, max_len: int, memory_mask: Tensor | None = None
+    ) -> DecoderCache:
+        """An empty cache for ``max_len`` tokens with memory keys/values computed from ``memory``."""
+        batch = memory.shape[0]
+        self_kv = KVCache.empty(len(self.layers), batch, self.config.kv_heads,
+                                self.config.head_dim, max_len, like=memory)
+        num_valid = torch.zeros(batch, dtype=torch.long, device=memory.device)
+        return DecoderCache(self_kv, self.memory_kv(memory), memory_mask, num_valid)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        memory: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        cache: DecoderCache | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Logits ``[B, T, V]`` and the mean MoE aux loss over layers.
+
+        ``input_ids: [B, T]``; ``attention_mask: [B, T]`` bool/0-1 with padding as False (left padding for
+        generation, right padding for training; RoPE positions count real tokens only). Either give
+        ``memory: [B, L, S, D]`` (+ optional ``memory_mask: [B, S]``, True = real slot) or a ``cache``
+        from :meth:`new_cache`, which is then extended by these tokens.
+        """
+        batch, length = input_ids.shape
+        token_mask = (
+            torch.ones_like(input_ids, dtype=torch.bool)
+            if attention_mask is None
+            else attention_mask.bool()
+        )
+        base = cache.num_valid[:, None] if cache is not None else 0
+        positions = (base + token_mask.long().cumsum(1) - 1).clamp(min=0)  # [B, T]
+        if cache is not None:
+            memory_kv, memory_mask = cache.memory_kv, cache.memory_mask
+            offset = cache.self_kv.length
+            key_valid = torch.cat((cache.self_kv.valid[:, :offset], token_mask), dim=1)
+            self_mask = causal_mask(token_mask, key_valid, offset)
+        else:
+            if memory is None:
+                raise ValueError("Decoder.forward needs memory [B, L, S, D] or a cache")
+            memory_kv = self.memory_kv(memory)
+            # No padding: let SDPA use its fused causal kernel instead of an explicit mask.
+            padded = attention_mask is not None and not bool(token_mask.all())
+            self_mask = causal_mask(token_mask, token_mask, 0) if padded else None
+        cross_mask = None if memory_mask is None else memory_mask.bool()[:, None, None, :]
+
+        rotary = rope_angles(positions, self.config.head_dim, self.config.rope_theta)
+        x = self.embedding(input_ids)  # [B, T, D]
+        aux_total = x.new_zeros((), dtype=torch.float32)
+        self_kv = cache.self_kv if cache is not None else None
+        for i, layer in enumerate(self.layers):
+            x, aux = layer(x, rotary, self_mask, memory_kv[i], cross_mask, self_kv, i)
+            aux_total = aux_total + aux
+        if cache is not None:
+            cache.self_kv.advance(token_mask)
+            cache.num_valid = cache.num_valid + token_mask.long().sum(1)
+        return self.lm_head(self.norm(x)), aux_total / len(self.layers)

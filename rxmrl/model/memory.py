@@ -1,0 +1,173 @@
+"""Short-Term Memory (STM) and the memory attention that writes it.
+
+STM layout is batch-first: ``stm: [B, L, S, D]`` (batch, layers, slots, dim). Layer ``l`` of the STM is
+read by decoder layer ``l`` (memory cross-attention) and written from encoder layer ``l``.
+
+Memory attention, per layer ``l`` (``ED_l``: encoder layer ``l``'s output over the interaction)::
+
+    P_l    = STM_l [+ SelfAttn(norm STM_l)] [+ InterlayerAttn(norm STM_l, norm mean_l' STM_l')]
+    U_l    = Attn(q = norm P_l, k, v = norm ED_l)           # RoPE on keys only
+    G_l    = sigmoid(w_l * (STM_l + U_l) + b_l)             # elementwise, per slot; or Linear(STM + U)
+    STM'_l = (1 - G_l) * STM_l + G_l * U_l                  # sigmoid gate
+    STM'_l = (1 - G_l) * STM_l + (1 + G_l) * U_l            # tanh gate (G = tanh(...))
+    STM'_l = STM_l + U_l                                    # no gate
+
+Variants: ``simple`` (P = STM), ``self``, ``interlayer``, ``self-interlayer``. The residual base is the
+old ``STM_l``, so a gate near 0 keeps memory exactly as it was.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from rxmrl.model.attention import Attention, Rotary
+from rxmrl.model.config import RxTConfig
+from rxmrl.model.layers import RMSNorm
+
+
+class ResidualGate(nn.Module):
+    """How much of the update enters memory, per slot and channel."""
+
+    def __init__(self, config: RxTConfig) -> None:
+        super().__init__()
+        self.kind, self.activation = config.residual_gate, config.gate_activation
+        if self.kind == "elementwise":
+            self.weight = nn.Parameter(torch.zeros(config.stm_slots, config.dim))  # [S, D]
+            self.bias = nn.Parameter(torch.full((config.stm_slots, 1), config.gate_init_bias))
+        elif self.kind == "linear":
+            self.linear = nn.Linear(config.dim, config.dim)
+            nn.init.zeros_(self.linear.weight)
+            nn.init.constant_(self.linear.bias, config.gate_init_bias)
+
+    def gate(self, stm: Tensor, update: Tensor) -> Tensor:
+        """Gate values ``[B, S, D]`` (in (0, 1) for sigmoid, (-1, 1) for tanh)."""
+        x = stm + update
+        if self.kind == "elementwise":
+            if x.shape[1] != self.weight.shape[0]:
+                raise ValueError(f"STM has {x.shape[1]} slots, the gate was built for "
+                                 f"{self.weight.shape[0]}")
+            pre = x * self.weight + self.bias
+        else:
+            pre = self.linear(x)
+        return torch.sigmoid(pre) if self.activation == "sigmoid" else torch.tanh(pre)
+
+    def forward(self, stm: Tensor, update: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.kind == "none":
+            return stm + update, None
+        g = self.gate(stm, update)
+        if self.activation == "sigmoid":
+            return (1 - g) * stm + g * update, g
+        return (1 - g) * stm + (1 + g) * update, g
+
+
+class MemoryAttentionLayer(nn.Module):
+    def __init__(self, config: RxTConfig) -> None:
+        super().__init__()
+        heads = (config.dim, config.head_dim, config.query_heads, config.kv_heads)
+        variant = config.memory_attention
+        self.use_self = variant in ("self", "self-interlayer")
+        self.use_interlayer = variant in ("interlayer", "self-interlayer")
+        if self.use_self:
+            self.self_norm = RMSNorm(config.dim, config.norm_eps)
+            self.self_attn = Attention(*heads, rope="none")
+        if self.use_interlayer:
+            self.interlayer_norm = RMSNorm(config.dim, config.norm_eps)
+            self.interlayer_attn = Attention(*heads, rope="none")
+        self.query_norm = RMSNorm(config.dim, config.norm_eps)
+        self.encoded_norm = RMSNorm(config.dim, config.norm_eps)
+        self.attn = Attention(*heads, rope="key", rope_theta=config.rope_theta)
+        self.gate = ResidualGate(config)
+
+    def forward(
+        self,
+        stm: Tensor,
+        stm_mean: Tensor,
+        encoded: Tensor,
+        encoded_mask: Tensor | None,
+        rotary: Rotary | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """``stm: [B, S, D]``, ``stm_mean: [B, S, D]``, ``encoded: [B, T, D]`` -> new ``[B, S, D]``."""
+        queries = stm
+        if self.use_self:
+            h = self.self_norm(stm)
+            queries = queries + self.self_attn(h, *self.self_attn.project_kv(h))
+        if self.use_interlayer:
+            h = self.interlayer_norm(stm)
+            context = self.interlayer_norm(stm_mean)
+            queries = queries + self.interlayer_attn(h, *self.interlayer_attn.project_kv(context))
+        k, v = self.attn.project_kv(self.encoded_norm(encoded), rotary)  # RoPE on keys: 0..T-1
+        mask = None if encoded_mask is None else encoded_mask.bool()[:, None, None, :]  # [B,1,1,T]
+        update = self.attn(self.query_norm(queries), k, v, mask=mask)
+        return self.gate(stm, update)
+
+
+class MemoryAttention(nn.Module):
+    """``new_stm = memory_attention(stm, encoded, encoded_mask)``; layer ``l`` reads encoder layer ``l``."""
+
+    def __init__(self, config: RxTConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(MemoryAttentionLayer(config) for _ in range(config.num_layers))
+
+    def forward(
+        self,
+        stm: Tensor,
+        encoded: Tensor,
+        encoded_mask: Tensor | None = None,
+        return_gates: bool = False,
+    ) -> Tensor | tuple[Tensor, list[Tensor | None]]:
+        """``stm: [B, L, S, D]``, ``encoded: [B, L, T, D]``, ``encoded_mask: [B, T]`` (True = real).
+
+        Returns the new STM ``[B, L, S, D]`` (and the per-layer gates with ``return_gates``).
+        """
+        if stm.shape[1] != len(self.layers) or encoded.shape[1] != len(self.layers):
+            raise ValueError(f"stm {tuple(stm.shape)} and encoded {tuple(encoded.shape)} must both "
+                             f"have {len(self.layers)} layers in dim 1")
+        stm_mean = stm.mean(dim=1)  # [B, S, D], what the interlayer attention reads
+        batch, _, length, _ = encoded.shape
+        rotary = self.layers[0].attn.angles(batch, length, encoded.device)  # keys at 0..T-1
+        new_layers, gates = [], []
+        for i, layer in enumerate(self.layers):
+            new, gate = layer(stm[:, i], stm_mean, encoded[:, i], encoded_mask, rotary)
+            new_layers.append(new)
+            gates.append(gate)
+        new_stm = torch.stack(new_layers, dim=1)  # [B, L, S, D]
+        return (new_stm, gates) if return_gates else new_stm
+
+
+class ShortTermMemory(nn.Module):
+    """Holds the STM state ``[B, L, S, D]`` of the conversations being served, and how to initialise it."""
+
+    def __init__(self, config: RxTConfig) -> None:
+        super().__init__()
+        self.config = config
+        shape = (config.num_layers, config.stm_slots, config.dim)
+        if config.stm_init == "learned":
+            self.init_state = nn.Parameter(torch.randn(shape) * config.stm_init_std)
+        self.register_buffer("state", torch.zeros(1, *shape), persistent=False)
+
+    def initial(self, batch_size: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """A fresh STM ``[B, L, S, D]`` (normal with small std, zeros, or the learned init)."""
+        shape = (batch_size, self.config.num_layers, self.config.stm_slots, self.config.dim)
+        device, dtype = self.state.device, self.state.dtype
+        if self.config.stm_init == "learned":
+            return self.init_state.expand(shape)
+        if self.config.stm_init == "zeros":
+            return torch.zeros(shape, device=device, dtype=dtype)
+        noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        return noise * self.config.stm_init_std
+
+    def reset(self, batch_size: int = 1, generator: torch.Generator | None = None) -> None:
+        self.state = self.initial(batch_size, generator).detach().clone()
+
+    def load(self, stm: Tensor) -> None:
+        expected = (self.config.num_layers, self.config.stm_slots, self.config.dim)
+        if stm.dim() == 3:
+            stm = stm[None]
+        if tuple(stm.shape[1:]) != expected:
+            raise ValueError(f"STM has shape {tuple(stm.shape)}, expected [B, {expected[0]}, "
+                             f"{expected[1]}, {expected[2]}]")
+        self.state = stm.detach().to(self.state.device, self.state.dtype).clone()
+
+    def export(self) -> Tensor:
+        return self.state.detach().clone()

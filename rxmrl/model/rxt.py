@@ -1,0 +1,318 @@
+"""The Reactive Transformer: one event (query -> answer) at a time, with a fixed-size memory.
+
+Per interaction ``t``::
+
+    answer_t = Decoder(query_t + [A], STM_{t-1})                  # reads memory, never the history
+    ED_t     = Encoder(query_t + [A] + answer_t + [EOS])          # per-layer hidden states [B, L, T, D]
+    STM_t    = MemoryAttention(STM_{t-1}, ED_t)                   # gated write, STM: [B, L, S, D]
+
+so the cost of a turn does not grow with the number of turns. The embedding is shared by decoder and
+encoder. Batched methods take the STM explicitly (``stm: [B, L, S, D]``, one row per conversation);
+:meth:`interact` serves one conversation whose STM the model holds (``model.stm``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from rxmrl.model.config import RxTConfig
+from rxmrl.model.decoder import Decoder
+from rxmrl.model.encoder import Encoder
+from rxmrl.model.interaction import Ids, answer_prompt, interaction_ids, pad_batch
+from rxmrl.model.layers import MoE
+from rxmrl.model.memory import MemoryAttention, ResidualGate, ShortTermMemory
+from rxmrl.model.sampling import GREEDY, SamplingConfig, processed_log_probs, sample
+from rxmrl.special_tokens import EOS_ID, PAD_ID
+
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+MEMORY_UPDATE_STARTED, MEMORY_UPDATED = -1, -2  # markers streamed by ``interact``
+
+
+@dataclass
+class GenerationOutput:
+    """Answers of a batch, excluding the ``[A]`` that opens them.
+
+    ``tokens [B, T]`` (``[PAD]`` after a row's ``[EOS]``), ``log_probs [B, T]`` of each token under the
+    distribution it was sampled from (0 on padding), ``mask [B, T]`` True for generated tokens
+    (``[EOS]`` included).
+    """
+
+    tokens: Tensor
+    log_probs: Tensor
+    mask: Tensor
+
+    @property
+    def lengths(self) -> Tensor:
+        return self.mask.sum(1)
+
+    def answers(self) -> list[list[int]]:
+        """Each row's generated ids (ending with ``[EOS]`` unless it hit the length limit)."""
+        return [row[m].tolist() for row, m in zip(self.tokens, self.mask, strict=True)]
+
+
+@dataclass
+class ScoreOutput:
+    """Teacher-forced answer scores: ``logits [B, T, V]``, ``log_probs [B, T]``, ``mask [B, T]``, MoE aux."""
+
+    logits: Tensor
+    log_probs: Tensor
+    mask: Tensor
+    aux_loss: Tensor
+
+
+class ReactiveTransformer(nn.Module):
+    def __init__(self, config: RxTConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.dim)
+        self.decoder = Decoder(config, self.embedding)
+        self.encoder = None if config.decoder_only else Encoder(config, self.embedding)
+        self.memory_attention = None if config.decoder_only else MemoryAttention(config)
+        self.stm = ShortTermMemory(config)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        """Normal(0, init_std) for projections, embeddings and experts; gates keep their own init."""
+        gate_linears = {id(m.linear) for m in self.modules() if isinstance(m, ResidualGate)
+                        and hasattr(m, "linear")}
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)) and id(module) not in gate_linears:
+                nn.init.normal_(module.weight, std=self.config.init_std)
+            elif isinstance(module, MoE):
+                for weight in (module.w_gate, module.w_up, module.w_down):
+                    nn.init.normal_(weight, std=self.config.init_std)
+
+    # ----------------------------------------------------------------------------------- parameters
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Disjoint named groups for freezing and per-group learning rates.
+
+        ``embedding`` (shared), ``memory_cross_attention`` (decoder cross-attention + its norms),
+        ``decoder`` (the rest of the decoder, LM head included), ``encoder`` (MLM head included),
+        ``memory_attention``, ``stm`` (learned STM init, if any).
+        """
+        groups: dict[str, list[nn.Parameter]] = {
+            "embedding": [], "decoder": [], "memory_cross_attention": [], "encoder": [],
+            "memory_attention": [], "stm": [],
+        }
+        seen = {id(self.embedding.weight)}
+        groups["embedding"].append(self.embedding.weight)
+        for name, param in self.named_parameters():  # named_parameters() skips shared duplicates
+            if id(param) in seen:
+                continue
+            seen.add(id(param))
+            top = name.split(".")[0]
+            if top == "decoder":
+                cross = ".memory_cross_attn." in name or ".memory_norm." in name
+                groups["memory_cross_attention" if cross else "decoder"].append(param)
+            elif top in groups:
+                groups[top].append(param)
+            else:
+                raise AssertionError(f"parameter {name} belongs to no group")
+        return groups
+
+    @property
+    def device(self) -> torch.device:
+        return self.embedding.weight.device
+
+    # --------------------------------------------------------------------------------------- memory
+    def initial_stm(self, batch_size: int = 1, generator: torch.Generator | None = None) -> Tensor:
+        """A fresh STM ``[B, L, S, D]`` per the config's ``stm_init`` (normal / zeros / learned)."""
+        return self.stm.initial(batch_size, generator)
+
+    def reset_stm(self, batch_size: int = 1, generator: torch.Generator | None = None) -> None:
+        """Reset the held STM (the one :meth:`interact` uses)."""
+        self.stm.reset(batch_size, generator)
+
+    def export_stm(self) -> Tensor:
+        return self.stm.export()
+
+    def load_stm(self, stm: Tensor) -> None:
+        self.stm.load(stm)
+
+    def _require_memory_system(self) -> None:
+        if self.encoder is None or self.memory_attention is None:
+            raise RuntimeError("this model is decoder_only: it has no encoder or memory attention")
+
+    def encode_interactions(
+        self, query_ids: Sequence[Ids], answer_ids: Sequence[Ids]
+    ) -> tuple[Tensor, Tensor]:
+        """Right-padded ``query + [A] + answer + [EOS]`` ids ``[B, T]`` and mask ``[B, T]``."""
+        sequences = [interaction_ids(q, a) for q, a in zip(query_ids, answer_ids, strict=True)]
+        return pad_batch(sequences, side="right", device=self.device)
+
+    def write_memory(self, stm: Tensor, ids: Tensor, mask: Tensor | None = None) -> Tensor:
+        """``MemoryAttention(stm, Encoder(ids))``: the new STM ``[B, L, S, D]`` (differentiable)."""
+        self._require_memory_system()
+        encoded, _ = self.encoder(ids, mask)  # [B, L, T, D]
+        return self.memory_attention(stm, encoded, mask)
+
+    def update_memory(self, stm: Tensor, query_ids: Sequence[Ids], answer_ids: Sequence[Ids]) -> Tensor:
+        """Write each row's interaction (query, answer) into its STM row; returns the new STM."""
+        ids, mask = self.encode_interactions(query_ids, answer_ids)
+        return self.write_memory(stm, ids, mask)
+
+    @torch.no_grad()
+    def init_stm_state(
+        self, query_ids: Ids, answer_ids: Ids, generator: torch.Generator | None = None
+    ) -> None:
+        """Start the held STM from a system-prompt interaction written into a fresh memory."""
+        fresh = self.initial_stm(1, generator)
+        self.stm.load(self.update_memory(fresh, [query_ids], [answer_ids]))
+
+    # ------------------------------------------------------------------------------------- decoding
+    def _decode_steps(
+        self,
+        query_ids: Sequence[Ids],
+        stm: Tensor,
+        max_new_tokens: int,
+        sampling: SamplingConfig,
+        use_cache: bool,
+        generator: torch.Generator | None,
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """Yield ``(tokens [B], log_probs [B], active [B])`` per step; rows stop at ``[EOS]``.
+
+        Prompts are left-padded so every row's next token lands in the same column; RoPE positions
+        count real tokens only, so padding does not shift a row's positions.
+        """
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={max_new_tokens}, expected >= 1")
+        if stm.shape[0] != len(query_ids):
+            raise ValueError(f"{len(query_ids)} queries but an STM batch of {stm.shape[0]}")
+        ids, mask = pad_batch([answer_prompt(q) for q in query_ids], side="left", device=self.device)
+        batch = ids.shape[0]
+        active = torch.ones(batch, dtype=torch.bool, device=self.device)
+        if use_cache:
+            cache = self.decoder.new_cache(stm, ids.shape[1] + max_new_tokens)
+            logits, _ = self.decoder(ids, attention_mask=mask, cache=cache)
+        else:
+            logits, _ = self.decoder(ids, stm, attention_mask=mask)
+        for step in range(max_new_tokens):
+            tokens, log_probs = sample(logits[:, -1], sampling, generator)
+            tokens = torch.where(active, tokens, PAD_ID)
+            log_probs = torch.where(active, log_probs, 0.0)
+            yield tokens, log_probs, active
+            active = active & (tokens != EOS_ID)
+            if step == max_new_tokens - 1 or not active.any():
+                return
+            if use_cache:
+                logits, _ = self.decoder(tokens[:, None], attention_mask=active[:, None], cache=cache)
+            else:
+                ids = torch.cat((ids, tokens[:, None]), dim=1)
+                mask = torch.cat((mask, active[:, None]), dim=1)
+                logits, _ = self.decoder(ids, stm, attention_mask=mask)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        query_ids: Sequence[Ids],
+        stm: Tensor,
+        max_new_tokens: int = 128,
+        sampling: SamplingConfig = GREEDY,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> GenerationOutput:
+        """Answer ``B`` queries (``[BOS][Q] q``; ``[A]`` is appended here), row ``b`` reading ``stm[b]``."""
+        steps = list(self._decode_steps(query_ids, stm, max_new_tokens, sampling, use_cache, generator))
+        tokens, log_probs, active = (torch.stack(parts, dim=1) for parts in zip(*steps, strict=True))
+        return GenerationOutput(tokens, log_probs, active)
+
+    def score(
+        self,
+        query_ids: Sequence[Ids],
+        answer_ids: Tensor | Sequence[Ids],
+        stm: Tensor,
+        answer_mask: Tensor | None = None,
+        sampling: SamplingConfig = GREEDY,
+        memory_mask: Tensor | None = None,
+    ) -> ScoreOutput:
+        """Teacher-forced logits and log-probs of answers (tokens after ``[A]``) in one forward pass.
+
+        Uses the same left-padded layout as :meth:`generate`, and ``log_probs`` come from
+        :func:`processed_log_probs` with ``sampling``, so they match the log-probs recorded while
+        sampling. Differentiable (through the STM too).
+        """
+        if not isinstance(answer_ids, Tensor):
+            answer_ids, answer_mask = pad_batch(answer_ids, side="right", device=self.device)
+        elif answer_mask is None:
+            answer_mask = answer_ids != PAD_ID
+        answer_ids, answer_mask = answer_ids.to(self.device), answer_mask.to(self.device).bool()
+        prompt, prompt_mask = pad_batch([answer_prompt(q) for q in query_ids], side="left",
+                                        device=self.device)
+        ids = torch.cat((prompt, answer_ids[:, :-1]), dim=1)  # [B, P + T - 1]
+        mask = torch.cat((prompt_mask, answer_mask[:, :-1]), dim=1)
+        logits, aux = self.decoder(ids, stm, memory_mask=memory_mask, attention_mask=mask)
+        logits = logits[:, prompt.shape[1] - 1 :]  # [B, T, V]: position P-1+j predicts answer j
+        log_probs = processed_log_probs(logits, sampling)
+        token_lp = log_probs.gather(-1, answer_ids[..., None]).squeeze(-1).masked_fill(~answer_mask, 0.0)
+        return ScoreOutput(logits, token_lp, answer_mask, aux)
+
+    @torch.no_grad()
+    def batch_interact(
+        self,
+        query_ids: Sequence[Ids],
+        stm: Tensor,
+        max_new_tokens: int = 128,
+        sampling: SamplingConfig = GREEDY,
+        generator: torch.Generator | None = None,
+    ) -> tuple[GenerationOutput, Tensor]:
+        """One event for ``B`` conversations: answer from ``stm``, then write (query, answer) into it."""
+        output = self.generate(query_ids, stm, max_new_tokens, sampling, True, generator)
+        return output, self.update_memory(stm, query_ids, output.answers())
+
+    @torch.no_grad()
+    def interact(
+        self,
+        query_ids: Ids,
+        max_new_tokens: int = 128,
+        sampling: SamplingConfig = GREEDY,
+        generator: torch.Generator | None = None,
+    ) -> Iterator[int]:
+        """Stream answer ids for one query from the held STM, then -1, update the STM, then -2."""
+        if self.stm.state.shape[0] != 1:
+            raise ValueError(f"interact serves one conversation, the held STM has batch "
+                             f"{self.stm.state.shape[0]}; call reset_stm(1)")
+        answer: list[int] = []
+        for tokens, _, _ in self._decode_steps([query_ids], self.stm.state, max_new_tokens,
+                                               sampling, True, generator):
+            answer.append(int(tokens[0]))
+            yield answer[-1]
+        yield MEMORY_UPDATE_STARTED
+        if self.encoder is not None:
+            self.stm.load(self.update_memory(self.stm.state, [query_ids], [answer]))
+        yield MEMORY_UPDATED
+
+    # ------------------------------------------------------------------------------- save and load
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``config.json`` and ``model.safetensors`` (the shared embedding is stored once)."""
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config.save(directory / CONFIG_FILE)
+        save_model(self, str(directory / WEIGHTS_FILE))
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, device: str | torch.device = "cpu"
+    ) -> ReactiveTransformer:
+        """Load from a local directory, or from a hub repo id when online (``HF_HUB_OFFLINE`` unset)."""
+        from safetensors.torch import load_model
+
+        directory = Path(name_or_path)
+        if not directory.is_dir():
+            if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+                raise FileNotFoundError(f"{name_or_path!s} is not a local directory and HF_HUB_OFFLINE "
+                                        "is set, so it cannot be fetched from the hub")
+            from huggingface_hub import snapshot_download
+
+            files = [CONFIG_FILE, WEIGHTS_FILE]
+            directory = Path(snapshot_download(str(name_or_path), allow_patterns=files))
+        model = cls(RxTConfig.load(directory / CONFIG_FILE))
+        load_model(model, str(directory / WEIGHTS_FILE), device=str(device))
+        return model.to(device)

@@ -1,0 +1,71 @@
+"""Turning logits into tokens, and scoring tokens under the same distribution.
+
+PPO's ratio ``pi_new(a)/pi_old(a)`` is only meaningful when both log-probs come from the distribution the
+token was actually drawn from. :func:`processed_log_probs` is that distribution (temperature, then top-k,
+then top-p); generation samples from it and records ``log p(token)`` under it, and a trainer recomputes
+new log-probs with the same function and the same :class:`SamplingConfig`.
+Greedy decoding takes the argmax and scores tokens under the plain softmax (temperature 1, no filters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 1.0  # > 0; ignored when greedy
+    top_k: int | None = None  # keep the k most likely tokens
+    top_p: float | None = None  # keep the smallest set whose probability reaches top_p
+    greedy: bool = False  # argmax decoding
+
+    def __post_init__(self) -> None:
+        if not self.greedy and self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature} must be > 0 (use greedy=True for argmax)")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"top_k={self.top_k} must be >= 1")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p={self.top_p} must be in (0, 1]")
+
+
+GREEDY = SamplingConfig(greedy=True)
+
+
+def processed_log_probs(logits: Tensor, config: SamplingConfig) -> Tensor:
+    """Log-probs ``[..., V]`` of the distribution tokens are sampled from (filtered tokens: -inf)."""
+    logits = logits.float()
+    if config.greedy:
+        return logits.log_softmax(-1)
+    logits = logits / config.temperature
+    if config.top_k is not None and config.top_k < logits.shape[-1]:
+        kth = logits.topk(config.top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if config.top_p is not None and config.top_p < 1:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        # Drop a token when the tokens before it already reach top_p (the first one always stays).
+        drop_sorted = (cumulative - sorted_logits.softmax(-1)) >= config.top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits.log_softmax(-1)
+
+
+def token_log_probs(logits: Tensor, tokens: Tensor, config: SamplingConfig) -> Tensor:
+    """``log p(tokens)`` under :func:`processed_log_probs`; ``logits [..., V]``, ``tokens [...]``."""
+    log_probs = processed_log_probs(logits, config)
+    return log_probs.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
+
+
+def sample(
+    logits: Tensor, config: SamplingConfig, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
+    """Next tokens ``[B]`` from ``logits [B, V]`` and their log-probs under the sampling distribution."""
+    log_probs = processed_log_probs(logits, config)
+    if config.greedy:
+        tokens = logits.argmax(-1)
+    else:
+        tokens = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(-1)
+    return tokens, log_probs.gather(-1, tokens[:, None]).squeeze(-1)

@@ -1,0 +1,306 @@
+"""Specifications of the Reactive Transformer (tiny configs, CPU, a few seconds)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rxmrl.model import (
+    GREEDY,
+    MEMORY_UPDATE_STARTED,
+    MEMORY_UPDATED,
+    PUBLISHED,
+    ReactiveTransformer,
+    RxTConfig,
+    SamplingConfig,
+    count_preset,
+    get_preset,
+    interaction_ids,
+)
+from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, PAD_ID, QUERY_ID
+
+TINY = RxTConfig(
+    vocab_size=64, dim=32, num_layers=2, num_heads=4, query_heads=2, kv_heads=1, num_experts=4,
+    experts_per_token=2, expert_dim=32, encoder_ff_dim=48, stm_slots=8,
+)
+QUERIES = [[BOS_ID, QUERY_ID, 10, 11, 12], [BOS_ID, QUERY_ID, 20], [BOS_ID, QUERY_ID, 30, 31, 32, 33, 34]]
+
+
+def tiny_model(seed: int = 0, **changes) -> ReactiveTransformer:
+    torch.manual_seed(seed)
+    return ReactiveTransformer(TINY.replace(**changes)).eval()
+
+
+def random_stm(model: ReactiveTransformer, batch: int, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    config = model.config
+    return torch.randn(batch, config.num_layers, config.stm_slots, config.dim, generator=generator)
+
+
+def test_decoder_is_causal():
+    model = tiny_model()
+    stm = random_stm(model, 1)
+    ids = torch.randint(7, 64, (1, 12))
+    changed = ids.clone()
+    changed[0, 8:] = torch.randint(7, 64, (4,))
+    logits, _ = model.decoder(ids, stm)
+    logits_changed, _ = model.decoder(changed, stm)
+    torch.testing.assert_close(logits[:, :8], logits_changed[:, :8])
+    assert not torch.allclose(logits[:, 8:], logits_changed[:, 8:])
+
+
+def test_stm_changes_decoder_logits():
+    model = tiny_model()
+    ids = torch.randint(7, 64, (1, 10))
+    logits_a, _ = model.decoder(ids, random_stm(model, 1, seed=1))
+    logits_b, _ = model.decoder(ids, random_stm(model, 1, seed=2))
+    assert (logits_a - logits_b).abs().max() > 1e-3
+
+
+def test_cached_generation_matches_uncached():
+    model = tiny_model()
+    stm = random_stm(model, 3)
+    cached = model.generate(QUERIES, stm, max_new_tokens=24, use_cache=True)
+    uncached = model.generate(QUERIES, stm, max_new_tokens=24, use_cache=False)
+    assert torch.equal(cached.tokens, uncached.tokens)
+    torch.testing.assert_close(cached.log_probs, uncached.log_probs, atol=1e-5, rtol=0)
+
+
+def test_batched_generation_matches_one_by_one():
+    model = tiny_model()
+    stm = random_stm(model, 3)
+    batched = model.generate(QUERIES, stm, max_new_tokens=16)
+    for row, query in enumerate(QUERIES):
+        single = model.generate([query], stm[row : row + 1], max_new_tokens=16)
+        assert single.answers()[0] == batched.answers()[row]
+        n = single.lengths[0]
+        torch.testing.assert_close(single.log_probs[0, :n], batched.log_probs[row, :n], atol=1e-5, rtol=0)
+
+
+def test_each_row_stops_at_its_own_eos():
+    model = tiny_model()
+
+    def eos_first_in_row_0_never_in_row_1(module, inputs, logits):
+        logits = logits.clone()
+        logits[0, :, EOS_ID] += 1e4
+        logits[1, :, EOS_ID] -= 1e4
+        return logits
+
+    model.decoder.lm_head.register_forward_hook(eos_first_in_row_0_never_in_row_1)
+    out = model.generate(QUERIES[:2], random_stm(model, 2), max_new_tokens=6)
+    assert out.answers()[0] == [EOS_ID]
+    assert out.lengths.tolist() == [1, 6]
+    assert (out.tokens[0, 1:] == PAD_ID).all() and (out.log_probs[0, 1:] == 0).all()
+
+
+def test_scored_log_probs_equal_sampling_log_probs():
+    """PPO's ratio needs the old and new log-probs from the same processed distribution."""
+    model = tiny_model()
+    stm = random_stm(model, 3)
+    sampling = SamplingConfig(temperature=0.7, top_k=20, top_p=0.9)
+    out = model.generate(QUERIES, stm, max_new_tokens=12, sampling=sampling,
+                         generator=torch.Generator().manual_seed(3))
+    scored = model.score(QUERIES, out.tokens, stm, answer_mask=out.mask, sampling=sampling)
+    torch.testing.assert_close(scored.log_probs, out.log_probs, atol=1e-5, rtol=0)
+    plain = model.score(QUERIES, out.tokens, stm, answer_mask=out.mask, sampling=GREEDY)
+    assert (plain.log_probs - out.log_probs).abs().max() > 1e-2  # plain softmax is a different policy
+
+
+def test_top_k_and_top_p_keep_only_the_most_likely_tokens():
+    from rxmrl.model import processed_log_probs
+
+    logits = torch.tensor([[4.0, 3.0, 2.0, 1.0, 0.0]])
+    top_k = processed_log_probs(logits, SamplingConfig(top_k=2)).exp()
+    assert (top_k[0, 2:] == 0).all() and top_k[0, :2].sum().item() == pytest.approx(1.0)
+    top_p = processed_log_probs(logits, SamplingConfig(top_p=0.8)).exp()  # p = .64, .24, ...
+    assert (top_p[0, :2] > 0).all() and (top_p[0, 2:] == 0).all()
+
+
+@pytest.mark.parametrize("variant", ["simple", "self", "interlayer", "self-interlayer"])
+@pytest.mark.parametrize("gate", ["elementwise", "linear"])
+def test_residual_gates_stay_in_unit_interval(variant, gate):
+    model = tiny_model(memory_attention=variant, residual_gate=gate)
+    std = 0.5 if gate == "elementwise" else 0.5 / 32**0.5  # a Linear gate sums over 32 channels
+    for parameter in model.memory_attention.parameters():
+        torch.nn.init.normal_(parameter, std=std)  # spread the gates far from their 0.5 init
+    stm = random_stm(model, 2)
+    encoded = torch.randn(2, 2, 7, 32)
+    _, gates = model.memory_attention(stm, encoded, return_gates=True)
+    for g in gates:
+        assert ((g > 0) & (g < 1)).all()
+        assert g.max() - g.min() > 0.5  # the gate really varies, it is not stuck at one value
+
+
+@pytest.mark.parametrize("variant", ["simple", "self", "interlayer", "self-interlayer"])
+def test_memory_attention_output_shape_and_gradients(variant):
+    model = tiny_model(memory_attention=variant)
+    model.train()
+    stm = random_stm(model, 2).requires_grad_()
+    encoded = torch.randn(2, 2, 9, 32, requires_grad=True)
+    mask = torch.ones(2, 9, dtype=torch.bool)
+    mask[1, 5:] = False
+    new_stm = model.memory_attention(stm, encoded, mask)
+    assert new_stm.shape == stm.shape
+    new_stm.square().mean().backward()
+    assert stm.grad.abs().sum() > 0 and encoded.grad.abs().sum() > 0
+    assert encoded.grad[1, :, 5:].abs().max() == 0  # padded tokens are never read
+    assert all(p.grad is not None for p in model.memory_attention.parameters())
+
+
+def test_decoder_reads_encoder_states_as_memory_with_padding_mask():
+    """Stage 1 feeds per-layer encoder states [B, L, T, D] (any length) as memory."""
+    model = tiny_model()
+    ids = torch.randint(7, 64, (2, 6))
+    memory = torch.randn(2, 2, 11, 32)
+    memory_mask = torch.ones(2, 11, dtype=torch.bool)
+    memory_mask[:, 7:] = False
+    logits, aux = model.decoder(ids, memory, memory_mask=memory_mask)
+    other = memory.clone()
+    other[:, :, 7:] = torch.randn(2, 2, 4, 32)
+    logits_other, _ = model.decoder(ids, other, memory_mask=memory_mask)
+    assert logits.shape == (2, 6, 64) and aux.ndim == 0
+    torch.testing.assert_close(logits, logits_other)
+
+
+def test_encoder_returns_per_layer_states_and_mlm_logits():
+    model = tiny_model()
+    ids, mask = model.encode_interactions(QUERIES[:2], [[40, 41], [ANSWER_ID, 42, EOS_ID]])
+    encoded, mlm_logits = model.encoder(ids, mask, return_mlm_logits=True)
+    assert encoded.shape == (2, 2, ids.shape[1], 32)
+    assert mlm_logits.shape == (2, ids.shape[1], 64)
+
+
+def test_interaction_ids_never_double_the_answer_token():
+    query = [BOS_ID, QUERY_ID, 10, 11]
+    expected = [BOS_ID, QUERY_ID, 10, 11, ANSWER_ID, 40, 41, EOS_ID]
+    assert interaction_ids(query, [40, 41]) == expected
+    assert interaction_ids(query + [ANSWER_ID], [ANSWER_ID, 40, 41, EOS_ID, PAD_ID]) == expected
+
+
+def test_interact_streams_answer_then_memory_markers_and_updates_stm():
+    model = tiny_model()
+    model.reset_stm(1, generator=torch.Generator().manual_seed(0))
+    before = model.export_stm()
+    stream = list(model.interact(QUERIES[0], max_new_tokens=5))
+    assert stream[-2:] == [MEMORY_UPDATE_STARTED, MEMORY_UPDATED]
+    answer = stream[:-2]
+    assert answer == model.generate([QUERIES[0]], before, max_new_tokens=5).answers()[0]
+    expected = model.update_memory(before, [QUERIES[0]], [answer])
+    torch.testing.assert_close(model.export_stm(), expected)
+
+
+def test_init_stm_state_writes_a_system_prompt_into_fresh_memory():
+    model = tiny_model(stm_init="zeros")
+    model.init_stm_state(QUERIES[0], [40, 41, EOS_ID])
+    assert model.export_stm().shape == (1, 2, 8, 32) and model.export_stm().abs().sum() > 0
+
+
+def test_stm_init_types():
+    assert tiny_model(stm_init="zeros").initial_stm(2).abs().sum() == 0
+    normal = tiny_model(stm_init="normal", stm_init_std=0.02).initial_stm(4)
+    assert 0.015 < normal.std().item() < 0.025
+    learned = tiny_model(stm_init="learned")
+    assert learned.initial_stm(3).requires_grad and learned.parameter_groups()["stm"]
+
+
+def test_parameter_groups_are_disjoint_and_cover_the_model():
+    model = tiny_model()
+    groups = model.parameter_groups()
+    ids = [id(p) for group in groups.values() for p in group]
+    assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+    cross = {id(p) for p in groups["memory_cross_attention"]}
+    assert id(model.decoder.layers[0].memory_cross_attn.q_proj.weight) in cross
+    assert id(model.decoder.lm_head.weight) in {id(p) for p in groups["decoder"]}
+
+
+def test_save_load_round_trip_gives_identical_logits(tmp_path):
+    model = tiny_model()
+    stm = random_stm(model, 1)
+    ids = torch.randint(7, 64, (1, 9))
+    model.save_pretrained(tmp_path)
+    loaded = ReactiveTransformer.from_pretrained(tmp_path).eval()
+    assert loaded.config == model.config
+    assert loaded.encoder.embedding is loaded.decoder.embedding  # still shared after loading
+    torch.testing.assert_close(loaded.decoder(ids, stm)[0], model.decoder(ids, stm)[0], atol=0, rtol=0)
+    encoded_ids, mask = model.encode_interactions([QUERIES[0]], [[40, 41]])
+    torch.testing.assert_close(loaded.write_memory(stm, encoded_ids, mask),
+                               model.write_memory(stm, encoded_ids, mask), atol=0, rtol=0)
+
+
+def test_missing_checkpoint_offline_names_the_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="no-such-model"):
+        ReactiveTransformer.from_pretrained(tmp_path / "no-such-model")
+
+
+@pytest.mark.parametrize("preset", sorted(PUBLISHED))
+def test_preset_parameter_counts_within_five_percent_of_published(preset):
+    counts = count_preset(get_preset(preset))
+    for component, published in PUBLISHED[preset].items():
+        assert abs(counts[component] - published) / published <= 0.05, (component, counts[component])
+
+
+def test_decoder_only_model_interacts_without_memory_update():
+    model = tiny_model(decoder_only=True)
+    model.reset_stm(1)
+    stm = model.export_stm()
+    stream = list(model.interact(QUERIES[1], max_new_tokens=3))
+    assert stream[-2:] == [MEMORY_UPDATE_STARTED, MEMORY_UPDATED]
+    torch.testing.assert_close(model.export_stm(), stm)
+
+
+def test_model_info_command_prints_config_and_published_comparison(capsys):
+    from rxmrl.cli import main
+
+    assert main(["model", "info", "--preset", "rxt-alpha-supervised"]) == 0
+    printed = capsys.readouterr().out
+    assert '"num_experts": 36' in printed
+    decoder_row = next(line for line in printed.splitlines() if line.startswith("decoder "))
+    assert "141.00M" in decoder_row
+    assert main(["model", "info", "--preset", "no-such"]) == 2
+
+
+def test_tanh_gate_stays_in_minus_one_one():
+    model = tiny_model(gate_activation="tanh")
+    for parameter in model.memory_attention.parameters():
+        torch.nn.init.normal_(parameter, std=0.2)  # spread, short of float32 saturation
+    _, gates = model.memory_attention(random_stm(model, 2), torch.randn(2, 2, 5, 32), return_gates=True)
+    for g in gates:
+        assert ((g > -1) & (g < 1)).all() and (g < 0).any() and (g > 0).any()
+
+
+def test_closed_gate_keeps_memory_and_open_gate_replaces_it():
+    closed = tiny_model(gate_init_bias=-40.0)
+    stm, encoded = random_stm(closed, 2), torch.randn(2, 2, 5, 32)
+    torch.testing.assert_close(closed.memory_attention(stm, encoded), stm)
+    opened = tiny_model(gate_init_bias=40.0)
+    new_stm = opened.memory_attention(stm, encoded)
+    assert (new_stm - stm).abs().mean() > 0.5  # random STM has std 1; the update is attention output
+
+
+def test_load_stm_rejects_a_wrong_shape():
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"expected \[B, 2, 8, 32\]"):
+        model.load_stm(torch.zeros(1, 3, 8, 32))
+
+
+def test_answer_loss_reaches_every_component_through_the_memory_update():
+    """Supervised memory-aware training and MRL backpropagate through update_memory and score."""
+    model = tiny_model().train()
+    stm = model.update_memory(model.initial_stm(2), QUERIES[:2], [[40, 41], [42]])
+    scored = model.score(QUERIES[:2], [[43, EOS_ID], [44, 45, EOS_ID]], stm)
+    assert scored.mask.tolist() == [[True, True, False], [True, True, True]]
+    (-scored.log_probs.sum() + scored.aux_loss).backward()
+    for name, params in model.parameter_groups().items():
+        if name != "stm":
+            assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params), name
+
+
+def test_sampling_is_reproducible_with_a_seeded_generator():
+    model = tiny_model()
+    stm = random_stm(model, 3)
+    sampling = SamplingConfig(temperature=1.2)
+    first = model.generate(QUERIES, stm, 10, sampling, generator=torch.Generator().manual_seed(7))
+    again = model.generate(QUERIES, stm, 10, sampling, generator=torch.Generator().manual_seed(7))
+    other = model.generate(QUERIES, stm, 10, sampling, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(first.tokens, again.tokens) and not torch.equal(first.tokens, other.tokens)
