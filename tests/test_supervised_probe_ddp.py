@@ -12,8 +12,8 @@ import torch.multiprocessing as mp
 
 from rxmrl.data import load_curriculum
 from rxmrl.training.distributed import DistEnv, cleanup, init_distributed
-from rxmrl.training.memory_probe import memory_matters
-from rxmrl.training.stages import JointStageConfig, train_joint
+from rxmrl.training.memory_probe import fact_token_masks, memory_matters
+from rxmrl.training.stages import JointStageConfig, episode_rows, train_joint
 
 sys.path.insert(0, str(Path(__file__).parent))
 from supervised_helpers import quiet_loop, stories, tiny_model, tokenizer  # noqa: E402
@@ -29,7 +29,19 @@ def test_memory_probe_sees_no_gap_when_the_decoder_cannot_read_memory():
     blind = memory_matters(model, tokenizer(), episodes, batch_size=3)
     assert blind["loss_with_memory"] == blind["loss_reset_memory"]
     assert blind["acc_with_memory"] == blind["acc_reset_memory"]
-    assert blind["tokens"] == reading["tokens"]
+    assert blind["fact_loss_with_memory"] == blind["fact_loss_reset_memory"]
+    assert blind["tokens"] == reading["tokens"] and 0 < blind["fact_tokens"] < blind["tokens"]
+
+
+def test_fact_tokens_are_the_fact_phrases_inside_follow_up_answers():
+    episode = load_curriculum(steps=4, split="validation", num_episodes=1).episodes[0]
+    rows = episode_rows(tokenizer(), [episode], 128)[0]
+    masks = fact_token_masks(tokenizer(), episode, 128)
+    assert not any(masks[0])  # the saved interaction answers no question about memory
+    for (ids, _), mask, facts in zip(rows[1:], masks[1:], episode.facts, strict=True):
+        assert len(mask) == len(ids)
+        picked = tokenizer().decode([i for i, m in zip(ids, mask) if m]).lower()
+        assert all(fact.text.lower() in picked for fact in facts), (picked, facts)
 
 
 def _free_port() -> int:

@@ -72,12 +72,10 @@ def test_segment_pooling_gives_one_token_per_slot_when_slots_outnumber_tokens_an
 def test_memory_attention_pretraining_raises_the_cosine_to_its_target_and_trains_nothing_else(pooling):
     model = tiny_model()
     before = group_snapshot(model)
-    config = MemoryAttentionStageConfig(batch_size=4, pooling=pooling, **quiet_loop(25, lr=5e-3))
+    config = MemoryAttentionStageConfig(batch_size=4, pooling=pooling, **quiet_loop(40, lr=1e-2))
     result = train_memory_attention(model, episodes(8, steps=2), config, ENV)
     first, last = first_and_last(result.losses)  # loss = −cosine
-    assert -last > -first + 0.25, result.losses
-    if pooling == "mean":  # reachable by an order-free slot, so it gets close
-        assert -last > 0.8, result.losses
+    assert -first < 0.3 and -last > 0.6, result.losses
     assert changed(before, model) == {"memory_attention"}
 
 
