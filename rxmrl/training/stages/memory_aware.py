@@ -14,7 +14,7 @@ curriculum repeat facts of earlier interactions, so their loss falls below what 
 when memory works (:func:`rxmrl.training.memory_probe.memory_matters` measures exactly that).
 
 Gradual unfreezing: the decoder (and its memory cross-attention) trains from the start; memory attention
-joins after ``unfreeze_memory_attention_at`` steps (or epochs, see ``unfreeze_unit``), the encoder and the
+(with a learned initial STM) joins after ``unfreeze_memory_attention_at`` steps (or epochs, see ``unfreeze_unit``), the encoder and the
 shared embedding after ``unfreeze_encoder_at``. A component that is frozen stays bit-identical. Starting
 with the decoder lets it adapt to the STM that the pre-trained memory attention writes before that writer
 moves, so early, noisy decoder gradients do not wreck the memory system.
@@ -61,7 +61,7 @@ def trainable_groups(progress: int, config: MemoryAwareStageConfig, available: l
     """The groups that train after ``progress`` steps (or epochs) of stage 4."""
     groups = list(DECODER_GROUPS)
     if progress >= config.unfreeze_memory_attention_at:
-        groups.append("memory_attention")
+        groups += ["memory_attention", "stm"]  # "stm": the learned initial STM, when the config has one
     if progress >= config.unfreeze_encoder_at:
         groups += ["encoder", "embedding"]
     return [g for g in groups if g in available]
