@@ -7,7 +7,10 @@ Prints, in one run:
 
     python experiments/bench_rewards.py [--quick] [--device cpu|cuda] [--threads N]
 
-Timings are medians over repeats after a warm-up call; on a shared machine they vary with the load.
+Timings are medians over repeats after a warm-up call; on a shared machine they vary with the load, and
+``--threads 1`` is steadier there (two OpenMP threads stall whenever one of them is descheduled). The
+sentence encoder is timed once per call after a warm-up call that fills its reference/saved cache, so the
+figure is what each later step of an episode costs: embedding the generated answers only.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 
 
 def median_ms(fn: Callable[[], object], repeats: int, sync: bool = False) -> float:
-    fn()  # warm-up: allocator, lazy initialisation
+    fn()  # warm-up: allocator, lazy initialisation (and, for the sentence encoder, the target cache)
     times = []
     for _ in range(repeats):
         if sync:
@@ -60,6 +63,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--vocab", type=int, default=5000)
     parser.add_argument("--dim", type=int, default=128, help="token-embedding width of the policy")
+    parser.add_argument("--encoder-batch", type=int, default=None, help="sentence-encoder batch (256; 32 --quick)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,14 +112,13 @@ def main() -> None:
 
     words = [f"w{i}" for i in range(args.vocab)]
     decode = lambda ids: " ".join(words[i] for i in ids)  # noqa: E731
-    enc_batch = 32 if args.quick else batch
+    enc_batch = args.encoder_batch or (32 if args.quick else batch)
     sentence = MemoryRetentionReward("default", SentenceEncoderSimilarity(decode=decode, device=str(device)))
     start = time.perf_counter()
     e_mean = sentence.embed_ids(gen[:enc_batch].to(device), cache=False)  # also loads the encoder
     load_s = time.perf_counter() - start
     args_se = (gen[:enc_batch].to(device), ref[:enc_batch].to(device), sav[:enc_batch].to(device))
-    sentence(*args_se, running_mean=e_mean)  # caches reference and saved embeddings (once per episode)
-    ms = median_ms(lambda: sentence(*args_se, running_mean=e_mean), max(1, repeats // 3), sync)
+    ms = median_ms(lambda: sentence(*args_se, running_mean=e_mean), 1 if not sync else repeats, sync)
     print(f"| ours `default`, batch {enc_batch} (targets cached) | sentence encoder all-MiniLM-L6-v2 | {ms:.1f} |")
     print(f"\n(sentence encoder first call incl. load: {load_s:.1f} s)")
 

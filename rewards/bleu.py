@@ -76,7 +76,7 @@ def _sort_rows(x: torch.Tensor) -> torch.Tensor:
     return torch.sort(x, dim=1).values
 
 
-def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor) -> torch.Tensor:
+def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor, per_reference: bool = False) -> torch.Tensor:
     """Clipped n-gram matches ``sum_g min(c_h(g), max_r c_r(g))`` per sample, ``[B]``.
 
     ``hyp_keys`` ``[B, Lh]`` and ``ref_keys`` ``[B, R, Lr]``; negative keys are padding. Each sample's
@@ -89,7 +89,7 @@ def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor) -> torch.Te
     bits = (num_refs + 1).bit_length()  # tags 0..R+1 fit in `bits` low bits
     base = 1 << bits
     if hyp_keys.shape[1] == 0:
-        return torch.zeros(batch, dtype=torch.long, device=device)
+        return torch.zeros((batch, num_refs) if per_reference else batch, dtype=torch.long, device=device)
     tags = torch.cat(
         [
             torch.zeros(hyp_keys.shape[1], dtype=torch.long, device=device),
@@ -107,6 +107,10 @@ def _clipped_matches(hyp_keys: torch.Tensor, ref_keys: torch.Tensor) -> torch.Te
     counts = torch.zeros(batch, width * base, dtype=torch.int32, device=device)
     counts.scatter_add_(1, (run << bits) | tags, torch.ones_like(run, dtype=torch.int32))
     counts = counts.view(batch, width, base)  # [B, runs, tag]
+    if per_reference:  # [B, R]: each reference scored on its own
+        hyp_counts = counts[..., 0]
+        per_ref = [torch.minimum(hyp_counts, counts[..., r + 1]).sum(dim=1, dtype=torch.long) for r in range(num_refs)]
+        return torch.stack(per_ref, dim=1)
     ref_max = counts[..., 1] if num_refs == 1 else counts[..., 1 : num_refs + 1].amax(dim=-1)
     clipped = torch.minimum(counts[..., 0], ref_max)
     return clipped.sum(dim=1, dtype=torch.long)
@@ -175,8 +179,12 @@ def token_bleu(
     smoothing: Smoothing | str = "none",
     epsilon: float = 0.1,
     k: float = 5.0,
+    per_reference: bool = False,
 ) -> torch.Tensor:
     """Sentence BLEU of each hypothesis against its reference(s), ``[B]`` float64 on the input's device.
+
+    ``per_reference=True`` scores each hypothesis against each reference *separately* instead (``[B, R]``;
+    one pass shares the hypothesis n-grams, e.g. BLEU against the reference answer and the saved data).
 
     Args:
         hypotheses: ``[B, L]`` LongTensor (right-padded, with ``hyp_lengths`` ``[B]``) or ``B`` id lists.
@@ -199,18 +207,30 @@ def token_bleu(
     if batch != hyp.shape[0]:
         raise ValueError(f"got {hyp.shape[0]} hypotheses but references for {batch} samples")
     if batch == 0:
-        return torch.zeros(0, dtype=torch.float64, device=device)
+        return torch.zeros((0, num_refs) if per_reference else 0, dtype=torch.float64, device=device)
     if int(ref_valid.sum(dim=1).min()) == 0:
         raise ValueError("every sample needs at least one reference")
     orders = len(weights)
-    hyp_keys = _ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders)
-    matches = torch.stack([_clipped_matches(h, r) for h, r in hyp_keys], dim=1)  # [B, N]
-    totals = (hyp_len.unsqueeze(1) - torch.arange(orders, device=device)).clamp_min(1)  # [B, N]
+    keys = _ngram_keys_pair(hyp, hyp_len, ref, ref_len, ref_valid, orders)
+    if not per_reference:
+        matches = torch.stack([_clipped_matches(h, r) for h, r in keys], dim=1)  # [B, N]
+        closest = _closest_ref_length(hyp_len, ref_len, ref_valid)
+        return _bleu_from_counts(matches, hyp_len, closest, weights, smoothing, epsilon, k)
+    matches = torch.stack([_clipped_matches(h, r, per_reference=True) for h, r in keys], dim=2)  # [B, R, N]
+    hyp_len_each = hyp_len.unsqueeze(1).expand(batch, num_refs).reshape(-1)
+    bleu = _bleu_from_counts(matches.reshape(batch * num_refs, orders), hyp_len_each, ref_len.reshape(-1),
+                             weights, smoothing, epsilon, k)  # fmt: skip
+    return bleu.view(batch, num_refs)
+
+
+def _bleu_from_counts(matches, hyp_len, closest, weights, smoothing, epsilon, k) -> torch.Tensor:
+    """``BP * exp(sum_n w_n log p_n)`` from clipped matches ``[B, N]`` and closest reference lengths ``[B]``."""
+    orders = matches.shape[1]
+    totals = (hyp_len.unsqueeze(1) - torch.arange(orders, device=matches.device)).clamp_min(1)  # [B, N]
     log_p = _smoothed_log_precisions(matches, totals, hyp_len, smoothing, epsilon, k)
-    w = torch.tensor(weights, dtype=torch.float64, device=device)
-    closest = _closest_ref_length(hyp_len, ref_len, ref_valid).double()
-    h = hyp_len.double()
-    bp = torch.where(h > closest, torch.ones_like(h), torch.exp(1 - closest / h.clamp_min(1)))
+    w = torch.tensor(weights, dtype=torch.float64, device=matches.device)
+    h, r = hyp_len.double(), closest.double()
+    bp = torch.where(h > r, torch.ones_like(h), torch.exp(1 - r / h.clamp_min(1)))
     bleu = bp * torch.exp((log_p * w).sum(dim=1))
     return torch.where((matches[:, 0] == 0) | (hyp_len == 0), torch.zeros_like(bleu), bleu)
 

@@ -19,7 +19,11 @@ def _fact_pattern(fact: str) -> re.Pattern[str]:
 
 
 def fact_recall(answer: str, facts: Sequence[str]) -> float:
-    """Fraction of ``facts`` found in ``answer`` (1.0 when there are no facts; blank facts are ignored)."""
+    """Fraction of ``facts`` found in ``answer`` (1.0 when there are no facts; blank facts are ignored).
+
+    ``facts`` may also hold ``rxmrl.data.schema.Fact`` objects (their ``text`` is matched).
+    """
+    facts = [getattr(f, "text", f) for f in facts]
     facts = [f for f in facts if f.strip()]
     if not facts:
         return 1.0

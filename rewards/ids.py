@@ -45,7 +45,9 @@ def as_padded(
     return pad_id_lists(ids, device=device)
 
 
-def strip_ids(ids: torch.Tensor, lengths: torch.Tensor, drop: Collection[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def strip_ids(
+    ids: torch.Tensor, lengths: torch.Tensor, drop: Collection[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Remove every id in ``drop`` (and the padding past ``lengths``) and left-align what remains.
 
     Returns new ``[B, L']`` ids (padded with 0) and ``[B]`` lengths. N-grams then join across a removed

@@ -15,7 +15,9 @@ from __future__ import annotations
 import torch
 
 
-def length_score(generated_lengths: torch.Tensor, reference_lengths: torch.Tensor, overlong_penalty: float = 2.0) -> torch.Tensor:
+def length_score(
+    generated_lengths: torch.Tensor, reference_lengths: torch.Tensor, overlong_penalty: float = 2.0
+) -> torch.Tensor:
     """``[B]`` scores in [0, 1] (1 when the lengths are equal)."""
     g = generated_lengths.double()
     r = reference_lengths.double().clamp_min(1)

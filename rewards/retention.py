@@ -81,7 +81,8 @@ class RewardConfig:
             raise ValueError(f"scale must be a positive finite number, got {self.scale}")
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, float) and field.name not in ("scale",) and (value < 0 or not math.isfinite(value)):
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if is_number and field.name != "scale" and (value < 0 or not math.isfinite(value)):
                 raise ValueError(f"{field.name} must be a finite non-negative number, got {value}")
         if not self.validate_factors:
             return
@@ -288,12 +289,12 @@ class MemoryRetentionReward:
         kwargs = dict(weights=cfg.bleu_weights, smoothing=cfg.smoothing)
         if need_ref and need_sav:
             width = max(ref.shape[1], sav.shape[1])
-            targets = torch.cat([_pad_to(ref, width), _pad_to(sav, width)])  # [2B, width]
+            targets = torch.stack([_pad_to(ref, width), _pad_to(sav, width)], dim=1)  # [B, 2, width]
             both = token_bleu(
-                torch.cat([gen, gen]), targets, hyp_lengths=torch.cat([gen_len, gen_len]),
-                ref_lengths=torch.cat([ref_len, sav_len]), **kwargs,
-            )  # fmt: skip
-            return both[: gen.shape[0]], both[gen.shape[0] :]
+                gen, targets, hyp_lengths=gen_len, ref_lengths=torch.stack([ref_len, sav_len], dim=1),
+                per_reference=True, **kwargs,
+            )  # fmt: skip  # [B, 2]
+            return both[:, 0], both[:, 1]
         if need_ref:
             return token_bleu(gen, ref, hyp_lengths=gen_len, ref_lengths=ref_len, **kwargs), zeros
         if need_sav:
@@ -319,7 +320,9 @@ class MemoryRetentionReward:
         sav_cos_term = torch.where(negative, 1 - cos_sav, cos_sav)
         mean_term = torch.where(long_range, 1 - cos_mean, cos_mean)
         cosine_first = cfg.cosine_reference_first * cos_ref + cfg.cosine_saved_first * sav_cos_term
-        cosine_later = cfg.cosine_reference * cos_ref + cfg.cosine_saved * sav_cos_term + cfg.cosine_running_mean * mean_term
+        cosine_later = (
+            cfg.cosine_reference * cos_ref + cfg.cosine_saved * sav_cos_term + cfg.cosine_running_mean * mean_term
+        )
         cosine = torch.where(has_mean, cosine_later, cosine_first)
         length = length_score(gen_len, ref_len, cfg.overlong_penalty).float().to(device)
         total = cfg.bleu_weight * bleu + cfg.cosine_weight * cosine + cfg.length_weight * length
@@ -373,7 +376,10 @@ def _running_mean_batch(running_mean, mask, batch: int, like: torch.Tensor) -> t
     else:
         if len(running_mean) != batch:
             raise ValueError(f"got {len(running_mean)} running means for a batch of {batch}")
-        rows = [torch.zeros(dim) if m is None else torch.as_tensor(m, dtype=torch.float32).reshape(-1) for m in running_mean]
+        rows = [
+            torch.zeros(dim) if m is None else torch.as_tensor(m, dtype=torch.float32).reshape(-1).cpu()
+            for m in running_mean
+        ]
         for i, r in enumerate(rows):
             if r.numel() != dim:
                 raise ValueError(f"running mean of sample {i} has {r.numel()} values, expected {dim}")

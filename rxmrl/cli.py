@@ -13,8 +13,9 @@ import sys
 from collections.abc import Sequence
 
 COMMAND_MODULES: tuple[str, ...] = (
-    "rxmrl.data.commands",
     "rxmrl.model.commands",
+    "rxmrl.data.commands",
+    "rxmrl.demo",
     "rxmrl.training.commands",
 )
 

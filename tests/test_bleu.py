@@ -120,3 +120,13 @@ def test_cuda_equals_cpu():
         gpu = token_bleu(hyp.cuda(), ref.cuda(), smoothing=smoothing)
         assert gpu.device.type == "cuda"
         torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-9, rtol=0)
+
+
+def test_per_reference_scores_each_target_separately():
+    hyps = [[1, 2, 3, 4], [5, 6], []]
+    targets = [[[1, 2, 3, 4], [9, 9, 2, 3]], [[5, 6, 7], [6, 5]], [[1], [2, 3]]]
+    got = token_bleu(hyps, targets, weights=(0.5, 0.5), smoothing="method4", per_reference=True)
+    assert got.shape == (3, 2)
+    for i, (hyp, refs) in enumerate(zip(hyps, targets)):
+        for j, ref in enumerate(refs):
+            assert float(got[i, j]) == pytest.approx(nltk_bleu([ref], hyp, (0.5, 0.5), "method4"), abs=1e-9)

@@ -304,3 +304,12 @@ def test_sampling_is_reproducible_with_a_seeded_generator():
     again = model.generate(QUERIES, stm, 10, sampling, generator=torch.Generator().manual_seed(7))
     other = model.generate(QUERIES, stm, 10, sampling, generator=torch.Generator().manual_seed(8))
     assert torch.equal(first.tokens, again.tokens) and not torch.equal(first.tokens, other.tokens)
+
+
+def test_entropy_of_the_sampling_distribution_ignores_filtered_tokens():
+    from rxmrl.model import entropy
+
+    logits = torch.tensor([[0.0, 0.0, -1e9, -1e9], [5.0, 0.0, 0.0, 0.0]])
+    top2 = entropy(logits, SamplingConfig(top_k=2))
+    assert top2[0].item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)
+    assert torch.isfinite(top2).all() and top2[1] < top2[0]

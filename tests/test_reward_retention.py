@@ -99,6 +99,7 @@ def test_first_step_uses_first_step_cosine_factors(token_similarity):
         (dict(cosine_saved_first=-0.5, cosine_reference_first=1.5), "cosine_saved_first must be a finite non-negative"),
         (dict(smoothing="method7"), "smoothing must be one of"),
         (dict(scale=0.0), "scale must be a positive"),
+        (dict(bleu_reference=2, bleu_saved=-1), "bleu_saved must be a finite non-negative"),
     ],
 )
 def test_factor_validation_names_the_offending_group(overrides, message):

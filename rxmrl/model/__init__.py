@@ -29,12 +29,19 @@ from rxmrl.model.rxt import (
     ReactiveTransformer,
     ScoreOutput,
 )
-from rxmrl.model.sampling import GREEDY, SamplingConfig, processed_log_probs, sample, token_log_probs
+from rxmrl.model.sampling import (
+    GREEDY,
+    SamplingConfig,
+    entropy,
+    processed_log_probs,
+    sample,
+    token_log_probs,
+)
 
 __all__ = [
     "GREEDY", "MEMORY_UPDATED", "MEMORY_UPDATE_STARTED", "PRESETS", "PUBLISHED", "Decoder",
     "DecoderCache", "Encoder", "GenerationOutput", "MemoryAttention", "ReactiveTransformer",
     "ResidualGate", "RxTConfig", "SamplingConfig", "ScoreOutput", "ShortTermMemory", "answer_prompt",
-    "answer_tokens", "count_parameters", "count_preset", "get_preset", "interaction_ids", "pad_batch",
+    "answer_tokens", "count_parameters", "count_preset", "entropy", "get_preset", "interaction_ids", "pad_batch",
     "parameter_table", "processed_log_probs", "query_tokens", "sample", "token_log_probs",
 ]

@@ -69,3 +69,10 @@ def sample(
     else:
         tokens = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(-1)
     return tokens, log_probs.gather(-1, tokens[:, None]).squeeze(-1)
+
+
+def entropy(logits: Tensor, config: SamplingConfig) -> Tensor:
+    """``H = -sum_v p_v log p_v`` of the sampling distribution, ``[...]``; filtered tokens add 0."""
+    log_probs = processed_log_probs(logits, config)
+    plogp = log_probs.exp() * log_probs
+    return -torch.where(torch.isfinite(log_probs), plogp, 0.0).sum(-1)

@@ -1,0 +1,142 @@
+"""``rxmrl demo``: talk to a Reactive Transformer one event at a time, offline.
+
+The demo shows what makes RxT different from a stateless chat model: each turn the decoder reads only the
+new query and its Short-Term Memory, streams the answer, and *then* the memory is updated (the markers
+``-1``/``-2`` of :meth:`ReactiveTransformer.interact` are shown as ``[memory update…]`` / ``[memory
+updated]``). The per-turn latency stays flat however long the conversation grows.
+
+With a TTY on stdin it is an interactive chat (an empty line ends it); otherwise, or with ``--scripted``,
+it replays an embedded validation episode: the saved interaction is written into memory first, then the
+follow-up questions are asked and the reference answers shown beside the model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Turn:
+    query: str
+    answer: str
+    answer_seconds: float  # time to stream the answer (what a user waits for)
+    memory_seconds: float  # the asynchronous memory update after it
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="chat with a Reactive Transformer (fresh or from a checkpoint), offline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", type=Path, help="a model directory (save_pretrained + tokenizer)")
+    parser.add_argument("--preset", default="nano", help="model preset for a freshly built model")
+    parser.add_argument("--scripted", action="store_true", help="replay an embedded episode, no typing")
+    parser.add_argument("--turns", type=int, default=4, help="follow-up questions in the scripted episode")
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(func=run_demo)
+
+
+def load_model_and_tokenizer(checkpoint: Path | None, preset: str, seed: int):
+    """A checkpoint directory's model and tokenizer, or a freshly built preset with the default tokenizer."""
+    import torch
+
+    from rxmrl.model import ReactiveTransformer, get_preset
+    from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+
+    if checkpoint is not None:
+        if not (checkpoint / "config.json").is_file():
+            raise SystemExit(f"rxmrl demo: {checkpoint} has no config.json; expected a save_pretrained directory")
+        tokenizer_file = checkpoint / "tokenizer.json"
+        tokenizer = RxTokenizer.load(tokenizer_file) if tokenizer_file.is_file() else default_tokenizer()
+        return ReactiveTransformer.from_pretrained(checkpoint).eval(), tokenizer, False
+    tokenizer = default_tokenizer()
+    torch.manual_seed(seed)
+    model = ReactiveTransformer(get_preset(preset, vocab_size=tokenizer.vocab_size)).eval()
+    return model, tokenizer, True
+
+
+def converse(model, tokenizer, queries: Iterator[str], sampling, max_new_tokens: int, seed: int,
+             out=None) -> list[Turn]:
+    """Answer each query from memory, streaming tokens, then update memory; returns the timed turns."""
+    import torch
+
+    out = out if out is not None else sys.stdout
+    from rxmrl.model import MEMORY_UPDATE_STARTED, MEMORY_UPDATED
+
+    generator = torch.Generator().manual_seed(seed)
+    turns: list[Turn] = []
+    for query in queries:
+        print(f"you> {query}", file=out)
+        print("rxt> ", end="", file=out, flush=True)
+        answer_ids: list[int] = []
+        shown = ""
+        start = time.perf_counter()
+        answered = start
+        for token in model.interact(tokenizer.encode_query(query), max_new_tokens, sampling, generator):
+            if token == MEMORY_UPDATE_STARTED:
+                answered = time.perf_counter()
+                print("  [memory update…]", end="", file=out, flush=True)
+            elif token == MEMORY_UPDATED:
+                print(" [memory updated]", file=out)
+            else:
+                answer_ids.append(token)
+                text = tokenizer.decode(answer_ids)
+                print(text[len(shown):], end="", file=out, flush=True)
+                shown = text
+        done = time.perf_counter()
+        turns.append(Turn(query, shown, answered - start, done - answered))
+    return turns
+
+
+def _typed_queries() -> Iterator[str]:
+    while True:
+        try:
+            line = input()
+        except EOFError:
+            return
+        if not line.strip():
+            return
+        yield line.strip()
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from rxmrl.data import load_curriculum
+    from rxmrl.model import SamplingConfig
+
+    model, tokenizer, fresh = load_model_and_tokenizer(args.checkpoint, args.preset, args.seed)
+    sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p) if args.temperature > 0 \
+        else SamplingConfig()
+    params = sum(p.numel() for p in model.parameters())
+    print(f"Reactive Transformer: {params / 1e6:.2f}M parameters, STM {tuple(model.initial_stm(1).shape[1:])}")
+    if fresh:
+        print(f"(a freshly built '{args.preset}' model: untrained, so its answers are noise; "
+              "train one with `rxmrl train supervised` and pass --checkpoint)")
+    model.reset_stm(1)
+    scripted = args.scripted or not sys.stdin.isatty()
+    if scripted:
+        episode = load_curriculum(steps=max(args.turns, 1), split="validation", num_episodes=1)[0]
+        print(f"\nsaved interaction (written into memory first):\n  Q: {episode.query}\n  A: {episode.answer}")
+        model.init_stm_state(tokenizer.encode_query(episode.query), tokenizer.encode(episode.answer))
+        follow_ups = episode.interactions[: args.turns]
+        turns = converse(model, tokenizer, iter(f.query for f in follow_ups), sampling, args.max_new_tokens,
+                         args.seed)
+        for follow_up, turn in zip(follow_ups, turns):
+            print(f"reference for '{turn.query}': {follow_up.answer}")
+    else:
+        print("Type a message; an empty line ends the conversation.")
+        turns = converse(model, tokenizer, _typed_queries(), sampling, args.max_new_tokens, args.seed)
+    if turns:
+        print("\nturn  answer ms  memory-update ms")
+        for index, turn in enumerate(turns, 1):
+            print(f"{index:>4}  {turn.answer_seconds * 1e3:>9.1f}  {turn.memory_seconds * 1e3:>16.1f}")
+    return 0
