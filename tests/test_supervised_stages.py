@@ -15,6 +15,7 @@ from rxmrl.training.stages import (
     JointStageConfig, MemoryAttentionStageConfig, MemoryAwareStageConfig, pool_mean, pool_segments,
     train_joint, train_memory_attention, train_memory_aware, trainable_groups,
 )
+from rxmrl.training.stages.memory_attention import slot_cosine
 from rxmrl.training.stages.batching import mask_tokens, pad_episodes
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -66,6 +67,15 @@ def test_segment_pooling_gives_one_token_per_slot_when_slots_outnumber_tokens_an
     assert torch.allclose(pool_segments(changed_padding, mask, 2), pool_segments(encoded, mask, 2))
     assert torch.allclose(pool_segments(encoded, mask, 2)[0, :, 0], encoded[0, :, :3].mean(1))  # spans
     assert torch.allclose(pool_mean(encoded, mask, 5)[1, :, 4], encoded[1, :, :3].mean(1))
+
+
+def test_slot_centred_cosine_exposes_a_collapsed_memory_that_the_plain_cosine_rewards():
+    shared = torch.randn(1, 1, 1, 16) * 5
+    target = shared + torch.randn(2, 2, 8, 16)  # [B, L, S, D]: slots differ around a shared direction
+    collapsed = target.mean(2, keepdim=True).expand_as(target)  # every slot the same vector
+    assert slot_cosine(collapsed, target, 0.0) > 0.8  # the plain cosine looks fine
+    assert abs(slot_cosine(collapsed, target, 1.0)) < 0.05  # nothing slot-specific is kept
+    assert slot_cosine(target, target, 1.0) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("pooling", ["segments", "mean"])
