@@ -228,5 +228,7 @@ def format_report(report: StageReport) -> str:
         m = report.memory
         line += (f"\n  memory matters on validation follow-ups: loss {m['loss_with_memory']:.4f} with memory vs "
                  f"{m['loss_reset_memory']:.4f} with a reset STM; token accuracy {m['acc_with_memory']:.3f} vs "
-                 f"{m['acc_reset_memory']:.3f}")
+                 f"{m['acc_reset_memory']:.3f}\n  on fact tokens: loss {m['fact_loss_with_memory']:.4f} vs "
+                 f"{m['fact_loss_reset_memory']:.4f}; accuracy {m['fact_acc_with_memory']:.3f} vs "
+                 f"{m['fact_acc_reset_memory']:.3f} ({int(m['fact_tokens'])} of {int(m['tokens'])} answer tokens)")
     return line
