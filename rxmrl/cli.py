@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rxmrl.model.commands",
     "rxmrl.data.commands",
     "rxmrl.demo",
+    "rxmrl.training.commands",
     "rxmrl.training.mrl_commands",
     "rxmrl.baseline.commands",
 )

@@ -1,8 +1,7 @@
 """``rxmrl train mrl --config FILE --init CHECKPOINT [--set key=value ...]``: the MRL curriculum.
 
-Joins the ``train`` command group whichever training module builds the parser first (the group is shared
-through the ``_rxmrl_train_commands`` attribute, the convention of ``rxmrl.training.commands``).
-Torch is imported inside the handler.
+Joins the ``train`` command group of :func:`rxmrl.training.commands.train_subcommands`. Torch is imported
+inside the handler.
 """
 
 from __future__ import annotations
@@ -10,21 +9,11 @@ from __future__ import annotations
 import argparse
 
 
-def _train_group(subparsers: argparse._SubParsersAction) -> argparse._SubParsersAction:
-    existing = subparsers.choices.get("train")
-    if existing is not None:
-        return existing._rxmrl_train_commands  # type: ignore[attr-defined]
-    train = subparsers.add_parser("train", help="train a Reactive Transformer (supervised warm start, MRL)")
-    commands = train.add_subparsers(dest="train_command", metavar="TRAIN_COMMAND")
-    train.set_defaults(func=lambda args: (train.print_help(), 2)[1])
-    train._rxmrl_train_commands = commands  # type: ignore[attr-defined]
-    return commands
-
-
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     from rxmrl.config import add_config_arguments
+    from rxmrl.training.commands import train_subcommands
 
-    mrl = _train_group(subparsers).add_parser(
+    mrl = train_subcommands(subparsers).add_parser(
         "mrl", help="memory reinforcement learning (PPO/IMPO) over a curriculum, from a warm start",
         description="Runs the curriculum stages of the config on the warm-started policy; resumes from the "
                     "run directory's latest checkpoint. Writes metrics.jsonl, TensorBoard events, checkpoints, "

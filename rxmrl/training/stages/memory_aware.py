@@ -1,0 +1,123 @@
+"""Stage 4: supervised memory-aware training over curriculum episodes.
+
+Episodes ``I_0 .. I_N`` (saved interaction, then ``N`` follow-ups), ``B`` of them stepped in lockstep:
+
+    STM_0 ~ initial STM (fresh random memory)
+    for t = 1 .. N:
+        STM_t = MemAttn(STM_{t-1}, Encoder(I_{t-1}))           # write the previous interaction
+        L_t   = CE(Decoder(I_t, memory = STM_t))               # answer tokens of I_t and its [EOS]
+    L = mean_t L_t + λ·mean_t L_MoE,t
+
+Gradients flow through the whole chain (decoder → STM_t → memory attention and encoder → STM_{t-1} ...),
+so the memory system learns to *write* what the decoder later needs to *read*. The follow-up answers of the
+curriculum repeat facts of earlier interactions, so their loss falls below what a fresh memory allows only
+when memory works (:func:`rxmrl.training.memory_probe.memory_matters` measures exactly that).
+
+Gradual unfreezing: the decoder (and its memory cross-attention) trains from the start; memory attention
+(with a learned initial STM) joins after ``unfreeze_memory_attention_at`` steps (or epochs, see ``unfreeze_unit``), the encoder and the
+shared embedding after ``unfreeze_encoder_at``. A component that is frozen stays bit-identical. Starting
+with the decoder lets it adapt to the STM that the pre-trained memory attention writes before that writer
+moves, so early, noisy decoder gradients do not wreck the memory system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from rxmrl.training.distributed import DistEnv
+from rxmrl.training.loop import EvalFn, Trainer, TrainResult
+from rxmrl.training.stages.batching import Row, next_token_loss, pad_episodes, trim
+from rxmrl.training.stages.common import StageLoop, make_trainer, model_groups, unwrap_model
+
+DECODER_GROUPS = ("decoder", "memory_cross_attention")
+
+
+@dataclass
+class MemoryAwareStageConfig(StageLoop):
+    """Stage 4."""
+
+    num_episodes: int | None = None  # episodes of the curriculum split to train on (None: all)
+    max_length: int = 128  # tokens per interaction
+    moe_aux_weight: float = 0.01
+    unfreeze_unit: Literal["step", "epoch"] = "step"  # what the two thresholds below count
+    unfreeze_memory_attention_at: int = 0  # memory attention trains from here on
+    unfreeze_encoder_at: int = 0  # encoder + embedding train from here on (>= the one above)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.unfreeze_encoder_at < self.unfreeze_memory_attention_at:
+            raise ValueError(f"unfreeze_encoder_at={self.unfreeze_encoder_at} comes before "
+                             f"unfreeze_memory_attention_at={self.unfreeze_memory_attention_at}; "
+                             "the encoder unfreezes last")
+
+
+def trainable_groups(progress: int, config: MemoryAwareStageConfig, available: list[str]) -> list[str]:
+    """The groups that train after ``progress`` steps (or epochs) of stage 4."""
+    groups = list(DECODER_GROUPS)
+    if progress >= config.unfreeze_memory_attention_at:
+        groups += ["memory_attention", "stm"]  # "stm": the learned initial STM, when the config has one
+    if progress >= config.unfreeze_encoder_at:
+        groups += ["encoder", "embedding"]
+    return [g for g in groups if g in available]
+
+
+def follow_up_logits(model: nn.Module, batch: dict[str, Tensor], reset_memory: bool = False,
+                     generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor]]]:
+    """Yield ``(logits [B, T, V], moe_aux, follow-up batch)`` for follow-ups ``t = 1 .. N``.
+
+    ``batch`` holds ``[N + 1, B, T]`` tensors from :func:`pad_episodes`. With ``reset_memory`` the decoder
+    reads a fresh STM at every follow-up instead of the accumulated one (the no-memory control).
+    """
+    rxt = unwrap_model(model)
+    steps, size = batch["input_ids"].shape[:2]
+    stm = rxt.initial_stm(size, generator)  # [B, L, S, D]
+    for t in range(1, steps):
+        if reset_memory:
+            stm = rxt.initial_stm(size, generator)
+        else:
+            previous = trim({key: value[t - 1] for key, value in batch.items()})
+            stm = rxt.write_memory(stm, previous["input_ids"], previous["attention_mask"])
+        current = trim({key: value[t] for key, value in batch.items()})
+        logits, aux = rxt.decoder(current["input_ids"], stm, attention_mask=current["attention_mask"])
+        yield logits, aux, current
+
+
+def memory_aware_step(model: nn.Module, batch: dict[str, Tensor],
+                      config: MemoryAwareStageConfig) -> tuple[Tensor, dict[str, Any]]:
+    """One batch of episodes: mean follow-up answer loss through the accumulated STM (+ MoE aux)."""
+    losses, accuracies, auxes = [], [], []
+    for logits, aux, current in follow_up_logits(model, batch):
+        loss, accuracy = next_token_loss(logits, current)
+        losses.append(loss)
+        accuracies.append(accuracy)
+        auxes.append(aux)
+    ar_loss, aux_loss = torch.stack(losses).mean(), torch.stack(auxes).mean()
+    loss = ar_loss + config.moe_aux_weight * aux_loss
+    return loss, {"ar_loss": ar_loss.detach(), "aux_loss": aux_loss.detach(),
+                  "ar_acc": torch.stack(accuracies).mean(), "last_follow_up_loss": losses[-1].detach()}
+
+
+def train_memory_aware(model: nn.Module, episodes: list[list[Row]], config: MemoryAwareStageConfig,
+                       env: DistEnv, *, run_dir: str | Path | None = None, desc: str = "memory aware",
+                       eval_fn: EvalFn | None = None, run_config: Any = None) -> TrainResult:
+    """Train on ``episodes`` (rows from :func:`episode_rows`) with gradual unfreezing."""
+    rxt = unwrap_model(model)
+    available = model_groups(rxt)
+
+    def step_fn(m: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Any]]:
+        return memory_aware_step(m, batch, config)
+
+    def schedule(trainer: Trainer) -> list[str]:
+        progress = trainer.step if config.unfreeze_unit == "step" else trainer.epoch
+        return trainable_groups(progress, config, available)
+
+    with make_trainer(rxt, step_fn, episodes, pad_episodes, config, env, run_dir=run_dir, desc=desc,
+                      trainable=trainable_groups(0, config, available), trainable_schedule=schedule,
+                      eval_fn=eval_fn, run_config=run_config) as trainer:
+        return trainer.fit()

@@ -1,0 +1,73 @@
+"""``rxmrl train supervised`` on a tiny config: a subset of stages, one loadable checkpoint per stage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rxmrl.cli import main
+from rxmrl.config import load_config
+from rxmrl.model import ReactiveTransformer
+from rxmrl.tokenizer import RxTokenizer
+from rxmrl.training.supervised import SupervisedConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from supervised_helpers import TINY  # noqa: E402
+
+WARMSTART = Path(__file__).parents[1] / "experiments" / "warmstart.toml"
+
+
+def tiny_overrides(run_dir: Path) -> list[str]:
+    args = [f"run_dir={run_dir}", "data.num_validation_episodes=4", "data.curriculum_steps=2"]
+    args += [f"model.overrides.{key}={value}" for key, value in TINY.items()]
+    for stage in (1, 2, 3, 4):
+        args += [f"stage{stage}.loop.max_steps=3", f"stage{stage}.loop.progress=false",
+                 f"stage{stage}.loop.tensorboard=false", f"stage{stage}.loop.log_every=1",
+                 f"stage{stage}.schedule.warmup_steps=1", f"stage{stage}.batch_size=2"]
+    args += ["stage1.num_examples=8", "stage2.num_examples=8", "stage3.num_episodes=4", "stage4.num_episodes=4"]
+    return [flag for arg in args for flag in ("--set", arg)]
+
+
+def test_cli_runs_a_subset_of_stages_and_writes_loadable_checkpoints(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code = main(["train", "supervised", "--config", str(WARMSTART), "--stages", "1,3", *tiny_overrides(run_dir)])
+    assert code == 0
+    assert not (run_dir / "stage-2").exists() and not (run_dir / "stage-4").exists()
+    stage1, stage3 = (ReactiveTransformer.from_pretrained(run_dir / f"stage-{n}") for n in (1, 3))
+    tokenizer = RxTokenizer.load(run_dir / "stage-3")
+    assert stage3.config.vocab_size == tokenizer.vocab_size and stage3.config.dim == TINY["dim"]
+    # Stage 3 starts from stage 1 and trains only memory attention.
+    for name, value in stage1.state_dict().items():
+        assert torch.equal(value, stage3.state_dict()[name]) == (not name.startswith("memory_attention.")), name
+    saved = load_config(SupervisedConfig, run_dir / "stage-3" / "config.toml")
+    assert saved.run_dir == run_dir and saved.stage3.loop.max_steps == 3
+    assert json.loads((run_dir / "stage-3" / "stage.json").read_text())["steps"] == 3
+    assert (run_dir / "stage-3" / "run" / "metrics.jsonl").is_file()
+
+    # Re-running skips the finished stages; stage 4 starts from stage 3 and ends with the memory probe.
+    assert main(["train", "supervised", "--config", str(WARMSTART), "--stages", "3,4", *tiny_overrides(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "stage 3 (memory attention pre-training): 3 steps" in out and "(already done)" in out
+    assert "starts from stage-3" in out and "memory matters on validation follow-ups" in out
+    memory = json.loads((run_dir / "stage-4" / "stage.json").read_text())["memory"]
+    assert memory["tokens"] > 0 and memory["loss_with_memory"] > 0
+
+
+def test_cli_rejects_unknown_stages_and_config_keys(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "supervised", "--stages", "1,5"])
+    assert "expected numbers from 1 to 4" in capsys.readouterr().err
+    assert main(["train", "supervised", "--set", "stage4.unfreeze_encoder_at=-1",
+                 "--set", "stage4.unfreeze_memory_attention_at=2"]) == 2
+    assert main(["train", "supervised", "--set", "stage9.loop.max_steps=1"]) == 2
+    assert "stage9" in capsys.readouterr().out
+
+
+def test_warmstart_preset_loads_and_finishes_in_the_published_order():
+    config = load_config(SupervisedConfig, WARMSTART)
+    assert config.stages == [1, 2, 3, 4] and config.model.preset == "nano"
+    assert config.stage4.unfreeze_memory_attention_at <= config.stage4.unfreeze_encoder_at
