@@ -28,7 +28,7 @@ from rxmrl.training.mrl.curriculum import CurriculumState, StageData, epoch_batc
 from rxmrl.training.mrl.evaluate import Evaluation, bootstrap_mean_difference, evaluate_policy
 from rxmrl.training.mrl.objective import LossInputs, mrl_loss
 from rxmrl.training.mrl.rollout import (
-    EpisodeBatch, Rollout, RolloutScorer, collect_rollout, scoring_plan, tokenize_episodes,
+    EpisodeBatch, Rollout, RolloutScorer, collect_rollout, tokenize_episodes,
 )
 from rxmrl.training.mrl.trainer import MrlModel, MrlResult, MrlTrainer, build_reward, component_of
 
@@ -37,6 +37,6 @@ __all__ = [
     "MrlConfig", "MrlModel", "MrlResult", "MrlRunConfig", "MrlTrainer", "ObjectiveConfig", "RewardSettings",
     "Rollout", "RolloutScorer", "SamplingSettings", "StageConfig", "StageData", "bootstrap_mean_difference",
     "build_reward", "collect_rollout", "component_of", "compute_advantages", "epoch_batches",
-    "evaluate_policy", "explained_variance", "load_stage_data", "mrl_loss", "scoring_plan",
+    "evaluate_policy", "explained_variance", "load_stage_data", "mrl_loss",
     "tokenize_episodes",
 ]

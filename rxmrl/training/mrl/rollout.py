@@ -33,27 +33,8 @@ from torch import Tensor
 
 from rxmrl.data import Episode
 from rxmrl.model import ReactiveTransformer, SamplingConfig, interaction_ids, pad_batch, query_tokens
+from rxmrl.envs.plan import step_plan
 from rxmrl.rewards import RunningMean, fact_recall
-
-
-# ----------------------------------------------------------------------------------- scoring plan
-@dataclass(frozen=True)
-class StepScoring:
-    """How step ``t`` of one episode is scored: reward ``mode`` and the interaction index of its saved data."""
-
-    mode: str
-    saved_index: int
-
-
-def scoring_plan(steps: int, long_range: bool) -> list[StepScoring]:
-    """Cumulative: step ``t`` against interaction ``t`` (standard). Long-range: step 0 (topic switch)
-    ``negative`` against interaction 0, the final step ``long_range`` against interaction 0 -- the
-    interaction the final question is about, which the critic reads too."""
-    plan = [StepScoring("standard", t) for t in range(steps)]
-    if long_range:
-        plan[0] = StepScoring("negative", 0)
-        plan[-1] = StepScoring("long_range", 0)
-    return plan
 
 
 # ------------------------------------------------------------------------------- tokenised episodes
@@ -117,7 +98,7 @@ class RolloutScorer:
     def score_step(self, step: int, batch: EpisodeBatch, written: list[list[list[int]]], answers: Tensor,
                    answer_mask: Tensor, running_mean: RunningMean) -> tuple[Tensor, dict[str, Tensor]]:
         """Reward ``[B]`` and components of step ``step``; ``written[k][b]``: interaction ``k`` of row ``b``."""
-        plans = [scoring_plan(batch.steps, lr)[step] for lr in batch.long_range]
+        plans = [step_plan(batch.steps, lr)[step] for lr in batch.long_range]  # the env's table
         if step >= 1:
             running_mean.update(self.reward.embed_ids(written[step - 1], cache=False))
         saved = [written[p.saved_index][b] for b, p in enumerate(plans)]
@@ -253,7 +234,7 @@ def collect_rollout(
         timings["reference"] += time.perf_counter() - clock
         clock = time.perf_counter()
         saved_rows = [written[p.saved_index][b]
-                      for b, p in enumerate(scoring_plan(steps, lr)[t] for lr in batch.long_range)]
+                      for b, p in enumerate(step_plan(steps, lr)[t] for lr in batch.long_range)]
         c_ids, c_mask = pad_batch(critic_inputs(saved_rows, batch.queries[t], critic_max_len), device=device)
         values = critic(c_ids, c_mask, stm) if critic is not None else torch.zeros(size, device=device)
         timings["critic"] += time.perf_counter() - clock
