@@ -33,7 +33,7 @@ from torch import Tensor
 
 from rxmrl.data import Episode
 from rxmrl.model import ReactiveTransformer, SamplingConfig, interaction_ids, pad_batch, query_tokens
-from rxmrl.envs.plan import step_plan
+from rxmrl.envs.plan import StepSpec, step_plan
 from rxmrl.rewards import RunningMean, fact_recall
 
 
@@ -56,6 +56,11 @@ class EpisodeBatch:
     @property
     def steps(self) -> int:
         return len(self.queries)
+
+    def step_specs(self, step: int) -> list[StepSpec]:
+        """How each row's step ``step`` is scored: the env's table, built once per strategy in the batch."""
+        tables = {long_range: step_plan(self.steps, long_range) for long_range in set(self.long_range)}
+        return [tables[long_range][step] for long_range in self.long_range]
 
 
 def select_follow_ups(episode: Episode, steps: int, long_range: bool, where: str = "") -> Episode:
@@ -98,9 +103,10 @@ class RolloutScorer:
     def score_step(self, step: int, batch: EpisodeBatch, written: list[list[list[int]]], answers: Tensor,
                    answer_mask: Tensor, running_mean: RunningMean) -> tuple[Tensor, dict[str, Tensor]]:
         """Reward ``[B]`` and components of step ``step``; ``written[k][b]``: interaction ``k`` of row ``b``."""
-        plans = [step_plan(batch.steps, lr)[step] for lr in batch.long_range]  # the env's table
+        plans = batch.step_specs(step)
         if step >= 1:
-            running_mean.update(self.reward.embed_ids(written[step - 1], cache=False))
+            # interaction step-1 was the saved data of the previous step: cached there, not encoded again
+            running_mean.update(self.reward.embed_ids(written[step - 1], cache=True))
         saved = [written[p.saved_index][b] for b, p in enumerate(plans)]
         out = self.reward.score_ids(answers, batch.references[step], saved, generated_lengths=answer_mask.sum(1),
                                     modes=[p.mode for p in plans], running_mean=running_mean.value)
@@ -234,7 +240,7 @@ def collect_rollout(
         timings["reference"] += time.perf_counter() - clock
         clock = time.perf_counter()
         saved_rows = [written[p.saved_index][b]
-                      for b, p in enumerate(step_plan(steps, lr)[t] for lr in batch.long_range)]
+                      for b, p in enumerate(batch.step_specs(t))]
         c_ids, c_mask = pad_batch(critic_inputs(saved_rows, batch.queries[t], critic_max_len), device=device)
         values = critic(c_ids, c_mask, stm) if critic is not None else torch.zeros(size, device=device)
         timings["critic"] += time.perf_counter() - clock
