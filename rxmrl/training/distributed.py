@@ -110,6 +110,12 @@ def barrier(env: DistEnv) -> None:
 
 
 def cleanup() -> None:
-    """Leave the process group (safe to call when none was joined)."""
+    """Leave the process group (safe to call when none was joined).
+
+    Every rank waits at a barrier first: a rank that tears down its gloo group while another rank is
+    still working (rank 0 writing files, say) can abort the other with ``terminate called without an
+    active exception``.
+    """
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
