@@ -147,6 +147,19 @@ def test_memory_attention_output_shape_and_gradients(variant):
     assert all(p.grad is not None for p in model.memory_attention.parameters())
 
 
+@pytest.mark.parametrize("slot_identity", [False, True])
+def test_slot_identity_lets_identical_slots_read_different_content(slot_identity):
+    """Without a per-slot query offset, slots that hold the same vector stay identical after every write."""
+    model = tiny_model(slot_identity=slot_identity, gate_init_bias=40.0)
+    stm = torch.randn(2, 2, 1, 32).expand(2, 2, 8, 32)  # every slot holds the same vector
+    new_stm = model.memory_attention(stm, torch.randn(2, 2, 9, 32))
+    spread = (new_stm - new_stm.mean(2, keepdim=True)).abs().max() / new_stm.abs().mean()  # relative
+    assert (spread > 1e-2) if slot_identity else (spread < 1e-5)
+    if slot_identity:
+        assert model.memory_attention.slot_identity.shape == (8, 32)
+        assert any(p is model.memory_attention.slot_identity for p in model.parameter_groups()["memory_attention"])
+
+
 def test_decoder_reads_encoder_states_as_memory_with_padding_mask():
     """Stage 1 feeds per-layer encoder states [B, L, T, D] (any length) as memory."""
     model = tiny_model()

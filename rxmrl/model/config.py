@@ -40,6 +40,8 @@ class RxTConfig:
     residual_gate: str = "elementwise"  # one of RESIDUAL_GATES (per-slot elementwise or linear)
     gate_activation: str = "sigmoid"  # one of GATE_ACTIVATIONS
     gate_init_bias: float = 0.0  # initial gate pre-activation (sigmoid(0) = 0.5)
+    slot_identity: bool = True  # learned per-slot query offset in memory attention (see model/memory.py)
+    slot_identity_std: float = 1.0  # its init std: comparable to the RMS-normed slot content
     stm_init: str = "normal"  # one of STM_INIT_TYPES
     stm_init_std: float = 0.02  # std of the "normal" STM init
     rope_theta: float = 10_000.0

@@ -3,11 +3,17 @@
 Each layer ``l`` (pre-norm residual blocks)::
 
     h = x + SelfAttn(norm(x))                 # causal, RoPE on queries and keys, KV-cached
-    h = h + MemCrossAttn(norm(h), memory[:, l])  # RoPE on queries only; memory keys/values cached
+    h = h + MemCrossAttn(norm(h), norm_m(memory[:, l]))  # RoPE on queries only; memory K/V cached
     y = h + MoE(norm(h))                      # top-k experts + load-balancing aux loss
 
 ``memory`` is ``[B, L, S, D]``: the STM, or any per-layer memory with another slot count (stage 1 of
 the supervised warm start feeds the encoder's per-layer hidden states with a key padding mask).
+
+``norm_m`` normalises the memory before its key/value projection. The memory is a residual stream (encoder
+states, or STM written from them) whose scale is small and drifts (RMS ≈ 0.2 on nano); projected raw, its
+keys were so small that memory cross-attention was nearly uniform, and the decoder learned to ignore its
+memory altogether (measured: its answer loss barely changed even with the interaction's own encoder states
+as memory).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class DecoderLayer(nn.Module):
         self.self_norm = RMSNorm(config.dim, config.norm_eps)
         self.self_attn = Attention(*heads, rope="both", rope_theta=config.rope_theta)
         self.memory_norm = RMSNorm(config.dim, config.norm_eps)
+        self.memory_kv_norm = RMSNorm(config.dim, config.norm_eps)
         self.memory_cross_attn = Attention(*heads, rope="query", rope_theta=config.rope_theta)
         self.ff_norm = RMSNorm(config.dim, config.norm_eps)
         self.moe = MoE(config.dim, config.expert_dim, config.num_experts, config.experts_per_token)
@@ -100,7 +107,8 @@ class Decoder(nn.Module):
                 f"memory has shape {tuple(memory.shape)}, expected [B, {len(self.layers)}, S, "
                 f"{self.config.dim}]"
             )
-        return [layer.memory_cross_attn.project_kv(memory[:, i]) for i, layer in enumerate(self.layers)]
+        return [layer.memory_cross_attn.project_kv(layer.memory_kv_norm(memory[:, i]))
+                for i, layer in enumerate(self.layers)]
 
     def new_cache(
         self, memory: Tensor, max_len: int, memory_mask: Tensor | None = None

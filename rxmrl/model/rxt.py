@@ -108,7 +108,7 @@ class ReactiveTransformer(nn.Module):
             seen.add(id(param))
             top = name.split(".")[0]
             if top == "decoder":
-                cross = ".memory_cross_attn." in name or ".memory_norm." in name
+                cross = any(f".{part}." in name for part in ("memory_cross_attn", "memory_norm", "memory_kv_norm"))
                 groups["memory_cross_attention" if cross else "decoder"].append(param)
             elif top in groups:
                 groups[top].append(param)

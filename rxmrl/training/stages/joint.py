@@ -4,7 +4,7 @@ One algorithm, two data sets. For a batch of sequences ``x`` (right-padded):
 
     x̃            = mask(x)                                     # BERT-style 80/10/10 on 15% of tokens
     ED, z_mlm    = Encoder(x̃)                                  # ED: [B, L, T, D], z_mlm: [B, T, V]
-    M            = stopgrad(ED) + σ·ε,  ε ~ N(0, I)            # the decoder's "memory" for this step
+    M            = stopgrad(ED) + σ·rms(ED)·ε,  ε ~ N(0, I)    # the decoder's "memory"; rms per token
     z_ar         = Decoder(x, memory=M, memory_mask=pad mask)  # causal; cross-attends layer l of M
     L            = α·CE(z_ar[:-1], x[1:]) + β·CE_masked(z_mlm, x) + λ·L_MoE
 
@@ -12,7 +12,11 @@ Why this shape: the decoder's memory cross-attention must learn to *read* a per-
 real STM exists, so it reads the encoder's layer outputs of the same text -- the closest stand-in for what
 memory attention will later write. The detach keeps the AR loss from shaping the encoder (the encoder
 learns from MLM alone), and the noise keeps the decoder from relying on an exact copy: it must still model
-language itself. The embedding is shared, so both losses train it. Stage 2 uses the interaction format
+language itself. The noise is relative to each token state's RMS because the encoder's residual stream
+is small and drifts during training (RMS ≈ 0.18 on nano after stage 1): an absolute σ = 0.15 drowned the
+signal, and the decoder learned to ignore its memory (its loss with the interaction's own encoder states
+as memory was barely below the loss with random memory, and nothing later could make memory matter).
+The embedding is shared, so both losses train it. Stage 2 uses the interaction format
 ``[BOS][Q] q [A] a [EOS]`` and always keeps ``[EOS]`` among the AR targets, so the decoder learns to stop.
 """
 
@@ -41,7 +45,7 @@ class JointStageConfig(StageLoop):
     mlm_weight: float = 1.0  # β
     moe_aux_weight: float = 0.01  # λ, MoE load balancing
     mask_prob: float = 0.15  # share of tokens the encoder sees corrupted
-    memory_noise: float = 0.15  # σ of the Gaussian noise on the detached encoder outputs
+    memory_noise: float = 0.15  # σ of the Gaussian noise on the detached encoder outputs, relative to their RMS
     answer_only: bool = False  # stage 2: AR targets only on answer tokens + [EOS] (False: every token)
 
 
@@ -53,7 +57,8 @@ def joint_step(model: nn.Module, batch: dict[str, Tensor], config: JointStageCon
     encoded, mlm_logits = rxt.encoder(masked, mask, return_mlm_logits=True)  # [B, L, T, D], [B, T, V]
     memory = encoded.detach()
     if config.memory_noise > 0:
-        memory = memory + config.memory_noise * torch.randn_like(memory)
+        rms = memory.pow(2).mean(-1, keepdim=True).sqrt()  # [B, L, T, 1]
+        memory = memory + config.memory_noise * rms * torch.randn_like(memory)
     logits, aux = rxt.decoder(ids, memory, memory_mask=mask, attention_mask=mask)  # [B, T, V]
     ar_loss, ar_acc = next_token_loss(logits, batch)
     mlm_loss, mlm_acc = masked_cross_entropy(mlm_logits, ids, selected)

@@ -13,6 +13,15 @@ so the memory system learns to *write* what the decoder later needs to *read*. T
 curriculum repeat facts of earlier interactions, so their loss falls below what a fresh memory allows only
 when memory works (:func:`rxmrl.training.memory_probe.memory_matters` measures exactly that).
 
+How long it takes (measured on the nano preset, embedded curriculum): reading facts out of memory is a
+late, sudden skill, like an induction head. With the previous interaction's own encoder states as memory,
+a decoder trained alone starts to use them after ~500-700 steps (fact-token loss 1.47 with memory vs 3.21
+reset at 900 steps); with the learned STM, the fact-token loss gap (reset − with memory) was 0.00 at 500
+steps, 0.05 at 750 and 0.21 at 1500, still growing. So the warm start runs 1500 steps: 600 steps showed no
+gap at all. Three model fixes were needed before any gap appeared: memory keys/values normalised in the
+decoder (``memory_kv_norm``), noise relative to the encoder states' RMS in stages 1-2, and a per-slot
+identity in memory attention's queries.
+
 Gradual unfreezing: the decoder (and its memory cross-attention) trains from the start; memory attention
 (with a learned initial STM) joins after ``unfreeze_memory_attention_at`` steps (or epochs, see ``unfreeze_unit``), the encoder and the
 shared embedding after ``unfreeze_encoder_at``. A component that is frozen stays bit-identical. Starting
