@@ -27,10 +27,11 @@ MODELS = ("warm_start", "mrl", "baseline", "oracle", "random")
 class EvalSection:
     """The reward-range evaluation every model plays on the same validation episodes."""
 
+    source: str = ""  # curriculum source ("": the MRL curriculum's, mrl.data_source)
     steps: int = 8  # follow-ups per episode: 8 gives the published "8+1-step episodes"
     strategy: Literal["cumulative", "long_range"] = "cumulative"  # curriculum config steps-N or steps-N-lr
     split: str = "validation"
-    num_episodes: int = 64  # the same episodes for every model
+    num_episodes: int | None = 64  # the same episodes for every model ("none": the whole split)
     batch_size: int = 32  # episodes stepped together
     reward: str = "default"  # reward preset: default | rxlm | rxnn-len
     # encoder: the bundled sentence encoder (one reward for every model); token: fixed random token embeddings
@@ -38,14 +39,22 @@ class EvalSection:
     max_new_tokens: int = 48  # answer length limit of the trained models
     models: list[str] = field(default_factory=lambda: list(MODELS))  # which rows to evaluate
     seed: int = 0  # episode order, the random agent, sampling
+    device: str = "auto"  # where the models answer: auto (cuda when available) | cpu | cuda | cuda:1 ...
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.num_episodes < 1 or self.batch_size < 1:
+        if self.steps < 1 or (self.num_episodes is not None and self.num_episodes < 1) or self.batch_size < 1:
             raise ValueError(f"steps={self.steps}, num_episodes={self.num_episodes}, batch_size={self.batch_size}:"
                              " expected positive counts")
         unknown = [m for m in self.models if m not in MODELS]
         if unknown or not self.models:
             raise ValueError(f"models {self.models}: expected a non-empty subset of {list(MODELS)}")
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     @property
     def curriculum_config(self) -> str:
@@ -113,11 +122,13 @@ class PipelineConfig:
                 "mrl.init": self.mrl.init, "baseline.output_dir": self.baseline.output_dir}
 
     def resolved(self) -> PipelineConfig:
-        """A copy with each phase's paths under ``run_dir``, the top-level seed in every section and the
-        stage-4 warm start as MRL's ``init``: the configuration the phases actually run with."""
+        """A copy with each phase's paths under ``run_dir``, the top-level seed in every section, the
+        stage-4 warm start as MRL's ``init`` and the evaluation's source filled in: the configuration the
+        phases actually run with."""
         paths = self.phase_paths()
         supervised = dataclasses.replace(self.supervised, run_dir=Path(paths["supervised.run_dir"]), seed=self.seed)
         mrl = dataclasses.replace(self.mrl, run_dir=paths["mrl.run_dir"], init=paths["mrl.init"], seed=self.seed)
         baseline = dataclasses.replace(self.baseline, output_dir=paths["baseline.output_dir"],
                                        sft=dataclasses.replace(self.baseline.sft, seed=self.seed))
-        return dataclasses.replace(self, supervised=supervised, mrl=mrl, baseline=baseline)
+        evaluation = dataclasses.replace(self.eval, source=self.eval.source or self.mrl.data_source)
+        return dataclasses.replace(self, supervised=supervised, mrl=mrl, baseline=baseline, eval=evaluation)

@@ -87,12 +87,12 @@ def phase_data(config: PipelineConfig) -> dict[str, Any]:
 
     tokenizer = load_tokenizer(config.supervised.data)
     ev = config.eval
-    episodes = load_curriculum(config.supervised.data.source, config=ev.curriculum_config, split=ev.split,
+    episodes = load_curriculum(ev.source, config=ev.curriculum_config, split=ev.split,
                                num_episodes=ev.num_episodes, seed=config.supervised.data.seed).episodes
-    if len(episodes) < ev.num_episodes:
+    if ev.num_episodes is not None and len(episodes) < ev.num_episodes:
         raise ValueError(f"eval.num_episodes={ev.num_episodes}, but {ev.curriculum_config}/{ev.split} of "
-                         f"{config.supervised.data.source!r} holds {len(episodes)}")
-    info = {"tokenizer_vocab_size": tokenizer.vocab_size, "source": config.supervised.data.source,
+                         f"{ev.source!r} holds {len(episodes)}")
+    info = {"tokenizer_vocab_size": tokenizer.vocab_size, "eval_source": ev.source,
             "eval_config": ev.curriculum_config, "eval_split": ev.split, "eval_episodes": len(episodes)}
     write_json(Path(config.run_dir) / "data.json", info)
     return info
@@ -133,10 +133,11 @@ def phase_eval(config: PipelineConfig) -> dict[str, Any]:
 
     ev, dirs = config.eval, model_dirs(config.run_dir)
     tokenizer = RxTokenizer.load(dirs["warm_start"])
-    env = BatchedMrlEnv(ev.batch_size, config.supervised.data.source, ev.steps, ev.split,
-                        config=ev.curriculum_config, num_episodes=ev.num_episodes, data_seed=config.supervised.data.seed,
-                        reward=ev.reward, similarity=ev.similarity, tokenizer=tokenizer, order="sequential",
-                        seed=ev.seed)
+    device = ev.resolved_device()
+    env = BatchedMrlEnv(ev.batch_size, ev.source, ev.steps, ev.split, config=ev.curriculum_config,
+                        num_episodes=ev.num_episodes, data_seed=config.supervised.data.seed, reward=ev.reward,
+                        similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=ev.seed,
+                        device=device)
     episodes = [e for pool in env.sampler.pools.values() for e in pool]
     # not "reward": the summary's reward statistics use that key
     meta = {"config": ev.curriculum_config, "split": ev.split, "scoring": f"{ev.reward} ({ev.similarity})"}
@@ -145,7 +146,7 @@ def phase_eval(config: PipelineConfig) -> dict[str, Any]:
         path = Path(config.run_dir) / "eval" / f"{name}.json"
         if not path.is_file():
             agent = load_agent(dirs[name], episodes, tokenizer=tokenizer, seed=ev.seed,
-                               max_new_tokens=ev.max_new_tokens)
+                               max_new_tokens=ev.max_new_tokens, device=device)
             result = evaluate(agent, env, ev.num_episodes, seed=ev.seed, meta=meta)
             write_json(path, evaluation_record(name, dirs[name], result))
             reward = result.reward()
@@ -172,10 +173,10 @@ def phase_latency(config: PipelineConfig) -> dict[str, Any]:
     from rxmrl.baseline.train import load_baseline, torch_threads
     from rxmrl.model import ReactiveTransformer
 
-    dirs = model_dirs(config.run_dir)
+    dirs, device = model_dirs(config.run_dir), config.eval.resolved_device()
     with torch_threads(config.latency.threads):
-        stateless, tokenizer = load_baseline(dirs["baseline"])
-        rxt = ReactiveTransformer.from_pretrained(dirs["mrl"])
+        stateless, tokenizer = load_baseline(dirs["baseline"], device)
+        rxt = ReactiveTransformer.from_pretrained(dirs["mrl"], device=device)
         rows = measure_latency(stateless, rxt, tokenizer, latency_conversation(config.latency.turns),
                                repeats=config.latency.repeats)
     print(format_latency_table(rows), flush=True)
@@ -205,6 +206,7 @@ def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: C
     Returns the wall seconds of every finished phase (also in ``RUN_DIR/timings.json``). The report is
     re-written whenever an earlier phase ran, so it never shows stale numbers.
     """
+    from rxmrl.baseline.train import torch_threads
     from rxmrl.config import format_config, save_config
 
     config = config.resolved()
@@ -216,10 +218,13 @@ def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: C
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, run_dir / CONFIG_FILE)
     say(format_config(config))
-    if config.torch_threads is not None:
-        import torch
+    with torch_threads(config.torch_threads):
+        _run_phases(config, chosen, say)
+    return read_timings(run_dir)
 
-        torch.set_num_threads(config.torch_threads)
+
+def _run_phases(config: PipelineConfig, chosen: list[str], say: Callable[[str], None]) -> None:
+    run_dir = Path(config.run_dir)
     started, ran_any = time.perf_counter(), False
     for number, phase in enumerate(chosen, start=1):
         tag = f"[{number}/{len(chosen)}] {phase} ({PHASE_TITLES[phase]})"
@@ -228,7 +233,7 @@ def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: C
             seconds = json.loads(marker.read_text(encoding="utf-8"))["seconds"]
             say(f"{tag}: finished earlier in {seconds:.1f} s, skipped")
             continue
-        say(f"{tag}: starting", )
+        say(f"{tag}: starting")
         clock = time.perf_counter()
         outputs = PHASE_FUNCTIONS[phase](config)
         seconds = time.perf_counter() - clock
@@ -242,4 +247,3 @@ def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: C
     timings = read_timings(run_dir)
     say(f"run {run_dir}: {time.perf_counter() - started:.1f} s this time; phases "
         + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
-    return timings
