@@ -28,9 +28,8 @@ PUBLISHED_ROWS: tuple[PublishedRow, ...] = (
 
 
 def format_published_rows(label_width: int = 34) -> str:
-    """The published rows under a header that says what they are, in the reward-range table's columns."""
-    lines = [PUBLISHED_NOTE + ":"]
+    """The published rows as their own small table, under a header that says what they are."""
+    lines = [PUBLISHED_NOTE + ":", f"{'model':<{label_width}}{'reward mean':>12}{'min':>7}{'max':>7}"]
     for row in PUBLISHED_ROWS:
-        lines.append(f"{row.model:<{label_width}}{row.reward_mean:>8.2f}{'':>20}{row.reward_min:>7.2f}"
-                     f"{row.reward_max:>7.2f}{'n/a':>30}")
+        lines.append(f"{row.model:<{label_width}}{row.reward_mean:>12.2f}{row.reward_min:>7.2f}{row.reward_max:>7.2f}")
     return "\n".join(lines)
