@@ -137,3 +137,14 @@ def test_rerun_skips_finished_phases_and_redoes_only_missing_models(run):
     assert (run_dir / "eval" / "oracle.json").stat().st_mtime_ns == oracle
     assert "skipped" in lines_about(lines, "latency")[0]
     assert "done in" in lines_about(lines, "report")[-1]  # an earlier phase ran: the report is rewritten
+
+
+def test_rerun_with_a_changed_config_names_the_changed_keys(run):
+    changed = load_config(PipelineConfig, QUICKSTART, [*tiny_overrides(run["dir"]), "eval.max_new_tokens=5"])
+    lines = []
+    run_pipeline(changed, ["report"], say=lines.append)
+    notes = [line for line in lines if line.startswith("note:")]
+    assert len(notes) == 1 and "differs in eval.max_new_tokens;" in notes[0]
+    lines.clear()
+    run_pipeline(run["config"], ["report"], say=lines.append)  # back to the module's config
+    assert "differs in eval.max_new_tokens;" in lines[0]

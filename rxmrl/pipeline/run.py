@@ -216,11 +216,32 @@ def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: C
         raise ValueError(f"unknown phase(s) {unknown}; expected some of {list(PHASES)}")
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    changed = changed_keys(run_dir / CONFIG_FILE, config)
+    if changed:
+        say(f"note: {run_dir / CONFIG_FILE} of the earlier run differs in {', '.join(changed)}; finished phases "
+            "keep their results (delete RUN_DIR/phases/PHASE.json to redo a phase)")
     save_config(config, run_dir / CONFIG_FILE)
     say(format_config(config))
     with torch_threads(config.torch_threads):
         _run_phases(config, chosen, say)
     return read_timings(run_dir)
+
+
+def changed_keys(saved: Path, config: PipelineConfig) -> list[str]:
+    """Keys whose value differs between a run directory's saved config and ``config`` (empty if none saved)."""
+    from rxmrl.config import format_config, load_config
+
+    if not saved.is_file():
+        return []
+    before = dict(_config_lines(format_config(load_config(PipelineConfig, saved))))
+    after = dict(_config_lines(format_config(config)))
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def _config_lines(text: str):
+    for line in text.splitlines()[1:]:
+        key, _, value = line.strip().partition(" = ")
+        yield key.strip(), value
 
 
 def _run_phases(config: PipelineConfig, chosen: list[str], say: Callable[[str], None]) -> None:
