@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rxmrl.training.commands",
     "rxmrl.training.mrl_commands",
     "rxmrl.baseline.commands",
+    "rxmrl.pipeline.commands",
 )
 
 

@@ -1,5 +1,8 @@
 """``rxmrl eval``: the reward range of an agent (oracle, random, or a checkpoint) on a curriculum split.
 
+    rxmrl eval --agent runs/quickstart/mrl/final --config steps-8      # our row, then the published rows
+    rxmrl eval --compare runs/quickstart/mrl/final runs/quickstart/warmstart/stage-4
+
 The top level stays light (only argparse); torch, the env and the encoder load inside the handler.
 """
 
@@ -13,7 +16,10 @@ import sys
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval", help="reward range (mean/min/max, per step) and fact recall of an agent on a curriculum split")
-    parser.add_argument("--agent", required=True, help="oracle | random | a checkpoint folder (save_pretrained)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--agent", help="oracle | random | a checkpoint folder (save_pretrained)")
+    which.add_argument("--compare", nargs=2, metavar=("A", "B"),
+                       help="two agents on the same episodes: both rows and the paired difference A - B")
     parser.add_argument("--config", default="steps-8", help="curriculum config, steps-N or steps-N-lr")
     parser.add_argument("--split", default="validation", help="train | validation | supervised")
     parser.add_argument("--source", default="embedded", help="embedded | a local folder/file | a hub id")
@@ -37,12 +43,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _eval(args: argparse.Namespace) -> int:
     from rxmrl.data import CurriculumValidationError
 
+    from rxmrl.evaluation.published import format_published_rows
+
     try:
-        result = run_eval(args)
+        if args.compare:
+            from rxmrl.evaluation.compare import compare
+
+            first, second = (run_eval(argparse.Namespace(**{**vars(args), "agent": spec})) for spec in args.compare)
+            result = compare(first, second)
+        else:
+            result = run_eval(args)
     except (CurriculumValidationError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(result.summary(), indent=2) if args.json else result.format_table())
+    if args.json:
+        print(json.dumps(result.summary(), indent=2))
+    else:
+        print(result.format_table() + "\n\n" + format_published_rows())
     return 0
 
 
@@ -60,8 +77,14 @@ def run_eval(args: argparse.Namespace):
     agent = load_agent(args.agent, episodes, tokenizer=tokenizer, seed=args.seed,
                        max_new_tokens=args.max_new_tokens, device=args.device)
     if args.similarity == "token":
-        env = _with_token_similarity(env, agent, args)
-    meta = {"config": args.config, "split": args.split, "reward": f"{args.reward} ({args.similarity})"}
+        if getattr(args, "compare", None):  # one reward for both: fixed token embeddings, not each model's own
+            from rxmrl.envs.scoring import RewardScorer, build_reward, token_similarity
+
+            env.reward = build_reward(args.reward, token_similarity(env.tokenizer), env.tokenizer)
+            env.scorer = RewardScorer(env.reward)
+        else:
+            env = _with_token_similarity(env, agent, args)
+    meta = {"config": args.config, "split": args.split, "scoring": f"{args.reward} ({args.similarity})"}
     return evaluate(agent, env, args.episodes, seed=args.seed, meta=meta)
 
 

@@ -1,0 +1,134 @@
+"""The whole experiment as one typed tree whose sections are the configs of the commands it chains.
+
+``[supervised]`` is :class:`~rxmrl.training.supervised.SupervisedConfig` (``rxmrl train supervised``),
+``[mrl]`` is :class:`~rxmrl.training.mrl.config.MrlRunConfig` (``rxmrl train mrl``; its algorithm settings
+sit in ``[mrl.mrl]``), ``[baseline]`` is :class:`~rxmrl.baseline.train.BaselineConfig` (``rxmrl baseline
+train``), so a section of ``experiments/warmstart.toml`` pastes in unchanged. Where each phase writes is not a
+setting of its own: the pipeline places every phase under the top-level ``run_dir`` (see
+:meth:`PipelineConfig.resolved`) and rejects a section path that disagrees, so a run never writes half of
+its outputs somewhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from rxmrl.baseline.train import BaselineConfig
+from rxmrl.training.mrl.config import MrlRunConfig
+from rxmrl.training.supervised import SupervisedConfig
+
+MODELS = ("warm_start", "mrl", "baseline", "oracle", "random")
+
+
+@dataclass
+class EvalSection:
+    """The reward-range evaluation every model plays on the same validation episodes."""
+
+    source: str = ""  # curriculum source ("": the MRL curriculum's, mrl.data_source)
+    steps: int = 8  # follow-ups per episode: 8 gives the published "8+1-step episodes"
+    strategy: Literal["cumulative", "long_range"] = "cumulative"  # curriculum config steps-N or steps-N-lr
+    split: str = "validation"
+    num_episodes: int | None = 64  # the same episodes for every model ("none": the whole split)
+    batch_size: int = 32  # episodes stepped together
+    reward: str = "default"  # reward preset: default | rxlm | rxnn-len
+    # encoder: the bundled sentence encoder (one reward for every model); token: fixed random token embeddings
+    similarity: Literal["encoder", "token"] = "encoder"
+    max_new_tokens: int = 48  # answer length limit of the trained models
+    models: list[str] = field(default_factory=lambda: list(MODELS))  # which rows to evaluate
+    seed: int = 0  # episode order, the random agent, sampling
+    device: str = "auto"  # where the models answer: auto (cuda when available) | cpu | cuda | cuda:1 ...
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or (self.num_episodes is not None and self.num_episodes < 1) or self.batch_size < 1:
+            raise ValueError(f"steps={self.steps}, num_episodes={self.num_episodes}, batch_size={self.batch_size}:"
+                             " expected positive counts")
+        unknown = [m for m in self.models if m not in MODELS]
+        if unknown or not self.models:
+            raise ValueError(f"models {self.models}: expected a non-empty subset of {list(MODELS)}")
+
+    def resolved_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def curriculum_config(self) -> str:
+        return f"steps-{self.steps}" + ("-lr" if self.strategy == "long_range" else "")
+
+
+@dataclass
+class LatencySection:
+    """Per-turn latency, RxT vs the stateless baseline, as the conversation grows."""
+
+    enabled: bool = True
+    turns: int = 9  # interactions of the conversation (saved + 8 follow-ups)
+    repeats: int = 3  # timings per turn; the median is kept
+    threads: int = 1  # torch threads while timing (1 is steadiest on a shared CPU)
+
+    def __post_init__(self) -> None:
+        if self.turns < 1 or self.repeats < 1 or self.threads < 1:
+            raise ValueError(f"turns={self.turns}, repeats={self.repeats}, threads={self.threads}: expected >= 1")
+
+
+@dataclass
+class ReportSection:
+    histogram_bins: int = 20  # bins of the per-episode reward histograms
+    published: bool = True  # show the published rows (clearly labelled) under ours
+
+
+@dataclass
+class PipelineConfig:
+    """``rxmrl run CONFIG``: every phase of an experiment (see :mod:`rxmrl.pipeline.run`)."""
+
+    run_dir: Path = Path("runs/quickstart")  # everything the run makes lands here
+    seed: int = 0  # seeds the warm start, MRL and the baseline (each section's own seed is set from it)
+    torch_threads: int | None = None  # torch threads for the whole run ("none": torch's default)
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
+    mrl: MrlRunConfig = field(default_factory=MrlRunConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    eval: EvalSection = field(default_factory=EvalSection)
+    latency: LatencySection = field(default_factory=LatencySection)
+    report: ReportSection = field(default_factory=ReportSection)
+
+    def __post_init__(self) -> None:
+        self.run_dir = Path(self.run_dir)
+        placed = self.phase_paths()
+        defaults = {"supervised.run_dir": str(SupervisedConfig().run_dir), "mrl.run_dir": MrlRunConfig().run_dir,
+                    "mrl.init": MrlRunConfig().init, "baseline.output_dir": BaselineConfig().output_dir}
+        seeds = {"supervised.seed": self.supervised.seed, "mrl.seed": self.mrl.seed,
+                 "baseline.sft.seed": self.baseline.sft.seed}
+        for key, value in seeds.items():
+            if value not in (0, self.seed):
+                raise ValueError(f"{key} = {value}: the pipeline seeds every phase from the top-level seed "
+                                 f"(now {self.seed}); set seed instead")
+        for key, value in self._section_paths().items():
+            if value not in (defaults[key], placed[key]):
+                raise ValueError(f"{key} = {value!r}: the pipeline places this phase at {placed[key]!r} under "
+                                 f"run_dir; set run_dir (now {str(self.run_dir)!r}) instead")
+
+    def phase_paths(self) -> dict[str, str]:
+        """Where each phase writes (and where MRL starts from), all under ``run_dir``."""
+        return {"supervised.run_dir": str(self.run_dir / "warmstart"), "mrl.run_dir": str(self.run_dir / "mrl"),
+                "mrl.init": str(self.run_dir / "warmstart" / "stage-4"),
+                "baseline.output_dir": str(self.run_dir / "baseline")}
+
+    def _section_paths(self) -> dict[str, str]:
+        return {"supervised.run_dir": str(self.supervised.run_dir), "mrl.run_dir": self.mrl.run_dir,
+                "mrl.init": self.mrl.init, "baseline.output_dir": self.baseline.output_dir}
+
+    def resolved(self) -> PipelineConfig:
+        """A copy with each phase's paths under ``run_dir``, the top-level seed in every section, the
+        stage-4 warm start as MRL's ``init`` and the evaluation's source filled in: the configuration the
+        phases actually run with."""
+        paths = self.phase_paths()
+        supervised = dataclasses.replace(self.supervised, run_dir=Path(paths["supervised.run_dir"]), seed=self.seed)
+        mrl = dataclasses.replace(self.mrl, run_dir=paths["mrl.run_dir"], init=paths["mrl.init"], seed=self.seed)
+        baseline = dataclasses.replace(self.baseline, output_dir=paths["baseline.output_dir"],
+                                       sft=dataclasses.replace(self.baseline.sft, seed=self.seed))
+        evaluation = dataclasses.replace(self.eval, source=self.eval.source or self.mrl.data_source)
+        return dataclasses.replace(self, supervised=supervised, mrl=mrl, baseline=baseline, eval=evaluation)

@@ -1,0 +1,177 @@
+"""``report.md``: tables and plots of a run, every number read from the run directory's files.
+
+Sources: ``eval/MODEL.json`` (reward range and fact recall per model), ``latency.json`` (per-turn latency),
+``mrl/metrics.jsonl`` (reward over MRL training), ``mrl/comparison.json`` (MRL vs warm start per stage),
+``phases/*.json`` and ``warmstart/stage-N/stage.json`` (wall times). Nothing is recomputed here, so the
+report and the files cannot disagree; a missing file leaves its section out with a note.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rxmrl.evaluation.published import PUBLISHED_NOTE, PUBLISHED_ROWS
+from rxmrl.pipeline.config import MODELS, PipelineConfig
+from rxmrl.pipeline.plots import plot_fact_recall, plot_mrl_rewards, plot_reward_by_step, plot_reward_histograms
+from rxmrl.pipeline.run import model_dirs, read_timings
+
+LABELS = {"warm_start": "RxT warm start (stage 4)", "mrl": "RxT after MRL", "baseline": "stateless LLM baseline",
+          "oracle": "oracle (reference answers)", "random": "random (other episodes' answers)"}
+SHORT_LABELS = {"warm_start": "warm start", "mrl": "MRL", "baseline": "stateless", "oracle": "oracle",
+                "random": "random"}
+
+
+def load_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """``eval/MODEL.json`` of every model that has one, in the fixed model order."""
+    folder = Path(run_dir) / "eval"
+    return {name: json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
+            for name in MODELS if (folder / f"{name}.json").is_file()}
+
+
+def format_interval(stat: dict[str, Any] | None, digits: int) -> str:
+    """``mean [low, high]`` of a summary stat (``n/a`` when the JSON holds null)."""
+    if not stat or stat.get("mean") is None:
+        return "n/a"
+    low, high = stat.get("ci_low"), stat.get("ci_high")
+    ci = "" if low is None or high is None else f" [{low:.{digits}f}, {high:.{digits}f}]"
+    return f"{stat['mean']:.{digits}f}{ci}"
+
+
+def format_number(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def latency_by_model(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Milliseconds of the last measured turn: RxT rows (same architecture) and the stateless baseline."""
+    if not rows:
+        return {}
+    last = rows[-1]
+    return {"warm_start": last["rxt_seconds"] * 1e3, "mrl": last["rxt_seconds"] * 1e3,
+            "baseline": last["stateless_seconds"] * 1e3}
+
+
+def results_table(results: dict[str, dict[str, Any]], latency: list[dict[str, Any]]) -> str:
+    """Our rows: reward mean [95% CI], min, max, fact recall [95% CI], latency of the last turn."""
+    turn = f"turn {len(latency)}" if latency else "n/a"
+    ms = latency_by_model(latency)
+    lines = [f"| model | reward mean [95% CI] | min | max | fact recall [95% CI] | latency, {turn} (ms) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, record in results.items():
+        summary = record["summary"]
+        reward = summary["reward"]
+        lines.append(f"| {LABELS[name]} | {format_interval(reward, 2)} | {format_number(reward['min'], 2)} "
+                     f"| {format_number(reward['max'], 2)} | {format_interval(summary['fact_recall'], 3)} "
+                     f"| {format_number(ms.get(name), 1) if name in ms else '–'} |")
+    return "\n".join(lines)
+
+
+def published_table() -> str:
+    lines = [f"*{PUBLISHED_NOTE}.*", "", "| model (published) | reward mean | min | max |", "|---|---:|---:|---:|"]
+    lines += [f"| {r.model} | {r.reward_mean:.1f} | {r.reward_min:.1f} | {r.reward_max:.1f} |" for r in PUBLISHED_ROWS]
+    return "\n".join(lines)
+
+
+def comparison_table(comparison: dict[str, Any]) -> str:
+    """MRL vs warm start on each curriculum stage's validation episodes (``mrl/comparison.json``)."""
+    lines = ["| stage | steps | strategy | warm start | MRL | difference [95% CI] | MRL without memory |",
+             "|---:|---:|---|---:|---:|---:|---:|"]
+    for row in comparison["stages"]:
+        d = row["difference"]
+        lines.append(f"| {row['stage']} | {row['steps']} | {row['strategy']} | {row['warm_start']['reward']:.3f} "
+                     f"| {row['mrl']['reward']:.3f} | {d['mean']:+.3f} [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}] "
+                     f"| {row['mrl_no_memory']['reward']:.3f} |")
+    return "\n".join(lines)
+
+
+def timings_table(run_dir: Path) -> str:
+    timings = read_timings(run_dir)
+    lines = ["| phase | wall time (s) |", "|---|---:|"]
+    timings.pop("report", None)  # the report is being written: its own time is in timings.json afterwards
+    for phase, seconds in timings.items():
+        lines.append(f"| {phase} | {seconds:.1f} |")
+        if phase == "supervised":
+            for stage_file in sorted(run_dir.glob("warmstart/stage-*/stage.json")):
+                stage = json.loads(stage_file.read_text(encoding="utf-8"))
+                lines.append(f"| &nbsp;&nbsp;stage {stage['stage']}: {stage['name']} | {stage['seconds']:.1f} |")
+    lines.append(f"| total before the report | {sum(timings.values()):.1f} |")
+    return "\n".join(lines)
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def write_plots(run_dir: Path, results: dict[str, dict[str, Any]], latency: list[dict[str, Any]] | None,
+                bins: int) -> dict[str, str]:
+    """The PNGs under ``RUN_DIR/plots``; returns title -> path relative to the run directory."""
+    from rxmrl.baseline.latency import LatencyRow, plot_latency
+    from rxmrl.training.metrics import read_metrics
+
+    plots: dict[str, str] = {}
+    folder = run_dir / "plots"
+    metrics = run_dir / "mrl" / "metrics.jsonl"
+    if metrics.is_file():
+        plot_mrl_rewards(read_metrics(metrics), folder / "mrl_reward_per_stage.png")
+        plots["Reward per curriculum stage over MRL training"] = "plots/mrl_reward_per_stage.png"
+    if results:
+        plot_reward_histograms({LABELS[n]: r["episode_rewards"] for n, r in results.items()},
+                               folder / "reward_histograms.png", bins)
+        plots["Per-episode reward histogram per model"] = "plots/reward_histograms.png"
+        plot_reward_by_step({LABELS[n]: [s["reward"]["mean"] for s in r["summary"]["steps"]]
+                             for n, r in results.items()}, folder / "reward_by_step.png")
+        plots["Mean reward by step in the episode"] = "plots/reward_by_step.png"
+        plot_fact_recall({SHORT_LABELS[n]: tuple(r["summary"]["fact_recall"].get(k) for k in
+                                                          ("mean", "ci_low", "ci_high")) for n, r in results.items()},
+                         folder / "fact_recall.png")
+        plots["Fact recall per model"] = "plots/fact_recall.png"
+    if latency:
+        plot_latency([LatencyRow(**row) for row in latency], folder / "latency_per_turn.png")
+        plots["Latency and compute per turn as the conversation grows (RxT vs stateless)"] = \
+            "plots/latency_per_turn.png"
+    return plots
+
+
+def write_report(run_dir: str | Path, config: PipelineConfig | None = None) -> Path:
+    """Write ``RUN_DIR/report.md`` and its PNGs from the files in ``run_dir``; returns the report's path."""
+    from rxmrl.baseline.latency import LatencyRow, format_latency_table
+
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    latency = _read_json(run_dir / "latency.json") or []
+    comparison = _read_json(run_dir / "mrl" / "comparison.json")
+    bins = config.report.histogram_bins if config else 20
+    plots = write_plots(run_dir, results, latency, bins)
+    first = next(iter(results.values()), None)
+    sections = [f"# rxmrl run: `{run_dir}`", "",
+                "Resolved configuration: `config.toml`. Every number below is read from the JSON files of this "
+                "run directory (`eval/*.json`, `latency.json`, `mrl/comparison.json`, `phases/*.json`)."]
+    if first:
+        s = first["summary"]
+        sections += ["", "## Reward range", "",
+                     f"{s['episodes']} episodes of `{s.get('config')}` / `{s.get('split')}` (a saved interaction, "
+                     f"then {len(s['steps'])} follow-ups), the same episodes for every model; reward "
+                     f"`{s.get('scoring')}` on 0-10, per episode the mean of its step rewards; bootstrap 95% "
+                     "intervals over episodes. Models: " + ", ".join(f"{LABELS[n]} = `{model_dirs(run_dir)[n]}`"
+                                                                    for n in results) + ".", "",
+                     results_table(results, latency)]
+        if config is None or config.report.published:
+            sections += ["", published_table()]
+    else:
+        sections += ["", "*No evaluation results (`eval/*.json`) yet.*"]
+    if comparison:
+        sections += ["", "## MRL against its warm start (per curriculum stage, validation episodes)", "",
+                     comparison_table(comparison)]
+    if latency:
+        sections += ["", "## Latency per turn", "",
+                     "Both models process the same tokens per turn (prompt, then the reference answer through "
+                     "the KV cache); the RxT memory update runs after the answer and is timed on its own.", "",
+                     format_latency_table([LatencyRow(**row) for row in latency])]
+    sections += ["", "## Plots", ""]
+    for title, relative in plots.items():
+        sections += [f"### {title}", "", f"![{title}]({relative})", ""]
+    sections += ["## Wall time per phase", "", timings_table(run_dir), ""]
+    path = run_dir / "report.md"
+    path.write_text("\n".join(sections), encoding="utf-8")
+    return path

@@ -1,0 +1,270 @@
+"""``rxmrl run``: the phases of an experiment in order, each resumable, each timed.
+
+Phases (each a function of the resolved :class:`~rxmrl.pipeline.config.PipelineConfig`):
+
+    data        tokenizer + the evaluation episodes load (fails in seconds, not after training)
+    supervised  the four warm-start stages            -> RUN_DIR/warmstart/stage-N/
+    mrl         the MRL curriculum from stage 4        -> RUN_DIR/mrl/ (metrics.jsonl, final/, comparison.json)
+    baseline    the stateless LLM, SFT with TRL        -> RUN_DIR/baseline/
+    eval        warm start, MRL, baseline, oracle, random on the same episodes -> RUN_DIR/eval/MODEL.json
+    latency     per-turn latency, RxT vs stateless     -> RUN_DIR/latency.json
+    report      tables and plots from those files      -> RUN_DIR/report.md, RUN_DIR/plots/*.png
+
+A finished phase leaves ``RUN_DIR/phases/PHASE.json`` (its wall time and outputs); re-running the same
+command skips finished phases and resumes the interrupted one (the trainers resume from their own
+checkpoints, the evaluation from the models already written). ``RUN_DIR/timings.json`` holds every
+finished phase's wall time and ``RUN_DIR/config.toml`` the resolved configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rxmrl.pipeline.config import PipelineConfig
+
+PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "baseline", "eval", "latency", "report")
+PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
+                "mrl": "MRL curriculum", "baseline": "stateless baseline (TRL SFT)",
+                "eval": "reward-range evaluation", "latency": "latency per turn", "report": "report"}
+CONFIG_FILE, TIMINGS_FILE = "config.toml", "timings.json"
+
+
+# ------------------------------------------------------------------------------------------ layout
+
+
+def marker_path(run_dir: Path, phase: str) -> Path:
+    return Path(run_dir) / "phases" / f"{phase}.json"
+
+
+def model_dirs(run_dir: Path) -> dict[str, str]:
+    """What each evaluated model name loads (``rxmrl.evaluation.load_agent`` specs)."""
+    run_dir = Path(run_dir)
+    return {"warm_start": str(run_dir / "warmstart" / "stage-4"), "mrl": str(run_dir / "mrl" / "final"),
+            "baseline": str(run_dir / "baseline"), "oracle": "oracle", "random": "random"}
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Atomic JSON (NaN/inf written as null, so any JSON reader takes it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(_finite(data), indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+    return path
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
+def read_timings(run_dir: Path) -> dict[str, float]:
+    """Wall seconds of every finished phase, in phase order (from the phase markers)."""
+    timings = {}
+    for phase in PHASES:
+        path = marker_path(run_dir, phase)
+        if path.is_file():
+            timings[phase] = json.loads(path.read_text(encoding="utf-8"))["seconds"]
+    return timings
+
+
+# ------------------------------------------------------------------------------------------ phases
+
+
+def phase_data(config: PipelineConfig) -> dict[str, Any]:
+    from rxmrl.data import load_curriculum
+    from rxmrl.training.supervised import load_tokenizer
+
+    tokenizer = load_tokenizer(config.supervised.data)
+    ev = config.eval
+    episodes = load_curriculum(ev.source, config=ev.curriculum_config, split=ev.split,
+                               num_episodes=ev.num_episodes, seed=config.supervised.data.seed).episodes
+    if ev.num_episodes is not None and len(episodes) < ev.num_episodes:
+        raise ValueError(f"eval.num_episodes={ev.num_episodes}, but {ev.curriculum_config}/{ev.split} of "
+                         f"{ev.source!r} holds {len(episodes)}")
+    info = {"tokenizer_vocab_size": tokenizer.vocab_size, "eval_source": ev.source,
+            "eval_config": ev.curriculum_config, "eval_split": ev.split, "eval_episodes": len(episodes)}
+    write_json(Path(config.run_dir) / "data.json", info)
+    return info
+
+
+def phase_supervised(config: PipelineConfig) -> dict[str, Any]:
+    from rxmrl.training.supervised import run_supervised
+
+    reports = run_supervised(config.supervised)
+    return {"stages": {r.stage: {"seconds": r.seconds, "steps": r.steps, "final_loss": r.final_loss}
+                       for r in reports}}
+
+
+def phase_mrl(config: PipelineConfig) -> dict[str, Any]:
+    from rxmrl.training.mrl.run import run_mrl
+
+    result, rows = run_mrl(config.mrl)
+    return {"iterations": result.iterations, "timings": result.timings,
+            "final": str(result.final_dir), "comparison": str(Path(config.mrl.run_dir) / "comparison.json")}
+
+
+def phase_baseline(config: PipelineConfig) -> dict[str, Any]:
+    from rxmrl.baseline.train import train_baseline
+    from rxmrl.tokenizer import RxTokenizer
+
+    tokenizer = RxTokenizer.load(model_dirs(config.run_dir)["warm_start"])  # the same tokenizer as RxT
+    result = train_baseline(config.baseline, tokenizer=tokenizer)
+    return {"parameters": result.parameters, "rxt_parameters": result.rxt_parameters,
+            "loss_before": result.loss_before, "loss_after": result.loss_after}
+
+
+def phase_eval(config: PipelineConfig) -> dict[str, Any]:
+    """Every model on one env (same episodes, same order, same reward); one JSON per model, so a killed
+    evaluation resumes at the first model without a file."""
+    from rxmrl.envs import BatchedMrlEnv
+    from rxmrl.evaluation import evaluate, load_agent
+    from rxmrl.tokenizer import RxTokenizer
+
+    ev, dirs = config.eval, model_dirs(config.run_dir)
+    tokenizer = RxTokenizer.load(dirs["warm_start"])
+    device = ev.resolved_device()
+    env = BatchedMrlEnv(ev.batch_size, ev.source, ev.steps, ev.split, config=ev.curriculum_config,
+                        num_episodes=ev.num_episodes, data_seed=config.supervised.data.seed, reward=ev.reward,
+                        similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=ev.seed,
+                        device=device)
+    episodes = [e for pool in env.sampler.pools.values() for e in pool]
+    # not "reward": the summary's reward statistics use that key
+    meta = {"config": ev.curriculum_config, "split": ev.split, "scoring": f"{ev.reward} ({ev.similarity})"}
+    written = {}
+    for name in ev.models:
+        path = Path(config.run_dir) / "eval" / f"{name}.json"
+        if not path.is_file():
+            agent = load_agent(dirs[name], episodes, tokenizer=tokenizer, seed=ev.seed,
+                               max_new_tokens=ev.max_new_tokens, device=device)
+            result = evaluate(agent, env, ev.num_episodes, seed=ev.seed, meta=meta)
+            write_json(path, evaluation_record(name, dirs[name], result))
+            reward = result.reward()
+            print(f"  {name}: reward {reward.mean:.2f} [{reward.ci_low:.2f}, {reward.ci_high:.2f}], "
+                  f"fact recall {result.recall().mean:.3f} ({result.seconds:.1f} s)", flush=True)
+        written[name] = str(path)
+    return {"results": written}
+
+
+def evaluation_record(name: str, spec: str, result) -> dict[str, Any]:
+    """What the report reads: the summary (means, intervals, ranges) and the per-episode values behind it."""
+    return {"model": name, "agent": spec, "summary": result.summary(),
+            "episode_rewards": result.episode_rewards.tolist(),
+            "episode_fact_recall": result.episode_fact_recall.tolist(),
+            "step_rewards": result.step_rewards.tolist()}
+
+
+def phase_latency(config: PipelineConfig) -> dict[str, Any]:
+    if not config.latency.enabled:
+        return {"skipped": "latency.enabled = false"}
+    import dataclasses
+
+    from rxmrl.baseline.latency import format_latency_table, latency_conversation, measure_latency
+    from rxmrl.baseline.train import load_baseline, torch_threads
+    from rxmrl.model import ReactiveTransformer
+
+    dirs, device = model_dirs(config.run_dir), config.eval.resolved_device()
+    with torch_threads(config.latency.threads):
+        stateless, tokenizer = load_baseline(dirs["baseline"], device)
+        rxt = ReactiveTransformer.from_pretrained(dirs["mrl"], device=device)
+        rows = measure_latency(stateless, rxt, tokenizer, latency_conversation(config.latency.turns),
+                               repeats=config.latency.repeats)
+    print(format_latency_table(rows), flush=True)
+    path = write_json(Path(config.run_dir) / "latency.json", [dataclasses.asdict(r) for r in rows])
+    return {"rows": len(rows), "path": str(path)}
+
+
+def phase_report(config: PipelineConfig) -> dict[str, Any]:
+    from rxmrl.pipeline.report import write_report
+
+    path = write_report(config.run_dir, config)
+    return {"report": str(path)}
+
+
+PHASE_FUNCTIONS: dict[str, Callable[[PipelineConfig], dict[str, Any]]] = {
+    "data": phase_data, "supervised": phase_supervised, "mrl": phase_mrl, "baseline": phase_baseline,
+    "eval": phase_eval, "latency": phase_latency, "report": phase_report}
+
+
+# ------------------------------------------------------------------------------------------ driver
+
+
+def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: Callable[[str], None] = print
+                 ) -> dict[str, float]:
+    """Run ``phases`` (default: all, in order), skipping those already finished in ``run_dir``.
+
+    Returns the wall seconds of every finished phase (also in ``RUN_DIR/timings.json``). The report is
+    re-written whenever an earlier phase ran, so it never shows stale numbers.
+    """
+    from rxmrl.baseline.train import torch_threads
+    from rxmrl.config import format_config, save_config
+
+    config = config.resolved()
+    chosen = list(PHASES) if phases is None else [p for p in PHASES if p in phases]
+    unknown = sorted(set(phases or ()) - set(PHASES))
+    if unknown:
+        raise ValueError(f"unknown phase(s) {unknown}; expected some of {list(PHASES)}")
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    changed = changed_keys(run_dir / CONFIG_FILE, config)
+    if changed:
+        say(f"note: {run_dir / CONFIG_FILE} of the earlier run differs in {', '.join(changed)}; finished phases "
+            "keep their results (delete RUN_DIR/phases/PHASE.json to redo a phase)")
+    save_config(config, run_dir / CONFIG_FILE)
+    say(format_config(config))
+    with torch_threads(config.torch_threads):
+        _run_phases(config, chosen, say)
+    return read_timings(run_dir)
+
+
+def changed_keys(saved: Path, config: PipelineConfig) -> list[str]:
+    """Keys whose value differs between a run directory's saved config and ``config`` (empty if none saved)."""
+    from rxmrl.config import format_config, load_config
+
+    if not saved.is_file():
+        return []
+    before = dict(_config_lines(format_config(load_config(PipelineConfig, saved))))
+    after = dict(_config_lines(format_config(config)))
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+def _config_lines(text: str):
+    for line in text.splitlines()[1:]:
+        key, _, value = line.strip().partition(" = ")
+        yield key.strip(), value
+
+
+def _run_phases(config: PipelineConfig, chosen: list[str], say: Callable[[str], None]) -> None:
+    run_dir = Path(config.run_dir)
+    started, ran_any = time.perf_counter(), False
+    for number, phase in enumerate(chosen, start=1):
+        tag = f"[{number}/{len(chosen)}] {phase} ({PHASE_TITLES[phase]})"
+        marker = marker_path(run_dir, phase)
+        if marker.is_file() and not (phase == "report" and ran_any):
+            seconds = json.loads(marker.read_text(encoding="utf-8"))["seconds"]
+            say(f"{tag}: finished earlier in {seconds:.1f} s, skipped")
+            continue
+        say(f"{tag}: starting")
+        clock = time.perf_counter()
+        outputs = PHASE_FUNCTIONS[phase](config)
+        seconds = time.perf_counter() - clock
+        write_json(marker, {"phase": phase, "seconds": seconds, "finished": time.time(), "outputs": outputs})
+        timings = read_timings(run_dir)
+        write_json(run_dir / TIMINGS_FILE, {**timings, "total": sum(timings.values())})
+        ran_any = True
+        say(f"{tag}: done in {seconds:.1f} s")
+        if phase == "report":
+            say(f"report: {run_dir / 'report.md'}")
+    timings = read_timings(run_dir)
+    say(f"run {run_dir}: {time.perf_counter() - started:.1f} s this time; phases "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))

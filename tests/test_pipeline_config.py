@@ -1,0 +1,86 @@
+"""``rxmrl run`` configuration: the sections reuse the single commands' configs, overrides are strict."""
+
+from pathlib import Path
+
+import pytest
+
+from rxmrl.cli import main
+from rxmrl.config import ConfigError, load_config
+from rxmrl.pipeline.config import PipelineConfig
+from rxmrl.training.mrl.config import MrlRunConfig
+from rxmrl.training.supervised import SupervisedConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "experiments" / "quickstart.toml"
+
+
+def test_quickstart_sections_are_the_single_command_configs():
+    config = load_config(PipelineConfig, QUICKSTART)
+    assert isinstance(config.supervised, SupervisedConfig) and isinstance(config.mrl, MrlRunConfig)
+    assert config.supervised.model.preset == "nano" and config.supervised.data.source == "embedded"
+    assert [s.steps for s in config.mrl.stages] == [2, 4]
+    assert config.eval.steps == 8 and config.eval.curriculum_config == "steps-8"
+    assert config.eval.models == ["warm_start", "mrl", "baseline", "oracle", "random"]
+
+
+@pytest.mark.parametrize("name", ["micro.toml", "rxt_alpha_supervised.toml"])
+def test_published_scale_configs_load_with_their_presets(name):
+    config = load_config(PipelineConfig, ROOT / "experiments" / name)
+    preset = {"micro.toml": "micro", "rxt_alpha_supervised.toml": "rxt-alpha-supervised"}[name]
+    assert config.supervised.model.preset == preset == config.baseline.model.preset
+    assert config.mrl.data_source == "ReactiveAI/TinyStories-MRL" and config.eval.num_episodes is None
+
+
+def test_overrides_reach_nested_sections_and_list_items():
+    config = load_config(PipelineConfig, QUICKSTART, ["mrl.mrl.ppo_epochs=2", "mrl.stages.1.epochs=5",
+                                                      "supervised.stage4.loop.max_steps=7", "eval.num_episodes=none",
+                                                      "baseline.sft.max_steps=3"])
+    assert config.mrl.mrl.ppo_epochs == 2 and config.mrl.stages[1].epochs == 5
+    assert config.supervised.stage4.loop.max_steps == 7 and config.baseline.sft.max_steps == 3
+    assert config.eval.num_episodes is None
+
+
+def test_unknown_keys_are_named_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown key 'eval.stepz' in \[eval\]\. Did you mean 'eval.steps'"):
+        load_config(PipelineConfig, QUICKSTART, ["eval.stepz=2"])
+    with pytest.raises(ConfigError, match="unknown key 'mrl.mrl.ppo_epoch'"):
+        load_config(PipelineConfig, QUICKSTART, ["mrl.mrl.ppo_epoch=2"])
+
+
+def test_bad_values_name_the_key_value_and_expectation():
+    with pytest.raises(ConfigError, match=r"eval.steps: expected int, got str 'eight'"):
+        load_config(PipelineConfig, QUICKSTART, ["eval.steps=eight"])
+    with pytest.raises(ConfigError, match=r"eval.similarity: 'encodr' is not one of .*did you mean 'encoder'"):
+        load_config(PipelineConfig, QUICKSTART, ["eval.similarity=encodr"])
+    with pytest.raises(ConfigError, match=r"models \['warm_start', 'ppo'\]: expected a non-empty subset"):
+        load_config(PipelineConfig, None, ["eval.models=['warm_start', 'ppo']"])
+
+
+def test_phase_paths_and_seeds_come_from_the_top_level():
+    config = load_config(PipelineConfig, QUICKSTART, ["run_dir=/tmp/exp", "seed=3"]).resolved()
+    assert config.supervised.run_dir == Path("/tmp/exp/warmstart") and config.mrl.run_dir == "/tmp/exp/mrl"
+    assert config.mrl.init == "/tmp/exp/warmstart/stage-4" and config.baseline.output_dir == "/tmp/exp/baseline"
+    assert config.supervised.seed == config.mrl.seed == config.baseline.sft.seed == 3
+    assert config.eval.source == "embedded"  # "" resolves to the MRL curriculum's source
+
+
+def test_a_section_path_that_disagrees_with_run_dir_is_rejected():
+    with pytest.raises(ConfigError, match=r"mrl.run_dir = 'elsewhere': the pipeline places this phase at "
+                                          r"'runs/quickstart/mrl'"):
+        load_config(PipelineConfig, QUICKSTART, ["mrl.run_dir=elsewhere"])
+    with pytest.raises(ConfigError, match=r"supervised.seed = 5: the pipeline seeds every phase"):
+        load_config(PipelineConfig, QUICKSTART, ["supervised.seed=5"])
+
+
+def test_resolved_config_round_trips_through_toml(tmp_path):
+    from rxmrl.config import save_config
+
+    config = load_config(PipelineConfig, QUICKSTART, [f"run_dir={tmp_path}", "seed=2"]).resolved()
+    assert load_config(PipelineConfig, save_config(config, tmp_path / "config.toml")) == config
+
+
+def test_run_command_reports_config_errors_in_one_line(capsys):
+    assert main(["run", str(QUICKSTART), "--set", "eval.stepz=2"]) == 2
+    assert "error: unknown key 'eval.stepz'" in capsys.readouterr().out
+    assert main(["run", str(QUICKSTART), "--phases", "eval,plots"]) == 2
+    assert "unknown phase(s) ['plots']" in capsys.readouterr().out

@@ -1,0 +1,150 @@
+"""``rxmrl run`` end to end on a tiny model: phases, resume after a kill, report numbers from the JSON files."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline_helpers import tiny_overrides
+from rxmrl.config import load_config
+from rxmrl.pipeline import PHASES, PipelineConfig, run_pipeline
+from rxmrl.pipeline import run as pipeline_run
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.toml"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A run killed during the baseline phase, then the same command again (as a user would re-run it)."""
+    run_dir = tmp_path_factory.mktemp("quickstart")
+    config = load_config(PipelineConfig, QUICKSTART, tiny_overrides(run_dir))
+    killed, resumed = [], []
+
+    def kill(_config):
+        raise KeyboardInterrupt("killed during the baseline")
+
+    real = pipeline_run.PHASE_FUNCTIONS["baseline"]
+    pipeline_run.PHASE_FUNCTIONS["baseline"] = kill
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_pipeline(config, say=killed.append)
+    finally:
+        pipeline_run.PHASE_FUNCTIONS["baseline"] = real
+    markers_after_kill = sorted(p.stem for p in (run_dir / "phases").glob("*.json"))
+    timings = run_pipeline(config, say=resumed.append)
+    return {"dir": run_dir, "config": config, "killed": killed, "resumed": resumed,
+            "markers_after_kill": markers_after_kill, "timings": timings}
+
+
+def lines_about(lines, phase):
+    return [line for line in lines if re.match(rf"\[\d/\d\] {phase} ", line)]
+
+
+def test_an_interrupted_run_resumes_at_the_interrupted_phase(run):
+    assert run["markers_after_kill"] == ["data", "mrl", "supervised"]
+    for phase in ("data", "supervised", "mrl"):
+        assert "skipped" in lines_about(run["resumed"], phase)[0]
+    for phase in ("baseline", "eval", "latency", "report"):
+        assert lines_about(run["resumed"], phase)[-1].split(": ")[-1].startswith("done in")
+    assert sorted(p.stem for p in (run["dir"] / "phases").glob("*.json")) == sorted(PHASES)
+
+
+def test_timings_hold_every_phase_and_their_total(run):
+    timings = json.loads((run["dir"] / "timings.json").read_text())
+    assert list(timings) == [*PHASES, "total"]
+    assert timings["total"] == pytest.approx(sum(timings[p] for p in PHASES))
+    assert all(timings[p] >= 0 for p in PHASES) and timings["supervised"] > 0
+    report = (run["dir"] / "report.md").read_text()
+    for phase in PHASES[:-1]:
+        assert f"| {phase} | {timings[phase]:.1f} |" in report
+
+
+def test_the_run_directory_holds_the_resolved_config(run):
+    saved = load_config(PipelineConfig, run["dir"] / "config.toml")
+    assert saved == run["config"].resolved()
+    assert (run["dir"] / "mrl" / "metrics.jsonl").is_file() and (run["dir"] / "warmstart" / "stage-4").is_dir()
+
+
+def test_report_links_a_png_for_every_plot(run):
+    report = (run["dir"] / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
+    assert {Path(link).name for link in links} == {"mrl_reward_per_stage.png", "reward_histograms.png",
+                                                    "reward_by_step.png", "fact_recall.png", "latency_per_turn.png"}
+    for link in links:
+        data = (run["dir"] / link).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
+
+
+def table_rows(report: str, header_start: str) -> list[list[str]]:
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def numbers(cell: str) -> list[float]:
+    return [float(x) for x in re.findall(r"-?\d+\.\d+", cell)]
+
+
+def test_report_table_numbers_match_the_eval_json(run):
+    report = (run["dir"] / "report.md").read_text()
+    rows = table_rows(report, "| model | reward mean")
+    assert len(rows) == 5
+    latency = json.loads((run["dir"] / "latency.json").read_text())
+    for row, name in zip(rows, ["warm_start", "mrl", "baseline", "oracle", "random"]):
+        summary = json.loads((run["dir"] / "eval" / f"{name}.json").read_text())["summary"]
+        reward, recall = summary["reward"], summary["fact_recall"]
+        assert numbers(row[1]) == pytest.approx([reward["mean"], reward["ci_low"], reward["ci_high"]], abs=0.005)
+        assert numbers(row[2]) + numbers(row[3]) == pytest.approx([reward["min"], reward["max"]], abs=0.005)
+        assert numbers(row[4]) == pytest.approx([recall["mean"], recall["ci_low"], recall["ci_high"]], abs=0.0005)
+        key = {"warm_start": "rxt_seconds", "mrl": "rxt_seconds", "baseline": "stateless_seconds"}.get(name)
+        if key:
+            assert numbers(row[5]) == pytest.approx([latency[-1][key] * 1e3], abs=0.05)
+        else:
+            assert row[5] == "–"
+    published = table_rows(report, "| model (published)")
+    assert published == [["RxT-Alpha Mini (published)", "3.7", "1.8", "6.2"],
+                         ["22M stateless LLM (published)", "2.4", "1.4", "4.0"]]
+    assert "not comparable number for number" in report
+
+
+def test_eval_json_holds_the_per_episode_values_behind_the_summary(run):
+    record = json.loads((run["dir"] / "eval" / "oracle.json").read_text())
+    assert len(record["episode_rewards"]) == record["summary"]["episodes"] == 4
+    assert record["summary"]["reward"]["mean"] == pytest.approx(sum(record["episode_rewards"]) / 4)
+    assert record["summary"]["fact_recall"]["mean"] == 1.0  # the oracle states every fact
+
+
+def test_rerun_skips_finished_phases_and_redoes_only_missing_models(run):
+    run_dir = run["dir"]
+    oracle = (run_dir / "eval" / "oracle.json").stat().st_mtime_ns
+    report = (run_dir / "report.md").stat().st_mtime_ns
+    lines = []
+    run_pipeline(run["config"], say=lines.append)
+    assert all("skipped" in lines_about(lines, p)[0] for p in PHASES)
+    assert (run_dir / "report.md").stat().st_mtime_ns == report
+    (run_dir / "eval" / "random.json").unlink()
+    (run_dir / "phases" / "eval.json").unlink()
+    lines = []
+    run_pipeline(run["config"], say=lines.append)
+    assert (run_dir / "eval" / "random.json").is_file()
+    assert (run_dir / "eval" / "oracle.json").stat().st_mtime_ns == oracle
+    assert "skipped" in lines_about(lines, "latency")[0]
+    assert "done in" in lines_about(lines, "report")[-1]  # an earlier phase ran: the report is rewritten
+
+
+def test_rerun_with_a_changed_config_names_the_changed_keys(run):
+    changed = load_config(PipelineConfig, QUICKSTART, [*tiny_overrides(run["dir"]), "eval.max_new_tokens=5"])
+    lines = []
+    run_pipeline(changed, ["report"], say=lines.append)
+    notes = [line for line in lines if line.startswith("note:")]
+    assert len(notes) == 1 and "differs in eval.max_new_tokens;" in notes[0]
+    lines.clear()
+    run_pipeline(run["config"], ["report"], say=lines.append)  # back to the module's config
+    assert "differs in eval.max_new_tokens;" in lines[0]

@@ -1,0 +1,63 @@
+"""``report.md`` from the files of a run directory alone (no training): values, missing data, plots."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rxmrl.evaluation.reward_range import EvaluationResult
+from rxmrl.pipeline.report import write_report
+from rxmrl.pipeline.run import evaluation_record, write_json
+
+
+def result(name: str, rewards: np.ndarray, recall: np.ndarray) -> EvaluationResult:
+    return EvaluationResult(agent=name, step_rewards=rewards, fact_recall=recall, components={},
+                            modes=[["standard"] * rewards.shape[1]] * rewards.shape[0], seconds=1.0,
+                            meta={"config": "steps-3", "split": "validation", "scoring": "default (token)"})
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    oracle = result("oracle", 7 + rng.random((6, 3)), np.ones((6, 3)))
+    no_facts = result("rxt", 2 + rng.random((6, 3)), np.full((6, 3), np.nan))  # data without facts
+    write_json(tmp_path / "eval" / "oracle.json", evaluation_record("oracle", "oracle", oracle))
+    write_json(tmp_path / "eval" / "mrl.json", evaluation_record("mrl", "x/mrl/final", no_facts))
+    return tmp_path
+
+
+def test_report_shows_only_what_the_files_hold(run_dir):
+    report = write_report(run_dir).read_text()
+    oracle = json.loads((run_dir / "eval" / "oracle.json").read_text())["summary"]["reward"]
+    assert f"| oracle (reference answers) | {oracle['mean']:.2f} [{oracle['ci_low']:.2f}, {oracle['ci_high']:.2f}]" \
+           in report
+    assert "| RxT after MRL |" in report and "| stateless LLM baseline |" not in report
+    assert "6 episodes of `steps-3` / `validation`" in report and "then 3 follow-ups" in report
+    assert "## Latency per turn" not in report and "## MRL against its warm start" not in report
+    assert (run_dir / "plots" / "reward_histograms.png").is_file()
+    assert not (run_dir / "plots" / "latency_per_turn.png").exists()
+
+
+def test_missing_fact_recall_is_null_in_json_and_na_in_the_report(run_dir):
+    record = json.loads((run_dir / "eval" / "mrl.json").read_text())  # strict JSON: no NaN tokens
+    assert record["summary"]["fact_recall"]["mean"] is None and record["episode_fact_recall"] == [None] * 6
+    row = next(line for line in write_report(run_dir).read_text().splitlines()
+               if line.startswith("| RxT after MRL"))
+    assert row.split("|")[5].strip() == "n/a"
+
+
+def test_latency_and_mrl_sections_appear_with_their_files(run_dir):
+    from rxmrl.baseline.latency import LatencyRow
+
+    rows = [LatencyRow(t, 10, 12 + 20 * t, 12, 0.01 * (t + 1), 0.005, 0.001, 0.1 * (t + 1), 0.02)
+            for t in range(3)]
+    write_json(run_dir / "latency.json", [row.__dict__ for row in rows])
+    (run_dir / "mrl").mkdir()
+    records = [{"step": i, "rollout/reward": 1.0 + i, "curriculum/stage": i // 2, "curriculum/steps": 2 + 2 * (i // 2)}
+               for i in range(4)] + [{"step": 3, "eval/stage1/reward": 4.5}]
+    (run_dir / "mrl" / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    report = write_report(run_dir).read_text()
+    assert "| RxT after MRL |" in report and "| 5.0 |" in report  # MRL row: RxT latency of the last turn (ms)
+    assert "| 2 | 10 | 52 | 12 | 30.0 | 5.0 |" in report
+    assert (run_dir / "plots" / "latency_per_turn.png").is_file()
+    assert (run_dir / "plots" / "mrl_reward_per_stage.png").is_file()
