@@ -106,6 +106,44 @@ def test_scored_log_probs_equal_sampling_log_probs():
     assert (plain.log_probs - out.log_probs).abs().max() > 1e-2  # plain softmax is a different policy
 
 
+def test_score_projects_only_answer_positions_and_matches_the_full_vocabulary_path():
+    """``score`` equals the plain path (full-vocab logits over the whole sequence, processed log-probs,
+    entropy of the processed distribution), with and without ``with_logits``, gradients included."""
+    from rxmrl.model import answer_prompt, pad_batch, processed_log_probs, safe_entropy
+
+    model = tiny_model()
+    stm = random_stm(model, 3)
+    sampling = SamplingConfig(temperature=0.8, top_k=10, top_p=0.95)
+    out = model.generate(QUERIES, stm, max_new_tokens=7, sampling=sampling, generator=torch.Generator().manual_seed(5))
+    assert not out.mask.all()  # some rows stopped early: padding must be skipped
+    prompt, prompt_mask = pad_batch([answer_prompt(q) for q in QUERIES], side="left")
+    ids = torch.cat((prompt, out.tokens[:, :-1]), 1)
+    logits, _ = model.decoder(ids, stm, attention_mask=torch.cat((prompt_mask, out.mask[:, :-1]), 1))
+    logits = logits[:, prompt.shape[1] - 1:]
+    full = processed_log_probs(logits, sampling)
+    expected_lp = full.gather(-1, out.tokens[..., None]).squeeze(-1).masked_fill(~out.mask, 0.0)
+    expected_h = safe_entropy(full).masked_fill(~out.mask, 0.0)
+    for with_logits in (True, False):
+        scored = model.score(QUERIES, out.tokens, stm, answer_mask=out.mask, sampling=sampling,
+                             with_logits=with_logits)
+        finite = torch.isfinite(expected_lp)
+        assert torch.equal(finite, torch.isfinite(scored.log_probs))
+        torch.testing.assert_close(scored.log_probs[finite], expected_lp[finite], atol=1e-5, rtol=0)
+        torch.testing.assert_close(scored.entropy, expected_h, atol=1e-5, rtol=0)
+        assert (scored.logits is None) != with_logits
+        if with_logits:
+            torch.testing.assert_close(scored.logits, logits, atol=1e-5, rtol=0)
+    stm_a = stm.clone().requires_grad_(True)
+    stm_b = stm.clone().requires_grad_(True)
+    new = model.score(QUERIES, out.tokens, stm_a, answer_mask=out.mask, sampling=sampling, with_logits=False)
+    (new.log_probs.clamp_min(-50).sum() + new.entropy.sum()).backward()
+    old_logits, _ = model.decoder(ids, stm_b, attention_mask=torch.cat((prompt_mask, out.mask[:, :-1]), 1))
+    old = processed_log_probs(old_logits[:, prompt.shape[1] - 1:], sampling)
+    old_lp = old.gather(-1, out.tokens[..., None]).squeeze(-1).masked_fill(~out.mask, 0.0)
+    (old_lp.clamp_min(-50).sum() + safe_entropy(old).masked_fill(~out.mask, 0.0).sum()).backward()
+    torch.testing.assert_close(stm_a.grad, stm_b.grad, atol=1e-5, rtol=1e-4)
+
+
 def test_top_k_and_top_p_keep_only_the_most_likely_tokens():
     from rxmrl.model import processed_log_probs
 

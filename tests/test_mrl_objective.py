@@ -86,11 +86,10 @@ def test_explained_variance_is_one_for_perfect_and_zero_for_the_mean():
 
 
 def test_entropy_of_a_top_k_distribution_has_a_finite_gradient_and_filtered_tokens_add_nothing():
-    from rxmrl.model import SamplingConfig, processed_log_probs
-    from rxmrl.training.mrl.objective import entropy_of
+    from rxmrl.model import SamplingConfig, processed_log_probs, safe_entropy
 
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0]], requires_grad=True)
-    h = entropy_of(processed_log_probs(logits, SamplingConfig(top_k=2)))
+    h = safe_entropy(processed_log_probs(logits, SamplingConfig(top_k=2)))
     p = torch.tensor([2.0, 1.0]).softmax(0)
     assert h.item() == pytest.approx(float(-(p * p.log()).sum()), rel=1e-6)
     h.sum().backward()
@@ -127,12 +126,30 @@ def test_every_epoch_batch_is_used_including_the_last_smaller_one():
 
 
 @pytest.mark.parametrize("settings", [dict(top_k=5), dict(top_k=5, top_p=0.6, temperature=0.7), dict(top_p=0.8),
-                                      dict()])
-def test_sampling_entropy_equals_the_entropy_of_the_processed_distribution(settings):
-    from rxmrl.model import SamplingConfig, processed_log_probs
-    from rxmrl.training.mrl.objective import entropy_of, sampling_entropy
+                                      dict(), dict(greedy=True)])
+def test_token_scores_equal_the_full_vocabulary_log_probs_and_entropy(settings):
+    """The top-k shortcut of ``token_scores`` is the processed distribution, -inf for filtered tokens included."""
+    from rxmrl.model import SamplingConfig, processed_log_probs, safe_entropy, token_scores
 
-    logits = torch.randn(3, 4, 40, generator=torch.Generator().manual_seed(0))
+    logits = torch.randn(12, 40, generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(0, 40, (12,), generator=torch.Generator().manual_seed(1))
     sampling = SamplingConfig(**settings)
-    expected = entropy_of(processed_log_probs(logits, sampling))
-    assert torch.allclose(sampling_entropy(logits, sampling), expected, atol=1e-5)
+    full = processed_log_probs(logits, sampling)
+    log_p, entropy = token_scores(logits, tokens, sampling)
+    expected = full.gather(-1, tokens[:, None]).squeeze(-1)
+    assert torch.equal(torch.isinf(log_p), torch.isinf(expected))
+    if settings.get("top_k"):
+        assert torch.isinf(log_p).any()  # some sampled-at-random tokens fall outside the top 5
+    finite = torch.isfinite(expected)
+    assert torch.allclose(log_p[finite], expected[finite], atol=1e-5)
+    assert torch.allclose(entropy, safe_entropy(full), atol=1e-5)
+
+
+def test_token_scores_fall_back_to_the_full_vocabulary_on_ties_at_the_kth_logit():
+    from rxmrl.model import SamplingConfig, processed_log_probs, token_scores
+
+    logits = torch.tensor([[3.0, 1.0, 1.0, 0.0]])  # top-2 keeps both tied 1.0 logits, as sampling does
+    sampling = SamplingConfig(top_k=2)
+    log_p, _ = token_scores(logits.expand(3, 4), torch.tensor([0, 1, 2]), sampling)
+    assert torch.allclose(log_p, processed_log_probs(logits, sampling)[0, :3], atol=1e-6)
+    assert torch.isfinite(log_p).all()

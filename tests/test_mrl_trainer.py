@@ -245,3 +245,35 @@ def test_no_memory_ablation_keeps_the_fresh_stm(tokenizer):
     scorer = RolloutScorer(build_reward(tiny_config().reward, policy, tokenizer))
     rollout = collect_rollout(policy, batch, scorer, GREEDY_ROLLOUT, max_answer_tokens=3, write_memory=False)
     assert torch.equal(rollout.stm_read, rollout.stm_prev) and rollout.stm_change().abs().max() == 0
+
+
+def test_cached_encoder_outputs_give_the_same_loss_and_gradients_as_re_encoding(tokenizer, tmp_path):
+    """With the encoder and embedding frozen the rollout keeps each write's encoded data and the update
+    reuses it; memory attention still trains through it, exactly as when every pass re-encodes."""
+    from rxmrl.training.mrl.trainer import minibatch
+
+    cfg = tiny_config()  # default trainable: memory cross-attention, memory attention, critic
+    trainer = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
+    stage = cfg.stages[0]
+    trainer._enter_stage(stage)
+    assert trainer._recompute_memory and trainer._keep_encoded
+    torch.manual_seed(3)
+    rollout = trainer.collect(stage, trainer.stage_data[0][0], [0, 1, 2])
+    assert rollout.encoded is not None and rollout.encoded.shape[:3] == (*rollout.write_ids.shape[:1],
+                                                                        2, rollout.write_ids.shape[1])
+    rollout.advantages, rollout.returns = compute_advantages(rollout.rewards, rollout.values, rollout.num_steps)
+    batch = minibatch(rollout, torch.tensor([4, 0, 3, 1]))
+    model = trainer.model
+    model.train()
+    grads = []
+    for encoded in (batch["encoded"], None):
+        model.zero_grad(set_to_none=True)
+        loss, _ = trainer._step_fn(model, {**batch, "encoded": encoded})
+        loss.backward()
+        grads.append((loss.detach(), [p.grad.clone() for p in model.policy.memory_attention.parameters()]))
+    (cached, cached_grads), (fresh, fresh_grads) = grads
+    torch.testing.assert_close(cached, fresh, atol=1e-6, rtol=1e-5)
+    assert any(g.abs().sum() > 0 for g in cached_grads)
+    for a, b in zip(cached_grads, fresh_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+    trainer.trainer.close()

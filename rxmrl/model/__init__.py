@@ -34,8 +34,10 @@ from rxmrl.model.sampling import (
     SamplingConfig,
     entropy,
     processed_log_probs,
+    safe_entropy,
     sample,
     token_log_probs,
+    token_scores,
 )
 
 __all__ = [
@@ -43,5 +45,6 @@ __all__ = [
     "DecoderCache", "Encoder", "GenerationOutput", "MemoryAttention", "ReactiveTransformer",
     "ResidualGate", "RxTConfig", "SamplingConfig", "ScoreOutput", "ShortTermMemory", "answer_prompt",
     "answer_tokens", "count_parameters", "count_preset", "entropy", "get_preset", "interaction_ids", "pad_batch",
-    "parameter_table", "processed_log_probs", "query_tokens", "sample", "token_log_probs",
+    "parameter_table", "processed_log_probs", "query_tokens", "safe_entropy", "sample", "token_log_probs",
+    "token_scores",
 ]

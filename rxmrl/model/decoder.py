@@ -128,7 +128,22 @@ class Decoder(nn.Module):
         attention_mask: Tensor | None = None,
         cache: DecoderCache | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Logits ``[B, T, V]`` and the mean MoE aux loss over layers.
+        """Logits ``[B, T, V]`` and the mean MoE aux loss over layers (arguments as :meth:`features`)."""
+        hidden, aux = self.features(input_ids, memory, memory_mask, attention_mask, cache)
+        return self.lm_head(hidden), aux
+
+    def features(
+        self,
+        input_ids: Tensor,
+        memory: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        cache: DecoderCache | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """Final-norm hidden states ``[B, T, D]`` (what ``lm_head`` reads) and the mean MoE aux loss.
+
+        Scoring calls this and projects only the positions it needs onto the vocabulary: the ``[B, T, V]``
+        projection over every prompt and padding position is most of a training step's memory traffic.
 
         ``input_ids: [B, T]``; ``attention_mask: [B, T]`` bool/0-1 with padding as False (left padding for
         generation, right padding for training; RoPE positions count real tokens only). Either give
@@ -167,4 +182,4 @@ class Decoder(nn.Module):
         if cache is not None:
             cache.self_kv.advance(token_mask)
             cache.num_valid = cache.num_valid + token_mask.long().sum(1)
-        return self.lm_head(self.norm(x)), aux_total / len(self.layers)
+        return self.norm(x), aux_total / len(self.layers)

@@ -48,6 +48,18 @@ class Encoder(nn.Module):
         self, input_ids: Tensor, attention_mask: Tensor | None = None, return_mlm_logits: bool = False
     ) -> tuple[Tensor, Tensor | None]:
         """``input_ids: [B, T]`` right-padded; ``attention_mask: [B, T]`` True/1 for real tokens."""
+        hidden = self.hidden_states(input_ids, attention_mask)
+        encoded = torch.stack(hidden, dim=1)  # [B, L, T, D]
+        mlm_logits = None
+        if return_mlm_logits:
+            if not self.config.mlm_head:
+                raise ValueError("return_mlm_logits=True but the config has mlm_head=False")
+            mlm_logits = self.mlm_head(self.mlm_norm(hidden[-1]))
+        return encoded, mlm_logits
+
+    def hidden_states(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> list[Tensor]:
+        """Each layer's output ``[B, T, D]`` (``forward`` stacks them). A reader of the last layer alone (the
+        critic) takes ``[-1]`` without the stacked copy, whose backward fills a zero gradient for every layer."""
         batch, length = input_ids.shape
         rotary = self.layers[0].attn.angles(batch, length, input_ids.device)  # positions 0..T-1
         mask = None
@@ -61,10 +73,4 @@ class Encoder(nn.Module):
         for layer in self.layers:
             x = layer(x, rotary, mask)
             hidden.append(x)
-        encoded = torch.stack(hidden, dim=1)  # [B, L, T, D]
-        mlm_logits = None
-        if return_mlm_logits:
-            if not self.config.mlm_head:
-                raise ValueError("return_mlm_logits=True but the config has mlm_head=False")
-            mlm_logits = self.mlm_head(self.mlm_norm(x))
-        return encoded, mlm_logits
+        return hidden

@@ -27,7 +27,7 @@ from rxmrl.model.encoder import Encoder
 from rxmrl.model.interaction import Ids, answer_prompt, interaction_ids, pad_batch
 from rxmrl.model.layers import MoE
 from rxmrl.model.memory import MemoryAttention, ResidualGate, ShortTermMemory
-from rxmrl.model.sampling import GREEDY, SamplingConfig, processed_log_probs, sample
+from rxmrl.model.sampling import GREEDY, SamplingConfig, sample, token_scores
 from rxmrl.special_tokens import EOS_ID, PAD_ID
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
@@ -58,12 +58,14 @@ class GenerationOutput:
 
 @dataclass
 class ScoreOutput:
-    """Teacher-forced answer scores: ``logits [B, T, V]``, ``log_probs [B, T]``, ``mask [B, T]``, MoE aux."""
+    """Teacher-forced answer scores, ``[B, T]`` each: ``log_probs`` and ``entropy`` of the processed sampling
+    distribution (0 on padding), ``mask``, the MoE ``aux_loss``, and ``logits [B, T, V]`` when asked for."""
 
-    logits: Tensor
+    logits: Tensor | None
     log_probs: Tensor
     mask: Tensor
     aux_loss: Tensor
+    entropy: Tensor | None = None
 
 
 class ReactiveTransformer(nn.Module):
@@ -230,12 +232,15 @@ class ReactiveTransformer(nn.Module):
         answer_mask: Tensor | None = None,
         sampling: SamplingConfig = GREEDY,
         memory_mask: Tensor | None = None,
+        with_logits: bool = True,
     ) -> ScoreOutput:
-        """Teacher-forced logits and log-probs of answers (tokens after ``[A]``) in one forward pass.
+        """Teacher-forced log-probs and entropies of answers (tokens after ``[A]``) in one forward pass.
 
-        Uses the same left-padded layout as :meth:`generate`, and ``log_probs`` come from
-        :func:`processed_log_probs` with ``sampling``, so they match the log-probs recorded while
-        sampling. Differentiable (through the STM too).
+        Uses the same left-padded layout as :meth:`generate`, and ``log_probs`` come from the processed
+        distribution of ``sampling`` (:func:`~rxmrl.model.sampling.token_scores`), so they match the
+        log-probs recorded while sampling. Differentiable (through the STM too). Only the N real answer
+        positions are projected onto the vocabulary (``[N, V]``, not ``[B, P + T, V]``); ``with_logits=False``
+        skips the ``[B, T, V]`` logits altogether (what a PPO update needs).
         """
         if not isinstance(answer_ids, Tensor):
             answer_ids, answer_mask = pad_batch(answer_ids, side="right", device=self.device)
@@ -246,11 +251,15 @@ class ReactiveTransformer(nn.Module):
                                         device=self.device)
         ids = torch.cat((prompt, answer_ids[:, :-1]), dim=1)  # [B, P + T - 1]
         mask = torch.cat((prompt_mask, answer_mask[:, :-1]), dim=1)
-        logits, aux = self.decoder(ids, stm, memory_mask=memory_mask, attention_mask=mask)
-        logits = logits[:, prompt.shape[1] - 1 :]  # [B, T, V]: position P-1+j predicts answer j
-        log_probs = processed_log_probs(logits, sampling)
-        token_lp = log_probs.gather(-1, answer_ids[..., None]).squeeze(-1).masked_fill(~answer_mask, 0.0)
-        return ScoreOutput(logits, token_lp, answer_mask, aux)
+        hidden, aux = self.decoder.features(ids, stm, memory_mask=memory_mask, attention_mask=mask)
+        hidden = hidden[:, prompt.shape[1] - 1 :]  # [B, T, D]: position P-1+j predicts answer j
+        logits = self.decoder.lm_head(hidden) if with_logits else None  # [B, T, V]
+        packed = logits[answer_mask] if with_logits else self.decoder.lm_head(hidden[answer_mask])  # [N, V]
+        token_lp, token_entropy = token_scores(packed, answer_ids[answer_mask], sampling)  # [N] each
+        log_probs = hidden.new_zeros(answer_mask.shape, dtype=token_lp.dtype).masked_scatter(answer_mask, token_lp)
+        entropy = hidden.new_zeros(answer_mask.shape, dtype=token_lp.dtype).masked_scatter(answer_mask,
+                                                                                          token_entropy)
+        return ScoreOutput(logits, log_probs, answer_mask, aux, entropy)
 
     @torch.no_grad()
     def batch_interact(

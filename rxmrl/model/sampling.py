@@ -71,6 +71,50 @@ def sample(
     return tokens, log_probs.gather(-1, tokens[:, None]).squeeze(-1)
 
 
+def safe_entropy(log_probs: Tensor) -> Tensor:
+    """``H = -sum_v p_v log p_v`` of log-probs ``[..., V]`` whose filtered tokens are -inf.
+
+    Differentiable there too (the plain ``exp(x)·x`` has a NaN gradient at -inf: ``0 · -inf``).
+    """
+    finite = torch.isfinite(log_probs)
+    safe = log_probs.masked_fill(~finite, 0.0)
+    return -(safe.exp().masked_fill(~finite, 0.0) * safe).sum(-1)
+
+
+def token_scores(logits: Tensor, tokens: Tensor, config: SamplingConfig) -> tuple[Tensor, Tensor]:
+    """``(log p(tokens), H(p))`` under :func:`processed_log_probs`; ``logits [N, V]``, ``tokens [N]`` -> ``[N]``.
+
+    Differentiable. With ``top_k`` only the k largest logits carry probability, so both are computed on
+    those ``[N, k]`` values (top-p then applied to them in the same sorted order) instead of on ``[N, V]``:
+    a token outside the top k gets ``-inf`` exactly as the full path gives it. When a row has ties at the
+    k-th logit (the full path keeps every tied token) the full ``[N, V]`` path is used, so results always
+    equal ``token_log_probs`` and the entropy of ``processed_log_probs`` up to float rounding.
+    """
+    tokens = tokens.long()
+    vocab = logits.shape[-1]
+    if config.greedy or config.top_k is None or config.top_k >= vocab:
+        log_probs = processed_log_probs(logits, config)
+        return log_probs.gather(-1, tokens[:, None]).squeeze(-1), safe_entropy(log_probs)
+    # Top k+1 of the raw logits (dividing by temperature > 0 keeps the order; only [N, k+1] values are
+    # scaled). The (k+1)-th scaled value equal to the k-th is a tie the full path would keep.
+    top, index = logits.float().topk(config.top_k + 1, dim=-1)  # [N, k+1], descending
+    top = top / config.temperature
+    with torch.no_grad():
+        ties = bool((top[:, -1] >= top[:, -2]).any())
+    if ties:
+        log_probs = processed_log_probs(logits, config)
+        return log_probs.gather(-1, tokens[:, None]).squeeze(-1), safe_entropy(log_probs)
+    top, index = top[:, :-1], index[:, :-1]  # [N, k]
+    if config.top_p is not None and config.top_p < 1:
+        probs = top.softmax(-1)
+        top = top.masked_fill((probs.cumsum(-1) - probs) >= config.top_p, float("-inf"))
+    top_log_probs = top.log_softmax(-1)  # [N, k]
+    hit = index == tokens[:, None]  # [N, k]: at most one True per row
+    chosen = top_log_probs.masked_fill(~hit, 0.0).sum(-1)
+    log_p = torch.where(hit.any(-1), chosen, torch.full_like(chosen, float("-inf")))
+    return log_p, safe_entropy(top_log_probs)
+
+
 def entropy(logits: Tensor, config: SamplingConfig) -> Tensor:
     """``H = -sum_v p_v log p_v`` of the sampling distribution, ``[...]``; filtered tokens add 0."""
     log_probs = processed_log_probs(logits, config)

@@ -48,7 +48,7 @@ class Critic(nn.Module):
 
     def forward(self, ids: Tensor, mask: Tensor, stm: Tensor | None = None) -> Tensor:
         """``ids, mask: [B, T]`` (right-padded), ``stm: [B, L, S, D]`` (used when memory-aware) -> ``[B]``."""
-        hidden = self.encoder(ids, mask)[0][:, -1]  # [B, T, D], last layer
+        hidden = self.encoder.hidden_states(ids, mask)[-1]  # [B, T, D], last layer
         if self.memory_aware:
             if stm is None:
                 raise ValueError("a memory-aware critic needs the STM [B, L, S, D]")

@@ -37,35 +37,6 @@ LOG_PROB_FLOOR = -50.0
 its log-prob is -inf. Flooring keeps the ratio ~0 (clipped for A > 0) and the KL terms finite instead of NaN."""
 
 
-def entropy_of(log_probs: Tensor) -> Tensor:
-    """``H = -sum_v p_v log p_v`` over a processed distribution ``[..., V]`` whose filtered tokens are -inf.
-
-    Differentiable with filtered tokens (``rxmrl.model.entropy`` is finite there but its gradient is NaN:
-    ``0 · -inf`` in the backward of ``exp(x)·x``).
-    """
-    finite = torch.isfinite(log_probs)
-    safe = log_probs.masked_fill(~finite, 0.0)
-    return -(safe.exp().masked_fill(~finite, 0.0) * safe).sum(-1)
-
-
-def sampling_entropy(logits: Tensor, sampling) -> Tensor:
-    """Entropy ``[...]`` of the processed sampling distribution of ``logits [..., V]`` (differentiable).
-
-    With ``top_k`` only the k largest logits can carry probability, so the entropy is computed on those
-    ``[..., k]`` values (then top-p on them, as :func:`rxmrl.model.processed_log_probs` does) instead of on
-    the whole vocabulary: the update's entropy bonus stops costing a few full ``[M, T, V]`` passes.
-    """
-    from rxmrl.model import processed_log_probs
-
-    if sampling.greedy or sampling.top_k is None or sampling.top_k >= logits.shape[-1]:
-        return entropy_of(processed_log_probs(logits, sampling))
-    top = (logits.float() / sampling.temperature).topk(sampling.top_k, dim=-1).values  # [..., k], descending
-    if sampling.top_p is not None and sampling.top_p < 1:
-        probs = top.softmax(-1)
-        top = top.masked_fill((probs.cumsum(-1) - probs) >= sampling.top_p, float("-inf"))
-    return entropy_of(top.log_softmax(-1))
-
-
 def _k3(log_ratio: Tensor) -> Tensor:
     """``KL(p || q) ≈ exp(x) - x - 1`` with ``x = log q(a) - log p(a)``, ``a ~ p``: unbiased, always >= 0."""
     return torch.expm1(log_ratio) - log_ratio

@@ -133,6 +133,7 @@ class Rollout:
     ref_log_probs: Tensor  # [M, T] frozen reference policy, same distribution, its own STM
     write_ids: Tensor  # [M, W] interaction written just before answering (right-padded)
     write_mask: Tensor  # [M, W]
+    encoded: Tensor | None  # [M, L, W, D] the encoder's output for that write (kept with keep_encoded=True)
     stm_prev: Tensor  # [M, L, S, D] STM before that write
     stm_read: Tensor  # [M, L, S, D] STM after it: what the answer was generated from
     critic_ids: Tensor  # [M, C] saved data of the step + the query
@@ -205,11 +206,14 @@ def collect_rollout(
     carried: tuple[Tensor, Tensor] | None = None,
     generator: torch.Generator | None = None,
     write_memory: bool = True,
+    keep_encoded: bool = False,
 ) -> Rollout:
     """Run B episodes of ``batch.steps`` follow-ups with ``policy`` (see the module docstring).
 
     ``write_memory=False`` is the no-memory ablation: STM stays the fresh initial state, so any reward the
     policy earns comes from the query alone (rewards are still scored against the interactions as written).
+    ``keep_encoded=True`` records each write's encoded data: with the encoder and embedding frozen the update
+    reuses it instead of re-encoding every interaction on every pass (identical values: no dropout).
     """
     timings = dict.fromkeys(("memory", "generate", "reference", "critic", "reward"), 0.0)
     device = policy.device
@@ -223,8 +227,10 @@ def collect_rollout(
         clock = time.perf_counter()
         ids, mask = pad_batch(written[t], side="right", device=device)
         stm_prev = stm
+        encoded = None
         if write_memory:
-            stm = policy.write_memory(stm, ids, mask)
+            encoded, _ = policy.encoder(ids, mask)  # [B, L, W, D]; write_memory's two halves, ED kept
+            stm = policy.memory_attention(stm, encoded, mask)
         if reference is not None and write_memory:
             ref_stm = reference.write_memory(ref_stm, ids, mask)
         timings["memory"] += time.perf_counter() - clock
@@ -234,7 +240,7 @@ def collect_rollout(
         clock = time.perf_counter()
         if reference is not None:
             ref_lp = reference.score(batch.queries[t], out.tokens, ref_stm, answer_mask=out.mask,
-                                     sampling=sampling).log_probs
+                                     sampling=sampling, with_logits=False).log_probs
         else:
             ref_lp = out.log_probs.clone()
         timings["reference"] += time.perf_counter() - clock
@@ -252,16 +258,17 @@ def collect_rollout(
         written.append([interaction_ids(q, a, max_interaction_len)
                         for q, a in zip(batch.queries[t], memory_answers, strict=True)])
         per_step.append(dict(tokens=out.tokens, mask=out.mask, old=out.log_probs, ref=ref_lp, write_ids=ids,
-                             write_mask=mask, stm_prev=stm_prev, stm_read=stm, critic_ids=c_ids,
+                             write_mask=mask, encoded=encoded if keep_encoded else None, stm_prev=stm_prev, stm_read=stm, critic_ids=c_ids,
                              critic_mask=c_mask, rewards=rewards, values=values.float().cpu(),
                              components=components))
     return _stack(per_step, batch, stm, ref_stm, timings)
 
 
-def _pad_cat(tensors: list[Tensor], value) -> Tensor:
-    """Concatenate ``[B_i, T_i]`` tensors along dim 0, right-padding to the longest ``T``."""
-    width = max(t.shape[1] for t in tensors)
-    return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value) for t in tensors])
+def _pad_cat(tensors: list[Tensor], value, dim: int = 1) -> Tensor:
+    """Concatenate ``[B_i, ..., T_i, ...]`` tensors along dim 0, right-padding dim ``dim`` to the longest."""
+    width = max(t.shape[dim] for t in tensors)
+    after = [0, 0] * (tensors[0].dim() - dim - 1)  # F.pad lists pads from the last dim backwards
+    return torch.cat([torch.nn.functional.pad(t, (*after, 0, width - t.shape[dim]), value=value) for t in tensors])
 
 
 def _stack(per_step: list[dict], batch: EpisodeBatch, stm: Tensor, ref_stm: Tensor, timings) -> Rollout:
@@ -274,6 +281,8 @@ def _stack(per_step: list[dict], batch: EpisodeBatch, stm: Tensor, ref_stm: Tens
         ref_log_probs=_pad_cat([s["ref"] for s in per_step], 0.0),
         write_ids=_pad_cat([s["write_ids"] for s in per_step], 0),
         write_mask=_pad_cat([s["write_mask"] for s in per_step], False),
+        encoded=(None if per_step[0]["encoded"] is None
+                 else _pad_cat([s["encoded"] for s in per_step], 0.0, dim=2)),
         stm_prev=torch.cat([s["stm_prev"] for s in per_step]),
         stm_read=torch.cat([s["stm_read"] for s in per_step]),
         critic_ids=_pad_cat([s["critic_ids"] for s in per_step], 0),

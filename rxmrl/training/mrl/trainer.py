@@ -43,10 +43,11 @@ from rxmrl.training.mrl.config import MrlRunConfig, StageConfig
 from rxmrl.training.mrl.critic import Critic
 from rxmrl.training.mrl.curriculum import CurriculumState, StageData, epoch_batches, load_stage_data
 from rxmrl.training.mrl.evaluate import Evaluation, evaluate_policy
-from rxmrl.training.mrl.objective import LossInputs, mrl_loss, sampling_entropy
+from rxmrl.training.mrl.objective import LossInputs, mrl_loss
 from rxmrl.training.mrl.rollout import Rollout, RolloutScorer, collect_rollout, tokenize_episodes
 
 MEMORY_SYSTEM = ("embedding", "encoder", "memory_attention", "stm")
+ENCODER_INPUTS = ("embedding", "encoder")  # what the encoded data of a write depends on
 
 
 class MrlModel(nn.Module):
@@ -105,6 +106,7 @@ class MrlTrainer:
         self.stage_data = [self._load(stage, i) for i, stage in enumerate(config.stages)]
         self.state = CurriculumState()
         self._recompute_memory = True
+        self._keep_encoded = False
         optim = dataclasses.replace(config.optim, group_lr={"critic": config.mrl.critic.lr, **config.optim.group_lr})
         loop = dataclasses.replace(config.loop, max_steps=max(1, self.total_updates()), seed=config.seed)
         self.trainer = Trainer(self.model, self._step_fn, None, config=loop, optim=optim, schedule=config.schedule,
@@ -137,6 +139,7 @@ class MrlTrainer:
         trainable = self._trainable(stage)
         self.trainer.set_trainable(trainable)
         self._recompute_memory = any(g in MEMORY_SYSTEM for g in trainable)
+        self._keep_encoded = not any(g in ENCODER_INPUTS for g in trainable)
         lrs = {"critic": self.config.mrl.critic.lr,
                **self.config.optim.group_lr, **stage.group_lr}
         scheduler = self.trainer.scheduler
@@ -217,7 +220,8 @@ class MrlTrainer:
             policy, batch, self.scorer, self.sampling, reference=self.reference, critic=self.model.critic,
             max_answer_tokens=mrl.max_answer_tokens, max_interaction_len=mrl.max_interaction_len,
             critic_max_len=mrl.critic.max_len, teacher_forcing=stage.teacher_forcing,
-            random_reset_ratio=stage.random_reset_ratio, carried=self.state.carried)
+            random_reset_ratio=stage.random_reset_ratio, carried=self.state.carried,
+            keep_encoded=self._recompute_memory and self._keep_encoded)
         if stage.random_reset_ratio > 0:
             self.state.carried = (rollout.final_stm.cpu(), rollout.final_ref_stm.cpu())
         return rollout
@@ -225,16 +229,18 @@ class MrlTrainer:
     def _step_fn(self, model: MrlModel, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss of one minibatch: recompute STM_t, score the answers, value them, assemble with ``mrl_loss``."""
         policy = model.policy
-        if self._recompute_memory:
+        if self._recompute_memory and batch.get("encoded") is not None:  # encoder frozen: ED from the rollout
+            stm = policy.memory_attention(batch["stm_prev"], batch["encoded"], batch["write_mask"])
+        elif self._recompute_memory:
             stm = policy.write_memory(batch["stm_prev"], batch["write_ids"], batch["write_mask"])
         else:
             stm = batch["stm_read"]
         scored = policy.score(batch["queries"], batch["answers"], stm, answer_mask=batch["mask"],
-                              sampling=self.sampling)
+                              sampling=self.sampling, with_logits=False)
         values = model.critic(batch["critic_ids"], batch["critic_mask"], stm)
         inputs = LossInputs(
             log_probs=scored.log_probs, old_log_probs=batch["old_log_probs"], ref_log_probs=batch["ref_log_probs"],
-            entropy=sampling_entropy(scored.logits, self.sampling), mask=batch["mask"], advantages=batch["advantages"],
+            entropy=scored.entropy, mask=batch["mask"], advantages=batch["advantages"],
             values=values, old_values=batch["values"], returns=batch["returns"], stm=stm,
             stm_prev=batch["stm_prev"], steps=batch["steps"], moe_aux=scored.aux_loss)
         return mrl_loss(inputs, self.config.mrl.objective)
@@ -295,6 +301,7 @@ def minibatch(rollout: Rollout, index: torch.Tensor) -> dict[str, Any]:
         "answers": rollout.answers[index, :width], "mask": mask[:, :width],
         "old_log_probs": rollout.old_log_probs[index, :width], "ref_log_probs": rollout.ref_log_probs[index, :width],
         "write_ids": rollout.write_ids[index, :write_width], "write_mask": write_mask[:, :write_width],
+        "encoded": None if rollout.encoded is None else rollout.encoded[index, :, :write_width],
         "stm_prev": rollout.stm_prev[index], "stm_read": rollout.stm_read[index],
         "critic_ids": rollout.critic_ids[index, :critic_width], "critic_mask": critic_mask[:, :critic_width],
         "advantages": rollout.advantages[index], "returns": rollout.returns[index],
