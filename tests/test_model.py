@@ -114,8 +114,12 @@ def test_score_projects_only_answer_positions_and_matches_the_full_vocabulary_pa
     model = tiny_model()
     stm = random_stm(model, 3)
     sampling = SamplingConfig(temperature=0.8, top_k=10, top_p=0.95)
-    out = model.generate(QUERIES, stm, max_new_tokens=7, sampling=sampling, generator=torch.Generator().manual_seed(5))
-    assert not out.mask.all()  # some rows stopped early: padding must be skipped
+    for seed in range(200):  # a draw in which some rows stop early, so padding must be skipped
+        out = model.generate(QUERIES, stm, max_new_tokens=7, sampling=sampling,
+                             generator=torch.Generator().manual_seed(seed))
+        if not out.mask.all():
+            break
+    assert not out.mask.all()
     prompt, prompt_mask = pad_batch([answer_prompt(q) for q in QUERIES], side="left")
     ids = torch.cat((prompt, out.tokens[:, :-1]), 1)
     logits, _ = model.decoder(ids, stm, attention_mask=torch.cat((prompt_mask, out.mask[:, :-1]), 1))
