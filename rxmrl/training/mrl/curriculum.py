@@ -10,6 +10,8 @@ it in every checkpoint, so a resumed run continues with exactly the batches an u
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +56,33 @@ def epoch_batches(num_episodes: int, batch_size: int, seed: int, stage: int, epo
     generator = torch.Generator().manual_seed(seed * 1_000_003 + stage * 1_009 + epoch)
     order = torch.randperm(num_episodes, generator=generator).tolist()
     return [order[i:i + batch_size] for i in range(0, num_episodes, batch_size)]
+
+
+def rank_shard(indices: list[int], rank: int, world_size: int) -> list[int]:
+    """This rank's episodes of a global batch: every ``world_size``-th, starting at ``rank``.
+
+    Under ``torchrun`` each rank rolls out a different shard and DDP averages the gradients, so a global
+    batch of ``B`` episodes costs each of ``W`` ranks ``⌈B / W⌉`` rollouts. Shards differ in size by at most
+    one episode (a last batch with fewer episodes than ranks gives the extra ranks a repeated one, so no rank
+    sits idle while the others wait in a collective); :func:`rank_minibatches` keeps the number of optimizer steps equal across ranks.
+    """
+    if len(indices) <= rank:  # a last batch smaller than the world: this rank repeats one episode
+        return [indices[rank % len(indices)]]
+    return indices[rank::world_size]
+
+
+def rank_minibatches(size: int, global_episodes: int, steps: int, world_size: int, minibatch_size: int,
+                     order: torch.Tensor) -> list[torch.Tensor]:
+    """Minibatch indices into this rank's rollout of ``size`` samples for one PPO epoch.
+
+    Every rank takes the same number of optimizer steps (DDP's collectives must match): as many as the
+    largest shard, ``⌈global_episodes / world_size⌉ · steps`` samples, needs. A smaller shard wraps around
+    its own permutation ``order`` to fill them (at most ``steps`` samples reused). With one process this is
+    plain consecutive chunks of ``order``, the last one smaller.
+    """
+    target = math.ceil(global_episodes / world_size) * steps
+    return [order[torch.arange(start, min(start + minibatch_size, target)) % size]
+            for start in range(0, target, minibatch_size)]
 
 
 @dataclass

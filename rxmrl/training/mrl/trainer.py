@@ -37,11 +37,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rxmrl.model import ReactiveTransformer
+from rxmrl.training.distributed import init_distributed
 from rxmrl.training.loop import Trainer
 from rxmrl.training.mrl.advantages import compute_advantages, explained_variance
 from rxmrl.training.mrl.config import MrlRunConfig, StageConfig
 from rxmrl.training.mrl.critic import Critic
-from rxmrl.training.mrl.curriculum import CurriculumState, StageData, epoch_batches, load_stage_data
+from rxmrl.training.mrl.curriculum import (CurriculumState, StageData, epoch_batches, load_stage_data, rank_minibatches,
+                                           rank_shard)
 from rxmrl.training.mrl.evaluate import Evaluation, evaluate_policy
 from rxmrl.training.mrl.objective import LossInputs, mrl_loss
 from rxmrl.training.mrl.rollout import Rollout, RolloutScorer, collect_rollout, tokenize_episodes
@@ -107,6 +109,7 @@ class MrlTrainer:
         self.state = CurriculumState()
         self._recompute_memory = True
         self._keep_encoded = False
+        self.world_size = init_distributed().world_size  # episodes are sharded by rank
         optim = dataclasses.replace(config.optim, group_lr={"critic": config.mrl.critic.lr, **config.optim.group_lr})
         loop = dataclasses.replace(config.loop, max_steps=max(1, self.total_updates()), seed=config.seed)
         self.trainer = Trainer(self.model, self._step_fn, None, config=loop, optim=optim, schedule=config.schedule,
@@ -131,7 +134,8 @@ class MrlTrainer:
         mrl, total = self.config.mrl, 0
         for stage, (train, _) in zip(self.config.stages, self.stage_data, strict=True):
             for start in range(0, len(train), mrl.batch_episodes):
-                samples = min(mrl.batch_episodes, len(train) - start) * stage.steps
+                episodes = min(mrl.batch_episodes, len(train) - start)
+                samples = math.ceil(episodes / self.world_size) * stage.steps  # per rank
                 total += stage.epochs * mrl.ppo_epochs * math.ceil(samples / mrl.minibatch_size)
         return total
 
@@ -162,7 +166,7 @@ class MrlTrainer:
                 bar = tqdm(total=len(batches), initial=state.batch, disable=not show, dynamic_ncols=True,
                            desc=f"mrl stage {state.stage} ({stage.steps} steps) epoch {state.epoch}")
                 while state.batch < len(batches):
-                    record = self.iteration(stage, train, batches[state.batch])
+                    record = self.iteration(stage, train, batches[state.batch])  # this rank's shard
                     for key in ("rollout", "reward", "update"):
                         result.timings[key] = result.timings.get(key, 0.0) + record[f"time/{key}"]
                     state.batch += 1
@@ -174,16 +178,18 @@ class MrlTrainer:
                 bar.close()
                 result.evaluations.append(self._end_epoch(stage, valid))
             result.iterations = state.iterations
-            result.final_dir = self._save_policy(self.run_dir / "final")
+            result.final_dir = self.run_dir / "final"
+            if self.trainer.env.is_main:
+                self._save_policy(result.final_dir)
         finally:
             self.trainer.close()
         return result
 
     def iteration(self, stage: StageConfig, data: StageData, indices: list[int]) -> dict[str, float]:
-        """One rollout of ``indices`` and its PPO epochs; returns the logged record."""
-        mrl = self.config.mrl
+        """One rollout of this rank's shard of the global batch ``indices`` and its PPO epochs."""
+        mrl, env = self.config.mrl, self.trainer.env
         clock = time.perf_counter()
-        rollout = self.collect(stage, data, indices)
+        rollout = self.collect(stage, data, rank_shard(indices, env.rank, env.world_size))
         rollout_seconds = time.perf_counter() - clock
         self.trainer.check_finite(float(rollout.rewards.sum()), "reward")
         rollout.advantages, rollout.returns = compute_advantages(
@@ -194,8 +200,9 @@ class MrlTrainer:
         updates = 0
         for _ in range(mrl.ppo_epochs):
             order = torch.randperm(rollout.size)
-            for start in range(0, rollout.size, mrl.minibatch_size):
-                metrics = self.trainer.train_step([minibatch(rollout, order[start:start + mrl.minibatch_size])])
+            for index in rank_minibatches(rollout.size, len(indices), stage.steps, env.world_size,
+                                          mrl.minibatch_size, order):
+                metrics = self.trainer.train_step([minibatch(rollout, index)])
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value
                 updates += 1
@@ -269,11 +276,12 @@ class MrlTrainer:
         epoch = self.state.epoch
         self.state.next_epoch(stage.epochs)
         self.trainer.save_checkpoint(best=improved)
-        if improved:
+        if improved and self.trainer.env.is_main:
             self._save_policy(self.run_dir / f"best-stage-{index}")
-        print(f"stage {index} ({stage.steps} steps) epoch {epoch}: validation reward {summary['reward']:.3f} "
-              f"(min {summary['reward_min']:.3f}, max {summary['reward_max']:.3f}), fact recall "
-              f"{summary['fact_recall']:.3f}{' (best)' if improved else ''}", flush=True)
+        if self.trainer.env.is_main:
+            print(f"stage {index} ({stage.steps} steps) epoch {epoch}: validation reward {summary['reward']:.3f} "
+                  f"(min {summary['reward_min']:.3f}, max {summary['reward_max']:.3f}), fact recall "
+                  f"{summary['fact_recall']:.3f}{' (best)' if improved else ''}", flush=True)
         return {"stage": index, "epoch": epoch, "steps": stage.steps, **summary}
 
     def _save_policy(self, directory: Path) -> Path:
