@@ -10,9 +10,10 @@ from rxmrl.model import ReactiveTransformer, RxTConfig, SamplingConfig, interact
 from rxmrl.special_tokens import ANSWER_ID
 from rxmrl.tokenizer import default_tokenizer
 from rxmrl.training.mrl import (
-    Critic, MrlRunConfig, MrlTrainer, RolloutScorer, build_reward, collect_rollout, compute_advantages,
-    explained_variance, load_stage_data, mrl_loss, tokenize_episodes,
+    Critic, MrlRunConfig, MrlTrainer, StageConfig, build_reward, collect_rollout, compute_advantages,
+    explained_variance, load_stage_data, mrl_loss,
 )
+from rxmrl.training.mrl.rollout import answer_rows, rollout_env, stage_episodes
 from rxmrl.training.mrl.trainer import component_of
 
 
@@ -43,22 +44,27 @@ TINY = ["mrl.batch_episodes=3", "mrl.minibatch_size=4", "mrl.ppo_epochs=2", "mrl
 def tiny_config(*extra: str, steps=(2,)) -> MrlRunConfig:
     overrides = list(TINY)
     cfg = load_config(MrlRunConfig, None, overrides)
-    from rxmrl.training.mrl import StageConfig
     cfg.stages = [StageConfig(steps=s, num_episodes=4, eval_episodes=3) for s in steps]
     from rxmrl.config import apply_overrides
     return apply_overrides(cfg, list(extra))
+
+
+def env_for(data, steps: int, policy, tokenizer, max_answer_tokens: int = 6):
+    """The trainer's env for ``data`` (its reward, the tiny config's) and the episodes it plays."""
+    episodes = stage_episodes(data.episodes, data.long_range, steps)
+    reward = build_reward(tiny_config().reward, policy, tokenizer)
+    return rollout_env(episodes, steps, reward, tokenizer, max_answer_tokens=max_answer_tokens), episodes
 
 
 def test_rollout_records_log_probs_under_the_sampling_distribution_and_writes_without_doubled_answer_token(
         tokenizer):
     policy = tiny_policy(tokenizer.vocab_size).eval()
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 3)
-    batch = tokenize_episodes(data.episodes, data.long_range, 2, tokenizer)
+    env, episodes = env_for(data, 2, policy, tokenizer)
     sampling = SamplingConfig(temperature=0.7, top_k=20)
-    scorer = RolloutScorer(build_reward(tiny_config().reward, policy, tokenizer), decode=tokenizer.decode_batch)
     reference = tiny_policy(tokenizer.vocab_size)
     torch.manual_seed(1)
-    rollout = collect_rollout(policy, batch, scorer, sampling, reference=reference, critic=Critic(policy),
+    rollout = collect_rollout(policy, env, episodes, sampling, reference=reference, critic=Critic(policy),
                               max_answer_tokens=6)
     assert rollout.size == 6 and rollout.rewards.shape == (6,) and rollout.values.shape == (6,)
     # Behaviour log-probs equal a teacher-forced re-score under the same processed distribution ...
@@ -74,7 +80,7 @@ def test_rollout_records_log_probs_under_the_sampling_distribution_and_writes_wi
     for b in range(3):
         written = rollout.write_ids[3 + b][rollout.write_mask[3 + b]].tolist()
         own = rollout.answers[b][rollout.mask[b]].tolist()
-        assert written == interaction_ids(batch.queries[0][b], own)
+        assert written == interaction_ids(rollout.queries[b], own)
         assert written.count(ANSWER_ID) == 1
     # STM after the write is what the answer read; the first write starts from a fresh (small) STM.
     assert rollout.stm_prev[:3].abs().max() < 0.2
@@ -85,13 +91,12 @@ def test_reference_stm_is_reset_per_episode(tokenizer):
     """The same episodes twice in a row give the same reference log-probs (no memory leaking across)."""
     policy = tiny_policy(tokenizer.vocab_size).eval()
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 2)
-    batch = tokenize_episodes(data.episodes, data.long_range, 2, tokenizer)
-    scorer = RolloutScorer(build_reward(tiny_config().reward, policy, tokenizer))
+    env, episodes = env_for(data, 2, policy, tokenizer)
     reference = tiny_policy(tokenizer.vocab_size, seed=5).eval()
     outs = []
     for _ in range(2):
         generator = torch.Generator().manual_seed(0)
-        outs.append(collect_rollout(policy, batch, scorer, GREEDY_ROLLOUT, reference=reference,
+        outs.append(collect_rollout(policy, env, episodes, GREEDY_ROLLOUT, reference=reference,
                                     max_answer_tokens=4, generator=generator))
     assert torch.equal(outs[0].ref_log_probs, outs[1].ref_log_probs)
 
@@ -154,10 +159,9 @@ def test_resume_equals_an_uninterrupted_run(tokenizer, tmp_path):
 def test_critic_explained_variance_rises_on_a_fixed_batch(tokenizer):
     policy = tiny_policy(tokenizer.vocab_size).eval()
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 8)
-    batch = tokenize_episodes(data.episodes, data.long_range, 2, tokenizer)
-    scorer = RolloutScorer(build_reward(tiny_config().reward, policy, tokenizer))
+    env, episodes = env_for(data, 2, policy, tokenizer)
     torch.manual_seed(0)
-    rollout = collect_rollout(policy, batch, scorer, SamplingConfig(), max_answer_tokens=6)
+    rollout = collect_rollout(policy, env, episodes, SamplingConfig(), max_answer_tokens=6)
     critic = Critic(policy, memory_aware=True)
     optimizer = torch.optim.Adam(critic.parameters(), lr=3e-3)
     _, returns = compute_advantages(rollout.rewards, torch.zeros_like(rollout.rewards), rollout.num_steps)
@@ -241,9 +245,8 @@ def test_a_non_finite_reward_stops_with_a_clear_message_and_keeps_the_last_check
 def test_no_memory_ablation_keeps_the_fresh_stm(tokenizer):
     policy = tiny_policy(tokenizer.vocab_size).eval()
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 2)
-    batch = tokenize_episodes(data.episodes, data.long_range, 2, tokenizer)
-    scorer = RolloutScorer(build_reward(tiny_config().reward, policy, tokenizer))
-    rollout = collect_rollout(policy, batch, scorer, GREEDY_ROLLOUT, max_answer_tokens=3, write_memory=False)
+    env, episodes = env_for(data, 2, policy, tokenizer, max_answer_tokens=3)
+    rollout = collect_rollout(policy, env, episodes, GREEDY_ROLLOUT, max_answer_tokens=3, write_memory=False)
     assert torch.equal(rollout.stm_read, rollout.stm_prev) and rollout.stm_change().abs().max() == 0
 
 

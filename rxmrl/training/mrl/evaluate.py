@@ -9,7 +9,8 @@ from torch import Tensor
 
 from rxmrl.model import ReactiveTransformer, SamplingConfig
 from rxmrl.training.mrl.curriculum import StageData
-from rxmrl.training.mrl.rollout import RolloutScorer, collect_rollout, tokenize_episodes
+from rxmrl.envs.batched import BatchedMrlEnv
+from rxmrl.training.mrl.rollout import collect_rollout, stage_episodes
 
 
 @dataclass
@@ -29,21 +30,22 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate_policy(policy: ReactiveTransformer, data: StageData, steps: int, tokenizer, scorer: RolloutScorer,
-                    sampling: SamplingConfig, batch_size: int = 32, max_answer_tokens: int = 48,
+def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: StageData, sampling: SamplingConfig,
+                    batch_size: int = 32, max_answer_tokens: int = 48,
                     max_interaction_len: int = 256, seed: int = 0, write_memory: bool = True) -> Evaluation:
-    """Play every episode of ``data`` (in order, no teacher forcing) with a seeded generator (STM noise and
+    """Play every episode of ``data`` in ``env`` (in order, no teacher forcing) with a seeded generator (STM noise and
     any sampling), so evaluation never moves the training RNG and repeats exactly. ``write_memory=False``:
-    the no-memory ablation (the policy answers from a fresh STM every time)."""
+    the no-memory ablation (the policy answers from a fresh STM every time). Fact recall averages the steps
+    whose data has facts."""
     was_training = policy.training
     policy.eval()
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     episode_rewards, step_rewards, recalls = [], [], []
+    steps = env.steps
     for start in range(0, len(data), batch_size):
         rows = range(start, min(start + batch_size, len(data)))
-        batch = tokenize_episodes([data.episodes[i] for i in rows], [data.long_range[i] for i in rows], steps,
-                                  tokenizer)
-        rollout = collect_rollout(policy, batch, scorer, sampling, max_answer_tokens=max_answer_tokens,
+        episodes = stage_episodes([data.episodes[i] for i in rows], [data.long_range[i] for i in rows], steps)
+        rollout = collect_rollout(policy, env, episodes, sampling, max_answer_tokens=max_answer_tokens,
                                   max_interaction_len=max_interaction_len, generator=generator,
                                   write_memory=write_memory)
         rewards = rollout.rewards.view(steps, len(rows))  # [N, B]
@@ -53,7 +55,7 @@ def evaluate_policy(policy: ReactiveTransformer, data: StageData, steps: int, to
             recalls.append(rollout.components["fact_recall"])
     policy.train(was_training)
     per_step = torch.cat(step_rewards, dim=1).mean(1)
-    recall = float(torch.cat(recalls).mean()) if recalls else float("nan")
+    recall = float(torch.cat(recalls).nanmean()) if recalls else float("nan")
     return Evaluation(torch.cat(episode_rewards), per_step, recall)
 
 

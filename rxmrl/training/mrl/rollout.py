@@ -26,15 +26,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
 from rxmrl.data import Episode
 from rxmrl.model import ReactiveTransformer, SamplingConfig, interaction_ids, pad_batch, query_tokens
+from rxmrl.envs.batched import BatchedMrlEnv
+from rxmrl.envs.padded import PaddedIds
 from rxmrl.envs.plan import StepSpec, step_plan
 from rxmrl.rewards import RunningMean, fact_recall
+from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 
 
 # ------------------------------------------------------------------------------- tokenised episodes
@@ -189,11 +192,56 @@ def critic_inputs(saved: Sequence[list[int]], queries: Sequence[list[int]], max_
     return out
 
 
+def stage_episodes(episodes: Sequence[Episode], long_range: Sequence[bool], steps: int) -> list[Episode]:
+    """Episodes cut to a stage's ``steps`` (:func:`select_follow_ups`) and tagged with the trainer's strategy,
+    ready for ``BatchedMrlEnv.reset(options={"episodes": ...})`` (which reads each episode's ``strategy``)."""
+    pairs = enumerate(zip(episodes, long_range, strict=True))
+    return [replace(select_follow_ups(e, steps, lr, str(i)), strategy="long_range" if lr else "cumulative")
+            for i, (e, lr) in pairs]
+
+
+def rollout_env(episodes: Sequence[Episode], steps: int, reward, tokenizer, *, device: torch.device | str = "cpu",
+                max_answer_tokens: int = 48) -> BatchedMrlEnv:
+    """The batched env a trainer rolls out in: ``reward`` (a callable, e.g. ``build_reward``'s), episodes
+    given at every reset. ``episodes`` (already :func:`stage_episodes`) only seed its sampler's pools; answers
+    reach it as ``[A] a [EOS]`` rows, hence two tokens more than the policy generates."""
+    return BatchedMrlEnv(max(1, len(episodes)), steps=steps, episodes=list(episodes), reward=reward,
+                         tokenizer=tokenizer, device=device, max_answer_tokens=max_answer_tokens + 2)
+
+
+def answer_rows(tokens: Tensor, mask: Tensor) -> PaddedIds:
+    """Generated answers (``[B, T]``, no ``[A]``, ``[PAD]`` after ``[EOS]``) as the env's ``[A] a [EOS]`` rows.
+
+    A row cut by the length limit gets the closing ``[EOS]`` here, exactly as
+    :func:`rxmrl.model.interaction_ids` closes it, so env's written interaction = ``query + [A] a [EOS]``.
+    """
+    batch, width = tokens.shape
+    lengths = mask.sum(1)  # [B] generated tokens, [EOS] included when generated
+    last = tokens.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # [B]
+    ended = (lengths > 0) & (last == EOS_ID)
+    ids = torch.full((batch, width + 2), PAD_ID, dtype=torch.long, device=tokens.device)  # [B, 1 + T + 1]
+    ids[:, 0] = ANSWER_ID
+    ids[:, 1:width + 1] = tokens.masked_fill(~mask, PAD_ID)
+    closing = torch.where(ended, PAD_ID, EOS_ID).unsqueeze(1)  # [B, 1]
+    ids.scatter_(1, (lengths + 1).unsqueeze(1), closing)
+    return PaddedIds(ids, lengths + 1 + (~ended).long()).trimmed()
+
+
+def truncate_interactions(interactions: PaddedIds, max_len: int) -> PaddedIds:
+    """Rows cut to ``max_len`` keeping a final ``[EOS]`` (as :func:`rxmrl.model.interaction_ids` cuts them):
+    the memory encoder never reads more than ``max_len`` tokens of one interaction."""
+    if interactions.ids.shape[1] <= max_len:
+        return interactions
+    ids = interactions.ids[:, :max_len].clone()  # [B, max_len]
+    ids[interactions.lengths > max_len, max_len - 1] = EOS_ID
+    return PaddedIds(ids, interactions.lengths.clamp(max=max_len))
+
+
 @torch.no_grad()
 def collect_rollout(
     policy: ReactiveTransformer,
-    batch: EpisodeBatch,
-    scorer: RolloutScorer,
+    env: BatchedMrlEnv,
+    episodes: Sequence[Episode],
     sampling: SamplingConfig,
     *,
     reference: ReactiveTransformer | None = None,
@@ -208,24 +256,28 @@ def collect_rollout(
     write_memory: bool = True,
     keep_encoded: bool = False,
 ) -> Rollout:
-    """Run B episodes of ``batch.steps`` follow-ups with ``policy`` (see the module docstring).
+    """Play ``episodes`` (see :func:`stage_episodes`) in ``env`` with ``policy`` (see the module docstring).
 
-    ``write_memory=False`` is the no-memory ablation: STM stays the fresh initial state, so any reward the
-    policy earns comes from the query alone (rewards are still scored against the interactions as written).
-    ``keep_encoded=True`` records each write's encoded data: with the encoder and embedding frozen the update
-    reuses it instead of re-encoding every interaction on every pass (identical values: no dropout).
+    The env scores each step (one batched reward call on ids: its plan, saved data, running mean and
+    teacher forcing); this function owns the model side: memory writes (cut to ``max_interaction_len``),
+    generation, reference log-probs and values. ``write_memory=False`` is the no-memory ablation: STM stays
+    the fresh initial state, so any reward the policy earns comes from the query alone (rewards are still
+    scored against the interactions as written). ``keep_encoded=True`` records each write's encoded data:
+    with the encoder and embedding frozen the update reuses it instead of re-encoding every interaction on
+    every pass (identical values: no dropout).
     """
     timings = dict.fromkeys(("memory", "generate", "reference", "critic", "reward"), 0.0)
     device = policy.device
-    size, steps = batch.size, batch.steps
+    start = env.reset(options={"episodes": list(episodes), "teacher_forcing": teacher_forcing})
+    size, steps = len(start.episodes), env.steps
     stm, ref_stm = initial_memory(policy, size, random_reset_ratio, *(carried or (None, None)), generator)
-    written = [[interaction_ids(q, a, max_interaction_len) for q, a in zip(batch.saved_query, batch.saved_answer,
-                                                                           strict=True)]]
-    running_mean = RunningMean()
+    written = [truncate_interactions(start.saved_interaction, max_interaction_len)]  # interaction k, as written
+    written_rows = [written[0].to_lists()]
+    query = start.query
     per_step: list[dict] = []
     for t in range(steps):
         clock = time.perf_counter()
-        ids, mask = pad_batch(written[t], side="right", device=device)
+        ids, mask = written[t].ids.to(device), written[t].mask().to(device)  # [B, W]
         stm_prev = stm
         encoded = None
         if write_memory:
@@ -235,33 +287,35 @@ def collect_rollout(
             ref_stm = reference.write_memory(ref_stm, ids, mask)
         timings["memory"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        out = policy.generate(batch.queries[t], stm, max_answer_tokens, sampling, generator=generator)
+        queries = query.to_lists()
+        out = policy.generate(queries, stm, max_answer_tokens, sampling, generator=generator)
         timings["generate"] += time.perf_counter() - clock
         clock = time.perf_counter()
         if reference is not None:
-            ref_lp = reference.score(batch.queries[t], out.tokens, ref_stm, answer_mask=out.mask,
+            ref_lp = reference.score(queries, out.tokens, ref_stm, answer_mask=out.mask,
                                      sampling=sampling, with_logits=False).log_probs
         else:
             ref_lp = out.log_probs.clone()
         timings["reference"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        saved_rows = [written[p.saved_index][b]
-                      for b, p in enumerate(batch.step_specs(t))]
-        c_ids, c_mask = pad_batch(critic_inputs(saved_rows, batch.queries[t], critic_max_len), device=device)
+        result = env.step(answer_rows(out.tokens, out.mask))
+        timings["reward"] += time.perf_counter() - clock
+        clock = time.perf_counter()  # the value reads the saved data the step is about (not the answer)
+        saved_rows = [written_rows[k][b] for b, k in enumerate(result.saved_index.tolist())]
+        c_ids, c_mask = pad_batch(critic_inputs(saved_rows, queries, critic_max_len), device=device)
         values = critic(c_ids, c_mask, stm) if critic is not None else torch.zeros(size, device=device)
         timings["critic"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        rewards, components = scorer.score_step(t, batch, written, out.tokens, out.mask, running_mean)
-        timings["reward"] += time.perf_counter() - clock
-        own = out.answers()
-        memory_answers = batch.references[t] if teacher_forcing else own
-        written.append([interaction_ids(q, a, max_interaction_len)
-                        for q, a in zip(batch.queries[t], memory_answers, strict=True)])
-        per_step.append(dict(tokens=out.tokens, mask=out.mask, old=out.log_probs, ref=ref_lp, write_ids=ids,
-                             write_mask=mask, encoded=encoded if keep_encoded else None, stm_prev=stm_prev, stm_read=stm, critic_ids=c_ids,
-                             critic_mask=c_mask, rewards=rewards, values=values.float().cpu(),
+        written.append(truncate_interactions(result.written_interaction, max_interaction_len))
+        written_rows.append(written[-1].to_lists())
+        query = result.next_query
+        components = {k: v.float().cpu() for k, v in result.components.items()}
+        components["fact_recall"] = result.fact_recall.float().cpu()  # NaN where the data has no facts
+        per_step.append(dict(queries=queries, tokens=out.tokens, mask=out.mask, old=out.log_probs, ref=ref_lp,
+                             write_ids=ids, write_mask=mask, encoded=encoded if keep_encoded else None,
+                             stm_prev=stm_prev, stm_read=stm, critic_ids=c_ids, critic_mask=c_mask,
+                             rewards=result.rewards.float().cpu(), values=values.float().cpu(),
                              components=components))
-    return _stack(per_step, batch, stm, ref_stm, timings)
+    return _stack(per_step, size, stm, ref_stm, timings)
 
 
 def _pad_cat(tensors: list[Tensor], value, dim: int = 1) -> Tensor:
@@ -271,10 +325,10 @@ def _pad_cat(tensors: list[Tensor], value, dim: int = 1) -> Tensor:
     return torch.cat([torch.nn.functional.pad(t, (*after, 0, width - t.shape[dim]), value=value) for t in tensors])
 
 
-def _stack(per_step: list[dict], batch: EpisodeBatch, stm: Tensor, ref_stm: Tensor, timings) -> Rollout:
+def _stack(per_step: list[dict], size: int, stm: Tensor, ref_stm: Tensor, timings) -> Rollout:
     names = per_step[0]["components"].keys()
     return Rollout(
-        queries=[q for step_queries in batch.queries for q in step_queries],
+        queries=[q for s in per_step for q in s["queries"]],
         answers=_pad_cat([s["tokens"] for s in per_step], 0),
         mask=_pad_cat([s["mask"] for s in per_step], False),
         old_log_probs=_pad_cat([s["old"] for s in per_step], 0.0),
@@ -289,7 +343,7 @@ def _stack(per_step: list[dict], batch: EpisodeBatch, stm: Tensor, ref_stm: Tens
         critic_mask=_pad_cat([s["critic_mask"] for s in per_step], False),
         rewards=torch.cat([s["rewards"] for s in per_step]),
         values=torch.cat([s["values"] for s in per_step]),
-        steps=torch.arange(batch.steps).repeat_interleave(batch.size),
+        steps=torch.arange(len(per_step)).repeat_interleave(size),
         components={k: torch.cat([s["components"][k] for s in per_step]) for k in names},
-        num_episodes=batch.size, num_steps=batch.steps, final_stm=stm, final_ref_stm=ref_stm, timings=timings,
+        num_episodes=size, num_steps=len(per_step), final_stm=stm, final_ref_stm=ref_stm, timings=timings,
     )

@@ -6,7 +6,7 @@
         freeze all but stage.trainable; set the stage's learning rates
         for epoch in range(stage.epochs):
             for batch of episodes (the last, smaller one too):
-                rollout    = collect_rollout(policy, reference, critic, batch)     # no grad
+                rollout    = collect_rollout(policy, env, batch, reference, critic)  # no grad; env scores
                 A, R       = compute_advantages(rollout.rewards, rollout.values)
                 for ppo_epoch in range(ppo_epochs):
                     for minibatch of (episode, step) samples:
@@ -46,7 +46,7 @@ from rxmrl.training.mrl.curriculum import (CurriculumState, StageData, epoch_bat
                                            rank_shard)
 from rxmrl.training.mrl.evaluate import Evaluation, evaluate_policy
 from rxmrl.training.mrl.objective import LossInputs, mrl_loss
-from rxmrl.training.mrl.rollout import Rollout, RolloutScorer, collect_rollout, tokenize_episodes
+from rxmrl.training.mrl.rollout import Rollout, collect_rollout, rollout_env, stage_episodes
 
 MEMORY_SYSTEM = ("embedding", "encoder", "memory_attention", "stm")
 ENCODER_INPUTS = ("embedding", "encoder")  # what the encoded data of a write depends on
@@ -100,12 +100,16 @@ class MrlTrainer:
         self.reference = ReactiveTransformer(policy.config)
         self.reference.load_state_dict(policy.state_dict())
         self.reference.eval().requires_grad_(False)
-        self.scorer = RolloutScorer(reward if reward is not None else build_reward(config.reward, policy, tokenizer),
-                                    decode=tokenizer.decode_batch)
+        self.reward = reward if reward is not None else build_reward(config.reward, policy, tokenizer)
         self.model = MrlModel(policy, Critic(policy, config.mrl.critic.memory_aware))
         self.sampling = config.mrl.sampling.build()
         self.eval_sampling = config.mrl.eval_sampling.build()
         self.stage_data = [self._load(stage, i) for i, stage in enumerate(config.stages)]
+        # one batched env per stage (its steps); every reset plays the episodes the curriculum chose
+        self.envs = [rollout_env(stage_episodes(train.episodes, train.long_range, stage.steps), stage.steps,
+                                 self.reward, tokenizer, device=policy.device,
+                                 max_answer_tokens=config.mrl.max_answer_tokens)
+                     for stage, (train, _) in zip(config.stages, self.stage_data, strict=True)]
         self.state = CurriculumState()
         self._recompute_memory = True
         self._keep_encoded = False
@@ -189,7 +193,11 @@ class MrlTrainer:
         """One rollout of this rank's shard of the global batch ``indices`` and its PPO epochs."""
         mrl, env = self.config.mrl, self.trainer.env
         clock = time.perf_counter()
-        rollout = self.collect(stage, data, rank_shard(indices, env.rank, env.world_size))
+        try:
+            rollout = self.collect(stage, data, rank_shard(indices, env.rank, env.world_size))
+        except FloatingPointError:  # the env refused a non-finite reward: stop as for any other NaN
+            self.trainer.check_finite(math.nan, "reward")
+            raise
         rollout_seconds = time.perf_counter() - clock
         self.trainer.check_finite(float(rollout.rewards.sum()), "reward")
         rollout.advantages, rollout.returns = compute_advantages(
@@ -219,12 +227,12 @@ class MrlTrainer:
 
     def collect(self, stage: StageConfig, data: StageData, indices: list[int]) -> Rollout:
         mrl = self.config.mrl
-        batch = tokenize_episodes([data.episodes[i] for i in indices], [data.long_range[i] for i in indices],
-                                  stage.steps, self.tokenizer)
+        episodes = stage_episodes([data.episodes[i] for i in indices], [data.long_range[i] for i in indices],
+                                  stage.steps)
         policy = self.model.policy
         policy.eval(), self.model.critic.eval()
         rollout = collect_rollout(
-            policy, batch, self.scorer, self.sampling, reference=self.reference, critic=self.model.critic,
+            policy, self.envs[self.state.stage], episodes, self.sampling, reference=self.reference, critic=self.model.critic,
             max_answer_tokens=mrl.max_answer_tokens, max_interaction_len=mrl.max_interaction_len,
             critic_max_len=mrl.critic.max_len, teacher_forcing=stage.teacher_forcing,
             random_reset_ratio=stage.random_reset_ratio, carried=self.state.carried,
@@ -261,8 +269,7 @@ class MrlTrainer:
         data = self.stage_data[index][1 if split == "valid" else 0]
         mrl = self.config.mrl
         policy = policy if policy is not None else self.model.policy
-        return evaluate_policy(policy, data, stage.steps, self.tokenizer, self.scorer,
-                               self.eval_sampling, max(32, mrl.batch_episodes), mrl.max_answer_tokens,
+        return evaluate_policy(policy, self.envs[index], data, self.eval_sampling, max(32, mrl.batch_episodes), mrl.max_answer_tokens,
                                mrl.max_interaction_len, seed=self.config.seed, write_memory=write_memory)
 
     def _end_epoch(self, stage: StageConfig, valid: StageData) -> dict[str, Any]:
@@ -329,6 +336,6 @@ def rollout_metrics(rollout: Rollout) -> dict[str, float]:
         record[f"rollout/reward_step_{t}"] = float(value)
     for t, value in enumerate(rollout.stm_change()):
         record[f"memory/stm_change_step_{t}"] = float(value)
-    record.update({f"reward/{k}": float(v.mean()) for k, v in rollout.components.items()})
+    record.update({f"reward/{k}": float(v.nanmean()) for k, v in rollout.components.items()})  # NaN: no facts
     record.update({f"time/rollout_{k}": v for k, v in rollout.timings.items()})
     return record
