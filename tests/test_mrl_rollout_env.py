@@ -6,14 +6,12 @@ import pytest
 import torch
 
 from rxmrl.model import ReactiveTransformer, RxTConfig, SamplingConfig, interaction_ids
-from rxmrl.rewards import RunningMean
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 from rxmrl.tokenizer import default_tokenizer
 from rxmrl.training.mrl import StageConfig, build_reward, collect_rollout, load_stage_data
 from rxmrl.training.mrl.config import RewardSettings
-from rxmrl.training.mrl.rollout import (RolloutScorer, answer_rows, rollout_env, stage_episodes,
-                                        tokenize_episodes, truncate_interactions)
 from rxmrl.envs.padded import PaddedIds
+from rxmrl.training.mrl.rollout import answer_rows, rollout_env, stage_episodes, truncate_interactions
 
 
 @pytest.fixture(autouse=True)
@@ -51,29 +49,44 @@ def test_truncated_interactions_keep_a_final_eos_like_interaction_ids():
     assert cut.ids.shape[1] == 6
 
 
-def test_env_driven_rollout_gives_the_former_scorer_rewards_for_the_same_answers(tokenizer):
-    """Mixed cumulative / long-range rows (long-range cut from 4 follow-ups to 3: its final question kept)."""
+def test_rollout_rewards_are_the_envs_own_step_rewards_for_the_same_answers(tokenizer):
+    """Mixed cumulative / long-range rows (long-range cut from 4 follow-ups to 3: its final question kept);
+    memory writes cut to a short ``max_interaction_len`` (the env still scores the full interactions).
+
+    Checked against the trainer's former scorer (``RolloutScorer``, removed since) before it was deleted."""
     policy = tiny_policy(tokenizer.vocab_size)
     stage = StageConfig(steps=3, data_steps=4, strategy="mixed")
     data = load_stage_data(stage, "embedded", "train", 4)
     assert set(data.long_range) == {False, True}
     reward = build_reward(RewardSettings(), policy, tokenizer)
     episodes = stage_episodes(data.episodes, data.long_range, 3)
+    assert [e.interactions[-1] for e in episodes] == [
+        e.interactions[-1 if lr else 2] for e, lr in zip(data.episodes, data.long_range, strict=True)]
     env = rollout_env(episodes, 3, reward, tokenizer, max_answer_tokens=6)
     rollout = collect_rollout(policy, env, episodes, SamplingConfig(greedy=True), max_answer_tokens=6,
-                              generator=torch.Generator().manual_seed(0))
-    old = tokenize_episodes(data.episodes, data.long_range, 3, tokenizer)
-    scorer = RolloutScorer(reward, decode=tokenizer.decode_batch)
-    written = [[interaction_ids(q, a) for q, a in zip(old.saved_query, old.saved_answer, strict=True)]]
-    running_mean = RunningMean()
-    size = len(episodes)
+                              max_interaction_len=16, generator=torch.Generator().manual_seed(0))
+    fresh = rollout_env(episodes, 3, reward, tokenizer, max_answer_tokens=6)
+    start = fresh.reset(options={"episodes": episodes})
+    query, size = start.query, len(episodes)
     for t in range(3):
         rows = slice(t * size, (t + 1) * size)
         answers, mask = rollout.answers[rows], rollout.mask[rows]
-        rewards, components = scorer.score_step(t, old, written, answers, mask, running_mean)
-        torch.testing.assert_close(rollout.rewards[rows], rewards, atol=1e-5, rtol=0)
-        for name, value in components.items():
-            torch.testing.assert_close(rollout.components[name][rows], value, atol=1e-5, rtol=0, msg=name)
-        own = [row[m].tolist() for row, m in zip(answers, mask, strict=True)]
-        assert rollout.queries[rows] == old.queries[t]
-        written.append([interaction_ids(q, a) for q, a in zip(old.queries[t], own, strict=True)])
+        assert rollout.queries[rows] == query.to_lists()
+        out = fresh.step(answer_rows(answers, mask))
+        torch.testing.assert_close(rollout.rewards[rows], out.rewards, atol=1e-6, rtol=0)
+        for name, value in out.components.items():
+            torch.testing.assert_close(rollout.components[name][rows], value, atol=1e-6, rtol=0, msg=name)
+        torch.testing.assert_close(rollout.components["fact_recall"][rows], out.fact_recall, equal_nan=True)
+        if t + 1 < 3:  # the next step writes (query t, own answer t), cut to 16 tokens, with one [A]
+            following = slice((t + 1) * size, (t + 2) * size)
+            for b, (q, row, m) in enumerate(zip(query.to_lists(), answers, mask, strict=True)):
+                write = rollout.write_ids[following][b][rollout.write_mask[following][b]].tolist()
+                assert write == interaction_ids(q, row[m].tolist(), 16)
+                assert write.count(ANSWER_ID) == 1 and len(write) <= 16
+        query = out.next_query
+    # the critic read the saved data each step is about: for long-range rows' last step, interaction 0
+    last = slice(2 * size, 3 * size)
+    saved = truncate_interactions(start.saved_interaction, 16).to_lists()
+    for b, long_range in enumerate(data.long_range):
+        critic_row = rollout.critic_ids[last][b][rollout.critic_mask[last][b]].tolist()
+        assert (critic_row[:len(saved[b])] == saved[b]) == long_range

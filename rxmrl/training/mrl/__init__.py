@@ -3,7 +3,7 @@
 One concept per module::
 
     config      MrlRunConfig (run) > StageConfig (curriculum stage), MrlConfig (algorithm) > Objective/...
-    rollout     batched episodes: STM before/after, behaviour + reference log-probs, rewards, values
+    rollout     episodes played in the batched env: STM before/after, behaviour + reference log-probs, rewards, values
     critic      value model: warm-start encoder over (saved interaction + query) [+ STM], value head
     advantages  IMPO's r - V, or GAE; normalisation; explained variance
     objective   mrl_loss: the one function assembling the loss (equations in its docstring)
@@ -27,16 +27,13 @@ from rxmrl.training.mrl.critic import Critic
 from rxmrl.training.mrl.curriculum import CurriculumState, StageData, epoch_batches, load_stage_data
 from rxmrl.training.mrl.evaluate import Evaluation, bootstrap_mean_difference, evaluate_policy
 from rxmrl.training.mrl.objective import LossInputs, mrl_loss
-from rxmrl.training.mrl.rollout import (
-    EpisodeBatch, Rollout, RolloutScorer, collect_rollout, tokenize_episodes,
-)
+from rxmrl.training.mrl.rollout import Rollout, collect_rollout, rollout_env, stage_episodes
 from rxmrl.training.mrl.trainer import MrlModel, MrlResult, MrlTrainer, build_reward, component_of
 
 __all__ = [
-    "AdvantageConfig", "Critic", "CriticConfig", "CurriculumState", "EpisodeBatch", "Evaluation", "LossInputs",
+    "AdvantageConfig", "Critic", "CriticConfig", "CurriculumState", "Evaluation", "LossInputs",
     "MrlConfig", "MrlModel", "MrlResult", "MrlRunConfig", "MrlTrainer", "ObjectiveConfig", "RewardSettings",
-    "Rollout", "RolloutScorer", "SamplingSettings", "StageConfig", "StageData", "bootstrap_mean_difference",
+    "Rollout", "SamplingSettings", "StageConfig", "StageData", "bootstrap_mean_difference",
     "build_reward", "collect_rollout", "component_of", "compute_advantages", "epoch_batches",
-    "evaluate_policy", "explained_variance", "load_stage_data", "mrl_loss",
-    "tokenize_episodes",
+    "evaluate_policy", "explained_variance", "load_stage_data", "mrl_loss", "rollout_env", "stage_episodes",
 ]

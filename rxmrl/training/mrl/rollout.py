@@ -1,25 +1,27 @@
 """Batched MRL rollouts: B episodes stepped together, everything the update needs recorded.
 
-Per episode (row ``b``), with interaction 0 = the saved first interaction and interaction ``k`` = follow-up
-``k-1`` as written into memory::
+The episodes are played in a :class:`rxmrl.envs.BatchedMrlEnv` (its native batched form): the env holds the
+tokenised episodes, the step plan (which saved data, which reward mode), the running mean and teacher
+forcing, and scores every step in one batched reward call on ids; this module drives it with the policy and
+records what the update needs. Per episode (row ``b``), with interaction 0 = the saved first interaction and
+interaction ``k`` = follow-up ``k-1`` as written into memory::
 
+    start = env.reset(options={"episodes": episodes})      # the curriculum's choice, in its order
     STM_0  = noise (or, with probability random_reset_ratio, the row's STM from the previous rollout)
     for step t = 0 .. N-1:
         STM_t^pre  = STM                                    # recorded ("STM before")
         STM        = MemAttn(STM, Encoder(interaction t))   # recorded ("STM after"); reference: same ids
         answer_t   ~ pi_theta(. | query_t, STM)             # batched, KV + memory caches
         log pi_old(answer_t), log pi_ref(answer_t | query_t, STM_ref)   # same processed distribution
-        V_t        = critic(saved data of step t + query_t [, STM])
-        r_t        = reward(answer_t, reference_t, saved data of step t)  # one batched call on ids
-        interaction t+1 = (query_t, answer_t)  or (query_t, reference_t) under teacher forcing
+        out        = env.step([A] answer_t [EOS])           # r_t = reward(answer_t, reference_t, saved data)
+        V_t        = critic(saved data out.saved_index + query_t [, STM])
+        interaction t+1 = out.written_interaction           # (query_t, answer_t), or reference_t under TF
 
 The write of interaction ``t`` happens before answer ``t`` (so the last interaction is never written: no
 write after the last step). The frozen reference policy has its own STM, reset (or kept) with the policy's
-and written with the same ids. Every interaction is built by :func:`rxmrl.model.interaction_ids`, the one
-function the update uses too, so ``[A]`` is never doubled.
-
-The scoring table (which saved data, which reward mode, running mean) is :class:`RolloutScorer`; it follows
-the environment's semantics (``rxmrl.envs`` step plan) and is the one piece to swap for the batched env.
+and written with the same ids. Interactions are ``[BOS][Q] q [A] a [EOS]`` -- what
+:func:`rxmrl.model.interaction_ids` builds, the update's format too, so ``[A]`` is never doubled -- cut to
+``max_interaction_len`` for the memory encoder (the env scores against the full interaction).
 """
 
 from __future__ import annotations
@@ -32,40 +34,13 @@ import torch
 from torch import Tensor
 
 from rxmrl.data import Episode
-from rxmrl.model import ReactiveTransformer, SamplingConfig, interaction_ids, pad_batch, query_tokens
+from rxmrl.model import ReactiveTransformer, SamplingConfig, pad_batch, query_tokens
 from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.envs.padded import PaddedIds
-from rxmrl.envs.plan import StepSpec, step_plan
-from rxmrl.rewards import RunningMean, fact_recall
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 
 
-# ------------------------------------------------------------------------------- tokenised episodes
-@dataclass
-class EpisodeBatch:
-    """B tokenised episodes of ``steps`` follow-ups (queries ``[BOS][Q] q``, answers ``[A] a [EOS]``)."""
-
-    saved_query: list[list[int]]
-    saved_answer: list[list[int]]
-    queries: list[list[list[int]]]  # [N][B]
-    references: list[list[list[int]]]  # [N][B]
-    facts: list[list[list[str]]]  # [N][B] fact texts of each follow-up's reference
-    long_range: list[bool]  # [B]
-
-    @property
-    def size(self) -> int:
-        return len(self.saved_query)
-
-    @property
-    def steps(self) -> int:
-        return len(self.queries)
-
-    def step_specs(self, step: int) -> list[StepSpec]:
-        """How each row's step ``step`` is scored: the env's table, built once per strategy in the batch."""
-        tables = {long_range: step_plan(self.steps, long_range) for long_range in set(self.long_range)}
-        return [tables[long_range][step] for long_range in self.long_range]
-
-
+# -------------------------------------------------------------------------------- stage episodes
 def select_follow_ups(episode: Episode, steps: int, long_range: bool, where: str = "") -> Episode:
     """The first ``steps`` follow-ups (long-range: the first ``steps-1`` and the final question).
 
@@ -79,46 +54,13 @@ def select_follow_ups(episode: Episode, steps: int, long_range: bool, where: str
     return Episode(episode.query, episode.answer, [episode.interactions[j] for j in keep], facts, episode.strategy)
 
 
-def tokenize_episodes(episodes: Sequence[Episode], long_range: Sequence[bool], steps: int, tokenizer) -> EpisodeBatch:
-    """Tokenise B episodes for a rollout of ``steps`` follow-ups (``tokenizer``: ``RxTokenizer``)."""
+def stage_episodes(episodes: Sequence[Episode], long_range: Sequence[bool], steps: int) -> list[Episode]:
+    """Episodes cut to a stage's ``steps`` (:func:`select_follow_ups`) and tagged with the trainer's strategy,
+    ready for ``BatchedMrlEnv.reset(options={"episodes": ...})`` (which reads each episode's ``strategy``)."""
     pairs = enumerate(zip(episodes, long_range, strict=True))
-    chosen = [select_follow_ups(episode, steps, lr, str(i)) for i, (episode, lr) in pairs]
-    queries = [[tokenizer.encode_query(e.interactions[t].query) for e in chosen] for t in range(steps)]
-    references = [[tokenizer.encode_answer(e.interactions[t].answer) for e in chosen] for t in range(steps)]
-    facts = [[[f.text for f in (e.facts[t] if e.facts else [])] for e in chosen] for t in range(steps)]
-    return EpisodeBatch([tokenizer.encode_query(e.query) for e in chosen],
-                        [tokenizer.encode_answer(e.answer) for e in chosen], queries, references, facts,
-                        list(long_range))
+    return [replace(select_follow_ups(e, steps, lr, str(i)), strategy="long_range" if lr else "cumulative")
+            for i, (e, lr) in pairs]
 
-
-# ------------------------------------------------------------------------------------- the scorer
-class RolloutScorer:
-    """Per-step memory-retention rewards of a batch, with the environment's saved-data/mode/running-mean table.
-
-    ``reward`` is a :class:`rxmrl.rewards.MemoryRetentionReward` (or anything with ``score_ids`` and
-    ``embed_ids``). Running mean (reset per episode): before step ``t >= 1`` it folds in interaction
-    ``t-1`` as written (``rxmrl.rewards.RunningMean``), so step 0 uses the first-step factors.
-    """
-
-    def __init__(self, reward, decode=None) -> None:
-        self.reward, self.decode = reward, decode
-
-    def score_step(self, step: int, batch: EpisodeBatch, written: list[list[list[int]]], answers: Tensor,
-                   answer_mask: Tensor, running_mean: RunningMean) -> tuple[Tensor, dict[str, Tensor]]:
-        """Reward ``[B]`` and components of step ``step``; ``written[k][b]``: interaction ``k`` of row ``b``."""
-        plans = batch.step_specs(step)
-        if step >= 1:
-            # interaction step-1 was the saved data of the previous step: cached there, not encoded again
-            running_mean.update(self.reward.embed_ids(written[step - 1], cache=True))
-        saved = [written[p.saved_index][b] for b, p in enumerate(plans)]
-        out = self.reward.score_ids(answers, batch.references[step], saved, generated_lengths=answer_mask.sum(1),
-                                    modes=[p.mode for p in plans], running_mean=running_mean.value)
-        components = dict(out.components)
-        if self.decode is not None:
-            texts = self.decode([row[m].tolist() for row, m in zip(answers, answer_mask, strict=True)])
-            components["fact_recall"] = torch.tensor([fact_recall(text, facts) for text, facts
-                                                      in zip(texts, batch.facts[step], strict=True)])
-        return out.reward.float().cpu(), {k: v.float().cpu() for k, v in components.items()}
 
 
 # ------------------------------------------------------------------------------------ the rollout
@@ -190,14 +132,6 @@ def critic_inputs(saved: Sequence[list[int]], queries: Sequence[list[int]], max_
         query = query_tokens(query)[-max_len:]
         out.append(interaction[: max_len - len(query)] + query)
     return out
-
-
-def stage_episodes(episodes: Sequence[Episode], long_range: Sequence[bool], steps: int) -> list[Episode]:
-    """Episodes cut to a stage's ``steps`` (:func:`select_follow_ups`) and tagged with the trainer's strategy,
-    ready for ``BatchedMrlEnv.reset(options={"episodes": ...})`` (which reads each episode's ``strategy``)."""
-    pairs = enumerate(zip(episodes, long_range, strict=True))
-    return [replace(select_follow_ups(e, steps, lr, str(i)), strategy="long_range" if lr else "cumulative")
-            for i, (e, lr) in pairs]
 
 
 def rollout_env(episodes: Sequence[Episode], steps: int, reward, tokenizer, *, device: torch.device | str = "cpu",

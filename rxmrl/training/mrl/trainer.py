@@ -232,7 +232,7 @@ class MrlTrainer:
         policy = self.model.policy
         policy.eval(), self.model.critic.eval()
         rollout = collect_rollout(
-            policy, self.envs[self.state.stage], episodes, self.sampling, reference=self.reference, critic=self.model.critic,
+            policy, self._env(stage), episodes, self.sampling, reference=self.reference, critic=self.model.critic,
             max_answer_tokens=mrl.max_answer_tokens, max_interaction_len=mrl.max_interaction_len,
             critic_max_len=mrl.critic.max_len, teacher_forcing=stage.teacher_forcing,
             random_reset_ratio=stage.random_reset_ratio, carried=self.state.carried,
@@ -240,6 +240,13 @@ class MrlTrainer:
         if stage.random_reset_ratio > 0:
             self.state.carried = (rollout.final_stm.cpu(), rollout.final_ref_stm.cpu())
         return rollout
+
+    def _env(self, stage: StageConfig):
+        """The batched env built for ``stage`` (one per curriculum stage: its number of steps)."""
+        index = next((i for i, s in enumerate(self.config.stages) if s is stage), self.state.stage)
+        if self.envs[index].steps != stage.steps:
+            raise ValueError(f"stage with steps={stage.steps} is not one of this trainer's stages")
+        return self.envs[index]
 
     def _step_fn(self, model: MrlModel, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss of one minibatch: recompute STM_t, score the answers, value them, assemble with ``mrl_loss``."""
@@ -269,8 +276,8 @@ class MrlTrainer:
         data = self.stage_data[index][1 if split == "valid" else 0]
         mrl = self.config.mrl
         policy = policy if policy is not None else self.model.policy
-        return evaluate_policy(policy, self.envs[index], data, self.eval_sampling, max(32, mrl.batch_episodes), mrl.max_answer_tokens,
-                               mrl.max_interaction_len, seed=self.config.seed, write_memory=write_memory)
+        return evaluate_policy(policy, self.envs[index], data, self.eval_sampling, max(32, mrl.batch_episodes),
+                               mrl.max_answer_tokens, mrl.max_interaction_len, seed=self.config.seed, write_memory=write_memory)
 
     def _end_epoch(self, stage: StageConfig, valid: StageData) -> dict[str, Any]:
         """Evaluate, advance the curriculum position, checkpoint (``best`` + a model dir when it improved)."""
