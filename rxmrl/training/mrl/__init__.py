@@ -3,7 +3,7 @@
 One concept per module::
 
     config      MrlRunConfig (run) > StageConfig (curriculum stage), MrlConfig (algorithm) > Objective/...
-    rollout     episodes played in the batched env: STM before/after, behaviour + reference log-probs, rewards, values
+    rollout     episodes played in the batched env: STM before/after, behaviour + reference log-probs, values
     critic      value model: warm-start encoder over (saved interaction + query) [+ STM], value head
     advantages  IMPO's r - V, or GAE; normalisation; explained variance
     objective   mrl_loss: the one function assembling the loss (equations in its docstring)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.model import ReactiveTransformer, SamplingConfig
 from rxmrl.training.mrl.curriculum import StageData
-from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.training.mrl.rollout import collect_rollout, stage_episodes
 
 
@@ -33,10 +33,10 @@ class Evaluation:
 def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: StageData, sampling: SamplingConfig,
                     batch_size: int = 32, max_answer_tokens: int = 48,
                     max_interaction_len: int = 256, seed: int = 0, write_memory: bool = True) -> Evaluation:
-    """Play every episode of ``data`` in ``env`` (in order, no teacher forcing) with a seeded generator (STM noise and
-    any sampling), so evaluation never moves the training RNG and repeats exactly. ``write_memory=False``:
-    the no-memory ablation (the policy answers from a fresh STM every time). Fact recall averages the steps
-    whose data has facts."""
+    """Play every episode of ``data`` in ``env`` (in order, no teacher forcing) with a seeded generator (STM
+    noise and any sampling), so evaluation never moves the training RNG and repeats exactly.
+    ``write_memory=False``: the no-memory ablation (the policy answers from a fresh STM every time). Fact
+    recall averages the steps whose data has facts (the env gives NaN for the others)."""
     was_training = policy.training
     policy.eval()
     generator = torch.Generator(device=policy.device).manual_seed(seed)

@@ -27,17 +27,19 @@ and written with the same ids. Interactions are ``[BOS][Q] q [A] a [EOS]`` -- wh
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from rxmrl.data import Episode
-from rxmrl.model import ReactiveTransformer, SamplingConfig, pad_batch, query_tokens
 from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.envs.padded import PaddedIds
+from rxmrl.model import ReactiveTransformer, SamplingConfig, pad_batch, query_tokens
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
+from rxmrl.tokenizer import RxTokenizer
 
 
 # -------------------------------------------------------------------------------- stage episodes
@@ -60,7 +62,6 @@ def stage_episodes(episodes: Sequence[Episode], long_range: Sequence[bool], step
     pairs = enumerate(zip(episodes, long_range, strict=True))
     return [replace(select_follow_ups(e, steps, lr, str(i)), strategy="long_range" if lr else "cumulative")
             for i, (e, lr) in pairs]
-
 
 
 # ------------------------------------------------------------------------------------ the rollout
@@ -134,8 +135,8 @@ def critic_inputs(saved: Sequence[list[int]], queries: Sequence[list[int]], max_
     return out
 
 
-def rollout_env(episodes: Sequence[Episode], steps: int, reward, tokenizer, *, device: torch.device | str = "cpu",
-                max_answer_tokens: int = 48) -> BatchedMrlEnv:
+def rollout_env(episodes: Sequence[Episode], steps: int, reward: Callable[..., Any], tokenizer: RxTokenizer, *,
+                device: torch.device | str = "cpu", max_answer_tokens: int = 48) -> BatchedMrlEnv:
     """The batched env a trainer rolls out in: ``reward`` (a callable, e.g. ``build_reward``'s), episodes
     given at every reset. ``episodes`` (already :func:`stage_episodes`) only seed its sampler's pools; answers
     reach it as ``[A] a [EOS]`` rows, hence two tokens more than the policy generates."""

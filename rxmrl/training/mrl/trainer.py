@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.model import ReactiveTransformer
 from rxmrl.training.distributed import init_distributed
 from rxmrl.training.loop import Trainer
@@ -241,7 +242,7 @@ class MrlTrainer:
             self.state.carried = (rollout.final_stm.cpu(), rollout.final_ref_stm.cpu())
         return rollout
 
-    def _env(self, stage: StageConfig):
+    def _env(self, stage: StageConfig) -> BatchedMrlEnv:
         """The batched env built for ``stage`` (one per curriculum stage: its number of steps)."""
         index = next((i for i, s in enumerate(self.config.stages) if s is stage), self.state.stage)
         if self.envs[index].steps != stage.steps:
@@ -277,7 +278,8 @@ class MrlTrainer:
         mrl = self.config.mrl
         policy = policy if policy is not None else self.model.policy
         return evaluate_policy(policy, self.envs[index], data, self.eval_sampling, max(32, mrl.batch_episodes),
-                               mrl.max_answer_tokens, mrl.max_interaction_len, seed=self.config.seed, write_memory=write_memory)
+                               mrl.max_answer_tokens, mrl.max_interaction_len, seed=self.config.seed,
+                               write_memory=write_memory)
 
     def _end_epoch(self, stage: StageConfig, valid: StageData) -> dict[str, Any]:
         """Evaluate, advance the curriculum position, checkpoint (``best`` + a model dir when it improved)."""
