@@ -90,3 +90,24 @@ def test_rollout_rewards_are_the_envs_own_step_rewards_for_the_same_answers(toke
     for b, long_range in enumerate(data.long_range):
         critic_row = rollout.critic_ids[last][b][rollout.critic_mask[last][b]].tolist()
         assert (critic_row[:len(saved[b])] == saved[b]) == long_range
+
+
+def test_teacher_forcing_writes_the_reference_answer_and_still_scores_the_policys_own(tokenizer):
+    policy = tiny_policy(tokenizer.vocab_size)
+    data = load_stage_data(StageConfig(steps=2), "embedded", "train", 2)
+    reward = build_reward(RewardSettings(), policy, tokenizer)
+    episodes = stage_episodes(data.episodes, data.long_range, 2)
+    env = rollout_env(episodes, 2, reward, tokenizer, max_answer_tokens=4)
+    rollout = collect_rollout(policy, env, episodes, SamplingConfig(greedy=True), max_answer_tokens=4,
+                              teacher_forcing=True, generator=torch.Generator().manual_seed(0))
+    for b, episode in enumerate(episodes):
+        follow_up = episode.interactions[0]
+        write = rollout.write_ids[2 + b][rollout.write_mask[2 + b]].tolist()
+        assert write == interaction_ids(tokenizer.encode_query(follow_up.query),
+                                        tokenizer.encode_answer(follow_up.answer), 256)
+    fresh = rollout_env(episodes, 2, reward, tokenizer, max_answer_tokens=4)
+    fresh.reset(options={"episodes": episodes, "teacher_forcing": True})
+    for t in range(2):
+        rows = slice(2 * t, 2 * t + 2)
+        out = fresh.step(answer_rows(rollout.answers[rows], rollout.mask[rows]))
+        torch.testing.assert_close(rollout.rewards[rows], out.rewards, atol=1e-6, rtol=0)
