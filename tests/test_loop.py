@@ -153,3 +153,29 @@ def test_explicit_micro_batches_and_a_non_finite_reward_check():
     assert trainer.step == 1 and set(metrics) == {"loss", "aux_loss", "grad_norm"}
     with pytest.raises(NonFiniteLossError, match=r"non-finite mean reward \(inf\) at step 2"):
         trainer.check_finite(float("inf"), "mean reward")
+
+
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\(\)` has been overridden")
+def test_groups_clipped_apart_keep_their_own_norm_so_a_large_one_does_not_shrink_the_rest():
+    """MRL clips the critic apart: its large value-loss gradient must not scale down the policy's step."""
+    def lopsided(model, batch):  # the head's gradient is ~1000x the encoder's
+        loss, metrics = toy_step(model, batch)
+        return loss + 1e3 * model.head.weight.square().sum(), metrics
+
+    grads = {}
+    for apart in ((), ("head",)):
+        trainer = make_trainer(step_fn=lopsided, max_steps=1, grad_clip=1.0, clip_apart=apart, dropout=0.0)
+        trainer.optimizer.step = lambda: None  # keep the clipped gradients for inspection
+        trainer.optimizer.zero_grad = lambda set_to_none=True: None
+        metrics = trainer.train_step()
+        grads[apart] = {name: p.grad.norm().item() for name, p in trainer.model.named_parameters()
+                        if p.grad is not None}
+        grads[apart]["metrics"] = metrics
+    together, apart = grads[()], grads[("head",)]
+    head = [n for n in apart if n.startswith("head.")]
+    rest = [n for n in apart if n != "metrics" and not n.startswith("head.")]
+    norm = lambda g, names: math.sqrt(sum(g[n] ** 2 for n in names))  # noqa: E731
+    assert norm(apart, head) == pytest.approx(1.0, rel=1e-4)  # the head is clipped to 1 on its own
+    assert norm(apart, rest) < 1.0 and norm(apart, rest) > 100 * norm(together, rest)  # the rest is not shrunk
+    assert apart["metrics"]["grad_norm/head"] > 100 and "grad_norm/head" not in together["metrics"]
+    assert apart["metrics"]["grad_norm"] == pytest.approx(together["metrics"]["grad_norm"], rel=1e-4)

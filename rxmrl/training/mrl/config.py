@@ -140,6 +140,7 @@ class MrlRunConfig:
     reward: RewardSettings = field(default_factory=RewardSettings)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, weight_decay=0.0))
     schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(warmup_steps=0, min_lr_ratio=1.0))
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=1, grad_clip=1.0, log_every=1))
+    loop: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=1, grad_clip=1.0, log_every=1,
+                                                                clip_apart=("critic",)))
     checkpoint_every: int = 1  # iterations (rollout + update) between checkpoints
     progress: bool = True  # tqdm bar with the live reward
