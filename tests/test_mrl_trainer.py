@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -218,7 +220,19 @@ def test_train_mrl_command_runs_from_a_model_dir_and_writes_the_comparison(token
     assert [row["steps"] for row in comparison["stages"]] == [2, 3]
     row = comparison["stages"][0]
     assert row["difference"]["ci95_low"] <= row["difference"]["mean"] <= row["difference"]["ci95_high"]
+    assert set(row["fact_recall_difference"]) == {"mean", "ci95_low", "ci95_high"}
     assert main(["train", "mrl", "--set", "stages.0.trainable=[\"decoderr\"]", "--init", str(init)]) == 2
+
+
+def test_paired_differences_leave_out_episodes_without_a_value_on_either_side():
+    from rxmrl.training.mrl import bootstrap_mean_difference
+
+    nan = float("nan")
+    after, before = torch.tensor([1.0, nan, 0.5, 0.0]), torch.tensor([0.0, 0.2, nan, 0.5])
+    mean, low, high = bootstrap_mean_difference(after, before)
+    assert mean == pytest.approx(0.25)  # episodes 0 and 3: (1.0 + -0.5) / 2
+    assert -0.5 <= low <= mean <= high <= 1.0 and low < high
+    assert all(math.isnan(v) for v in bootstrap_mean_difference(torch.tensor([nan]), torch.tensor([1.0])))
 
 
 def test_a_non_finite_reward_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tokenizer, tmp_path):

@@ -56,7 +56,17 @@ def test_latency_and_mrl_sections_appear_with_their_files(run_dir):
     records = [{"step": i, "rollout/reward": 1.0 + i, "curriculum/stage": i // 2, "curriculum/steps": 2 + 2 * (i // 2)}
                for i in range(4)] + [{"step": 3, "eval/stage1/reward": 4.5}]
     (run_dir / "mrl" / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    summary = lambda reward, recall: {"reward": reward, "fact_recall": recall}  # noqa: E731
+    interval = lambda mean: {"mean": mean, "ci95_low": mean - 0.1, "ci95_high": mean + 0.1}  # noqa: E731
+    stages = [{"stage": i, "steps": 2 + 2 * i, "strategy": "cumulative", "warm_start": summary(5.0, 0.1),
+               "mrl": summary(5.25, 0.125), "mrl_no_memory": summary(5.0, 0.0), "difference": interval(0.25)}
+              for i in range(2)]
+    stages[1]["fact_recall_difference"] = interval(0.025)  # stage 0: a run written before it was recorded
+    write_json(run_dir / "mrl" / "comparison.json", {"stages": stages})
     report = write_report(run_dir).read_text()
+    assert "| 0 | 2 | cumulative | 5.000 | 5.250 | +0.250 [+0.150, +0.350] | 5.000 | 0.100 | 0.125 | – |" in report
+    assert "| 1 | 4 | cumulative | 5.000 | 5.250 | +0.250 [+0.150, +0.350] | 5.000 | 0.100 | 0.125 | " \
+           "+0.025 [-0.075, +0.125] |" in report
     assert "| RxT after MRL |" in report and "| 5.0 |" in report  # MRL row: RxT latency of the last turn (ms)
     assert "| 2 | 10 | 52 | 12 | 30.0 | 5.0 |" in report
     assert (run_dir / "plots" / "latency_per_turn.png").is_file()

@@ -30,10 +30,15 @@ def _save(figure, path: str | Path) -> Path:
     return path
 
 
-def plot_mrl_rewards(records: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Rollout reward per iteration, one colour per curriculum stage, with each epoch's validation reward."""
+def plot_mrl_rewards(records: Sequence[Mapping[str, Any]], path: str | Path,
+                     warm_start: Mapping[int, float] | None = None) -> Path:
+    """Rollout reward per iteration, one colour per curriculum stage, with each epoch's validation reward.
+
+    ``warm_start`` (stage -> the warm start's validation reward, from ``comparison.json``) draws the level
+    each stage's validation stars must beat, so the plot answers "did MRL help" at a glance.
+    """
     plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(7, 3.8))
+    figure, axis = plt.subplots(figsize=(9, 3.8))
     rollouts = [r for r in records if "rollout/reward" in r]
     stages = sorted({int(r["curriculum/stage"]) for r in rollouts})
     for stage in stages:
@@ -45,12 +50,15 @@ def plot_mrl_rewards(records: Sequence[Mapping[str, Any]], path: str | Path) -> 
         if evals:
             axis.plot([r["step"] for r in evals], [r[f"eval/stage{stage}/reward"] for r in evals], marker="*",
                       markersize=12, linestyle="--", color=line.get_color(), label=f"stage {stage}: validation")
+        if warm_start and stage in warm_start:
+            axis.hlines(warm_start[stage], rows[0]["step"], max(r["step"] for r in rows + evals), linestyles=":",
+                        colors=line.get_color(), label=f"stage {stage}: warm start (validation)")
     axis.set_xlabel("optimizer step")
     axis.set_ylabel("mean reward (0-10)")
     axis.set_title("MRL: reward per curriculum stage")
     axis.grid(alpha=0.3)
     if stages:
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: lines stay visible
     return _save(figure, path)
 
 

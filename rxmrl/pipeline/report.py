@@ -75,14 +75,21 @@ def published_table() -> str:
 
 def comparison_table(comparison: dict[str, Any]) -> str:
     """MRL vs warm start on each curriculum stage's validation episodes (``mrl/comparison.json``)."""
-    lines = ["| stage | steps | strategy | warm start | MRL | difference [95% CI] | MRL without memory |",
-             "|---:|---:|---|---:|---:|---:|---:|"]
+    lines = ["| stage | steps | strategy | reward: warm start | MRL | difference [95% CI] | MRL without memory "
+             "| fact recall: warm start | MRL | difference [95% CI] |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in comparison["stages"]:
-        d = row["difference"]
+        recall = row.get("fact_recall_difference")  # absent in runs written before it was recorded
+        recall = _signed_interval(recall) if recall else "–"
         lines.append(f"| {row['stage']} | {row['steps']} | {row['strategy']} | {row['warm_start']['reward']:.3f} "
-                     f"| {row['mrl']['reward']:.3f} | {d['mean']:+.3f} [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}] "
-                     f"| {row['mrl_no_memory']['reward']:.3f} |")
+                     f"| {row['mrl']['reward']:.3f} | {_signed_interval(row['difference'])} "
+                     f"| {row['mrl_no_memory']['reward']:.3f} | {row['warm_start']['fact_recall']:.3f} "
+                     f"| {row['mrl']['fact_recall']:.3f} | {recall} |")
     return "\n".join(lines)
+
+
+def _signed_interval(d: dict[str, float]) -> str:
+    return f"{d['mean']:+.3f} [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}]"
 
 
 def timings_table(run_dir: Path) -> str:
@@ -113,7 +120,9 @@ def write_plots(run_dir: Path, results: dict[str, dict[str, Any]], latency: list
     folder = run_dir / "plots"
     metrics = run_dir / "mrl" / "metrics.jsonl"
     if metrics.is_file():
-        plot_mrl_rewards(read_metrics(metrics), folder / "mrl_reward_per_stage.png")
+        comparison = _read_json(run_dir / "mrl" / "comparison.json") or {"stages": []}
+        warm = {row["stage"]: row["warm_start"]["reward"] for row in comparison["stages"]}
+        plot_mrl_rewards(read_metrics(metrics), folder / "mrl_reward_per_stage.png", warm)
         plots["Reward per curriculum stage over MRL training"] = "plots/mrl_reward_per_stage.png"
     if results:
         plot_reward_histograms({LABELS[n]: r["episode_rewards"] for n, r in results.items()},

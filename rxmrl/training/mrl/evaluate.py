@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from rxmrl.envs.batched import BatchedMrlEnv
+from rxmrl.evaluation.bootstrap import bootstrap_interval
 from rxmrl.model import ReactiveTransformer, SamplingConfig
 from rxmrl.training.mrl.curriculum import StageData
 from rxmrl.training.mrl.rollout import collect_rollout, stage_episodes
@@ -19,7 +21,8 @@ class Evaluation:
 
     episode_rewards: Tensor
     step_rewards: Tensor
-    fact_recall: float
+    fact_recall: float  # over all steps with facts
+    episode_fact_recall: Tensor | None = None  # [E] per episode over its steps with facts; NaN: none has facts
 
     def summary(self) -> dict[str, float]:
         r = self.episode_rewards
@@ -52,20 +55,23 @@ def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: Stage
         episode_rewards.append(rewards.mean(0))
         step_rewards.append(rewards)
         if "fact_recall" in rollout.components:
-            recalls.append(rollout.components["fact_recall"])
+            recalls.append(rollout.components["fact_recall"].view(steps, len(rows)))  # [N, B], NaN: no facts
     policy.train(was_training)
     per_step = torch.cat(step_rewards, dim=1).mean(1)
-    recall = float(torch.cat(recalls).nanmean()) if recalls else float("nan")
-    return Evaluation(torch.cat(episode_rewards), per_step, recall)
+    if not recalls:
+        return Evaluation(torch.cat(episode_rewards), per_step, float("nan"))
+    recall = torch.cat(recalls, dim=1)  # [N, E]
+    return Evaluation(torch.cat(episode_rewards), per_step, float(recall.nanmean()), recall.nanmean(0))
 
 
 def bootstrap_mean_difference(after: Tensor, before: Tensor, samples: int = 10_000, seed: int = 0,
                               level: float = 0.95) -> tuple[float, float, float]:
-    """Paired bootstrap over episodes of ``mean(after - before)``: ``(mean, low, high)`` of the interval."""
-    diff = (after - before).double()
-    generator = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, diff.numel(), (samples, diff.numel()), generator=generator)
-    means = diff[idx].mean(1)
-    alpha = (1 - level) / 2
-    low, high = torch.quantile(means, torch.tensor([alpha, 1 - alpha], dtype=torch.double)).tolist()
+    """Paired bootstrap over episodes of ``mean(after - before)``: ``(mean, low, high)`` of the interval.
+
+    Pairs with a NaN on either side are dropped (fact recall of episodes whose steps have no facts)."""
+    diff = (after - before).double().numpy()
+    diff = diff[~np.isnan(diff)]
+    if diff.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    low, high = bootstrap_interval(diff, level, samples, seed)
     return float(diff.mean()), low, high

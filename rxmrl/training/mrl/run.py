@@ -37,8 +37,9 @@ def run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
     """Train the curriculum, then compare warm start and MRL on each stage's validation episodes.
 
     Writes ``RUN_DIR/comparison.json``: per stage, mean/min/max reward and fact recall of both policies, the
-    paired bootstrap 95% interval of the difference in per-episode reward, and the no-memory ablation of
-    both (STM never written): MRL should beat it if the gain comes from memory, not from answer style.
+    paired bootstrap 95% intervals of the differences in per-episode reward and fact recall, and the
+    no-memory ablation of both (STM never written): MRL should beat it if the gain comes from memory, not
+    from answer style.
     """
     policy, tokenizer = load_warm_start(config.init, config.tokenizer)
     trainer = MrlTrainer(config, policy, tokenizer)
@@ -52,15 +53,18 @@ def run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
         after_blank = trainer.evaluate(i, write_memory=False)
         mean, low, high = bootstrap_mean_difference(after.episode_rewards, warm[i].episode_rewards)
         memory_gain = bootstrap_mean_difference(after.episode_rewards, after_blank.episode_rewards)
+        recall = (bootstrap_mean_difference(after.episode_fact_recall, warm[i].episode_fact_recall)
+                  if after.episode_fact_recall is not None else (float("nan"),) * 3)
         rows.append({"stage": i, "steps": stage.steps, "strategy": stage.strategy,
                      "warm_start": warm[i].summary(), "mrl": after.summary(),
                      "difference": {"mean": mean, "ci95_low": low, "ci95_high": high},
+                     "fact_recall_difference": dict(zip(("mean", "ci95_low", "ci95_high"), recall)),
                      "warm_start_no_memory": warm_blank.summary(), "mrl_no_memory": after_blank.summary(),
                      "mrl_memory_gain": dict(zip(("mean", "ci95_low", "ci95_high"), memory_gain))})
         print(f"stage {i} ({stage.steps} steps, {stage.strategy}): reward warm start "
               f"{warm[i].summary()['reward']:.3f} -> MRL {after.summary()['reward']:.3f}, difference {mean:+.3f} "
-              f"[{low:+.3f}, {high:+.3f}] 95% CI; fact recall {warm[i].fact_recall:.3f} -> {after.fact_recall:.3f}",
-              flush=True)
+              f"[{low:+.3f}, {high:+.3f}] 95% CI; fact recall {warm[i].fact_recall:.3f} -> {after.fact_recall:.3f}, "
+              f"difference per episode {recall[0]:+.3f} [{recall[1]:+.3f}, {recall[2]:+.3f}]", flush=True)
         print(f"  no-memory ablation: warm start {warm_blank.summary()['reward']:.3f}, MRL "
               f"{after_blank.summary()['reward']:.3f}; MRL with vs without memory {memory_gain[0]:+.3f} "
               f"[{memory_gain[1]:+.3f}, {memory_gain[2]:+.3f}]", flush=True)
