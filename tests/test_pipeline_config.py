@@ -18,7 +18,10 @@ def test_quickstart_sections_are_the_single_command_configs():
     config = load_config(PipelineConfig, QUICKSTART)
     assert isinstance(config.supervised, SupervisedConfig) and isinstance(config.mrl, MrlRunConfig)
     assert config.supervised.model.preset == "nano" and config.supervised.data.source == "embedded"
-    assert [s.steps for s in config.mrl.stages] == [2, 4]
+    standalone = load_config(MrlRunConfig, ROOT / "experiments" / "mrl_quickstart.toml")
+    for field in ("mrl", "stages", "optim", "reward", "data_source", "checkpoint_every"):  # kept in sync
+        assert getattr(config.mrl, field) == getattr(standalone, field), field
+    assert [s.steps for s in config.mrl.stages] == [2, 4, 8]
     assert config.eval.steps == 8 and config.eval.curriculum_config == "steps-8"
     assert config.eval.models == ["warm_start", "mrl", "baseline", "oracle", "random"]
 
