@@ -171,6 +171,7 @@ class Trainer:
     def set_trainable(self, groups: Collection[str] | None) -> None:
         """Train only these named groups (None: all); frozen ones stay bit-identical. Rebuilds DDP."""
         chosen = set_trainable(self.model, groups, self.group_of)
+        self._clip_sets = self._partition_for_clipping()
         if chosen != self.trainable or self._wrapped is None:
             self.trainable = chosen
             self._wrapped = wrap_ddp(_StepModule(self.model, self.step_fn), self.env,
@@ -251,6 +252,18 @@ class Trainer:
         totals.update(norms)
         return totals
 
+    def _partition_for_clipping(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by clip set: each ``clip_apart`` group, then the rest under ``""``.
+
+        Built when the trainable set changes, so a step does not walk the parameter names again.
+        """
+        sets: dict[str, list[nn.Parameter]] = {group: [] for group in (*self.config.clip_apart, "")}
+        for name, parameter in self.model.named_parameters():
+            if parameter.requires_grad:
+                group = self.group_of(name) if self.group_of is not None else "default"
+                sets[group if group in self.config.clip_apart else ""].append(parameter)
+        return {group: params for group, params in sets.items() if params}
+
     def _clip_gradients(self) -> dict[str, float]:
         """Clip to ``grad_clip``: ``clip_apart`` groups each on their own, the rest together.
 
@@ -258,18 +271,10 @@ class Trainer:
         and ``grad_norm/<group>`` for each group clipped apart.
         """
         clip = self.config.grad_clip if self.config.grad_clip else float("inf")
-        apart: dict[str, list[nn.Parameter]] = {group: [] for group in self.config.clip_apart}
-        rest: list[nn.Parameter] = []
-        for name, parameter in self.model.named_parameters():
-            if parameter.requires_grad:
-                group = self.group_of(name) if self.group_of is not None else "default"
-                apart.get(group, rest).append(parameter)
-        norms = {f"grad_norm/{group}": float(torch.nn.utils.clip_grad_norm_(params, clip))
-                 for group, params in apart.items() if params}
-        squares = sum(norm ** 2 for norm in norms.values())
-        if rest:
-            squares += float(torch.nn.utils.clip_grad_norm_(rest, clip)) ** 2
-        return {"grad_norm": math.sqrt(squares), **norms}
+        norms = {group: float(torch.nn.utils.clip_grad_norm_(params, clip))
+                 for group, params in self._clip_sets.items()}
+        total = math.sqrt(sum(norm ** 2 for norm in norms.values()))
+        return {"grad_norm": total, **{f"grad_norm/{group}": norm for group, norm in norms.items() if group}}
 
     def check_finite(self, value: float, what: str) -> None:
         """Raise ``NonFiniteLossError`` on every rank if ``value`` is NaN/inf on any (e.g. a reward in MRL).

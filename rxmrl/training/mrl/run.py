@@ -55,12 +55,12 @@ def run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
         memory_gain = bootstrap_mean_difference(after.episode_rewards, after_blank.episode_rewards)
         recall = (bootstrap_mean_difference(after.episode_fact_recall, warm[i].episode_fact_recall)
                   if after.episode_fact_recall is not None else (float("nan"),) * 3)
+        interval = lambda values: dict(zip(("mean", "ci95_low", "ci95_high"), values))  # noqa: E731
         rows.append({"stage": i, "steps": stage.steps, "strategy": stage.strategy,
                      "warm_start": warm[i].summary(), "mrl": after.summary(),
-                     "difference": {"mean": mean, "ci95_low": low, "ci95_high": high},
-                     "fact_recall_difference": dict(zip(("mean", "ci95_low", "ci95_high"), recall)),
+                     "difference": interval((mean, low, high)), "fact_recall_difference": interval(recall),
                      "warm_start_no_memory": warm_blank.summary(), "mrl_no_memory": after_blank.summary(),
-                     "mrl_memory_gain": dict(zip(("mean", "ci95_low", "ci95_high"), memory_gain))})
+                     "mrl_memory_gain": interval(memory_gain)})
         print(f"stage {i} ({stage.steps} steps, {stage.strategy}): reward warm start "
               f"{warm[i].summary()['reward']:.3f} -> MRL {after.summary()['reward']:.3f}, difference {mean:+.3f} "
               f"[{low:+.3f}, {high:+.3f}] 95% CI; fact recall {warm[i].fact_recall:.3f} -> {after.fact_recall:.3f}, "
