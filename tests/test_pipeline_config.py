@@ -21,6 +21,10 @@ def test_quickstart_sections_are_the_single_command_configs():
     standalone = load_config(MrlRunConfig, ROOT / "experiments" / "mrl_quickstart.toml")
     for field in ("mrl", "stages", "optim", "reward", "data_source", "checkpoint_every"):  # kept in sync
         assert getattr(config.mrl, field) == getattr(standalone, field), field
+    warmstart = load_config(SupervisedConfig, ROOT / "experiments" / "warmstart.toml")
+    for field in ("model", "data", "stage1", "stage2", "stage3", "stage4", "stages", "seed"):
+        assert getattr(config.supervised, field) == getattr(warmstart, field), field
+    assert config.supervised.stage4.fact_weight > 1  # the embedded curriculum's facts are weighted up
     assert [s.steps for s in config.mrl.stages] == [2, 4, 8]
     assert config.eval.steps == 8 and config.eval.curriculum_config == "steps-8"
     assert config.eval.models == ["warm_start", "mrl", "baseline", "oracle", "random"]

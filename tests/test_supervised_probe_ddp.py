@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
 from rxmrl.data import load_curriculum
 from rxmrl.training.distributed import DistEnv, cleanup, init_distributed
-from rxmrl.training.memory_probe import fact_token_masks, memory_matters
+from rxmrl.training.memory_probe import memory_matters
+from rxmrl.training.stages.facts import fact_token_masks, weight_fact_tokens
 from rxmrl.training.stages import JointStageConfig, episode_rows, train_joint
+from rxmrl.training.stages.batching import next_token_loss, pad_episodes
 
 sys.path.insert(0, str(Path(__file__).parent))
 from supervised_helpers import quiet_loop, stories, tiny_model, tokenizer  # noqa: E402
@@ -24,12 +28,16 @@ def test_memory_probe_sees_no_gap_when_the_decoder_cannot_read_memory():
     model = tiny_model()
     reading = memory_matters(model, tokenizer(), episodes, batch_size=3)
     assert reading["loss_gap"] != 0.0 and reading["tokens"] > 0
+    for prefix in ("", "fact_"):  # the bootstrap interval over episodes holds the token-averaged gap
+        assert reading[f"{prefix}loss_gap_low"] <= reading[f"{prefix}loss_gap"] <= reading[f"{prefix}loss_gap_high"]
+    assert reading["loss_gap_low"] < reading["loss_gap_high"]
     for layer in model.decoder.layers:  # cross-attention output zeroed: memory cannot reach the logits
         torch.nn.init.zeros_(layer.memory_cross_attn.o_proj.weight)
     blind = memory_matters(model, tokenizer(), episodes, batch_size=3)
     assert blind["loss_with_memory"] == blind["loss_reset_memory"]
     assert blind["acc_with_memory"] == blind["acc_reset_memory"]
     assert blind["fact_loss_with_memory"] == blind["fact_loss_reset_memory"]
+    assert blind["loss_gap_low"] == blind["loss_gap_high"] == 0.0
     assert blind["tokens"] == reading["tokens"] and 0 < blind["fact_tokens"] < blind["tokens"]
 
 
@@ -42,6 +50,34 @@ def test_fact_tokens_are_the_fact_phrases_inside_follow_up_answers():
         assert len(mask) == len(ids)
         picked = tokenizer().decode([i for i, m in zip(ids, mask) if m]).lower()
         assert all(fact.text.lower() in picked for fact in facts), (picked, facts)
+
+
+def test_fact_weight_scales_only_the_fact_tokens_in_the_follow_up_loss():
+    episodes = load_curriculum(steps=3, split="validation", num_episodes=2).episodes
+    rows = episode_rows(tokenizer(), episodes, 128)
+    weighted = weight_fact_tokens(tokenizer(), episodes, rows, 5.0, 128)
+    for episode, plain, heavy in zip(episodes, rows, weighted, strict=True):
+        for (ids, targets), (same_ids, weights), mask in zip(plain, heavy, fact_token_masks(tokenizer(), episode, 128),
+                                                             strict=True):
+            assert same_ids == ids
+            assert weights == [t * (5.0 if m else 1) for t, m in zip(targets, mask, strict=True)]
+        assert any(w == 5.0 for _, weights in heavy for w in weights)
+    # the loss is the weighted mean of the per-token losses
+    batch = pad_episodes([weighted[0]])
+    step = {key: value[1] for key, value in batch.items()}
+    logits = torch.randn(1, step["input_ids"].shape[1], tokenizer().vocab_size, generator=torch.Generator().manual_seed(0))
+    nll = torch.nn.functional.cross_entropy(logits[0, :-1], step["input_ids"][0, 1:], reduction="none")
+    w = step["target_weight"][0, 1:] * step["attention_mask"][0, 1:]
+    loss, _ = next_token_loss(logits, step)
+    assert torch.allclose(loss, (nll * w).sum() / w.sum())
+    assert not torch.allclose(loss, nll[w > 0].mean())
+
+
+def test_fact_weight_refuses_episodes_without_facts():
+    episodes = [dataclasses.replace(e, facts=None)
+                for e in load_curriculum(steps=2, split="validation", num_episodes=2).episodes]
+    with pytest.raises(ValueError, match="facts"):
+        weight_fact_tokens(tokenizer(), episodes, episode_rows(tokenizer(), episodes, 128), 3.0, 128)
 
 
 def _free_port() -> int:

@@ -16,38 +16,19 @@ same fresh STM draws (a seeded generator), so the numbers are reproducible.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rxmrl.data.schema import Episode
+from rxmrl.evaluation.bootstrap import bootstrap_interval
 from rxmrl.model import ReactiveTransformer
 from rxmrl.tokenizer import RxTokenizer
 from rxmrl.training.stages.batching import episode_rows, pad_episodes
+from rxmrl.training.stages.facts import fact_token_masks
 from rxmrl.training.stages.memory_aware import follow_up_logits
-
-
-def fact_token_masks(tokenizer: RxTokenizer, episode: Episode, max_length: int) -> list[list[int]]:
-    """Per interaction row (as :func:`episode_rows` lays it out), 1 on tokens of a fact phrase in the answer.
-
-    Row layout ``[BOS][Q] q [A] a [EOS]``: answer token ``k`` sits at ``len(q) + 3 + k``. A token counts when
-    its characters overlap a whole-word, case-insensitive match of one of the follow-up's facts.
-    """
-    masks = []
-    for index, turn in enumerate(episode.all_interactions()):
-        answer_start = len(tokenizer.encode(turn.query)) + 3
-        encoding = tokenizer.tokenizer.encode(turn.answer, add_special_tokens=False)
-        mask = [0] * min(answer_start + len(encoding.ids) + 1, max_length)
-        facts = episode.facts[index - 1] if episode.facts and index > 0 else []
-        spans = [m.span() for fact in facts
-                 for m in re.finditer(rf"\b{re.escape(fact.text)}\b", turn.answer, flags=re.IGNORECASE)]
-        for k, (begin, end) in enumerate(encoding.offsets):
-            if answer_start + k < len(mask) and any(begin < s_end and end > s_begin for s_begin, s_end in spans):
-                mask[answer_start + k] = 1
-        masks.append(mask)
-    return masks
 
 
 def _padded(rows: list[list[int]], width: int, device: torch.device) -> torch.Tensor:
@@ -65,7 +46,12 @@ def memory_matters(model: ReactiveTransformer, tokenizer: RxTokenizer, episodes:
 
     Returns ``loss_/acc_with_memory``, ``loss_/acc_reset_memory`` (all answer tokens + ``[EOS]``), the same
     four for fact tokens (``fact_loss_with_memory`` ...; NaN when the episodes have no facts), ``loss_gap``
-    and ``fact_loss_gap`` (reset − with; > 0 when memory helps) and the token counts.
+    and ``fact_loss_gap`` (reset − with; > 0 when memory helps), their 95% bootstrap intervals over episodes
+    (``loss_gap_low``/``_high``, ``fact_loss_gap_low``/``_high``) and the token counts.
+
+    The intervals resample episodes (their follow-ups share one memory) and hold each episode's token count
+    fixed: the gap is ``Σ_e (nll_reset_e − nll_with_e) / tokens``, a mean over episodes of
+    ``(nll_reset_e − nll_with_e)·E / tokens``, which is what :func:`bootstrap_interval` resamples.
     """
     if not episodes:
         raise ValueError("memory_matters needs at least one episode")
@@ -76,6 +62,7 @@ def memory_matters(model: ReactiveTransformer, tokenizer: RxTokenizer, episodes:
     sums = {f"{kind}_{what}_{mode}": 0.0 for kind in ("all", "fact") for what in ("nll", "correct")
             for mode in ("with", "reset")}
     counts = {"all": 0, "fact": 0}
+    episode_gaps = {"all": np.zeros(len(rows)), "fact": np.zeros(len(rows))}  # Σ nll_reset − Σ nll_with
     for start in range(0, len(rows), batch_size):
         batch = {k: v.to(model.device) for k, v in pad_episodes(rows[start:start + batch_size]).items()}
         batch_facts = facts[start:start + batch_size]
@@ -90,6 +77,8 @@ def memory_matters(model: ReactiveTransformer, tokenizer: RxTokenizer, episodes:
                 correct = logits[:, :-1].argmax(-1) == targets
                 for kind, weights in (("all", answer), ("fact", fact)):
                     sums[f"{kind}_nll_{mode}"] += float(nll[weights].sum())
+                    row_nll = (nll * weights).sum(1).double().cpu().numpy()
+                    episode_gaps[kind][start:start + len(row_nll)] += row_nll if reset else -row_nll
                     sums[f"{kind}_correct_{mode}"] += float(correct[weights].sum())
                     if not reset:
                         counts[kind] += int(weights.sum())
@@ -101,5 +90,7 @@ def memory_matters(model: ReactiveTransformer, tokenizer: RxTokenizer, episodes:
             result[f"{prefix}loss_{label}"] = sums[f"{kind}_nll_{mode}"] / n if n else float("nan")
             result[f"{prefix}acc_{label}"] = sums[f"{kind}_correct_{mode}"] / n if n else float("nan")
         result[f"{prefix}loss_gap"] = result[f"{prefix}loss_reset_memory"] - result[f"{prefix}loss_with_memory"]
+        scaled = episode_gaps[kind] * len(rows) / n if n else np.full(len(rows), np.nan)
+        result[f"{prefix}loss_gap_low"], result[f"{prefix}loss_gap_high"] = bootstrap_interval(scaled, seed=seed)
     result["tokens"], result["fact_tokens"] = float(counts["all"]), float(counts["fact"])
     return result

@@ -135,7 +135,12 @@ def stage_rows(config: SupervisedConfig, stage: int, tokenizer) -> list[Any]:
     settings = config.stage3 if stage == 3 else config.stage4
     episodes = load_curriculum(data.source, data.curriculum_steps, data.curriculum_split,
                                num_episodes=settings.num_episodes, seed=data.seed)
-    return episode_rows(tokenizer, episodes, settings.max_length)
+    rows = episode_rows(tokenizer, episodes, settings.max_length)
+    if stage == 4 and settings.fact_weight != 1:
+        from rxmrl.training.stages.facts import weight_fact_tokens
+
+        rows = weight_fact_tokens(tokenizer, episodes.episodes, rows, settings.fact_weight, settings.max_length)
+    return rows
 
 
 def validation_episodes(config: SupervisedConfig):
@@ -230,5 +235,8 @@ def format_report(report: StageReport) -> str:
                  f"{m['loss_reset_memory']:.4f} with a reset STM; token accuracy {m['acc_with_memory']:.3f} vs "
                  f"{m['acc_reset_memory']:.3f}\n  on fact tokens: loss {m['fact_loss_with_memory']:.4f} vs "
                  f"{m['fact_loss_reset_memory']:.4f}; accuracy {m['fact_acc_with_memory']:.3f} vs "
-                 f"{m['fact_acc_reset_memory']:.3f} ({int(m['fact_tokens'])} of {int(m['tokens'])} answer tokens)")
+                 f"{m['fact_acc_reset_memory']:.3f} ({int(m['fact_tokens'])} of {int(m['tokens'])} answer tokens)"
+                 f"\n  gap (reset − with) {m['loss_gap']:.4f} [{m['loss_gap_low']:.4f}, {m['loss_gap_high']:.4f}], "
+                 f"on fact tokens {m['fact_loss_gap']:.4f} [{m['fact_loss_gap_low']:.4f}, "
+                 f"{m['fact_loss_gap_high']:.4f}] (95% bootstrap over validation episodes)")
     return line

@@ -3,9 +3,10 @@
 Every stage pre-tokenises its data once into plain id lists (cheap to index, pickle and shard), and pads
 per batch to the batch's longest row (dynamic padding: short interactions do not pay for long stories).
 
-A *row* is ``(ids, target_mask)``: ``target_mask[i] = 1`` where token ``i`` is a target of the decoder's
-autoregressive loss (token ``i`` is predicted from tokens ``< i``). An *episode row* is the list of the
-episode's interaction rows (saved interaction first, then the follow-ups).
+A *row* is ``(ids, targets)``: ``targets[i] > 0`` where token ``i`` is a target of the decoder's
+autoregressive loss (token ``i`` is predicted from tokens ``< i``), and the value is the token's weight in
+that loss (1 everywhere, unless a stage weights some tokens up: stage 4's fact tokens). An *episode row* is
+the list of the episode's interaction rows (saved interaction first, then the follow-ups).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rxmrl.data.schema import Episode, Interaction
 from rxmrl.special_tokens import BOS_ID, EOS_ID, MASK_ID, PAD_ID, SPECIAL_TOKEN_IDS
 from rxmrl.tokenizer import RxTokenizer
 
-Row = tuple[list[int], list[int]]  # (ids, target_mask)
+Row = tuple[list[int], list[float]]  # (ids, target weights)
 
 
 def story_rows(tokenizer: RxTokenizer, texts: Sequence[str], max_length: int) -> list[Row]:
@@ -65,16 +66,18 @@ def episode_rows(tokenizer: RxTokenizer, episodes: Sequence[Episode], max_length
 
 
 def pad_rows(rows: Sequence[Row]) -> dict[str, Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask`` (bool) and ``target_mask`` (bool), each ``[B, T]``."""
+    """Right-padded ``input_ids``, ``attention_mask`` (bool), ``target_mask`` (bool) and ``target_weight``
+    (float, 0 off target), each ``[B, T]``."""
     length = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), length), PAD_ID, dtype=torch.long)
-    target_mask = torch.zeros((len(rows), length), dtype=torch.bool)
+    target_weight = torch.zeros((len(rows), length))
     attention_mask = torch.zeros((len(rows), length), dtype=torch.bool)
     for b, (ids, targets) in enumerate(rows):
         input_ids[b, : len(ids)] = torch.tensor(ids)
-        target_mask[b, : len(ids)] = torch.tensor(targets, dtype=torch.bool)
+        target_weight[b, : len(ids)] = torch.tensor(targets, dtype=torch.float)
         attention_mask[b, : len(ids)] = True
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "target_mask": target_mask}
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "target_mask": target_weight > 0,
+            "target_weight": target_weight}
 
 
 def pad_episodes(episodes: Sequence[list[Row]]) -> dict[str, Tensor]:
@@ -122,23 +125,23 @@ def mask_tokens(ids: Tensor, attention_mask: Tensor, mask_prob: float, vocab_siz
 
 
 def masked_cross_entropy(logits: Tensor, targets: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean cross-entropy and token accuracy over positions where ``weights`` is True (0 if none).
+    """Weighted mean cross-entropy, and token accuracy over positions with a weight > 0 (both 0 if none).
 
-    ``logits: [B, T, V]``, ``targets``/``weights``: ``[B, T]``.
+    ``logits: [B, T, V]``, ``targets``/``weights``: ``[B, T]`` (``weights`` bool or float).
     """
-    weights = weights.to(logits.dtype)
+    weights = weights.to(torch.float32)
     losses = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none")
-    count = weights.sum().clamp(min=1.0)
-    loss = (losses * weights.flatten()).sum() / count
-    correct = (logits.argmax(-1) == targets).to(logits.dtype)
-    accuracy = (correct * weights).sum() / count
+    loss = (losses * weights.flatten()).sum() / weights.sum().clamp(min=1e-6)
+    on_target = (weights > 0).to(torch.float32)
+    correct = (logits.argmax(-1) == targets).to(torch.float32)
+    accuracy = (correct * on_target).sum() / on_target.sum().clamp(min=1.0)
     return loss, accuracy.detach()
 
 
 def next_token_loss(logits: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Autoregressive loss: position ``i`` predicts token ``i + 1`` where ``target_mask[i + 1]``."""
+    """Autoregressive loss: position ``i`` predicts token ``i + 1``, weighted by ``target_weight[i + 1]``."""
     return masked_cross_entropy(logits[:, :-1], batch["input_ids"][:, 1:],
-                                batch["target_mask"][:, 1:] & batch["attention_mask"][:, 1:])
+                                batch["target_weight"][:, 1:] * batch["attention_mask"][:, 1:])
 
 
 __all__ = ["Row", "interaction_rows", "episode_rows", "mask_tokens", "masked_cross_entropy", "next_token_loss",

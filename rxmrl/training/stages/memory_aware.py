@@ -5,7 +5,7 @@ Episodes ``I_0 .. I_N`` (saved interaction, then ``N`` follow-ups), ``B`` of the
     STM_0 ~ initial STM (fresh random memory)
     for t = 1 .. N:
         STM_t = MemAttn(STM_{t-1}, Encoder(I_{t-1}))           # write the previous interaction
-        L_t   = CE(Decoder(I_t, memory = STM_t))               # answer tokens of I_t and its [EOS]
+        L_t   = CE(Decoder(I_t, memory = STM_t))               # answer tokens of I_t and its [EOS] (weighted)
     L = mean_t L_t + λ·mean_t L_MoE,t
 
 Gradients flow through the whole chain (decoder → STM_t → memory attention and encoder → STM_{t-1} ...),
@@ -14,13 +14,15 @@ curriculum repeat facts of earlier interactions, so their loss falls below what 
 when memory works (:func:`rxmrl.training.memory_probe.memory_matters` measures exactly that).
 
 How long it takes (measured on the nano preset, embedded curriculum): reading facts out of memory is a
-late, sudden skill, like an induction head. With the previous interaction's own encoder states as memory,
-a decoder trained alone starts to use them after ~500-700 steps (fact-token loss 1.47 with memory vs 3.21
-reset at 900 steps); with the learned STM, the fact-token loss gap (reset − with memory) was 0.00 at 500
-steps, 0.05 at 750 and 0.21 at 1500, still growing. So the warm start runs 1500 steps: 600 steps showed no
-gap at all. Three model fixes were needed before any gap appeared: memory keys/values normalised in the
-decoder (``memory_kv_norm``), noise relative to the encoder states' RMS in stages 1-2, and a per-slot
-identity in memory attention's queries.
+late, sudden skill, like an induction head. With the plain mean over answer tokens, whether it appeared
+within 1500 steps depended on the seed: of three loop seeds from one stage-3 checkpoint, one learned it
+(fact-token loss gap, reset − with memory, 0.46 at 1500 steps, first visible at ~750) and two did not
+(gap ≤ 0.01). Fact tokens are ~7% of the answer tokens, so their gradient is small next to the rest of
+the language-modelling loss. ``fact_weight`` counts them more (a weighted mean; it needs the curriculum's
+``facts`` column, see :mod:`rxmrl.training.stages.facts`): with weight 5 both seeds that had failed
+learned it, earlier (gap 0.17 and 0.77 at 500 steps). Three model fixes were needed before any gap
+appeared: memory keys/values normalised in the decoder (``memory_kv_norm``), noise relative to the
+encoder states' RMS in stages 1-2, and a per-slot identity in memory attention's queries.
 
 Gradual unfreezing: the decoder (and its memory cross-attention) trains from the start; memory attention
 (with a learned initial STM) joins after ``unfreeze_memory_attention_at`` steps (or epochs, see ``unfreeze_unit``), the encoder and the
@@ -54,12 +56,15 @@ class MemoryAwareStageConfig(StageLoop):
     num_episodes: int | None = None  # episodes of the curriculum split to train on (None: all)
     max_length: int = 128  # tokens per interaction
     moe_aux_weight: float = 0.01
+    fact_weight: float = 1.0  # loss weight of fact tokens (rxmrl.training.stages.facts); needs a `facts` column
     unfreeze_unit: Literal["step", "epoch"] = "step"  # what the two thresholds below count
     unfreeze_memory_attention_at: int = 0  # memory attention trains from here on
     unfreeze_encoder_at: int = 0  # encoder + embedding train from here on (>= the one above)
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.fact_weight <= 0:
+            raise ValueError(f"fact_weight={self.fact_weight} must be > 0 (1 weights fact tokens like the rest)")
         if self.unfreeze_encoder_at < self.unfreeze_memory_attention_at:
             raise ValueError(f"unfreeze_encoder_at={self.unfreeze_encoder_at} comes before "
                              f"unfreeze_memory_attention_at={self.unfreeze_memory_attention_at}; "
@@ -99,7 +104,11 @@ def follow_up_logits(model: nn.Module, batch: dict[str, Tensor], reset_memory: b
 
 def memory_aware_step(model: nn.Module, batch: dict[str, Tensor],
                       config: MemoryAwareStageConfig) -> tuple[Tensor, dict[str, Any]]:
-    """One batch of episodes: mean follow-up answer loss through the accumulated STM (+ MoE aux)."""
+    """One batch of episodes: mean follow-up answer loss through the accumulated STM (+ MoE aux).
+
+    The answer loss is the mean over tokens weighted by the rows' target weights (``fact_weight`` on fact
+    tokens, 1 elsewhere), so ``ar_loss`` equals the plain mean only when ``fact_weight = 1``.
+    """
     losses, accuracies, auxes = [], [], []
     for logits, aux, current in follow_up_logits(model, batch):
         loss, accuracy = next_token_loss(logits, current)
