@@ -7,7 +7,7 @@ loaded on first use, once per process.
 """
 
 from rxmrl.rewards.bleu import SMOOTHING_METHODS, token_bleu
-from rxmrl.rewards.facts import fact_recall
+from rxmrl.rewards.facts import fact_recall, mix_fact_recall
 from rxmrl.rewards.ids import as_padded, pad_id_lists, strip_ids
 from rxmrl.rewards.length import length_score
 from rxmrl.rewards.retention import MODES, PRESETS, MemoryRetentionReward, RewardConfig, RewardOutput
@@ -40,6 +40,7 @@ __all__ = [
     "cosine",
     "default_encoder_path",
     "fact_recall",
+    "mix_fact_recall",
     "length_score",
     "load_sentence_encoder",
     "pad_id_lists",

@@ -1,7 +1,9 @@
 """Fact recall: the fraction of a follow-up's facts that the answer states, as whole words or phrases.
 
-Reported beside the reward, never inside it, so an agent that games BLEU/cosine without recalling the
-facts shows up in the logs. Matching is case-insensitive; a fact matches only on word boundaries
+Reported beside the reward, so an agent that games BLEU/cosine without recalling the facts shows up in the
+logs. An MRL run may also pay for it (:func:`mix_fact_recall`, ``[reward] fact_weight``): the default
+reward barely moves with recall, because fact words are a few tokens of an answer. Validation still
+reports the plain reward and recall apart. Matching is case-insensitive; a fact matches only on word boundaries
 (``"cat"`` is not found in ``"concatenate"``) and any run of whitespace in a phrase matches any other.
 """
 
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+
+import torch
 
 
 def _fact_pattern(fact: str) -> re.Pattern[str]:
@@ -29,3 +33,17 @@ def fact_recall(answer: str, facts: Sequence[str]) -> float:
         return 1.0
     found = sum(1 for f in facts if _fact_pattern(f).search(answer))
     return found / len(facts)
+
+
+def mix_fact_recall(reward: torch.Tensor, recall: torch.Tensor, weight: float, scale: float) -> torch.Tensor:
+    """``(1 − weight)·reward + weight·scale·recall`` where ``recall`` is known, ``reward`` where it is NaN.
+
+    ``reward`` and ``recall`` are ``[B]``; the mix stays in ``[0, scale]`` when both inputs are in range.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"fact weight {weight}: expected a share in [0, 1]")
+    if weight == 0.0:
+        return reward
+    recall = recall.to(reward)
+    mixed = (1.0 - weight) * reward + weight * scale * recall
+    return torch.where(torch.isnan(recall), reward, mixed)

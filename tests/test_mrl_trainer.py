@@ -294,3 +294,19 @@ def test_cached_encoder_outputs_give_the_same_loss_and_gradients_as_re_encoding(
     for a, b in zip(cached_grads, fresh_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
     trainer.trainer.close()
+
+
+def test_fact_weight_mixes_recall_into_the_rewards_the_advantages_come_from(tokenizer, tmp_path):
+    policy = tiny_policy(tokenizer.vocab_size)
+    plain = MrlTrainer(tiny_config(), policy, tokenizer, run_dir=tmp_path / "plain")
+    paid = MrlTrainer(tiny_config("reward.fact_weight=0.5"), policy, tokenizer, run_dir=tmp_path / "paid")
+    rollout = plain.collect(plain.config.stages[0], plain.stage_data[0][0], [0, 1, 2])
+    recall = rollout.components["fact_recall"]
+    assert plain.training_rewards(rollout) is rollout.rewards
+    mixed = paid.training_rewards(rollout)
+    known = ~torch.isnan(recall)
+    assert known.any()
+    assert torch.allclose(mixed[known], 0.5 * rollout.rewards[known] + 5.0 * recall[known])
+    assert torch.equal(mixed[~known], rollout.rewards[~known])
+    with pytest.raises(ValueError, match="fact_weight"):
+        tiny_config("reward.fact_weight=2")

@@ -12,6 +12,7 @@ from rxmrl.rewards import (
     as_trl_reward,
     completion_text,
     fact_recall,
+    mix_fact_recall,
 )
 
 
@@ -87,3 +88,13 @@ def test_completion_text_rejects_unknown_shapes():
     assert completion_text([{"role": "assistant", "content": "hi"}]) == "hi"
     with pytest.raises(TypeError, match="completion must be a string"):
         completion_text(42)
+
+
+def test_mix_fact_recall_pays_a_share_for_recall_and_leaves_steps_without_facts_alone():
+    reward = torch.tensor([4.0, 4.0, 6.0])
+    recall = torch.tensor([1.0, 0.0, float("nan")])
+    mixed = mix_fact_recall(reward, recall, 0.25, 10.0)
+    assert torch.allclose(mixed, torch.tensor([0.75 * 4 + 2.5, 0.75 * 4, 6.0]))
+    assert mix_fact_recall(reward, recall, 0.0, 10.0) is reward
+    with pytest.raises(ValueError, match="share in"):
+        mix_fact_recall(reward, recall, 1.5, 10.0)

@@ -124,6 +124,13 @@ class RewardSettings:
     preset: str = "default"  # rxmrl.rewards preset: default | rxlm | rxnn-len
     # token: mean of a frozen copy of the warm start's embedding; encoder: the bundled MiniLM sentence encoder
     similarity: Literal["token", "encoder"] = "token"
+    # share of the *training* reward paid for fact recall: (1 − w)·reward + w·scale·recall on steps whose data
+    # has facts (rxmrl.rewards.mix_fact_recall); validation always reports the plain reward and recall apart
+    fact_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fact_weight <= 1.0:
+            raise ValueError(f"reward.fact_weight={self.fact_weight}: expected a share in [0, 1]")
 
 
 @dataclass

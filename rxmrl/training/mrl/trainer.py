@@ -7,7 +7,7 @@
         for epoch in range(stage.epochs):
             for batch of episodes (the last, smaller one too):
                 rollout    = collect_rollout(policy, env, batch, reference, critic)  # no grad; env scores
-                A, R       = compute_advantages(rollout.rewards, rollout.values)
+                A, R       = compute_advantages(rewards(rollout), rollout.values)   # + fact share
                 for ppo_epoch in range(ppo_epochs):
                     for minibatch of (episode, step) samples:
                         STM_t = MemAttn(STM_{t-1}, Encoder(interaction t))      # recomputed: memory learns
@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.model import ReactiveTransformer
+from rxmrl.rewards.facts import mix_fact_recall
 from rxmrl.training.distributed import init_distributed
 from rxmrl.training.loop import Trainer
 from rxmrl.training.mrl.advantages import compute_advantages, explained_variance
@@ -190,6 +191,14 @@ class MrlTrainer:
             self.trainer.close()
         return result
 
+    def training_rewards(self, rollout: Rollout) -> torch.Tensor:
+        """The rewards the advantages are computed from: the env's, with ``reward.fact_weight`` paid for recall."""
+        weight = self.config.reward.fact_weight
+        if weight == 0.0:
+            return rollout.rewards
+        scale = getattr(getattr(self.reward, "config", None), "scale", 10.0)  # a custom reward: the 0-10 range
+        return mix_fact_recall(rollout.rewards, rollout.components["fact_recall"], weight, scale)
+
     def iteration(self, stage: StageConfig, data: StageData, indices: list[int]) -> dict[str, float]:
         """One rollout of this rank's shard of the global batch ``indices`` and its PPO epochs."""
         mrl, env = self.config.mrl, self.trainer.env
@@ -201,8 +210,9 @@ class MrlTrainer:
             raise
         rollout_seconds = time.perf_counter() - clock
         self.trainer.check_finite(float(rollout.rewards.sum()), "reward")
+        rewards = self.training_rewards(rollout)
         rollout.advantages, rollout.returns = compute_advantages(
-            rollout.rewards, rollout.values, rollout.num_steps, mrl.advantages.estimator, mrl.advantages.gamma,
+            rewards, rollout.values, rollout.num_steps, mrl.advantages.estimator, mrl.advantages.gamma,
             mrl.advantages.lam, mrl.advantages.normalize)
         clock = time.perf_counter()
         sums: dict[str, float] = {}
@@ -218,6 +228,8 @@ class MrlTrainer:
         update_seconds = time.perf_counter() - clock
         record = {f"train/{k}": v / updates for k, v in sums.items()}
         record.update(rollout_metrics(rollout))
+        if rewards is not rollout.rewards:
+            record["rollout/training_reward"] = float(rewards.mean())  # with the fact-recall share
         reward_seconds = rollout.timings["reward"]
         record.update({"time/rollout": rollout_seconds - reward_seconds, "time/reward": reward_seconds,
                        "time/update": update_seconds, "curriculum/stage": self.state.stage,
