@@ -155,7 +155,7 @@ def test_explicit_micro_batches_and_a_non_finite_reward_check():
         trainer.check_finite(float("inf"), "mean reward")
 
 
-@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\(\)` has been overridden")
+@pytest.mark.filterwarnings(r"ignore:Seems like `optimizer.step\(\)` has been overridden")
 def test_groups_clipped_apart_keep_their_own_norm_so_a_large_one_does_not_shrink_the_rest():
     """MRL clips the critic apart: its large value-loss gradient must not scale down the policy's step."""
     def lopsided(model, batch):  # the head's gradient is ~1000x the encoder's

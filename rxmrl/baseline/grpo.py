@@ -120,7 +120,7 @@ def _train_baseline_grpo(config: GRPORunConfig, verbose: bool) -> GRPOResult:
         per_device_train_batch_size=section.batch_size, num_generations=section.num_generations,
         max_completion_length=section.max_completion_length, learning_rate=section.learning_rate,
         beta=section.beta, temperature=section.temperature, logging_steps=section.logging_steps,
-        seed=section.seed, data_seed=section.seed, bf16=False, fp16=False, gradient_checkpointing=False,
+        seed=section.seed, data_seed=section.seed, bf16=False, fp16=False, activation_checkpointing=False,
         dataloader_pin_memory=False, save_strategy="no", report_to="none", disable_tqdm=True, push_to_hub=False,
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[build_reward(section, tokenizer, model)], args=args,

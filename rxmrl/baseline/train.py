@@ -151,7 +151,7 @@ def sft_arguments(config: BaselineConfig, output_dir: Path):
         max_length=config.model.max_length,
         bf16=False,
         fp16=False,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
         save_strategy="no",
