@@ -215,3 +215,12 @@ def test_grpo_runs_with_the_memory_retention_reward_and_saves(tmp_path, tokenize
     result = train_baseline_grpo(config, verbose=False)
     assert len(result.rewards) == 2 and all(0.0 <= r <= 10.0 for r in result.rewards)
     assert (tmp_path / "grpo" / GRPO_RESULT_FILE).is_file() and (tmp_path / "grpo" / "tokenizer.json").is_file()
+
+
+def test_latency_times_the_two_models_in_turns_and_keeps_each_median():
+    from rxmrl.baseline.latency import _median_seconds
+
+    calls: list[str] = []
+    medians = _median_seconds([lambda: calls.append("stateless"), lambda: calls.append("rxt")], repeats=3)
+    assert calls == ["stateless", "rxt"] * 3  # a slow spell hits both, not whichever was timed in it
+    assert len(medians) == 2 and all(m >= 0 for m in medians)

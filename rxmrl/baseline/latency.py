@@ -53,13 +53,16 @@ class LatencyRow:
     rxt_gflops: float  # ... decoder only (the memory update is not in the user's wait)
 
 
-def _median_seconds(run: Callable[[], None], repeats: int) -> float:
-    times = []
+def _median_seconds(runs: Sequence[Callable[[], None]], repeats: int) -> list[float]:
+    """Median wall time of each of ``runs``, timed in turns (a, b, a, b, ...) so that a slow spell of a
+    noisy machine lands on both sides of a comparison, not on whichever was timed during it."""
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for run, out in zip(runs, times, strict=True):
+            started = time.perf_counter()
+            run()
+            out.append(time.perf_counter() - started)
+    return [statistics.median(t) for t in times]
 
 
 def _causal_keys(prompt: int, answer: int, extra_keys: int = 0) -> int:
@@ -142,8 +145,8 @@ def measure_latency(stateless: PreTrainedModel, rxt: ReactiveTransformer, tokeni
         s_prompt = fit_history(history, query_ids(tokenizer, interaction.query), context_length - len(answer)).ids
         r_query = tokenizer.encode_query(interaction.query)  # [BOS][Q] q
         r_prompt = [*r_query, *query_ids(tokenizer, "")[1:]]  # + [A]
-        s_seconds = _median_seconds(lambda: stateless_turn(stateless, s_prompt, answer), repeats)
-        r_seconds = _median_seconds(lambda: rxt_turn(rxt, r_prompt, answer, stm), repeats)
+        s_seconds, r_seconds = _median_seconds([lambda: stateless_turn(stateless, s_prompt, answer),
+                                                lambda: rxt_turn(rxt, r_prompt, answer, stm)], repeats)
         started = time.perf_counter()
         with torch.no_grad():
             stm = rxt.update_memory(stm, [r_query], [answer])
