@@ -59,13 +59,14 @@ def memory_matters(model: ReactiveTransformer, tokenizer: RxTokenizer, episodes:
     model.eval()
     rows = episode_rows(tokenizer, episodes, max_length)
     facts = [fact_token_masks(tokenizer, episode, max_length) for episode in episodes]
-    sums = {f"{kind}_{what}_{mode}": 0.0 for kind in ("all", "fact") for what in ("nll", "correct")
-            for mode in ("with", "reset")}
+    # per episode, summed over its follow-ups: negative log-likelihood and correct tokens, per kind and mode
+    episode_sums = {(kind, what, mode): np.zeros(len(rows)) for kind in ("all", "fact")
+                    for what in ("nll", "correct") for mode in ("with", "reset")}
     counts = {"all": 0, "fact": 0}
-    episode_gaps = {"all": np.zeros(len(rows)), "fact": np.zeros(len(rows))}  # Σ nll_reset − Σ nll_with
     for start in range(0, len(rows), batch_size):
         batch = {k: v.to(model.device) for k, v in pad_episodes(rows[start:start + batch_size]).items()}
         batch_facts = facts[start:start + batch_size]
+        span = slice(start, start + len(batch_facts))
         for mode, reset in (("with", False), ("reset", True)):
             generator = torch.Generator(model.device).manual_seed(seed + start)
             for t, (logits, _, current) in enumerate(follow_up_logits(model, batch, reset, generator), start=1):
@@ -76,10 +77,8 @@ def memory_matters(model: ReactiveTransformer, tokenizer: RxTokenizer, episodes:
                                       reduction="none").view_as(targets)
                 correct = logits[:, :-1].argmax(-1) == targets
                 for kind, weights in (("all", answer), ("fact", fact)):
-                    sums[f"{kind}_nll_{mode}"] += float(nll[weights].sum())
-                    row_nll = (nll * weights).sum(1).double().cpu().numpy()
-                    episode_gaps[kind][start:start + len(row_nll)] += row_nll if reset else -row_nll
-                    sums[f"{kind}_correct_{mode}"] += float(correct[weights].sum())
+                    for what, values in (("nll", nll), ("correct", correct)):
+                        episode_sums[kind, what, mode][span] += (values * weights).sum(1).double().cpu().numpy()
                     if not reset:
                         counts[kind] += int(weights.sum())
     model.train(was_training)
@@ -87,10 +86,12 @@ def memory_matters(model: ReactiveTransformer, tokenizer: RxTokenizer, episodes:
     for kind, prefix in (("all", ""), ("fact", "fact_")):
         n = counts[kind]
         for mode, label in (("with", "with_memory"), ("reset", "reset_memory")):
-            result[f"{prefix}loss_{label}"] = sums[f"{kind}_nll_{mode}"] / n if n else float("nan")
-            result[f"{prefix}acc_{label}"] = sums[f"{kind}_correct_{mode}"] / n if n else float("nan")
+            for what, name in (("nll", "loss"), ("correct", "acc")):
+                total = float(episode_sums[kind, what, mode].sum())
+                result[f"{prefix}{name}_{label}"] = total / n if n else float("nan")
         result[f"{prefix}loss_gap"] = result[f"{prefix}loss_reset_memory"] - result[f"{prefix}loss_with_memory"]
-        scaled = episode_gaps[kind] * len(rows) / n if n else np.full(len(rows), np.nan)
+        gaps = episode_sums[kind, "nll", "reset"] - episode_sums[kind, "nll", "with"]
+        scaled = gaps * len(rows) / n if n else np.full(len(rows), np.nan)
         result[f"{prefix}loss_gap_low"], result[f"{prefix}loss_gap_high"] = bootstrap_interval(scaled, seed=seed)
     result["tokens"], result["fact_tokens"] = float(counts["all"]), float(counts["fact"])
     return result

@@ -193,11 +193,9 @@ class MrlTrainer:
 
     def training_rewards(self, rollout: Rollout) -> torch.Tensor:
         """The rewards the advantages are computed from: the env's, with ``reward.fact_weight`` paid for recall."""
-        weight = self.config.reward.fact_weight
-        if weight == 0.0:
-            return rollout.rewards
         scale = getattr(getattr(self.reward, "config", None), "scale", 10.0)  # a custom reward: the 0-10 range
-        return mix_fact_recall(rollout.rewards, rollout.components["fact_recall"], weight, scale)
+        return mix_fact_recall(rollout.rewards, rollout.components["fact_recall"], self.config.reward.fact_weight,
+                               scale)  # weight 0: the rollout's own rewards, unchanged
 
     def iteration(self, stage: StageConfig, data: StageData, indices: list[int]) -> dict[str, float]:
         """One rollout of this rank's shard of the global batch ``indices`` and its PPO epochs."""
