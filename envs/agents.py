@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -143,17 +144,21 @@ class RxTAgent(Agent):
     Memory is reset per episode (``model.initial_stm``), the saved interaction is written first, then each
     answer is generated from the query alone and ``remember`` writes what the environment says to write.
     Answers are returned as ``[A] a [EOS]`` (the model's own ``[EOS]`` kept), the interaction format.
+    ``write_memory=False`` is the memory-off ablation: nothing is ever written, every answer comes from the
+    fresh STM of its episode.
     """
 
     name = "rxt"
 
     def __init__(self, model: ReactiveTransformer, tokenizer: RxTokenizer | None = None, *,
-                 max_new_tokens: int = 64, sampling: SamplingConfig | None = None, seed: int = 0) -> None:
+                 max_new_tokens: int = 64, sampling: SamplingConfig | None = None, seed: int = 0,
+                 write_memory: bool = True) -> None:
         from rxmrl.model.sampling import GREEDY
 
         super().__init__(tokenizer)
         self.model = model.eval()
         self.max_new_tokens, self.sampling = max_new_tokens, sampling or GREEDY
+        self.write_memory = write_memory
         self.generator = torch.Generator(device=model.device).manual_seed(seed)
         self.stm: torch.Tensor | None = None  # [B, L, S, D]
 
@@ -187,12 +192,13 @@ class RxTAgent(Agent):
     @torch.no_grad()
     def remember_batch(self, queries: PaddedIds, answers: PaddedIds) -> None:
         self._require_memory()
-        self.stm = self._write(self.stm, queries, answers)
+        if self.write_memory:
+            self.stm = self._write(self.stm, queries, answers)
 
     def _write_fresh(self, queries: PaddedIds, answers: PaddedIds) -> None:
         fresh = self.model.initial_stm(len(queries), self.generator)
         with torch.no_grad():
-            self.stm = self._write(fresh, queries, answers)
+            self.stm = self._write(fresh, queries, answers) if self.write_memory else fresh
 
     def _write(self, stm: torch.Tensor, queries: PaddedIds, answers: PaddedIds) -> torch.Tensor:
         """Writes ``[BOS][Q] q [A] a [EOS]`` rows (answers arrive in the ``[A] a [EOS]`` format)."""
@@ -204,9 +210,10 @@ class RxTAgent(Agent):
             raise RuntimeError("call begin_episode() or begin_batch() first")
 
 
-def run_episode(env: MrlEnv, agent: Agent, *, seed: int | None = None,
+def run_episode(env: MrlEnv | gym.Env, agent: Agent, *, seed: int | None = None,
                 options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Plays one episode of a single env; returns the step infos (each with its ``reward``).
+    """Plays one episode of a single env (an :class:`MrlEnv` or a wrapped one from ``gymnasium.make``);
+    returns the step infos (each with its ``reward``).
 
     Text mode uses the agent's text form. Token mode uses its batched (id) form with a batch of one, so
     the ids the agent generates are the ids scored and written (decoding and re-encoding is not lossless
@@ -214,7 +221,7 @@ def run_episode(env: MrlEnv, agent: Agent, *, seed: int | None = None,
     """
     observation, info = env.reset(seed=seed, options=options)
     episode = info["episode"]
-    if env.mode == "token":
+    if env.unwrapped.mode == "token":  # a gymnasium.make result is wrapped: settings live on the MrlEnv
         return _run_token_episode(env, agent, observation, info)
     agent.begin_episode(episode.query, episode.answer, episode)
     infos, query = [], observation["query"]

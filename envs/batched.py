@@ -27,11 +27,11 @@ from gymnasium.utils import seeding
 
 from rxmrl.data import EMBEDDED, Episode
 from rxmrl.envs.episodes import DrawnEpisode, cut_to_steps, is_long_range
-from rxmrl.envs.mrl_env import MalformedActionError, make_sampler
+from rxmrl.envs.mrl_env import SAVED_DATA, MalformedActionError, StatisticsSource, make_sampler
 from rxmrl.envs.padded import PaddedIds, concat_padded, select_rows
 from rxmrl.envs.plan import step_plan
-from rxmrl.envs.scoring import RewardScorer, build_reward
-from rxmrl.rewards import RewardConfig, RunningMean, SimilarityBackend, fact_recall
+from rxmrl.envs.scoring import RewardScorer, build_reward, memory_targets_of
+from rxmrl.rewards import RewardConfig, RunningMean, SimilarityBackend, WordStatistics, fact_recall
 from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, QUERY_ID
 from rxmrl.tokenizer import RxTokenizer, default_tokenizer
 
@@ -72,8 +72,9 @@ class BatchStep:
 
 
 class BatchedMrlEnv:
-    """B episodes of one curriculum stage at a time; arguments as :class:`~rxmrl.envs.MrlEnv` (token mode),
-    plus ``batch_size``, ``seed`` (the episode-order generator), ``device`` and ``compute_fact_recall``."""
+    """B episodes of one curriculum stage at a time; arguments as :class:`~rxmrl.envs.MrlEnv` (token mode,
+    ``saved_data``, ``word_statistics``), plus ``batch_size``, ``seed`` (the episode-order generator),
+    ``device`` and ``compute_fact_recall``."""
 
     def __init__(self, batch_size: int, source: str | os.PathLike = EMBEDDED, steps: int | None = 8,
                  split: str = "train", *, config: str | None = None, strategy: str | None = None,
@@ -83,9 +84,13 @@ class BatchedMrlEnv:
                  similarity: str | SimilarityBackend = "encoder", tokenizer: RxTokenizer | None = None,
                  teacher_forcing: bool = False, order: str = "shuffled", seed: int | None = None,
                  device: torch.device | str = "cpu", compute_fact_recall: bool = True,
-                 max_answer_tokens: int = 1024) -> None:
+                 max_answer_tokens: int = 1024, saved_data: str = "conversation",
+                 word_statistics: WordStatistics | None = None) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: expected a positive int")
+        if saved_data not in SAVED_DATA:
+            raise ValueError(f"saved_data={saved_data!r}: expected one of {', '.join(SAVED_DATA)}")
+        self.saved_data = saved_data
         self.batch_size, self.device = batch_size, torch.device(device)
         self.teacher_forcing, self.compute_fact_recall = teacher_forcing, compute_fact_recall
         self.max_answer_tokens = max_answer_tokens
@@ -96,8 +101,14 @@ class BatchedMrlEnv:
         self.steps = self.sampler.steps
         self.reward = build_reward(reward, similarity, self.tokenizer)
         self.scorer = RewardScorer(self.reward)
+        self.statistics = StatisticsSource(source, config, self.steps, episodes, self.sampler, word_statistics)
         self.np_random, _ = seeding.np_random(seed)
         self._step: int | None = None
+
+    def set_reward(self, reward: Callable[..., Any]) -> None:
+        """Score with another ready reward (e.g. one over a model's embeddings, known only after loading it)."""
+        self.reward = reward
+        self.scorer = RewardScorer(reward)
 
     # ---------------------------------------------------------------------------------------------- reset
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> BatchReset:
@@ -124,6 +135,8 @@ class BatchedMrlEnv:
         self._step, self._mean_folded = 0, -1
         self._running_mean = RunningMean()
         self._written = [concat_padded(self._saved_query, self._saved_answer)]
+        self._targets = (memory_targets_of(self.reward, self._episodes, self.steps, self.statistics.get())
+                         if self.scorer.uses_memory_targets else None)
         return BatchReset(self._saved_query, self._saved_answer, self._written[0], self._queries[0],
                           list(self._episodes), self._long_range.clone(),
                           [[s.mode for s in plan] for plan in self._plans], [d.index for d in drawn])
@@ -155,10 +168,11 @@ class BatchedMrlEnv:
         modes = [s.mode for s in specs]
         saved_index = torch.tensor([s.saved_index for s in specs], dtype=torch.long, device=self.device)
         self._fold_running_mean(i)
-        saved = select_rows(saved_index == 0, self._written[0], self._written[i])
+        saved = select_rows(saved_index == 0, self._written[0], self._scored_interaction(i))
         reference = self._references[i]
+        targets = None if self._targets is None else [rows[i] for rows in self._targets]
         scores = self.scorer.score_ids(answers.ids, answers.lengths, reference.ids, reference.lengths,
-                                       saved.ids, saved.lengths, modes, self._running_mean.value)
+                                       saved.ids, saved.lengths, modes, self._running_mean.value, targets)
         written_answer = reference if self._teacher_forcing else answers
         written = concat_padded(self._queries[i], written_answer)
         recall = self._fact_recall(answers, i) if self.compute_fact_recall else torch.full((batch,), math.nan)
@@ -174,11 +188,18 @@ class BatchedMrlEnv:
             next_query=None if done else self._queries[self._step],
         )
 
+    def _scored_interaction(self, index: int) -> PaddedIds:
+        """Interaction ``index`` as the reward sees it: the data's (``saved_data="conversation"``) or as
+        written into memory (``"as_written"``). Index 0, the saved interaction, is the same either way."""
+        if index == 0 or self.saved_data == "as_written":
+            return self._written[index]
+        return concat_padded(self._queries[index - 1], self._references[index - 1])
+
     def _fold_running_mean(self, step: int) -> None:
-        """Before step i >= 1, folds interaction i-1 as written (once: a retried step does not refold)."""
+        """Before step i >= 1, folds interaction i-1 (once: a retried step does not refold)."""
         if step == 0 or self._mean_folded >= step:
             return
-        source = self._written[step - 1]
+        source = self._scored_interaction(step - 1)
         embedding = self.scorer.embed_ids(source.ids, source.lengths)
         if embedding is not None:
             self._running_mean.update(embedding.to(self.device))

@@ -12,15 +12,17 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rxmrl.data import EMBEDDED, Episode
+from rxmrl.data import EMBEDDED, CurriculumValidationError, Episode
 from rxmrl.envs.episodes import DrawnEpisode, EpisodeSampler, cut_to_steps, is_long_range, load_pools, pools_from_episodes
 from rxmrl.envs.plan import StepSpec, step_plan
-from rxmrl.envs.scoring import RewardScorer, build_reward
+from rxmrl.envs.scoring import RewardScorer, build_reward, curriculum_word_statistics, memory_targets_of
 from rxmrl.envs.spaces import NaturalText, token_ids_space
-from rxmrl.rewards import RewardConfig, RunningMean, SimilarityBackend, fact_recall
+from rxmrl.rewards import RewardConfig, RunningMean, SimilarityBackend, WordStatistics, fact_recall
 from rxmrl.tokenizer import RxTokenizer, default_tokenizer
 
 MODES: tuple[str, ...] = ("text", "token")
+SAVED_DATA: tuple[str, ...] = ("conversation", "as_written")
+"""What the reward scores a step against: the conversation as the data has it, or as written into memory."""
 
 
 class MalformedActionError(ValueError):
@@ -57,15 +59,24 @@ class MrlEnv(gym.Env):
 
         strategy     step i              mode         saved data S                 running mean folds in, before the step
         cumulative   0                   standard     interaction 0 (first)        -- (no mean: first-step factors)
-        cumulative   i >= 1              standard     interaction i as written     interaction i-1 as written
+        cumulative   i >= 1              standard     interaction i                interaction i-1
                                                       (follow-up i-1)              (i = 1: the first interaction)
         long-range   0 (topic switch)    negative     interaction 0                --
-        long-range   0 < i < steps-1     standard     interaction i as written     interaction i-1 as written
-        long-range   steps-1 (final)     long_range   interaction 0                interaction i-1 as written
+        long-range   0 < i < steps-1     standard     interaction i                interaction i-1
+        long-range   steps-1 (final)     long_range   interaction 0                interaction i-1
 
-    "As written" is the agent's own answer, or the reference under teacher forcing. The running mean is
-    ``m <- e`` on its first update and ``m <- 0.8 e + 0.2 m`` afterwards (:class:`rxmrl.rewards.RunningMean`),
-    in the reward's embedding space.
+    ``saved_data="conversation"`` (the default) takes interactions as the data set has them (follow-up
+    queries with their reference answers), whatever the agent wrote into memory: the reward then measures
+    how well the answer matches the true conversation. ``saved_data="as_written"`` is the reference
+    design's scoring: interaction ``k >= 1`` as written into memory, the agent's own answer (or the
+    reference under teacher forcing). It has an exploit: an agent answering the same text at every step is
+    scored against its own previous answer and gains credit for consistency, not memory (a constant string
+    of random tokens climbs from 0.3 to 5.5 of 10 over four steps of ``default``). Memory always receives
+    what the agent wrote (the reference under teacher forcing). The running mean is ``m <- e`` on its first
+    update and ``m <- 0.8 e + 0.2 m`` afterwards (:class:`rxmrl.rewards.RunningMean`), in the reward's
+    embedding space. A reward that pays for memory tokens (preset ``memory``) also gets each step's
+    :class:`rxmrl.rewards.MemoryTarget`, from the data's conversation, with template words from
+    ``word_statistics`` (default: every interaction of the curriculum's train split of the env's config).
 
     ## Action Space
     ``mode="text"``: the answer as a string, :class:`NaturalText` of 0..``max_answer_chars`` characters.
@@ -105,8 +116,10 @@ class MrlEnv(gym.Env):
     ``source``, ``steps``, ``split``, ``config``, ``num_episodes``, ``data_seed``: the curriculum data
     (:func:`rxmrl.data.load_curriculum`); ``episodes``: hand-made episodes instead (their ``strategy``
     picks the pool); ``strategy``: ``cumulative`` | ``long_range`` | ``mixed`` (default: from the config);
-    ``reward``: preset name, :class:`RewardConfig` or callable; ``similarity``: ``encoder`` | ``token`` |
-    a backend; ``teacher_forcing``; ``order``; ``mode``; ``tokenizer`` (default: the embedded one).
+    ``reward``: preset name, :class:`RewardConfig` or callable; ``similarity``: ``encoder`` |
+    ``random-embedding`` | a backend (:data:`rxmrl.envs.scoring.SIMILARITIES`); ``saved_data``:
+    ``conversation`` | ``as_written``; ``word_statistics``: the corpus of the memory tokens' template
+    words; ``teacher_forcing``; ``order``; ``mode``; ``tokenizer`` (default: the embedded one).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -118,9 +131,13 @@ class MrlEnv(gym.Env):
                  similarity: str | SimilarityBackend = "encoder", tokenizer: RxTokenizer | None = None,
                  teacher_forcing: bool = False, order: str = "shuffled", mode: str = "text",
                  max_answer_chars: int = 4096, max_answer_tokens: int = 1024, max_text_chars: int = 16384,
+                 saved_data: str = "conversation", word_statistics: WordStatistics | None = None,
                  render_mode: str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
+        if saved_data not in SAVED_DATA:
+            raise ValueError(f"saved_data={saved_data!r}: expected one of {', '.join(SAVED_DATA)}")
+        self.saved_data = saved_data
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode={render_mode!r}: expected None or 'ansi'")
         self.mode, self.render_mode, self.teacher_forcing = mode, render_mode, teacher_forcing
@@ -130,6 +147,7 @@ class MrlEnv(gym.Env):
                                     num_episodes, data_seed, order)
         self.steps = self.sampler.steps
         self.scorer = RewardScorer(build_reward(reward, similarity, self.tokenizer))
+        self.statistics = StatisticsSource(source, config, self.steps, episodes, self.sampler, word_statistics)
         self.vocab_size = self.tokenizer.vocab_size
         if mode == "text":
             text = NaturalText(max_text_chars)
@@ -154,6 +172,10 @@ class MrlEnv(gym.Env):
         self._teacher_forcing = bool(options.get("teacher_forcing", self.teacher_forcing))
         self._step = 0
         self._written = [self._interaction(episode.query, episode.answer, self._answer_ids(episode.answer))]
+        self._conversation = self._written[:1] + [
+            self._interaction(f.query, f.answer, self._answer_ids(f.answer)) for f in episode.interactions]
+        self._targets = (memory_targets_of(self.scorer.reward, [episode], self.steps, self.statistics.get())[0]
+                         if self.scorer.uses_memory_targets else None)
         self._running_mean, self._mean_sources = RunningMean(), []
         self._last_info = None
         observation = self._observation(episode.query, episode.answer, episode.interactions[0].query)
@@ -187,14 +209,16 @@ class MrlEnv(gym.Env):
         spec, episode = self._plan[self._step], self._drawn.episode
         follow_up = episode.interactions[self._step]
         self._fold_running_mean(spec)
-        saved = self._written[spec.saved_index]
+        saved = self._scored(spec.saved_index)
         mean = self._running_mean.value
+        targets = None if self._targets is None else [self._targets[self._step]]
         if self.mode == "text":
-            scores = self.scorer.score_texts([answer_text], [follow_up.answer], [saved.text], [spec.mode], mean)
+            scores = self.scorer.score_texts([answer_text], [follow_up.answer], [saved.text], [spec.mode], mean,
+                                             targets)
         else:
             reference = self._answer_ids(follow_up.answer)
-            scores = self.scorer.score_ids(
-                [answer_ids.tolist()], None, [reference.tolist()], None, [saved.ids.tolist()], None, [spec.mode], mean)
+            scores = self.scorer.score_ids([answer_ids.tolist()], None, [reference.tolist()], None,
+                                           [saved.ids.tolist()], None, [spec.mode], mean, targets)
         written_answer = follow_up.answer if self._teacher_forcing else answer_text
         written_ids = self._answer_ids(follow_up.answer) if self._teacher_forcing or answer_ids is None else answer_ids
         self._written.append(self._interaction(follow_up.query, written_answer, written_ids))
@@ -215,12 +239,16 @@ class MrlEnv(gym.Env):
         self._last_info = info
         return self._observation("", "", next_query), float(scores.reward[0]), terminated, False, info
 
+    def _scored(self, index: int) -> WrittenInteraction:
+        """Interaction ``index`` as the reward sees it (``saved_data``, see the class docstring)."""
+        return (self._written if self.saved_data == "as_written" else self._conversation)[index]
+
     def _fold_running_mean(self, spec: StepSpec) -> None:
-        """Folds the interaction written two steps back in, once per step (a retried step does not refold)."""
+        """Folds the interaction two steps back in, once per step (a retried step does not refold)."""
         source = spec.running_mean_update
         if source is None or source in self._mean_sources:
             return
-        written = self._written[source]
+        written = self._scored(source)
         if self.mode == "text":
             embedding = self.scorer.embed_texts([written.text])
         else:
@@ -300,6 +328,29 @@ def _padded(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     from rxmrl.rewards import pad_id_lists
 
     return pad_id_lists([row.tolist() for row in rows])
+
+
+class StatisticsSource:
+    """The :class:`WordStatistics` an env's memory tokens use: ``given``, else those of the curriculum's train
+    split of the env's data config, else (hand-made episodes, or a source without a train split) those of
+    the env's own episodes. Computed on first use: rewards without memory tokens never load them."""
+
+    def __init__(self, source, config: str | None, steps: int, episodes, sampler: EpisodeSampler,
+                 given: WordStatistics | None = None) -> None:
+        self._source, self._config, self._steps = source, config, steps
+        self._from_episodes = episodes is not None
+        self._sampler, self._value = sampler, given
+
+    def get(self) -> WordStatistics:
+        if self._value is None:
+            if not self._from_episodes:
+                try:
+                    self._value = curriculum_word_statistics(str(self._source), self._config or f"steps-{self._steps}")
+                except (CurriculumValidationError, FileNotFoundError):
+                    pass
+            if self._value is None:
+                self._value = WordStatistics.from_episodes(e for pool in self._sampler.pools.values() for e in pool)
+        return self._value
 
 
 def make_sampler(source, steps, split, config, strategy, long_range_ratio, episodes, num_episodes, data_seed,

@@ -1,63 +1,111 @@
-"""The reward an environment scores with: a preset name, a :class:`RewardConfig`, or any reward callable.
+"""The one reward builder, and how an environment calls the reward it scores with.
+
+:func:`build_reward` turns a preset name or a :class:`RewardConfig` into a ready reward; the environments,
+the MRL trainer, the TRL baseline and evaluation all build theirs here. Every choice has a name:
+
+* the preset (``default``, ``memory``, ``rxlm``, ``rxnn-len``; :data:`rxmrl.rewards.PRESETS`);
+* the similarity backend of the cosine terms (:data:`SIMILARITIES`):
+
+  ``encoder``            the frozen sentence encoder (bundled all-MiniLM-L6-v2);
+  ``policy-embedding``   mean-pooled token embeddings of a *frozen copy* of the model's embedding matrix
+                         (``embedding=`` the warm start's weight), as the reference framework scores;
+  ``random-embedding``   mean-pooled fixed random token embeddings (seeded): a cheap bag-of-tokens cosine for
+                         tests and for agents without a model;
+
+* the corpus that names the template words of the memory tokens (``word_statistics``: by default the
+  curriculum's train split, see :func:`curriculum_word_statistics`).
 
 A reward callable has the shape of :class:`rxmrl.rewards.MemoryRetentionReward`::
 
     reward(generated, reference, saved, *, generated_lengths, reference_lengths, saved_lengths,
-           modes, running_mean)  -> RewardOutput | [B] tensor | B floats
+           modes, running_mean[, memory_targets])  -> RewardOutput | [B] tensor | B floats
 
 on padded id tensors (token mode) -- or, in text mode, ``reward.score_texts(generated, reference, saved,
 modes=..., running_mean=...)`` when it has that method, else the call itself on lists of strings. A reward
 with ``embed_ids`` / ``embed_texts`` gets a running mean of the interactions in memory; one without gets
-``running_mean=None`` on every step.
+``running_mean=None`` on every step. A reward whose ``uses_memory_targets`` is true also gets
+``memory_targets=``, one per sample, from its ``memory_targets(episode, steps, statistics)`` at reset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from rxmrl.data import Episode, load_curriculum
 from rxmrl.rewards import (
-    MemoryRetentionReward, RewardConfig, SentenceEncoderSimilarity, SimilarityBackend, TokenEmbeddingSimilarity,
+    MemoryRetentionReward, MemoryTarget, RewardConfig, SentenceEncoderSimilarity, SimilarityBackend,
+    TokenEmbeddingSimilarity, WordStatistics,
 )
 from rxmrl.tokenizer import RxTokenizer
 
-SIMILARITIES: tuple[str, ...] = ("encoder", "token")
-_TOKEN_SIMILARITIES: dict[tuple[int, int, int], torch.Tensor] = {}
+SIMILARITIES: tuple[str, ...] = ("encoder", "policy-embedding", "random-embedding")
+_RANDOM_EMBEDDINGS: dict[tuple[int, int, int], torch.Tensor] = {}
 
 
 def token_similarity(tokenizer: RxTokenizer, dim: int = 64, seed: int = 0) -> TokenEmbeddingSimilarity:
-    """Mean-pooled *fixed random* token embeddings (``N(0, 1)``, seeded): a cheap bag-of-tokens cosine for
-    tests and agents without a model. With a model, pass ``TokenEmbeddingSimilarity(model embedding)``."""
+    """``random-embedding``: mean-pooled *fixed random* token embeddings (``N(0, 1)``, seeded)."""
     key = (tokenizer.vocab_size, dim, seed)
-    if key not in _TOKEN_SIMILARITIES:
+    if key not in _RANDOM_EMBEDDINGS:
         generator = torch.Generator().manual_seed(seed)
-        _TOKEN_SIMILARITIES[key] = torch.randn(tokenizer.vocab_size, dim, generator=generator)
-    return TokenEmbeddingSimilarity(_TOKEN_SIMILARITIES[key], encode=tokenizer.encode)
+        _RANDOM_EMBEDDINGS[key] = torch.randn(tokenizer.vocab_size, dim, generator=generator)
+    return TokenEmbeddingSimilarity(_RANDOM_EMBEDDINGS[key], encode=tokenizer.encode)
+
+
+def similarity_backend(similarity: str | SimilarityBackend, tokenizer: RxTokenizer, *,
+                       embedding: torch.Tensor | None = None) -> SimilarityBackend:
+    """The backend a similarity name stands for (see the module docstring); a backend passes through."""
+    if not isinstance(similarity, str):
+        return similarity
+    if similarity == "encoder":
+        return SentenceEncoderSimilarity(decode=tokenizer.decode)
+    if similarity == "random-embedding":
+        return token_similarity(tokenizer)
+    if similarity == "policy-embedding":
+        if embedding is None:
+            raise ValueError("similarity='policy-embedding' needs the model's embedding matrix (embedding=); "
+                             "without a model use 'random-embedding' or 'encoder'")
+        return TokenEmbeddingSimilarity(embedding, encode=tokenizer.encode)
+    hint = (" ('token' is gone: say 'policy-embedding' for a frozen copy of the model's embedding or "
+            "'random-embedding' for fixed random ones)" if similarity == "token" else "")
+    raise ValueError(f"similarity={similarity!r}: expected one of {', '.join(SIMILARITIES)} or a backend{hint}")
 
 
 def build_reward(reward: str | RewardConfig | Callable[..., Any] = "default",
                  similarity: str | SimilarityBackend = "encoder",
-                 tokenizer: RxTokenizer | None = None) -> Callable[..., Any]:
-    """A ready reward: presets and configs become a :class:`MemoryRetentionReward` over ``similarity``
-    (``"encoder"``: the frozen sentence encoder; ``"token"``: :func:`token_similarity`; or a backend)."""
+                 tokenizer: RxTokenizer | None = None, *,
+                 embedding: torch.Tensor | None = None) -> Callable[..., Any]:
+    """A ready reward: presets and configs become a :class:`MemoryRetentionReward` over the named similarity
+    backend (``embedding``: the model's embedding weight, for ``policy-embedding``); callables pass through."""
     if callable(reward) and not isinstance(reward, (str, RewardConfig)):
         return reward
     if not isinstance(reward, (str, RewardConfig)):
         raise TypeError(f"reward={reward!r}: expected a preset name, a RewardConfig or a reward callable")
     if tokenizer is None:
         raise ValueError("a tokenizer is needed to build a reward from a preset")
-    if similarity == "encoder":
-        backend: SimilarityBackend = SentenceEncoderSimilarity(decode=tokenizer.decode)
-    elif similarity == "token":
-        backend = token_similarity(tokenizer)
-    elif isinstance(similarity, str):
-        raise ValueError(f"similarity={similarity!r}: expected one of {', '.join(SIMILARITIES)} or a backend")
-    else:
-        backend = similarity
+    backend = similarity_backend(similarity, tokenizer, embedding=embedding)
     return MemoryRetentionReward(reward, backend, decode=tokenizer.decode, tokenize=tokenizer.encode)
+
+
+@functools.lru_cache(maxsize=16)
+def curriculum_word_statistics(source: str | os.PathLike, config: str) -> WordStatistics:
+    """Word statistics of a curriculum: every interaction of the train split of ``config`` at ``source``
+    (once per process). The template words of the memory tokens come from here, so training, validation and
+    evaluation on the same data score with the same memory tokens."""
+    return WordStatistics.from_episodes(load_curriculum(source, split="train", config=config))
+
+
+def memory_targets_of(reward: Callable[..., Any], episodes: Sequence[Episode], steps: int,
+                      statistics: WordStatistics | None) -> list[list[MemoryTarget]] | None:
+    """``targets[b][i]``: what step ``i`` of episode ``b`` must recall, for a reward that asks for it."""
+    if not getattr(reward, "uses_memory_targets", False):
+        return None
+    return [reward.memory_targets(e, steps, statistics) for e in episodes]
 
 
 @dataclass
@@ -78,6 +126,7 @@ class RewardScorer:
     def __init__(self, reward: Callable[..., Any]) -> None:
         self.reward = reward
         self.has_running_mean = hasattr(reward, "embed_ids") and hasattr(reward, "embed_texts")
+        self.uses_memory_targets = bool(getattr(reward, "uses_memory_targets", False))
 
     def embed_ids(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
         return self.reward.embed_ids(ids, lengths, cache=True) if self.has_running_mean else None
@@ -85,17 +134,24 @@ class RewardScorer:
     def embed_texts(self, texts: list[str]) -> torch.Tensor | None:
         return self.reward.embed_texts(texts, cache=True) if self.has_running_mean else None
 
+    def _extra(self, memory_targets: Sequence[MemoryTarget | None] | None) -> dict[str, Any]:
+        return {"memory_targets": memory_targets} if self.uses_memory_targets else {}
+
     def score_ids(self, generated, generated_lengths, reference, reference_lengths, saved, saved_lengths,
-                  modes: list[str], running_mean: torch.Tensor | None) -> Scores:
+                  modes: list[str], running_mean: torch.Tensor | None,
+                  memory_targets: Sequence[MemoryTarget | None] | None = None) -> Scores:
         out = self.reward(generated, reference, saved, generated_lengths=generated_lengths,
                           reference_lengths=reference_lengths, saved_lengths=saved_lengths, modes=modes,
-                          running_mean=running_mean)
+                          running_mean=running_mean, **self._extra(memory_targets))
         return _as_scores(out, len(modes))
 
     def score_texts(self, generated: list[str], reference: list[str], saved: list[str], modes: list[str],
-                    running_mean: torch.Tensor | None) -> Scores:
+                    running_mean: torch.Tensor | None,
+                    memory_targets: Sequence[MemoryTarget | None] | None = None) -> Scores:
         score = getattr(self.reward, "score_texts", self.reward)
-        return _as_scores(score(generated, reference, saved, modes=modes, running_mean=running_mean), len(modes))
+        out = score(generated, reference, saved, modes=modes, running_mean=running_mean,
+                    **self._extra(memory_targets))
+        return _as_scores(out, len(modes))
 
 
 def _as_scores(out: Any, batch: int) -> Scores:

@@ -1,7 +1,7 @@
 """Memory-retention rewards for MRL (installed as ``rxmrl.rewards``).
 
 Small exact callables -- token-id BLEU equal to NLTK's, embedding similarity backends, a length term, fact
-recall -- and the composite ``MemoryRetentionReward`` (0-10, components by name) built from them, plus an
+recall, memory-token recall -- and the composite ``MemoryRetentionReward`` (0-10, components by name) built from them, plus an
 adapter to TRL's reward-function signature. Importing this package loads no model: the sentence encoder is
 loaded on first use, once per process.
 """
@@ -10,6 +10,16 @@ from rxmrl.rewards.bleu import SMOOTHING_METHODS, token_bleu
 from rxmrl.rewards.facts import fact_recall, mix_fact_recall
 from rxmrl.rewards.ids import as_padded, pad_id_lists, strip_ids
 from rxmrl.rewards.length import length_score
+from rxmrl.rewards.memory_tokens import (
+    MemoryScore,
+    MemoryTarget,
+    WordStatistics,
+    content_word_sequence,
+    content_words,
+    episode_memory_targets,
+    memory_score,
+    memory_target,
+)
 from rxmrl.rewards.retention import MODES, PRESETS, MemoryRetentionReward, RewardConfig, RewardOutput
 from rxmrl.rewards.running_mean import RunningMean
 from rxmrl.rewards.similarity import (
@@ -24,6 +34,14 @@ from rxmrl.rewards.trl import as_trl_fact_recall, as_trl_reward, completion_text
 
 __all__ = [
     "MODES",
+    "MemoryScore",
+    "MemoryTarget",
+    "WordStatistics",
+    "content_word_sequence",
+    "content_words",
+    "episode_memory_targets",
+    "memory_score",
+    "memory_target",
     "PRESETS",
     "SMOOTHING_METHODS",
     "MemoryRetentionReward",

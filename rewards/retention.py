@@ -4,12 +4,20 @@ Per step, with generated answer G, reference answer R, saved data S (the interac
 answer needs) and, after the first step, a running mean M of earlier interactions (``RunningMean``)::
 
     standard    w_bleu·(a·BLEU(G,R) + b·BLEU(G,S)) + w_cos·(c·cos(G,R) + d·cos(G,S) + e·cos(G,M)) + w_len·len(G,R)
+                + w_mem·F_beta(G; memory tokens)
     long_range  the same with S = the first interaction and the running-mean term inverted, e·(1 − cos(G,M)):
                 the answer must come from the first interaction, not from the recent ones
     negative    w_bleu·(a·BLEU(G,R) + b·(1 − BLEU(G,S))) + w_cos·(c'·cos(G,R) + d'·(1 − cos(G,S))) + w_len·len:
                 the topic-switch step of a long-range episode rewards *not* copying the saved data
 
     reward = scale · clip(total, 0, 1)
+
+The memory term (:mod:`rxmrl.rewards.memory_tokens`) scores the words of R that only memory can supply:
+content words of R that the conversation's earlier interactions hold and the query does not, by recall and
+precision (F_beta). It needs the step's :class:`MemoryTarget` (``memory_targets=``, built once per episode by
+:meth:`MemoryRetentionReward.memory_targets`). Where a step has no memory tokens, and in ``negative`` mode
+(the topic switch has nothing to remember), the term is left out and the other weights are renormalised:
+``total = (total − w_mem·F) / (1 − w_mem)``, so the reward keeps its [0, scale] range.
 
 Cosines are clipped at 0 first. Samples without a running mean (the first step) use the first-step cosine
 factors ``c', d'`` (no e term). Each factor group sums to 1 (validated), so every term and the total lie in
@@ -27,6 +35,10 @@ Presets (``RewardConfig.preset(name)``):
 * ``default`` -- ours: special tokens stripped before BLEU and cosine; BLEU-2 method4 against reference and
   saved data 0.5/0.5; cosine factors as ``rxlm``; BLEU 0.4 / cosine 0.5 / length 0.1; meant to be used with
   a frozen similarity backend (sentence encoder, or ``TokenEmbeddingSimilarity`` on a frozen copy).
+* ``memory`` -- pays for memory: memory-token F1 0.6, with smaller fluency terms against the reference only
+  (BLEU 0.15, cosine 0.15, length 0.1). Nothing is paid for resembling the saved data or the running mean,
+  so copying the conversation earns only what its memory tokens are worth, and an answer with the
+  remembered facts wrong loses the memory term whatever its fluency.
 """
 
 from __future__ import annotations
@@ -43,12 +55,13 @@ import torch
 from rxmrl.rewards.bleu import SMOOTHING_METHODS, token_bleu
 from rxmrl.rewards.ids import as_padded, strip_ids
 from rxmrl.rewards.length import length_score
+from rxmrl.rewards.memory_tokens import MemoryTarget, WordStatistics, episode_memory_targets, memory_score
 from rxmrl.rewards.similarity import SentenceEncoderSimilarity, SimilarityBackend
 from rxmrl.special_tokens import SPECIAL_TOKEN_IDS, SPECIAL_TOKENS
 
 Mode = Literal["standard", "long_range", "negative"]
 MODES: tuple[str, ...] = ("standard", "long_range", "negative")
-PRESETS: tuple[str, ...] = ("default", "rxlm", "rxnn-len")
+PRESETS: tuple[str, ...] = ("default", "memory", "rxlm", "rxnn-len")
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,9 @@ class RewardConfig:
     bleu_weight: float = 0.4  # w_bleu
     cosine_weight: float = 0.5  # w_cos
     length_weight: float = 0.1  # w_len
+    memory_weight: float = 0.0  # w_mem: memory-token F_beta (needs memory_targets=)
+    memory_beta: float = 1.0  # beta of F_beta: > 1 weighs recall over precision
+    template_frequency: float = 0.1  # words in more than this share of a corpus's interactions are no memory
     bleu_reference: float = 0.5  # a
     bleu_saved: float = 0.5  # b
     cosine_reference_first: float = 0.5  # c' (no running mean yet)
@@ -77,6 +93,11 @@ class RewardConfig:
         object.__setattr__(self, "bleu_weights", tuple(float(w) for w in self.bleu_weights))
         if self.smoothing not in SMOOTHING_METHODS:
             raise ValueError(f"smoothing must be one of {SMOOTHING_METHODS}, got {self.smoothing!r}")
+        if self.memory_weight >= 1.0 or not 0.0 < self.template_frequency <= 1.0 or self.memory_beta <= 0:
+            raise ValueError(
+                f"memory_weight must lie in [0, 1) (got {self.memory_weight}), template_frequency in (0, 1] "
+                f"(got {self.template_frequency}) and memory_beta > 0 (got {self.memory_beta})"
+            )
         if not (self.scale > 0 and math.isfinite(self.scale)):
             raise ValueError(f"scale must be a positive finite number, got {self.scale}")
         for field in dataclasses.fields(self):
@@ -87,7 +108,8 @@ class RewardConfig:
         if not self.validate_factors:
             return
         groups = {
-            "bleu_weight + cosine_weight + length_weight": (self.bleu_weight, self.cosine_weight, self.length_weight),
+            "bleu_weight + cosine_weight + length_weight + memory_weight": (
+                self.bleu_weight, self.cosine_weight, self.length_weight, self.memory_weight),
             "bleu_reference + bleu_saved": (self.bleu_reference, self.bleu_saved),
             "cosine_reference_first + cosine_saved_first": (self.cosine_reference_first, self.cosine_saved_first),
             "cosine_reference + cosine_saved + cosine_running_mean": (
@@ -105,9 +127,14 @@ class RewardConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> RewardConfig:
-        """A named preset (``default``, ``rxlm``, ``rxnn-len``), optionally with fields overridden."""
+        """A named preset (``default``, ``memory``, ``rxlm``, ``rxnn-len``), optionally with fields overridden."""
         presets = {
             "default": {},
+            "memory": dict(
+                bleu_weight=0.15, cosine_weight=0.15, length_weight=0.1, memory_weight=0.6,
+                bleu_reference=1.0, bleu_saved=0.0, cosine_reference_first=1.0, cosine_saved_first=0.0,
+                cosine_reference=1.0, cosine_saved=0.0, cosine_running_mean=0.0,
+            ),
             "rxlm": dict(
                 bleu_weight=0.5, cosine_weight=0.5, length_weight=0.0, bleu_reference=1.0, bleu_saved=0.0,
                 strip_special_tokens=False,
@@ -140,8 +167,8 @@ class RewardOutput:
         return {"reward": float(self.reward[index]), **{k: float(v[index]) for k, v in self.components.items()}}
 
     def means(self) -> dict[str, float]:
-        """Batch means of the reward and every component (for logging each by name)."""
-        return {"reward": float(self.reward.mean()), **{k: float(v.mean()) for k, v in self.components.items()}}
+        """Batch means of the reward and every component over the samples that have it (``NaN``: absent)."""
+        return {"reward": float(self.reward.mean()), **{k: float(v.nanmean()) for k, v in self.components.items()}}
 
 
 _SPECIAL_TEXT = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
@@ -157,7 +184,8 @@ class MemoryRetentionReward:
                      generated_lengths=None, reference_lengths=None, saved_lengths=None,
                      modes="standard",          # or one of MODES per sample
                      running_mean=None,         # [B, E] tensor, or a list of [E] tensors / None
-                     running_mean_mask=None)    # [B] bool: which rows of running_mean exist
+                     running_mean_mask=None,    # [B] bool: which rows of running_mean exist
+                     memory_targets=None)       # B MemoryTarget (or None): needed when memory_weight > 0
         out.reward        # [B] float32 in [0, config.scale]
         out.components    # dict name -> [B]
 
@@ -168,7 +196,8 @@ class MemoryRetentionReward:
     Scoring B samples at once equals scoring each alone.
 
     The running mean lives in embedding space of ``similarity``: build it from ``embed_ids`` /
-    ``embed_texts`` of this reward (they strip special tokens exactly as the preset does).
+    ``embed_texts`` of this reward (they strip special tokens exactly as the preset does). The memory
+    targets of an episode come from :meth:`memory_targets`, once per episode (they depend on the data only).
     """
 
     def __init__(
@@ -182,7 +211,29 @@ class MemoryRetentionReward:
         self.config = RewardConfig.preset(config) if isinstance(config, str) else config
         self.similarity = similarity if similarity is not None else SentenceEncoderSimilarity(decode=decode)
         self.tokenize = tokenize
+        self.decode = decode if decode is not None else getattr(self.similarity, "decode", None)
         self._drop = SPECIAL_TOKEN_IDS if self.config.strip_special_tokens else frozenset()
+        self._template_words: tuple[WordStatistics | None, frozenset[str]] = (None, frozenset())
+
+    # ---- memory tokens (what the environment asks for once per episode) ----
+    @property
+    def uses_memory_targets(self) -> bool:
+        """Whether calls need ``memory_targets=`` (the preset pays for memory tokens)."""
+        return self.config.memory_weight > 0
+
+    def memory_targets(self, episode, steps: int | None = None,
+                       statistics: WordStatistics | None = None) -> list[MemoryTarget]:
+        """The :class:`MemoryTarget` of each of the first ``steps`` follow-ups of ``episode``, against the
+        conversation as the data has it; ``statistics`` names the template words (none when ``None``)."""
+        return episode_memory_targets(episode, steps, self.template_words(statistics))
+
+    def template_words(self, statistics: WordStatistics | None) -> frozenset[str]:
+        """The words of ``statistics``'s corpus too frequent to be memory (``config.template_frequency``)."""
+        if statistics is None:
+            return frozenset()
+        if self._template_words[0] is not statistics:  # once per corpus, not per episode
+            self._template_words = (statistics, statistics.template_words(self.config.template_frequency))
+        return self._template_words[1]
 
     # ---- embeddings (also used by the environment for the running mean) ----
     def _prepare(self, ids, lengths, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,6 +265,7 @@ class MemoryRetentionReward:
         modes: str | Sequence[str] = "standard",
         running_mean: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
         running_mean_mask: torch.Tensor | None = None,
+        memory_targets: Sequence[MemoryTarget | None] | None = None,
     ) -> RewardOutput:
         """Score B answers given as token ids (see the class docstring)."""
         gen, gen_len = self._prepare(generated, generated_lengths)
@@ -228,8 +280,10 @@ class MemoryRetentionReward:
         e_gen = emb.embed_ids(gen, gen_len, cache=False).to(device)
         e_ref = emb.embed_ids(ref, ref_len, cache=True).to(device)
         e_sav = emb.embed_ids(sav, sav_len, cache=True).to(device)
+        memory = self._memory(lambda: [self._decode(row) for row in _id_rows(gen, gen_len)], memory_targets, batch)
         return self._combine(
-            bleu_ref, bleu_sav, e_gen, e_ref, e_sav, gen_len, ref_len, modes, running_mean, running_mean_mask
+            bleu_ref, bleu_sav, e_gen, e_ref, e_sav, gen_len, ref_len, modes, running_mean, running_mean_mask,
+            memory,
         )
 
     def score_texts(
@@ -241,6 +295,7 @@ class MemoryRetentionReward:
         modes: str | Sequence[str] = "standard",
         running_mean: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
         running_mean_mask: torch.Tensor | None = None,
+        memory_targets: Sequence[MemoryTarget | None] | None = None,
     ) -> RewardOutput:
         """Score B answers given as strings (see the class docstring)."""
         if not (len(generated) == len(reference) == len(saved)):
@@ -253,12 +308,36 @@ class MemoryRetentionReward:
         e_gen = self.similarity.embed_texts(gen_t, cache=False)
         e_ref = self.similarity.embed_texts(ref_t, cache=True).to(e_gen.device)
         e_sav = self.similarity.embed_texts(sav_t, cache=True).to(e_gen.device)
+        memory = self._memory(lambda: gen_t, memory_targets, len(gen_t))
         return self._combine(
             bleu_ref.to(e_gen.device), bleu_sav.to(e_gen.device), e_gen, e_ref, e_sav,
-            gen_len.to(e_gen.device), ref_len.to(e_gen.device), modes, running_mean, running_mean_mask,
+            gen_len.to(e_gen.device), ref_len.to(e_gen.device), modes, running_mean, running_mean_mask, memory,
         )  # fmt: skip
 
     # ---- internals ----
+    def _memory(self, answers: Callable[[], Sequence[str]], targets, batch: int) -> dict[str, torch.Tensor]:
+        """Memory-token F_beta, recall and precision ``[B]`` (NaN where a row has no target)."""
+        if not self.uses_memory_targets:
+            return {}
+        if targets is None:
+            raise ValueError(
+                "this reward pays for memory tokens (memory_weight > 0): pass memory_targets=, one MemoryTarget "
+                "per sample, from reward.memory_targets(episode)"
+            )
+        if len(targets) != batch:
+            raise ValueError(f"got {len(targets)} memory targets for a batch of {batch}")
+        texts = answers()
+        scores = [memory_score(text, t, self.config.memory_beta) if t is not None else None
+                  for text, t in zip(texts, targets)]
+        def column(name: str) -> torch.Tensor:
+            return torch.tensor([math.nan if m is None else getattr(m, name) for m in scores], dtype=torch.float32)
+        return {"memory": column("f_beta"), "memory_recall": column("recall"), "memory_precision": column("precision")}
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        if self.decode is None:
+            raise ValueError("scoring memory tokens on ids needs decode=(ids -> text)")
+        return self.decode(ids)
+
     def _clean_text(self, text: str) -> str:
         if not isinstance(text, str):
             raise TypeError(f"expected a string answer, got {type(text).__name__}")
@@ -302,7 +381,8 @@ class MemoryRetentionReward:
         return zeros, zeros
 
     def _combine(
-        self, bleu_ref, bleu_sav, e_gen, e_ref, e_sav, gen_len, ref_len, modes, running_mean, running_mean_mask
+        self, bleu_ref, bleu_sav, e_gen, e_ref, e_sav, gen_len, ref_len, modes, running_mean, running_mean_mask,
+        memory: dict[str, torch.Tensor],
     ) -> RewardOutput:
         cfg = self.config
         device, batch = e_gen.device, e_gen.shape[0]
@@ -326,6 +406,12 @@ class MemoryRetentionReward:
         cosine = torch.where(has_mean, cosine_later, cosine_first)
         length = length_score(gen_len, ref_len, cfg.overlong_penalty).float().to(device)
         total = cfg.bleu_weight * bleu + cfg.cosine_weight * cosine + cfg.length_weight * length
+        if memory:  # memory term where a row has one; elsewhere the other weights renormalised
+            score = memory["memory"].to(device)
+            present = ~torch.isnan(score) & ~negative
+            total = torch.where(present, total + cfg.memory_weight * score.nan_to_num(0.0),
+                                total / (1 - cfg.memory_weight))
+            memory = {k: torch.where(present, v.to(device), math.nan) for k, v in memory.items()}
         reward = cfg.scale * total.clamp(0, 1)
         components = {
             "bleu_reference": bleu_ref,
@@ -336,8 +422,13 @@ class MemoryRetentionReward:
             "length": length,
             "bleu": bleu,
             "cosine": cosine,
+            **memory,
         }
         return RewardOutput(reward=reward, components=components)
+
+
+def _id_rows(ids: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    return [row[:n] for row, n in zip(ids.tolist(), lengths.tolist())]
 
 
 def _pad_to(ids: torch.Tensor, width: int) -> torch.Tensor:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from rxmrl.rewards.facts import fact_recall
+from rxmrl.rewards.memory_tokens import WordStatistics, memory_target
 from rxmrl.rewards.retention import MemoryRetentionReward
 
 
@@ -43,15 +44,21 @@ def as_trl_reward(
     reference_column: str = "reference",
     saved_column: str = "saved",
     mode_column: str | None = "mode",
+    query_column: str = "query",
+    history_column: str = "history",
+    statistics: WordStatistics | None = None,
     name: str = "memory_retention",
     log_components: bool = True,
 ) -> Callable[..., list[float]]:
     """Wrap the composite reward for ``GRPOTrainer(reward_funcs=[...])``.
 
     Each row needs the reference answer and the saved data as text columns; ``mode_column`` (if present in
-    the dataset) gives each row's mode, else ``"standard"``. Component means are logged through TRL's
+    the dataset) gives each row's mode, else ``"standard"``. A reward that pays for memory tokens also needs
+    the follow-up's query and the earlier interactions (``history_column``: a list of ``query answer``
+    texts); ``statistics`` names the template words. Component means are logged through TRL's
     ``log_metric`` as ``<name>/<component>`` when the trainer provides it.
     """
+    templates = reward.template_words(statistics) if reward.uses_memory_targets else frozenset()
 
     def reward_func(prompts: list, completions: list, **columns: Any) -> list[float]:
         size = len(completions)
@@ -59,7 +66,11 @@ def as_trl_reward(
         references = [completion_text(r) for r in _column(columns, reference_column, size)]
         saved = [completion_text(s) for s in _column(columns, saved_column, size)]
         modes = _column(columns, mode_column, size) if mode_column and mode_column in columns else "standard"
-        out = reward.score_texts(answers, references, saved, modes=modes)
+        targets = None
+        if reward.uses_memory_targets:
+            queries, histories = _column(columns, query_column, size), _column(columns, history_column, size)
+            targets = [memory_target(r, q, h, templates) for r, q, h in zip(references, queries, histories)]
+        out = reward.score_texts(answers, references, saved, modes=modes, memory_targets=targets)
         log_metric = columns.get("log_metric")
         if log_components and callable(log_metric):
             for key, value in out.means().items():

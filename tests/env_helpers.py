@@ -22,7 +22,7 @@ class RecordingReward:
     """A real reward (frozen random token embeddings) that remembers what each call scored."""
 
     def __init__(self) -> None:
-        self.inner = build_reward("default", "token", default_tokenizer())
+        self.inner = build_reward("default", "random-embedding", default_tokenizer())
         self.calls: list[dict] = []
 
     def embed_ids(self, ids, lengths=None, *, cache=False):

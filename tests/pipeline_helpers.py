@@ -30,7 +30,7 @@ def tiny_overrides(run_dir, mrl_stages: int = 2) -> list[str]:
     sets += ["baseline.model.preset=nano", "baseline.sft.max_steps=2", "baseline.sft.batch_size=4",
              "baseline.data.num_episodes=4", "baseline.data.eval_episodes=2", "baseline.data.steps=2",
              "baseline.model.max_length=128"]
-    sets += ["eval.steps=2", "eval.num_episodes=4", "eval.batch_size=4", "eval.similarity=token",
+    sets += ["eval.steps=2", "eval.num_episodes=4", "eval.batch_size=4", "eval.similarity=random-embedding",
              "eval.max_new_tokens=6", "latency.turns=3", "latency.repeats=1"]
     return sets
 

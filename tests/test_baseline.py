@@ -211,7 +211,7 @@ def test_grpo_runs_with_the_memory_retention_reward_and_saves(tmp_path, tokenize
     config = GRPORunConfig(checkpoint=str(tmp_path / "sft"), output_dir=str(tmp_path / "grpo"))
     config.data.num_episodes, config.data.steps = 4, 2
     config.grpo.max_steps, config.grpo.logging_steps, config.grpo.max_completion_length = 2, 1, 8
-    config.grpo.similarity, config.grpo.torch_threads = "token", 1
+    config.grpo.similarity, config.grpo.torch_threads = "policy-embedding", 1
     result = train_baseline_grpo(config, verbose=False)
     assert len(result.rewards) == 2 and all(0.0 <= r <= 10.0 for r in result.rewards)
     assert (tmp_path / "grpo" / GRPO_RESULT_FILE).is_file() and (tmp_path / "grpo" / "tokenizer.json").is_file()

@@ -21,7 +21,7 @@ def episodes():
 
 
 def test_stateless_agent_answers_every_step_and_rereads_a_growing_history(tokenizer, nano, episodes):
-    env = MrlEnv(episodes=episodes, steps=STEPS, similarity="token", tokenizer=tokenizer, order="sequential")
+    env = MrlEnv(episodes=episodes, steps=STEPS, similarity="random-embedding", tokenizer=tokenizer, order="sequential")
     agent = StatelessAgent(build_stateless_model(nano, seed=0, max_position_embeddings=1024), tokenizer,
                            max_new_tokens=6)
     infos = run_episode(env, agent, seed=0)
@@ -44,7 +44,7 @@ def test_stateless_agent_answers_every_step_and_rereads_a_growing_history(tokeni
 
 def test_batched_answers_equal_one_conversation_at_a_time(tokenizer, nano, episodes):
     model = build_stateless_model(nano, seed=0, max_position_embeddings=1024)
-    batched_env = BatchedMrlEnv(len(episodes), episodes=episodes, steps=STEPS, similarity="token",
+    batched_env = BatchedMrlEnv(len(episodes), episodes=episodes, steps=STEPS, similarity="random-embedding",
                                 tokenizer=tokenizer, order="sequential", teacher_forcing=True)
     agent = StatelessAgent(model, tokenizer, max_new_tokens=6)
     start = batched_env.reset(seed=0)
@@ -73,6 +73,6 @@ def test_rxmrl_eval_loads_a_baseline_folder_as_the_stateless_agent(tmp_path, tok
     build_stateless_model(nano, seed=0, max_position_embeddings=512).save_pretrained(tmp_path / "baseline")
     tokenizer.save(tmp_path / "baseline")
     code = main(["eval", "--agent", str(tmp_path / "baseline"), "--config", "steps-2", "--episodes", "2",
-                 "--similarity", "token", "--max-new-tokens", "6", "--batch-size", "2"])
+                 "--similarity", "random-embedding", "--max-new-tokens", "6", "--batch-size", "2"])
     table = capsys.readouterr().out
     assert code == 0 and table.startswith("agent stateless") and "step 1" in table

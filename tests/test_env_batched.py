@@ -23,22 +23,32 @@ def random_answers(batch, steps, seed=0):
             for _ in range(steps)]
 
 
-@pytest.mark.parametrize("teacher_forcing", [False, True])
-def test_batched_rewards_equal_single_env_rewards(episodes, teacher_forcing):
+@pytest.mark.parametrize("teacher_forcing,saved_data,reward", [
+    (False, "conversation", "default"), (True, "conversation", "default"), (False, "as_written", "default"),
+    (False, "conversation", "memory"), (False, "as_written", "memory")])
+def test_batched_rewards_equal_single_env_rewards(episodes, teacher_forcing, saved_data, reward):
     answers = random_answers(len(episodes), 4)
-    batched = BatchedMrlEnv(len(episodes), episodes=episodes, steps=4, similarity="token",
-                            teacher_forcing=teacher_forcing)
+    if reward == "memory":  # some answers that recall: the reference with its first half kept
+        tokenizer = default_tokenizer()
+        for i in range(4):
+            answers[i][:2] = [tokenizer.encode_answer(e.interactions[i].answer)[:12] for e in episodes[:2]]
+    settings = dict(similarity="random-embedding", teacher_forcing=teacher_forcing, saved_data=saved_data,
+                    reward=reward)
+    batched = BatchedMrlEnv(len(episodes), episodes=episodes, steps=4, **settings)
     batched.reset(options={"episodes": episodes})
     outs = [batched.step(PaddedIds.from_lists(answers[i])) for i in range(4)]
     assert [o.modes[-1] for o in outs] == ["negative", "standard", "standard", "long_range"]
+    if reward == "memory":
+        recalled = torch.stack([o.components["memory_recall"][:2] for o in outs])
+        assert bool((recalled.nan_to_num(0) > 0).any())
     for b, episode in enumerate(episodes):
-        single = MrlEnv(episodes=episodes, steps=4, similarity="token", mode="token", teacher_forcing=teacher_forcing)
+        single = MrlEnv(episodes=episodes, steps=4, mode="token", **settings)
         single.reset(options={"episode": episode})
         for i in range(4):
             _, reward, _, _, info = single.step(np.asarray(answers[i][b]))
             assert reward == pytest.approx(float(outs[i].rewards[b]), abs=1e-5)
             for name, value in info["reward_components"].items():
-                assert value == pytest.approx(float(outs[i].components[name][b]), abs=1e-5)
+                assert value == pytest.approx(float(outs[i].components[name][b]), abs=1e-5, nan_ok=True)
             assert info["fact_recall"] == pytest.approx(float(outs[i].fact_recall[b]))
             assert info["write_to_memory_ids"].tolist() == outs[i].write_to_memory.to_lists()[b]
 
@@ -61,14 +71,14 @@ def test_one_reward_call_per_step_with_per_row_modes_and_saved_data(episodes):
 
 def test_reset_returns_saved_interactions_and_first_queries_as_padded_ids(episodes):
     tokenizer = default_tokenizer()
-    env = BatchedMrlEnv(2, steps=2, split="validation", num_episodes=4, similarity="token", seed=0)
+    env = BatchedMrlEnv(2, steps=2, split="validation", num_episodes=4, similarity="random-embedding", seed=0)
     start = env.reset()
     assert start.saved_query.to_lists()[0] == tokenizer.encode_query(start.episodes[0].query)
     assert start.saved_answer.to_lists()[1] == tokenizer.encode_answer(start.episodes[1].answer)
     assert start.saved_interaction.to_lists()[0] == (tokenizer.encode_query(start.episodes[0].query)
                                                      + tokenizer.encode_answer(start.episodes[0].answer))
     assert start.query.to_lists()[1] == tokenizer.encode_query(start.episodes[1].interactions[0].query)
-    again = BatchedMrlEnv(2, steps=2, split="validation", num_episodes=4, similarity="token", seed=0).reset()
+    again = BatchedMrlEnv(2, steps=2, split="validation", num_episodes=4, similarity="random-embedding", seed=0).reset()
     assert [e.query for e in again.episodes] == [e.query for e in start.episodes]
 
 
@@ -81,7 +91,7 @@ def test_concat_padded_joins_rows_of_different_lengths():
 
 
 def test_malformed_batched_answers_raise_and_the_step_can_be_retried(episodes):
-    env = BatchedMrlEnv(5, episodes=episodes, steps=4, similarity="token", max_answer_tokens=50)
+    env = BatchedMrlEnv(5, episodes=episodes, steps=4, similarity="random-embedding", max_answer_tokens=50)
     env.reset(options={"episodes": episodes})
     good = PaddedIds.from_lists(random_answers(5, 1)[0])
     for bad in [torch.ones(4, 3, dtype=torch.long), torch.ones(5, 3), torch.ones(5, 3, dtype=torch.bool), PaddedIds(torch.full((5, 3), 10**6), torch.full((5,), 3)),

@@ -15,7 +15,7 @@ def test_ids_are_registered_on_import():
 
 def test_make_long_range_variant_plays_a_negative_first_and_a_long_range_last_step():
     env = gymnasium.make("rxmrl/TinyStoriesMRL-LongRange-Steps2-v0", split="validation", num_episodes=3,
-                         similarity="token")
+                         similarity="random-embedding")
     _, info = env.reset(seed=0)
     assert info["modes"] == ["negative", "long_range"]
     _, _, terminated, _, step_info = env.step("I do not know.")
@@ -24,7 +24,7 @@ def test_make_long_range_variant_plays_a_negative_first_and_a_long_range_last_st
 
 def test_make_vec_steps_text_envs_in_sync():
     envs = gymnasium.make_vec("rxmrl/TinyStoriesMRL-Steps2-v0", num_envs=2, vectorization_mode="sync",
-                              split="validation", num_episodes=4, similarity="token")
+                              split="validation", num_episodes=4, similarity="random-embedding")
     observations, _ = envs.reset(seed=0)
     assert len(observations["query"]) == 2 and all(isinstance(q, str) for q in observations["query"])
     _, rewards, terminated, _, _ = envs.step(("an answer", "another answer"))
@@ -33,7 +33,7 @@ def test_make_vec_steps_text_envs_in_sync():
 
 
 def test_ansi_render_shows_the_saved_interaction_then_the_last_step():
-    env = gymnasium.make("rxmrl/TinyStoriesMRL-Steps2-v0", split="validation", num_episodes=2, similarity="token",
+    env = gymnasium.make("rxmrl/TinyStoriesMRL-Steps2-v0", split="validation", num_episodes=2, similarity="random-embedding",
                          render_mode="ansi")
     _, info = env.reset(seed=0)
     assert info["episode"].answer in env.render()

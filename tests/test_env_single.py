@@ -17,7 +17,7 @@ def tokenizer():
 
 
 def small_env(**kwargs) -> MrlEnv:
-    defaults = dict(steps=2, split="validation", num_episodes=6, similarity="token")
+    defaults = dict(steps=2, split="validation", num_episodes=6, similarity="random-embedding")
     return MrlEnv(**{**defaults, **kwargs})
 
 
@@ -51,16 +51,19 @@ def play(env, episode, answers, teacher_forcing=False):
 
 @pytest.mark.parametrize("strategy", ["cumulative", "long_range"])
 @pytest.mark.parametrize("teacher_forcing", [False, True])
-def test_each_step_is_scored_against_the_right_saved_data_mode_and_running_mean(strategy, teacher_forcing):
+@pytest.mark.parametrize("saved_data", ["conversation", "as_written"])
+def test_each_step_is_scored_against_the_right_saved_data_mode_and_running_mean(strategy, teacher_forcing,
+                                                                                 saved_data):
     reward = RecordingReward()
     episode = hand_made_episode(4, strategy)
-    env = MrlEnv(episodes=[episode], steps=4, reward=reward, mode="text")
+    env = MrlEnv(episodes=[episode], steps=4, reward=reward, mode="text", saved_data=saved_data)
     answers = [f"my own answer {k}" for k in range(4)]
     infos = play(env, episode, answers, teacher_forcing)
 
     written = [answers[k] if not teacher_forcing else episode.interactions[k].answer for k in range(4)]
+    scored = written if saved_data == "as_written" else [f.answer for f in episode.interactions]
     interactions = [f"{episode.query} {episode.answer}"] + [
-        f"{f.query} {w}" for f, w in zip(episode.interactions, written)]
+        f"{f.query} {w}" for f, w in zip(episode.interactions, scored)]
     long_range = strategy == "long_range"
     expected_saved = [interactions[0], interactions[1], interactions[2], interactions[0] if long_range else interactions[3]]
     expected_modes = ["negative", "standard", "standard", "long_range"] if long_range else ["standard"] * 4
@@ -79,23 +82,26 @@ def test_each_step_is_scored_against_the_right_saved_data_mode_and_running_mean(
         assert info["teacher_forcing"] is teacher_forcing
 
 
-def test_token_mode_scores_ids_of_the_interaction_as_written(tokenizer):
+@pytest.mark.parametrize("saved_data", ["conversation", "as_written"])
+def test_token_mode_scores_ids_of_the_interaction_the_setting_names(tokenizer, saved_data):
     reward = RecordingReward()
     episode = hand_made_episode(3)
-    env = MrlEnv(episodes=[episode], steps=3, reward=reward, mode="token")
+    env = MrlEnv(episodes=[episode], steps=3, reward=reward, mode="token", saved_data=saved_data)
     answers = [np.asarray(tokenizer.encode_answer(f"answer {k}"), np.int64) for k in range(3)]
-    play(env, episode, answers)
+    infos = play(env, episode, answers)
     first = tokenizer.encode_query(episode.query) + tokenizer.encode_answer(episode.answer)
-    follow_up_0 = tokenizer.encode_query(episode.interactions[0].query) + answers[0].tolist()
+    own = answers[0].tolist() if saved_data == "as_written" else tokenizer.encode_answer(episode.interactions[0].answer)
+    follow_up_0 = tokenizer.encode_query(episode.interactions[0].query) + own
     assert reward.calls[0]["saved"] == [first]
     assert reward.calls[1]["saved"] == [follow_up_0]
+    assert infos[0]["write_to_memory_ids"].tolist() == answers[0].tolist()  # memory gets the agent's answer
     assert reward.calls[1]["reference"] == [tokenizer.encode_answer(episode.interactions[1].answer)]
     assert reward.calls[2]["generated"] == [answers[2].tolist()]
 
 
 def test_info_reports_facts_recall_components_and_reference():
     episode = hand_made_episode(2)
-    env = MrlEnv(episodes=[episode], steps=2, similarity="token")
+    env = MrlEnv(episodes=[episode], steps=2, similarity="random-embedding")
     env.reset(options={"episode": episode})
     _, reward, terminated, truncated, info = env.step("The kite was red, I remember.")
     assert info["facts"] == ["red"] and info["fact_recall"] == 1.0
@@ -107,7 +113,7 @@ def test_info_reports_facts_recall_components_and_reference():
 
 def test_reference_answer_outscores_an_unrelated_answer_in_the_env():
     episode = hand_made_episode(2)
-    env = MrlEnv(episodes=[episode], steps=2, similarity="token")
+    env = MrlEnv(episodes=[episode], steps=2, similarity="random-embedding")
     reference = play(env, episode, [i.answer for i in episode.interactions])
     unrelated = play(env, episode, ["Bananas grow on tall green plants far away."] * 2)
     for good, bad in zip(reference, unrelated):
@@ -122,7 +128,7 @@ def test_reference_answer_outscores_an_unrelated_answer_in_the_env():
 ])
 def test_malformed_actions_raise_and_leave_the_episode_unchanged(mode, bad_actions, tokenizer):
     episode = hand_made_episode(2)
-    env = MrlEnv(episodes=[episode], steps=2, similarity="token", mode=mode, max_answer_chars=4096,
+    env = MrlEnv(episodes=[episode], steps=2, similarity="random-embedding", mode=mode, max_answer_chars=4096,
                  max_answer_tokens=1000)
     good = episode.interactions[0].answer
     good = good if mode == "text" else np.asarray(tokenizer.encode_answer(good), np.int64)
@@ -175,22 +181,22 @@ def test_mixed_strategy_draws_long_range_episodes_at_the_given_ratio():
 
 
 def test_stage_uses_the_first_steps_follow_ups_of_longer_rows():
-    env = MrlEnv(steps=2, config="steps-4", split="validation", num_episodes=3, similarity="token")
+    env = MrlEnv(steps=2, config="steps-4", split="validation", num_episodes=3, similarity="random-embedding")
     _, info = env.reset(seed=0)
     assert info["episode"].num_follow_ups == 2 and info["steps"] == 2
     with pytest.raises(ValueError, match="only 4 follow-ups"):
-        MrlEnv(steps=6, config="steps-4", split="validation", num_episodes=3, similarity="token")
+        MrlEnv(steps=6, config="steps-4", split="validation", num_episodes=3, similarity="random-embedding")
 
 
 def test_long_range_rows_are_not_cut():
     long_row = hand_made_episode(4, "long_range")
     with pytest.raises(ValueError, match="final question"):
-        MrlEnv(episodes=[long_row], steps=3, strategy="long_range", similarity="token")
+        MrlEnv(episodes=[long_row], steps=3, strategy="long_range", similarity="random-embedding")
 
 
 def test_text_space_accepts_natural_unicode_text_and_empty_answers():
     env = MrlEnv(episodes=[Episode("Wie heißt du?", "Ich heiße Zoë — «merci»!", [Interaction("¿Qué?", "Ñandú 🐦.")])],
-                 steps=1, similarity="token")
+                 steps=1, similarity="random-embedding")
     observation, _ = env.reset(seed=0)
     assert observation in env.observation_space
     assert "" in env.action_space and "Zoë said: «ok»\n" in env.action_space

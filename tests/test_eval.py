@@ -20,7 +20,7 @@ def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_episodes():
 
 
 def test_evaluate_summarises_every_episode_and_step():
-    env = BatchedMrlEnv(3, steps=2, split="validation", num_episodes=5, similarity="token", order="sequential")
+    env = BatchedMrlEnv(3, steps=2, split="validation", num_episodes=5, similarity="random-embedding", order="sequential")
     result = evaluate(OracleAgent(), env)
     assert result.step_rewards.shape == (5, 2) and result.num_episodes == 5
     assert result.episode_rewards == pytest.approx(result.step_rewards.mean(axis=1))
@@ -42,7 +42,7 @@ def test_oracle_lands_far_above_random_with_the_sentence_encoder():
 
 
 def test_eval_command_prints_the_table(capsys):
-    code = main(["eval", "--agent", "random", "--config", "steps-2", "--episodes", "4", "--similarity", "token",
+    code = main(["eval", "--agent", "random", "--config", "steps-2", "--episodes", "4", "--similarity", "random-embedding",
                  "--batch-size", "3"])
     out = capsys.readouterr().out
     assert code == 0
@@ -51,7 +51,7 @@ def test_eval_command_prints_the_table(capsys):
 
 def test_eval_command_reports_an_unknown_agent_in_one_line(capsys):
     code = main(["eval", "--agent", "/no/such/checkpoint", "--config", "steps-2", "--episodes", "2",
-                 "--similarity", "token"])
+                 "--similarity", "random-embedding"])
     assert code == 2 and "expected 'oracle', 'random' or a checkpoint folder" in capsys.readouterr().err
 
 
@@ -67,7 +67,7 @@ def test_eval_command_runs_a_reactive_transformer_checkpoint(tmp_path, capsys):
                         query_heads=2, kv_heads=2, num_experts=2, expert_dim=32, encoder_ff_dim=32, stm_slots=8)
     ReactiveTransformer(config).save_pretrained(tmp_path / "tiny")
     code = main(["eval", "--agent", str(tmp_path / "tiny"), "--config", "steps-2", "--episodes", "2",
-                 "--similarity", "token", "--max-new-tokens", "4", "--json"])
+                 "--similarity", "random-embedding", "--max-new-tokens", "4", "--json"])
     out = capsys.readouterr().out
     assert code == 0
     summary = __import__("json").loads(out)

@@ -39,7 +39,7 @@ def test_compare_refuses_results_on_different_episodes():
 
 
 def test_eval_table_shows_the_published_rows_labelled(capsys):
-    code = main(["eval", "--agent", "oracle", "--config", "steps-2", "--episodes", "3", "--similarity", "token"])
+    code = main(["eval", "--agent", "oracle", "--config", "steps-2", "--episodes", "3", "--similarity", "random-embedding"])
     out = capsys.readouterr().out
     assert code == 0 and "agent oracle" in out
     published = out[out.index("published rows"):]
@@ -69,7 +69,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 def test_compare_a_checkpoint_with_the_oracle_on_the_same_episodes(tiny_checkpoint, capsys):
     code = main(["eval", "--compare", str(tiny_checkpoint), "oracle", "--config", "steps-2", "--episodes", "4",
-                 "--similarity", "token", "--max-new-tokens", "4", "--json"])
+                 "--similarity", "random-embedding", "--max-new-tokens", "4", "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0
     assert summary["a"]["agent"] == "rxt" and summary["b"]["agent"] == "oracle"
@@ -82,7 +82,7 @@ def test_compare_a_checkpoint_with_the_oracle_on_the_same_episodes(tiny_checkpoi
 
 def test_compare_prints_both_tables_and_the_difference(tiny_checkpoint, capsys):
     code = main(["eval", "--compare", "random", str(tiny_checkpoint), "--config", "steps-2", "--episodes", "3",
-                 "--similarity", "token", "--max-new-tokens", "4"])
+                 "--similarity", "random-embedding", "--max-new-tokens", "4"])
     out = capsys.readouterr().out
     assert code == 0
     assert "A: agent random" in out and "B: agent rxt" in out

@@ -93,7 +93,8 @@ def test_first_step_uses_first_step_cosine_factors(token_similarity):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(bleu_weight=0.7), "bleu_weight \\+ cosine_weight \\+ length_weight must sum to 1"),
+        (dict(bleu_weight=0.7), "bleu_weight \\+ cosine_weight \\+ length_weight \\+ memory_weight must sum to 1"),
+        (dict(memory_weight=1.0, bleu_weight=0, cosine_weight=0, length_weight=0), "memory_weight must lie in \\[0, 1\\)"),
         (dict(bleu_reference=0.9), "bleu_reference \\+ bleu_saved must sum to 1"),
         (dict(cosine_running_mean=0.5), "cosine_reference \\+ cosine_saved \\+ cosine_running_mean"),
         (dict(cosine_saved_first=-0.5, cosine_reference_first=1.5), "cosine_saved_first must be a finite non-negative"),

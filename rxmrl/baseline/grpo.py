@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 from rxmrl.baseline.data import fit_history, query_ids, turn_ids
 from rxmrl.baseline.train import DataSection, load_episodes
 from rxmrl.data.schema import Episode
+from rxmrl.rewards import WordStatistics
 
 if TYPE_CHECKING:
     import datasets
@@ -44,7 +45,8 @@ class GRPOSection:
     beta: float = 0.0  # KL coefficient to the reference (SFT) model; 0 loads no reference copy
     temperature: float = 1.0
     reward_preset: str = "default"  # rxmrl.rewards.PRESETS
-    similarity: Literal["encoder", "token"] = "encoder"  # sentence encoder, or the model's token embeddings
+    # sentence encoder, a frozen copy of the model's token embeddings, or fixed random ones
+    similarity: Literal["encoder", "policy-embedding", "random-embedding"] = "encoder"
     logging_steps: int = 5
     seed: int = 0
     torch_threads: int | None = None
@@ -67,10 +69,11 @@ class GRPOResult:
 
 def grpo_dataset(tokenizer: RxTokenizer, episodes: Iterable[Episode], max_prompt_tokens: int,
                  steps: int | None = None) -> datasets.Dataset:
-    """Rows ``prompt`` (history text ending ``[A]``), ``reference``, ``saved``, ``mode`` per follow-up."""
+    """Rows ``prompt`` (history text ending ``[A]``), ``reference``, ``saved``, ``mode``, ``query`` and
+    ``history`` (the earlier interactions' texts, for memory tokens) per follow-up."""
     import datasets
 
-    rows: dict[str, list] = {"prompt": [], "reference": [], "saved": [], "mode": []}
+    rows: dict[str, list] = {"prompt": [], "reference": [], "saved": [], "mode": [], "query": [], "history": []}
     for episode in episodes:
         interactions = episode.all_interactions()[: None if steps is None else steps + 1]
         turns = [turn_ids(tokenizer, i) for i in interactions]
@@ -81,17 +84,20 @@ def grpo_dataset(tokenizer: RxTokenizer, episodes: Iterable[Episode], max_prompt
             rows["reference"].append(interactions[index].answer)
             rows["saved"].append(f"{saved.query} {saved.answer}")
             rows["mode"].append("standard")
+            rows["query"].append(interactions[index].query)
+            rows["history"].append([f"{i.query} {i.answer}" for i in interactions[:index]])
     return datasets.Dataset.from_dict(rows)
 
 
-def build_reward(section: GRPOSection, tokenizer: RxTokenizer, model=None):
-    """The composite reward wrapped for TRL (sentence encoder, or the policy's frozen token embeddings)."""
-    from rxmrl.rewards import MemoryRetentionReward, TokenEmbeddingSimilarity, as_trl_reward
+def build_reward(section: GRPOSection, tokenizer: RxTokenizer, model=None, statistics: WordStatistics | None = None):
+    """The reward of :func:`rxmrl.envs.scoring.build_reward`, wrapped for TRL (``statistics``: the template
+    words of memory tokens, for the ``memory`` preset)."""
+    from rxmrl.envs.scoring import build_reward as build
+    from rxmrl.rewards import as_trl_reward
 
-    similarity = None
-    if section.similarity == "token":
-        similarity = TokenEmbeddingSimilarity(model.get_input_embeddings().weight, encode=tokenizer.encode)
-    return as_trl_reward(MemoryRetentionReward(section.reward_preset, similarity, decode=tokenizer.decode))
+    embedding = model.get_input_embeddings().weight if section.similarity == "policy-embedding" else None
+    reward = build(section.reward_preset, section.similarity, tokenizer, embedding=embedding)
+    return as_trl_reward(reward, statistics=statistics)
 
 
 def train_baseline_grpo(config: GRPORunConfig, verbose: bool = True) -> GRPOResult:
@@ -112,8 +118,9 @@ def _train_baseline_grpo(config: GRPORunConfig, verbose: bool) -> GRPOResult:
     model, tokenizer = load_baseline(config.checkpoint)
     model.train()
     data = config.data
-    dataset = grpo_dataset(tokenizer, load_episodes(data, "train", data.num_episodes), section.max_prompt_tokens,
-                           data.steps)
+    episodes = load_episodes(data, "train", data.num_episodes)
+    dataset = grpo_dataset(tokenizer, episodes, section.max_prompt_tokens, data.steps)
+    statistics = WordStatistics.from_episodes(episodes)  # the memory tokens' template words
     output_dir = Path(config.output_dir)
     args = GRPOConfig(
         output_dir=str(output_dir / "trainer"), max_steps=section.max_steps,
@@ -123,7 +130,7 @@ def _train_baseline_grpo(config: GRPORunConfig, verbose: bool) -> GRPOResult:
         seed=section.seed, data_seed=section.seed, bf16=False, fp16=False, activation_checkpointing=False,
         dataloader_pin_memory=False, save_strategy="no", report_to="none", disable_tqdm=True, push_to_hub=False,
     )
-    trainer = GRPOTrainer(model=model, reward_funcs=[build_reward(section, tokenizer, model)], args=args,
+    trainer = GRPOTrainer(model=model, reward_funcs=[build_reward(section, tokenizer, model, statistics)], args=args,
                           train_dataset=dataset, processing_class=tokenizer.to_hf())
     trainer.train()
     rewards = [float(r["reward"]) for r in trainer.state.log_history if "reward" in r]

@@ -27,10 +27,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", type=int, default=None, help="steps per episode (default: the config's)")
     parser.add_argument("--strategy", default=None, choices=("cumulative", "long_range", "mixed"),
                         help="default: long_range for -lr configs, else cumulative")
-    parser.add_argument("--reward", default="default", help="reward preset: default | rxlm | rxnn-len")
-    parser.add_argument("--similarity", default="encoder", choices=("encoder", "token"),
-                        help="cosine backend: the frozen sentence encoder, or mean token embeddings "
-                             "(the checkpoint's, frozen; fixed random ones for oracle/random)")
+    parser.add_argument("--reward", default="default",
+                        help="reward preset: default | memory | rxlm | rxnn-len (rxmrl.rewards.PRESETS)")
+    parser.add_argument("--similarity", default="encoder",
+                        choices=("encoder", "policy-embedding", "random-embedding"),
+                        help="cosine backend: the frozen sentence encoder; a frozen copy of the checkpoint's token "
+                             "embeddings (one checkpoint only); or fixed random token embeddings")
+    parser.add_argument("--saved-data", default="conversation", choices=("conversation", "as_written"),
+                        help="score each step against the conversation as the data has it (default), or against "
+                             "the interactions as written into memory (the reference design; see MrlEnv)")
     parser.add_argument("--batch-size", type=int, default=32, help="episodes stepped together")
     parser.add_argument("--teacher-forcing", action="store_true", help="write reference answers to memory")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit (checkpoints)")
@@ -38,6 +43,69 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     parser.set_defaults(func=_eval)
+    _add_audit(subparsers)
+
+
+def _add_audit(subparsers: argparse._SubParsersAction) -> None:
+    reward = subparsers.add_parser("reward", help="study rewards: how much a reward measures memory")
+    commands = reward.add_subparsers(dest="reward_command", metavar="COMMAND", required=True)
+    audit = commands.add_parser(
+        "audit", help="score known answers (oracle, wrong fact, constant, copy, history dump, empty, another "
+                      "episode's; a model with vs without memory) with each reward: means, paired gaps, win rates",
+        description="Plays every case on the same validation episodes and scores it with each reward. Writes "
+                    "OUT/audit.json, OUT/audit.txt and OUT/audit-REWARD.png, and prints the table.")
+    audit.add_argument("--preset", action="append", default=None, metavar="NAME",
+                       help="a reward preset to audit (repeat; default: every preset)")
+    audit.add_argument("--reward-callable", action="append", default=[], metavar="MODULE:NAME",
+                       help="a reward callable by import path (a factory taking tokenizer= is called with it)")
+    audit.add_argument("--similarity", default="encoder", choices=("encoder", "policy-embedding", "random-embedding"),
+                       help="cosine backend of the presets (policy-embedding: the first checkpoint's embeddings)")
+    audit.add_argument("--saved-data", default="conversation", choices=("conversation", "as_written"),
+                       help="what each step is scored against (see rxmrl.envs.MrlEnv)")
+    audit.add_argument("--source", default="embedded", help="embedded | a local folder/file | a hub id")
+    audit.add_argument("--config", default="steps-8", help="curriculum config, steps-N or steps-N-lr")
+    audit.add_argument("--split", default="validation")
+    audit.add_argument("--episodes", type=int, default=64, help="episodes (default 64)")
+    audit.add_argument("--batch-size", type=int, default=32)
+    audit.add_argument("--checkpoint", action="append", default=[], metavar="[LABEL=]DIR",
+                       help="a model to audit with its memory and with a reset memory (repeat)")
+    audit.add_argument("--cases", default=None, help="comma-separated scripted cases (default: all)")
+    audit.add_argument("--out", default="runs/reward-audit", help="output folder")
+    audit.add_argument("--max-new-tokens", type=int, default=48)
+    audit.add_argument("--seed", type=int, default=0)
+    audit.add_argument("--device", default="cpu")
+    audit.set_defaults(func=_audit)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rxmrl.data import CurriculumValidationError
+    from rxmrl.evaluation.audit import AuditSettings, audit_rewards, write_audit
+
+    try:
+        checkpoints = {}
+        for spec in args.checkpoint:
+            label, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
+            if not (Path(path) / "config.json").is_file():
+                raise FileNotFoundError(f"--checkpoint {spec!r}: {path} holds no config.json (a model folder)")
+            checkpoints[label or Path(path).name] = path
+        if args.episodes < 2:
+            raise ValueError(f"--episodes {args.episodes}: the audit pairs episodes, give at least 2")
+        settings = AuditSettings(
+            presets=args.preset or AuditSettings().presets, callables=args.reward_callable,
+            similarity=args.similarity, saved_data=args.saved_data, source=args.source, config=args.config,
+            split=args.split, num_episodes=args.episodes, batch_size=args.batch_size, checkpoints=checkpoints,
+            cases=[c.strip() for c in args.cases.split(",")] if args.cases else None,
+            max_new_tokens=args.max_new_tokens, seed=args.seed, device=args.device)
+        audit = audit_rewards(settings, progress=lambda case: print(f"  played {case}", file=sys.stderr, flush=True))
+    except (CurriculumValidationError, FileNotFoundError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    paths = write_audit(audit, args.out)
+    print(audit.format_table())
+    print(f"\nwrote {paths['json']}, {paths['table']} and {len(paths) - 2} plot(s)")
+    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -65,38 +133,28 @@ def _eval(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace):
     from rxmrl.envs import BatchedMrlEnv
-    from rxmrl.evaluation.agents import AGENT_NAMES, load_agent, load_tokenizer_for
+    from rxmrl.envs.scoring import build_reward
+    from rxmrl.evaluation.agents import AGENT_NAMES, load_agent, load_tokenizer_for, model_embedding
     from rxmrl.evaluation.reward_range import evaluate
+    from rxmrl.rewards import PRESETS
 
+    if args.reward not in PRESETS:
+        raise ValueError(f"--reward {args.reward!r}: expected one of {', '.join(PRESETS)}")
+    if args.similarity == "policy-embedding" and (getattr(args, "compare", None) or args.agent in AGENT_NAMES):
+        raise ValueError("--similarity policy-embedding scores with one checkpoint's own token embeddings: give one "
+                         "checkpoint with --agent (for --compare, oracle or random use encoder or random-embedding)")
     tokenizer = load_tokenizer_for(None if args.agent in AGENT_NAMES else args.agent)
+    own_embedding = args.similarity == "policy-embedding"  # known once the agent is loaded
     env = BatchedMrlEnv(args.batch_size, args.source, args.steps, args.split, config=args.config,
                         strategy=args.strategy, num_episodes=args.episodes, reward=args.reward,
-                        similarity="encoder", tokenizer=tokenizer, teacher_forcing=args.teacher_forcing,
-                        order="sequential", seed=args.seed, device=args.device)
+                        similarity="random-embedding" if own_embedding else args.similarity, tokenizer=tokenizer,
+                        teacher_forcing=args.teacher_forcing, order="sequential", seed=args.seed,
+                        device=args.device, saved_data=args.saved_data)
     episodes = [e for pool in env.sampler.pools.values() for e in pool]
     agent = load_agent(args.agent, episodes, tokenizer=tokenizer, seed=args.seed,
                        max_new_tokens=args.max_new_tokens, device=args.device)
-    if args.similarity == "token":
-        if getattr(args, "compare", None):  # one reward for both: fixed token embeddings, not each model's own
-            from rxmrl.envs.scoring import RewardScorer, build_reward, token_similarity
-
-            env.reward = build_reward(args.reward, token_similarity(env.tokenizer), env.tokenizer)
-            env.scorer = RewardScorer(env.reward)
-        else:
-            env = _with_token_similarity(env, agent, args)
-    meta = {"config": args.config, "split": args.split, "scoring": f"{args.reward} ({args.similarity})"}
+    if own_embedding:
+        env.set_reward(build_reward(args.reward, "policy-embedding", tokenizer, embedding=model_embedding(agent)))
+    meta = {"config": args.config, "split": args.split,
+            "scoring": f"{args.reward} ({args.similarity}, {args.saved_data})"}
     return evaluate(agent, env, args.episodes, seed=args.seed, meta=meta)
-
-
-def _with_token_similarity(env, agent, args):
-    """Rebuilds the env's reward on frozen token embeddings: the checkpoint's, or fixed random ones."""
-    from rxmrl.envs.scoring import RewardScorer, build_reward, token_similarity
-    from rxmrl.rewards import TokenEmbeddingSimilarity
-
-    model = getattr(agent, "model", None)
-    embedding = getattr(model, "embedding", None) or getattr(model, "get_input_embeddings", lambda: None)()
-    backend = (TokenEmbeddingSimilarity(embedding.weight, encode=env.tokenizer.encode) if model is not None
-               else token_similarity(env.tokenizer))
-    env.reward = build_reward(args.reward, backend, env.tokenizer)
-    env.scorer = RewardScorer(env.reward)
-    return env

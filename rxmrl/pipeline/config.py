@@ -33,9 +33,11 @@ class EvalSection:
     split: str = "validation"
     num_episodes: int | None = 64  # the same episodes for every model ("none": the whole split)
     batch_size: int = 32  # episodes stepped together
-    reward: str = "default"  # reward preset: default | rxlm | rxnn-len
-    # encoder: the bundled sentence encoder (one reward for every model); token: fixed random token embeddings
-    similarity: Literal["encoder", "token"] = "encoder"
+    reward: str = "default"  # reward preset: default | memory | rxlm | rxnn-len
+    # encoder: the bundled sentence encoder (one reward for every model); random-embedding: fixed random token
+    # embeddings (the same for every model, unlike each model's own)
+    similarity: Literal["encoder", "random-embedding"] = "encoder"
+    saved_data: Literal["conversation", "as_written"] = "conversation"  # what each step is scored against
     max_new_tokens: int = 48  # answer length limit of the trained models
     models: list[str] = field(default_factory=lambda: list(MODELS))  # which rows to evaluate
     seed: int = 0  # episode order, the random agent, sampling
@@ -45,6 +47,10 @@ class EvalSection:
         if self.steps < 1 or (self.num_episodes is not None and self.num_episodes < 1) or self.batch_size < 1:
             raise ValueError(f"steps={self.steps}, num_episodes={self.num_episodes}, batch_size={self.batch_size}:"
                              " expected positive counts")
+        from rxmrl.rewards import PRESETS
+
+        if self.reward not in PRESETS:
+            raise ValueError(f"reward={self.reward!r}: expected one of {', '.join(PRESETS)}")
         unknown = [m for m in self.models if m not in MODELS]
         if unknown or not self.models:
             raise ValueError(f"models {self.models}: expected a non-empty subset of {list(MODELS)}")

@@ -49,13 +49,19 @@ def model_dirs(run_dir: Path) -> dict[str, str]:
             "baseline": str(run_dir / "baseline"), "oracle": "oracle", "random": "random"}
 
 
-def write_json(path: Path, data: Any) -> Path:
-    """Atomic JSON (NaN/inf written as null, so any JSON reader takes it)."""
+def write_text(path: Path, text: str) -> Path:
+    """Atomic text file: written beside ``path``, then renamed over it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(_finite(data), indent=2) + "\n", encoding="utf-8")
+    temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
     return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Atomic JSON (NaN/inf written as null, so any JSON reader takes it)."""
+    return write_text(path, json.dumps(_finite(data), indent=2) + "\n")
 
 
 def _finite(data: Any) -> Any:
@@ -137,10 +143,11 @@ def phase_eval(config: PipelineConfig) -> dict[str, Any]:
     env = BatchedMrlEnv(ev.batch_size, ev.source, ev.steps, ev.split, config=ev.curriculum_config,
                         num_episodes=ev.num_episodes, data_seed=config.supervised.data.seed, reward=ev.reward,
                         similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=ev.seed,
-                        device=device)
+                        device=device, saved_data=ev.saved_data)
     episodes = [e for pool in env.sampler.pools.values() for e in pool]
     # not "reward": the summary's reward statistics use that key
-    meta = {"config": ev.curriculum_config, "split": ev.split, "scoring": f"{ev.reward} ({ev.similarity})"}
+    meta = {"config": ev.curriculum_config, "split": ev.split,
+            "scoring": f"{ev.reward} ({ev.similarity}, {ev.saved_data})"}
     written = {}
     for name in ev.models:
         path = Path(config.run_dir) / "eval" / f"{name}.json"

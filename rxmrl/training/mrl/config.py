@@ -119,16 +119,24 @@ class MrlConfig:
 
 @dataclass
 class RewardSettings:
-    """The memory-retention reward the rollouts are scored with."""
+    """The reward the rollouts are scored with (built by :func:`rxmrl.envs.scoring.build_reward`)."""
 
-    preset: str = "default"  # rxmrl.rewards preset: default | rxlm | rxnn-len
-    # token: mean of a frozen copy of the warm start's embedding; encoder: the bundled MiniLM sentence encoder
-    similarity: Literal["token", "encoder"] = "token"
+    preset: str = "default"  # rxmrl.rewards preset: default | memory | rxlm | rxnn-len
+    # policy-embedding: mean of a frozen copy of the warm start's embedding; encoder: the bundled MiniLM sentence
+    # encoder; random-embedding: fixed random token embeddings
+    similarity: Literal["policy-embedding", "encoder", "random-embedding"] = "policy-embedding"
+    # what each step is scored against: the conversation as the data has it, or as written into memory (the
+    # reference design, which pays a constant answer for agreeing with itself; see rxmrl.envs.MrlEnv)
+    saved_data: Literal["conversation", "as_written"] = "conversation"
     # share of the *training* reward paid for fact recall: (1 − w)·reward + w·scale·recall on steps whose data
     # has facts (rxmrl.rewards.mix_fact_recall); validation always reports the plain reward and recall apart
     fact_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        from rxmrl.rewards import PRESETS
+
+        if self.preset not in PRESETS:
+            raise ValueError(f"reward.preset={self.preset!r}: expected one of {', '.join(PRESETS)}")
         if not 0.0 <= self.fact_weight <= 1.0:
             raise ValueError(f"reward.fact_weight={self.fact_weight}: expected a share in [0, 1]")
 

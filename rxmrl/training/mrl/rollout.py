@@ -38,6 +38,7 @@ from rxmrl.data import Episode
 from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.envs.padded import PaddedIds
 from rxmrl.model import ReactiveTransformer, SamplingConfig, pad_batch, query_tokens
+from rxmrl.rewards import WordStatistics
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 from rxmrl.tokenizer import RxTokenizer
 
@@ -136,12 +137,15 @@ def critic_inputs(saved: Sequence[list[int]], queries: Sequence[list[int]], max_
 
 
 def rollout_env(episodes: Sequence[Episode], steps: int, reward: Callable[..., Any], tokenizer: RxTokenizer, *,
-                device: torch.device | str = "cpu", max_answer_tokens: int = 48) -> BatchedMrlEnv:
+                device: torch.device | str = "cpu", max_answer_tokens: int = 48, saved_data: str = "conversation",
+                word_statistics: WordStatistics | None = None) -> BatchedMrlEnv:
     """The batched env a trainer rolls out in: ``reward`` (a callable, e.g. ``build_reward``'s), episodes
     given at every reset. ``episodes`` (already :func:`stage_episodes`) only seed its sampler's pools; answers
-    reach it as ``[A] a [EOS]`` rows, hence two tokens more than the policy generates."""
+    reach it as ``[A] a [EOS]`` rows, hence two tokens more than the policy generates. ``saved_data`` and
+    ``word_statistics`` as in :class:`rxmrl.envs.MrlEnv`."""
     return BatchedMrlEnv(max(1, len(episodes)), steps=steps, episodes=list(episodes), reward=reward,
-                         tokenizer=tokenizer, device=device, max_answer_tokens=max_answer_tokens + 2)
+                         tokenizer=tokenizer, device=device, max_answer_tokens=max_answer_tokens + 2,
+                         saved_data=saved_data, word_statistics=word_statistics)
 
 
 def answer_rows(tokens: Tensor, mask: Tensor) -> PaddedIds:

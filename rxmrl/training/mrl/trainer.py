@@ -73,14 +73,21 @@ def component_of(model: MrlModel):
 
 
 def build_reward(settings, policy: ReactiveTransformer, tokenizer):
-    """The memory-retention reward; the ``token`` similarity uses a frozen copy of the warm start's embedding."""
-    from rxmrl.rewards import MemoryRetentionReward, SentenceEncoderSimilarity, TokenEmbeddingSimilarity
+    """The rollouts' reward (:func:`rxmrl.envs.scoring.build_reward`); ``policy-embedding`` takes a frozen copy
+    of the warm start's embedding."""
+    from rxmrl.envs.scoring import build_reward as build
 
-    if settings.similarity == "token":
-        backend = TokenEmbeddingSimilarity(policy.embedding.weight, encode=tokenizer.encode)
-    else:
-        backend = SentenceEncoderSimilarity(decode=tokenizer.decode)
-    return MemoryRetentionReward(settings.preset, backend, decode=tokenizer.decode, tokenize=tokenizer.encode)
+    embedding = policy.embedding.weight if settings.similarity == "policy-embedding" else None
+    return build(settings.preset, settings.similarity, tokenizer, embedding=embedding)
+
+
+def stage_word_statistics(reward, source: str, stage: StageConfig):
+    """The memory tokens' word statistics of a stage's data (train split), for a reward that uses them."""
+    if not getattr(reward, "uses_memory_targets", False):
+        return None
+    from rxmrl.envs.scoring import curriculum_word_statistics
+
+    return curriculum_word_statistics(source, f"steps-{stage.data_steps or stage.steps}")
 
 
 @dataclass
@@ -110,7 +117,9 @@ class MrlTrainer:
         # one batched env per stage (its steps); every reset plays the episodes the curriculum chose
         self.envs = [rollout_env(stage_episodes(train.episodes, train.long_range, stage.steps), stage.steps,
                                  self.reward, tokenizer, device=policy.device,
-                                 max_answer_tokens=config.mrl.max_answer_tokens)
+                                 max_answer_tokens=config.mrl.max_answer_tokens,
+                                 saved_data=config.reward.saved_data,
+                                 word_statistics=stage_word_statistics(self.reward, config.data_source, stage))
                      for stage, (train, _) in zip(config.stages, self.stage_data, strict=True)]
         self.state = CurriculumState()
         self._recompute_memory = True
