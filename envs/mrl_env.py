@@ -154,7 +154,7 @@ class MrlEnv(gym.Env):
         self._teacher_forcing = bool(options.get("teacher_forcing", self.teacher_forcing))
         self._step = 0
         self._written = [self._interaction(episode.query, episode.answer, self._answer_ids(episode.answer))]
-        self._running_mean, self._mean_sources = RunningMean(), []
+        self._running_mean, self._mean_sources = RunningMean(self.scorer.running_mean_new_weight), []
         self._last_info = None
         observation = self._observation(episode.query, episode.answer, episode.interactions[0].query)
         info = {"episode": episode, "episode_index": self._drawn.index, "long_range": long_range,

@@ -20,7 +20,8 @@ from typing import Any
 import torch
 
 from rxmrl.rewards import (
-    MemoryRetentionReward, RewardConfig, SentenceEncoderSimilarity, SimilarityBackend, TokenEmbeddingSimilarity,
+    DEFAULT_NEW_WEIGHT, RewardConfig, RxlmRewardConfig, SentenceEncoderSimilarity, SimilarityBackend,
+    TokenEmbeddingSimilarity, preset_reward,
 )
 from rxmrl.tokenizer import RxTokenizer
 
@@ -38,15 +39,18 @@ def token_similarity(tokenizer: RxTokenizer, dim: int = 64, seed: int = 0) -> To
     return TokenEmbeddingSimilarity(_TOKEN_SIMILARITIES[key], encode=tokenizer.encode)
 
 
-def build_reward(reward: str | RewardConfig | Callable[..., Any] = "default",
+def build_reward(reward: str | RewardConfig | RxlmRewardConfig | Callable[..., Any] = "default",
                  similarity: str | SimilarityBackend = "encoder",
                  tokenizer: RxTokenizer | None = None) -> Callable[..., Any]:
-    """A ready reward: presets and configs become a :class:`MemoryRetentionReward` over ``similarity``
-    (``"encoder"``: the frozen sentence encoder; ``"token"``: :func:`token_similarity`; or a backend)."""
-    if callable(reward) and not isinstance(reward, (str, RewardConfig)):
+    """A ready reward: presets and configs become their reward (:func:`rxmrl.rewards.preset_reward`) over
+    ``similarity`` (``"encoder"``: the frozen sentence encoder; ``"token"``: :func:`token_similarity`; or a
+    backend)."""
+    configs = (str, RewardConfig, RxlmRewardConfig)
+    if callable(reward) and not isinstance(reward, configs):
         return reward
-    if not isinstance(reward, (str, RewardConfig)):
-        raise TypeError(f"reward={reward!r}: expected a preset name, a RewardConfig or a reward callable")
+    if not isinstance(reward, configs):
+        raise TypeError(f"reward={reward!r}: expected a preset name, a RewardConfig, an RxlmRewardConfig or a "
+                        "reward callable")
     if tokenizer is None:
         raise ValueError("a tokenizer is needed to build a reward from a preset")
     if similarity == "encoder":
@@ -57,7 +61,7 @@ def build_reward(reward: str | RewardConfig | Callable[..., Any] = "default",
         raise ValueError(f"similarity={similarity!r}: expected one of {', '.join(SIMILARITIES)} or a backend")
     else:
         backend = similarity
-    return MemoryRetentionReward(reward, backend, decode=tokenizer.decode, tokenize=tokenizer.encode)
+    return preset_reward(reward, backend, decode=tokenizer.decode, tokenize=tokenizer.encode)
 
 
 @dataclass
@@ -72,12 +76,14 @@ class RewardScorer:
     """Calls a reward callable uniformly on ids or texts and embeds interactions for the running mean.
 
     Running-mean embeddings are asked for with ``cache=True``: the interaction folded in before step i is
-    the saved data step i-1 was scored against, so a caching backend embeds it once.
+    the saved data step i-1 was scored against, so a caching backend embeds it once. The running mean's
+    new weight is the reward's ``running_mean_new_weight`` where it has one (``RxlmReward``: 1 - decay).
     """
 
     def __init__(self, reward: Callable[..., Any]) -> None:
         self.reward = reward
         self.has_running_mean = hasattr(reward, "embed_ids") and hasattr(reward, "embed_texts")
+        self.running_mean_new_weight = float(getattr(reward, "running_mean_new_weight", DEFAULT_NEW_WEIGHT))
 
     def embed_ids(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
         return self.reward.embed_ids(ids, lengths, cache=True) if self.has_running_mean else None

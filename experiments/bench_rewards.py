@@ -83,7 +83,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     from nltk.translate.bleu_score import SmoothingFunction
 
-    from rxmrl.rewards import MemoryRetentionReward, SentenceEncoderSimilarity, TokenEmbeddingSimilarity, token_bleu
+    from rxmrl.rewards import (
+        MemoryRetentionReward, SentenceEncoderSimilarity, TokenEmbeddingSimilarity, preset_reward, token_bleu,
+    )
 
     device, sync = torch.device(args.device), args.device.startswith("cuda")
     repeats = args.repeats or (3 if args.quick else 10)
@@ -124,7 +126,7 @@ def main() -> None:
     token_backend = TokenEmbeddingSimilarity(weight, device=device)
     g, r, s, m = gen.to(device), ref.to(device), sav.to(device), mean.to(device)
     for preset in ("rxlm", "default", "rxnn-len"):
-        reward = MemoryRetentionReward(preset, token_backend)
+        reward = preset_reward(preset, token_backend)
         ms = median_ms(lambda: reward(g, r, s, running_mean=m), repeats, sync)
         print(f"| ours `{preset}` | frozen token embedding | {fmt(ms)} |")
 

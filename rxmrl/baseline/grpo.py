@@ -86,12 +86,14 @@ def grpo_dataset(tokenizer: RxTokenizer, episodes: Iterable[Episode], max_prompt
 
 def build_reward(section: GRPOSection, tokenizer: RxTokenizer, model=None):
     """The composite reward wrapped for TRL (sentence encoder, or the policy's frozen token embeddings)."""
-    from rxmrl.rewards import MemoryRetentionReward, TokenEmbeddingSimilarity, as_trl_reward
+    from rxmrl.rewards import TokenEmbeddingSimilarity, as_trl_reward, preset_reward
 
     similarity = None
     if section.similarity == "token":
         similarity = TokenEmbeddingSimilarity(model.get_input_embeddings().weight, encode=tokenizer.encode)
-    return as_trl_reward(MemoryRetentionReward(section.reward_preset, similarity, decode=tokenizer.decode))
+    # rxlm scores the policy's token ids, as the reference does; the other presets keep BLEU on words for texts
+    tokenize = tokenizer.encode if section.reward_preset == "rxlm" else None
+    return as_trl_reward(preset_reward(section.reward_preset, similarity, decode=tokenizer.decode, tokenize=tokenize))
 
 
 def train_baseline_grpo(config: GRPORunConfig, verbose: bool = True) -> GRPOResult:

@@ -73,14 +73,14 @@ def component_of(model: MrlModel):
 
 
 def build_reward(settings, policy: ReactiveTransformer, tokenizer):
-    """The memory-retention reward; the ``token`` similarity uses a frozen copy of the warm start's embedding."""
-    from rxmrl.rewards import MemoryRetentionReward, SentenceEncoderSimilarity, TokenEmbeddingSimilarity
+    """The preset's reward; the ``token`` similarity uses a frozen copy of the warm start's embedding."""
+    from rxmrl.rewards import SentenceEncoderSimilarity, TokenEmbeddingSimilarity, preset_reward
 
     if settings.similarity == "token":
         backend = TokenEmbeddingSimilarity(policy.embedding.weight, encode=tokenizer.encode)
     else:
         backend = SentenceEncoderSimilarity(decode=tokenizer.decode)
-    return MemoryRetentionReward(settings.preset, backend, decode=tokenizer.decode, tokenize=tokenizer.encode)
+    return preset_reward(settings.preset, backend, decode=tokenizer.decode, tokenize=tokenizer.encode)
 
 
 @dataclass
