@@ -65,7 +65,7 @@ class MrlEnv(gym.Env):
 
     "As written" is the agent's own answer, or the reference under teacher forcing. The running mean is
     ``m <- e`` on its first update and ``m <- 0.8 e + 0.2 m`` afterwards (:class:`rxmrl.rewards.RunningMean`),
-    in the reward's embedding space.
+    in the reward's embedding space (a reward's ``running_mean_new_weight`` replaces 0.8: ``rxlm``'s decay).
 
     ## Action Space
     ``mode="text"``: the answer as a string, :class:`NaturalText` of 0..``max_answer_chars`` characters.
