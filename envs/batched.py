@@ -133,7 +133,7 @@ class BatchedMrlEnv:
         self._teacher_forcing = bool(options.get("teacher_forcing", self.teacher_forcing))
         self._encode_episodes()
         self._step, self._mean_folded = 0, -1
-        self._running_mean = RunningMean()
+        self._running_mean = RunningMean(self.scorer.running_mean_new_weight)
         self._written = [concat_padded(self._saved_query, self._saved_answer)]
         self._targets = (memory_targets_of(self.reward, self._episodes, self.steps, self.statistics.get())
                          if self.scorer.uses_memory_targets else None)

@@ -74,7 +74,7 @@ class MrlEnv(gym.Env):
     of random tokens climbs from 0.3 to 5.5 of 10 over four steps of ``default``). Memory always receives
     what the agent wrote (the reference under teacher forcing). The running mean is ``m <- e`` on its first
     update and ``m <- 0.8 e + 0.2 m`` afterwards (:class:`rxmrl.rewards.RunningMean`), in the reward's
-    embedding space. A reward that pays for memory tokens (preset ``memory``) also gets each step's
+    embedding space (a reward's ``running_mean_new_weight`` replaces 0.8: ``rxlm``'s decay). A reward that pays for memory tokens (preset ``memory``) also gets each step's
     :class:`rxmrl.rewards.MemoryTarget`, from the data's conversation, with template words from
     ``word_statistics`` (default: every interaction of the curriculum's train split of the env's config).
 
@@ -90,10 +90,11 @@ class MrlEnv(gym.Env):
     strings; token mode: ``int64`` arrays, queries as ``[BOS][Q] q`` and the saved answer as ``[A] a [EOS]``.
 
     ## Rewards
-    ``rxmrl.rewards.MemoryRetentionReward`` (default preset ``default``, 0-10) of the answer against the
-    follow-up's reference answer and the saved data S, in the mode above; or any reward callable (see
-    :mod:`rxmrl.envs.scoring`). Token mode scores ids directly (the sentence encoder decodes them to text
-    itself); text mode scores strings.
+    The preset's reward (``rxmrl.rewards.PRESETS``, default ``default``, 0-10) of the answer against the
+    follow-up's reference answer and the saved data S, in the mode above; ``memory`` pays mostly for the
+    step's memory tokens (the reference's words that only the earlier interactions hold); or any reward
+    callable (see :mod:`rxmrl.envs.scoring`). Token mode scores ids directly (the sentence encoder decodes
+    them to text itself); text mode scores strings.
 
     ## Starting State
     ``reset`` draws the next episode of the stage's pool: shuffled per seed (``order="shuffled"``) or in row
@@ -176,7 +177,7 @@ class MrlEnv(gym.Env):
             self._interaction(f.query, f.answer, self._answer_ids(f.answer)) for f in episode.interactions]
         self._targets = (memory_targets_of(self.scorer.reward, [episode], self.steps, self.statistics.get())[0]
                          if self.scorer.uses_memory_targets else None)
-        self._running_mean, self._mean_sources = RunningMean(), []
+        self._running_mean, self._mean_sources = RunningMean(self.scorer.running_mean_new_weight), []
         self._last_info = None
         observation = self._observation(episode.query, episode.answer, episode.interactions[0].query)
         info = {"episode": episode, "episode_index": self._drawn.index, "long_range": long_range,

@@ -7,7 +7,7 @@
     rxmrl/TinyStoriesMRL-LongRange-Steps{N}-v0 long-range, N in 2, 4, 6, 8, 12, 16, 24, 32
 
 Any constructor argument of :class:`rxmrl.envs.MrlEnv` can be passed to ``gymnasium.make`` (``mode="token"``,
-``source=...``, ``split="validation"``, ``similarity="token"``...).
+``source=...``, ``split="validation"``, ``similarity="random-embedding"``...).
 """
 
 from __future__ import annotations

@@ -39,8 +39,8 @@ import torch
 
 from rxmrl.data import Episode, load_curriculum
 from rxmrl.rewards import (
-    MemoryRetentionReward, MemoryTarget, RewardConfig, SentenceEncoderSimilarity, SimilarityBackend,
-    TokenEmbeddingSimilarity, WordStatistics,
+    DEFAULT_NEW_WEIGHT, MemoryTarget, RewardConfig, RxlmRewardConfig, SentenceEncoderSimilarity,
+    SimilarityBackend, TokenEmbeddingSimilarity, WordStatistics, preset_reward,
 )
 from rxmrl.tokenizer import RxTokenizer
 
@@ -76,20 +76,23 @@ def similarity_backend(similarity: str | SimilarityBackend, tokenizer: RxTokeniz
     raise ValueError(f"similarity={similarity!r}: expected one of {', '.join(SIMILARITIES)} or a backend{hint}")
 
 
-def build_reward(reward: str | RewardConfig | Callable[..., Any] = "default",
+def build_reward(reward: str | RewardConfig | RxlmRewardConfig | Callable[..., Any] = "default",
                  similarity: str | SimilarityBackend = "encoder",
                  tokenizer: RxTokenizer | None = None, *,
                  embedding: torch.Tensor | None = None) -> Callable[..., Any]:
-    """A ready reward: presets and configs become a :class:`MemoryRetentionReward` over the named similarity
-    backend (``embedding``: the model's embedding weight, for ``policy-embedding``); callables pass through."""
-    if callable(reward) and not isinstance(reward, (str, RewardConfig)):
+    """A ready reward: presets and configs become their reward (:func:`rxmrl.rewards.preset_reward`) over the
+    named similarity backend (``embedding``: the model's embedding weight, for ``policy-embedding``);
+    callables pass through."""
+    configs = (str, RewardConfig, RxlmRewardConfig)
+    if callable(reward) and not isinstance(reward, configs):
         return reward
-    if not isinstance(reward, (str, RewardConfig)):
-        raise TypeError(f"reward={reward!r}: expected a preset name, a RewardConfig or a reward callable")
+    if not isinstance(reward, configs):
+        raise TypeError(f"reward={reward!r}: expected a preset name, a RewardConfig, an RxlmRewardConfig or a "
+                        "reward callable")
     if tokenizer is None:
         raise ValueError("a tokenizer is needed to build a reward from a preset")
     backend = similarity_backend(similarity, tokenizer, embedding=embedding)
-    return MemoryRetentionReward(reward, backend, decode=tokenizer.decode, tokenize=tokenizer.encode)
+    return preset_reward(reward, backend, decode=tokenizer.decode, tokenize=tokenizer.encode)
 
 
 @functools.lru_cache(maxsize=16)
@@ -120,13 +123,15 @@ class RewardScorer:
     """Calls a reward callable uniformly on ids or texts and embeds interactions for the running mean.
 
     Running-mean embeddings are asked for with ``cache=True``: the interaction folded in before step i is
-    the saved data step i-1 was scored against, so a caching backend embeds it once.
+    the saved data step i-1 was scored against, so a caching backend embeds it once. The running mean's
+    new weight is the reward's ``running_mean_new_weight`` where it has one (``RxlmReward``: 1 - decay).
     """
 
     def __init__(self, reward: Callable[..., Any]) -> None:
         self.reward = reward
         self.has_running_mean = hasattr(reward, "embed_ids") and hasattr(reward, "embed_texts")
         self.uses_memory_targets = bool(getattr(reward, "uses_memory_targets", False))
+        self.running_mean_new_weight = float(getattr(reward, "running_mean_new_weight", DEFAULT_NEW_WEIGHT))
 
     def embed_ids(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
         return self.reward.embed_ids(ids, lengths, cache=True) if self.has_running_mean else None

@@ -1,9 +1,10 @@
 """Memory-retention rewards for MRL (installed as ``rxmrl.rewards``).
 
 Small exact callables -- token-id BLEU equal to NLTK's, embedding similarity backends, a length term, fact
-recall, memory-token recall -- and the composite ``MemoryRetentionReward`` (0-10, components by name) built from them, plus an
-adapter to TRL's reward-function signature. Importing this package loads no model: the sentence encoder is
-loaded on first use, once per process.
+recall, memory-token recall -- and the composite ``MemoryRetentionReward`` (0-10, components by name) built
+from them, the reference framework's reward ``RxlmReward`` (preset ``rxlm``), ``preset_reward`` (a preset
+name -> its reward), plus an adapter to TRL's reward-function signature. Importing this package loads no
+model: the sentence encoder is loaded on first use, once per process.
 """
 
 from rxmrl.rewards.bleu import SMOOTHING_METHODS, token_bleu
@@ -20,8 +21,10 @@ from rxmrl.rewards.memory_tokens import (
     memory_score,
     memory_target,
 )
+from rxmrl.rewards.presets import preset_reward
 from rxmrl.rewards.retention import MODES, PRESETS, MemoryRetentionReward, RewardConfig, RewardOutput
-from rxmrl.rewards.running_mean import RunningMean
+from rxmrl.rewards.running_mean import DEFAULT_NEW_WEIGHT, RunningMean
+from rxmrl.rewards.rxlm import RXLM_PRESET, RxlmReward, RxlmRewardConfig
 from rxmrl.rewards.similarity import (
     SentenceEncoderSimilarity,
     SimilarityBackend,
@@ -33,6 +36,7 @@ from rxmrl.rewards.similarity import (
 from rxmrl.rewards.trl import as_trl_fact_recall, as_trl_reward, completion_text
 
 __all__ = [
+    "DEFAULT_NEW_WEIGHT",
     "MODES",
     "MemoryScore",
     "MemoryTarget",
@@ -48,6 +52,9 @@ __all__ = [
     "RewardConfig",
     "RewardOutput",
     "RunningMean",
+    "RXLM_PRESET",
+    "RxlmReward",
+    "RxlmRewardConfig",
     "SentenceEncoderSimilarity",
     "SimilarityBackend",
     "TokenEmbeddingSimilarity",
@@ -62,6 +69,7 @@ __all__ = [
     "length_score",
     "load_sentence_encoder",
     "pad_id_lists",
+    "preset_reward",
     "strip_ids",
     "token_bleu",
 ]

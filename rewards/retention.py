@@ -23,13 +23,10 @@ Cosines are clipped at 0 first. Samples without a running mean (the first step) 
 factors ``c', d'`` (no e term). Each factor group sums to 1 (validated), so every term and the total lie in
 [0, 1] and the reward in [0, scale] whatever the inputs.
 
-Presets (``RewardConfig.preset(name)``):
+Presets (``RewardConfig.preset(name)``; ``rxmrl.rewards.preset_reward(name)`` builds any preset's reward):
 
-* ``rxlm`` -- the reference framework's defaults: BLEU-2 (0.5/0.5, NLTK smoothing method4) against the
-  reference only; cosine 0.5 saved / 0.5 reference on a first step, then 0.5 saved / 0.3 reference / 0.2
-  running mean; BLEU 0.5 / cosine 0.5. Special tokens are *counted*, as there: that is a flaw --
-  ``[BOS] [Q] [A] [EOS]`` and padding match between any two interactions, so unrelated answers get BLEU
-  and cosine credit -- reproduced only so published numbers can be compared.
+* ``rxlm`` -- the reference framework's reward, reproduced exactly by :class:`rxmrl.rewards.RxlmReward`
+  (not a ``RewardConfig``; see ``rxmrl.rewards.rxlm``).
 * ``rxnn-len`` -- BLEU 0.4 / cosine 0.5 / length 0.1; BLEU reference 0.4 / saved 0.6; cosine reference
   0.35 / saved 0.65 (no running-mean term is specified for it, so none is used).
 * ``default`` -- ours: special tokens stripped before BLEU and cosine; BLEU-2 method4 against reference and
@@ -127,7 +124,7 @@ class RewardConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> RewardConfig:
-        """A named preset (``default``, ``memory``, ``rxlm``, ``rxnn-len``), optionally with fields overridden."""
+        """A named preset (``default``, ``memory``, ``rxnn-len``), optionally with fields overridden."""
         presets = {
             "default": {},
             "memory": dict(
@@ -135,16 +132,15 @@ class RewardConfig:
                 bleu_reference=1.0, bleu_saved=0.0, cosine_reference_first=1.0, cosine_saved_first=0.0,
                 cosine_reference=1.0, cosine_saved=0.0, cosine_running_mean=0.0,
             ),
-            "rxlm": dict(
-                bleu_weight=0.5, cosine_weight=0.5, length_weight=0.0, bleu_reference=1.0, bleu_saved=0.0,
-                strip_special_tokens=False,
-            ),
             "rxnn-len": dict(
                 bleu_weight=0.4, cosine_weight=0.5, length_weight=0.1, bleu_reference=0.4, bleu_saved=0.6,
                 cosine_reference_first=0.35, cosine_saved_first=0.65,
                 cosine_reference=0.35, cosine_saved=0.65, cosine_running_mean=0.0,
             ),
         }  # fmt: skip
+        if name == "rxlm":
+            raise ValueError("reward preset 'rxlm' is rxlm's MrlRewardModel, built as rxmrl.rewards.RxlmReward "
+                             "(config RxlmRewardConfig): use rxmrl.rewards.preset_reward('rxlm', ...)")
         if name not in presets:
             raise ValueError(f"unknown reward preset {name!r}; expected one of {PRESETS}")
         return cls(**{**presets[name], **overrides})
@@ -152,7 +148,8 @@ class RewardConfig:
 
 @dataclass
 class RewardOutput:
-    """``reward`` ``[B]`` in [0, scale] and each component ``[B]`` (unscaled, in [0, 1]) by name.
+    """``reward`` ``[B]`` in [0, scale] and each component ``[B]`` (unscaled, in [0, 1]) by name
+    (:class:`rxmrl.rewards.RxlmReward` returns one too, with its own components and no clipping).
 
     Components: ``bleu_reference``, ``bleu_saved``, ``cosine_reference``, ``cosine_saved``,
     ``cosine_running_mean`` (0 where a sample has no running mean), ``length``, and the mode-adjusted group

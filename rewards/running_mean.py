@@ -5,7 +5,7 @@ interactions before it. Before scoring step ``i`` the mean is updated with the i
 steps back (the first interaction for step 1, follow-up ``i-2`` afterwards)::
 
     m <- e(prev)                       on the first update of an episode
-    m <- 0.8 * e(prev) + 0.2 * m       afterwards
+    m <- 0.8 * e(prev) + 0.2 * m       afterwards (0.8: the default new weight)
 
 so step 0 has no running mean (the reward then uses its first-step cosine factors). Reset per episode.
 Works on one episode (``[E]``) or a batch of episodes stepped together (``[B, E]``).
@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import torch
 
+DEFAULT_NEW_WEIGHT = 0.8  # weight of the newest interaction; a reward may ask for another (``running_mean_new_weight``)
+
 
 class RunningMean:
-    """Exponential running mean of interaction embeddings, ``m <- new_weight * e + (1 - new_weight) * m``."""
+    """Exponential running mean of interaction embeddings, ``m <- new_weight * e + (1 - new_weight) * m``.
 
-    def __init__(self, new_weight: float = 0.8) -> None:
-        if not 0.0 < new_weight <= 1.0:
-            raise ValueError(f"new_weight must lie in (0, 1], got {new_weight}")
+    ``new_weight = 0`` keeps the first embedding for the whole episode (rxlm's ``running_mean_decay=1``).
+    """
+
+    def __init__(self, new_weight: float = DEFAULT_NEW_WEIGHT) -> None:
+        if not 0.0 <= new_weight <= 1.0:
+            raise ValueError(f"new_weight must lie in [0, 1], got {new_weight}")
         self.new_weight = new_weight
         self.value: torch.Tensor | None = None
 

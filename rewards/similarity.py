@@ -141,6 +141,13 @@ class TokenEmbeddingSimilarity:
         self, ids: torch.Tensor | Sequence[Sequence[int]], lengths: torch.Tensor | None = None, *, cache: bool = False
     ) -> torch.Tensor:
         """``[B, E]`` normalised means; pooling is cheap, so ``cache`` is accepted and ignored."""
+        return F.normalize(self.mean_embeddings(ids, lengths), dim=-1)
+
+    def mean_embeddings(
+        self, ids: torch.Tensor | Sequence[Sequence[int]], lengths: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``[B, E]`` masked means ``mean_t W[x_t]`` *before* normalisation (0 for an empty sequence): what
+        ``RxlmReward`` keeps its running mean over, as the reference framework does."""
         ids, lengths = as_padded(ids, lengths, device=self.weight.device)
         width = ids.shape[1]
         valid = torch.arange(width, device=ids.device).unsqueeze(0) < lengths.unsqueeze(1)  # [B, L]
@@ -154,8 +161,7 @@ class TokenEmbeddingSimilarity:
                 )
         # mean over valid positions as a weighted sum; embedding_bag never materialises [B, L, E]
         weights = valid.float().div_(lengths.clamp_min(1).unsqueeze(1).float())  # [B, L]
-        pooled = F.embedding_bag(safe_ids, self.weight, per_sample_weights=weights, mode="sum")  # [B, E]
-        return F.normalize(pooled, dim=-1)
+        return F.embedding_bag(safe_ids, self.weight, per_sample_weights=weights, mode="sum")  # [B, E]
 
     def embed_texts(self, texts: Sequence[str], *, cache: bool = False) -> torch.Tensor:
         if self.encode is None:

@@ -15,6 +15,7 @@ from typing import Any
 from rxmrl.rewards.facts import fact_recall
 from rxmrl.rewards.memory_tokens import WordStatistics, memory_target
 from rxmrl.rewards.retention import MemoryRetentionReward
+from rxmrl.rewards.rxlm import RxlmReward
 
 
 def completion_text(completion: str | Sequence[dict[str, Any]]) -> str:
@@ -39,7 +40,7 @@ def _column(columns: dict[str, Any], name: str, size: int) -> list:
 
 
 def as_trl_reward(
-    reward: MemoryRetentionReward,
+    reward: MemoryRetentionReward | RxlmReward,
     *,
     reference_column: str = "reference",
     saved_column: str = "saved",

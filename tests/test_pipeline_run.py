@@ -71,7 +71,8 @@ def test_report_links_a_png_for_every_plot(run):
     report = (run["dir"] / "report.md").read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert {Path(link).name for link in links} == {"mrl_reward_per_stage.png", "reward_histograms.png",
-                                                    "reward_by_step.png", "fact_recall.png", "latency_per_turn.png"}
+                                                    "reward_by_step.png", "fact_recall.png", "latency_per_turn.png",
+                                                    "audit-default.png", "audit-memory.png"}
     for link in links:
         data = (run["dir"] / link).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 5000
@@ -112,6 +113,22 @@ def test_report_table_numbers_match_the_eval_json(run):
     assert published == [["RxT-Alpha Mini (published)", "3.7", "1.8", "6.2"],
                          ["22M stateless LLM (published)", "2.4", "1.4", "4.0"]]
     assert "not comparable number for number" in report
+
+
+def test_report_audit_table_matches_the_audit_json(run):
+    audit = json.loads((run["dir"] / "audit" / "audit.json").read_text())
+    assert list(audit["rewards"]) == ["default", "memory"] and audit["episodes"] == 4
+    report = (run["dir"] / "report.md").read_text()
+    rows = {row[0]: row[1:] for row in table_rows(report, "| case |")}
+    cases = audit["rewards"]["memory"]["cases"]
+    assert set(rows) == set(cases) and {"warm start", "warm start (reset memory)", "MRL (reset memory)"} <= set(rows)
+    for case, cells in rows.items():
+        for cell, name in zip(cells, ["default", "memory"]):
+            stat = audit["rewards"][name]["cases"][case]["reward"]
+            assert numbers(cell) == pytest.approx([stat["mean"], stat["ci_low"], stat["ci_high"]], abs=0.005)
+    gaps = table_rows(report, "| reward | paired gap |")
+    assert ["`memory`", "warm start - warm start (reset memory)"] in [row[:2] for row in gaps]
+    assert cases["oracle"]["reward"]["mean"] == pytest.approx(10.0, abs=1e-4)
 
 
 def test_eval_json_holds_the_per_episode_values_behind_the_summary(run):

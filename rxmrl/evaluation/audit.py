@@ -18,7 +18,6 @@ The checks a reward that measures retention must pass:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,23 +58,15 @@ class RewardAudit:
         return checks + list(self.memory_pairs)
 
     def summary(self, level: float = 0.95) -> dict[str, Any]:
-        def stat(s: Stat) -> dict[str, float]:
-            return {k: getattr(s, k) for k in ("mean", "ci_low", "ci_high", "min", "max")}
-
         cases = {}
         for name, result in self.results.items():
-            memory = result.components.get("memory_recall")
-            cases[name] = {"reward": stat(result.reward(level)), "fact_recall": stat(result.recall(level)),
-                           "memory_recall": None if memory is None else _nanmean(memory),
+            cases[name] = {"reward": result.reward(level).as_dict(), "fact_recall": result.recall(level).as_dict(),
+                           "memory_recall": (result.component_mean("memory_recall")
+                                             if "memory_recall" in result.components else None),
                            "episode_rewards": result.episode_rewards.tolist()}
-        gaps = {f"{a} - {b}": {**stat(self.gap(a, b, level)), "win_rate": self.win_rate(a, b)}
+        gaps = {f"{a} - {b}": {**self.gap(a, b, level).as_dict(), "win_rate": self.win_rate(a, b)}
                 for a, b in self.comparisons()}
         return {"reward": self.reward, "cases": cases, "gaps": gaps}
-
-
-def _nanmean(values: np.ndarray) -> float:
-    values = np.asarray(values, np.float64)
-    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
 
 
 @dataclass
@@ -150,6 +141,7 @@ class AuditSettings:
     config: str = "steps-8"
     split: str = "validation"
     num_episodes: int | None = 64
+    data_seed: int = 0  # the embedded generator's seed (the pipeline's evaluation uses the warm start's)
     batch_size: int = 32
     checkpoints: dict[str, str] = field(default_factory=dict)  # label -> model dir: model vs reset memory
     cases: list[str] | None = None  # default: every scripted case
@@ -207,8 +199,9 @@ def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[s
 
     def env(reward) -> BatchedMrlEnv:
         return BatchedMrlEnv(settings.batch_size, settings.source, None, settings.split, config=settings.config,
-                             num_episodes=settings.num_episodes, reward=reward, tokenizer=tokenizer,
-                             order="sequential", seed=settings.seed, saved_data=settings.saved_data)
+                             num_episodes=settings.num_episodes, data_seed=settings.data_seed, reward=reward,
+                             tokenizer=tokenizer, order="sequential", seed=settings.seed,
+                             saved_data=settings.saved_data)
 
     rewards = {p: build_reward(p, settings.similarity, tokenizer, embedding=embedding) for p in settings.presets}
     rewards.update({spec: load_reward_callable(spec, tokenizer) for spec in settings.callables})
@@ -249,10 +242,16 @@ def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[s
                      progress=progress)
 
 
+def audit_plot_name(reward: str) -> str:
+    """The file name of a reward's audit plot (``audit-NAME.png``, NAME made safe for file systems)."""
+    import re
+
+    return "audit-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", reward).strip("-") + ".png"
+
+
 def write_audit(audit: Audit, out_dir, level: float = 0.95) -> dict[str, str]:
     """``audit.json`` (every figure, per-episode rewards included), ``audit.txt`` (the table) and one
     ``audit-REWARD.png`` per reward into ``out_dir``; returns the paths by name."""
-    import re
     from pathlib import Path
 
     from rxmrl.pipeline.plots import plot_reward_audit
@@ -263,6 +262,5 @@ def write_audit(audit: Audit, out_dir, level: float = 0.95) -> dict[str, str]:
     paths = {"json": str(write_json(out / "audit.json", summary)),
              "table": str(write_text(out / "audit.txt", audit.format_table(level) + "\n"))}
     for name, reward_summary in summary["rewards"].items():
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
-        paths[name] = str(plot_reward_audit(reward_summary, out / f"audit-{slug}.png"))
+        paths[name] = str(plot_reward_audit(reward_summary, out / audit_plot_name(name)))
     return paths

@@ -25,12 +25,9 @@ class Comparison:
     fact_recall_difference: Stat  # of the paired per-episode fact recall differences
 
     def summary(self) -> dict[str, Any]:
-        def row(stat: Stat) -> dict[str, float]:
-            return {k: getattr(stat, k) for k in ("mean", "ci_low", "ci_high", "min", "max")}
-
         return {"a": self.a.summary(), "b": self.b.summary(),
-                "difference": {"reward": row(self.reward_difference),
-                               "fact_recall": row(self.fact_recall_difference)}}
+                "difference": {"reward": self.reward_difference.as_dict(),
+                               "fact_recall": self.fact_recall_difference.as_dict()}}
 
     def format_table(self, level: float = 0.95) -> str:
         r, f = self.reward_difference, self.fact_recall_difference

@@ -38,6 +38,10 @@ class Stat:
         low, high = bootstrap_interval(kept, level, seed=seed)
         return cls(float(kept.mean()), low, high, float(kept.min()), float(kept.max()))
 
+    def as_dict(self) -> dict[str, float]:
+        """Plain numbers for JSON: mean, ci_low, ci_high, min, max."""
+        return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high, "min": self.min, "max": self.max}
+
 
 @dataclass
 class EvaluationResult:
@@ -72,6 +76,11 @@ class EvaluationResult:
     def episodes_per_second(self) -> float:
         return self.num_episodes / self.seconds if self.seconds > 0 else math.inf
 
+    def component_mean(self, name: str) -> float:
+        """Mean of a reward component over the steps that have it (``NaN`` rows: the term was absent)."""
+        values = np.asarray(self.components[name], dtype=np.float64)
+        return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
     def reward(self, level: float = 0.95) -> Stat:
         return Stat.of(self.episode_rewards, level)
 
@@ -83,17 +92,14 @@ class EvaluationResult:
 
     def summary(self, level: float = 0.95) -> dict[str, Any]:
         """Plain numbers for logs and reports (``json.dumps``-able)."""
-        def row(stat: Stat) -> dict[str, float]:
-            return {k: getattr(stat, k) for k in ("mean", "ci_low", "ci_high", "min", "max")}
-
         return {
             "agent": self.agent, **self.meta, "episodes": self.num_episodes, "seconds": self.seconds,
-            "episodes_per_second": self.episodes_per_second, "reward": row(self.reward(level)),
-            "fact_recall": row(self.recall(level)),
-            "steps": [{"step": i, "reward": row(self.step_reward(i, level)),
-                       "fact_recall": row(Stat.of(self.fact_recall[:, i], level)),
+            "episodes_per_second": self.episodes_per_second, "reward": self.reward(level).as_dict(),
+            "fact_recall": self.recall(level).as_dict(),
+            "steps": [{"step": i, "reward": self.step_reward(i, level).as_dict(),
+                       "fact_recall": Stat.of(self.fact_recall[:, i], level).as_dict(),
                        "modes": sorted({m[i] for m in self.modes})} for i in range(self.step_rewards.shape[1])],
-            "components": {k: float(np.mean(v)) for k, v in self.components.items()},
+            "components": {k: self.component_mean(k) for k in self.components},
         }
 
     def format_table(self, level: float = 0.95) -> str:

@@ -68,6 +68,25 @@ class EvalSection:
 
 
 @dataclass
+class AuditSection:
+    """The reward audit (``rxmrl reward audit``) on the evaluation's episodes, with its reward settings."""
+
+    enabled: bool = True
+    # presets to audit ([]: those the run trains and evaluates with, mrl.reward.preset and eval.reward)
+    presets: list[str] = field(default_factory=list)
+    models: list[str] = field(default_factory=lambda: ["warm_start", "mrl"])  # audited with vs without memory
+
+    def __post_init__(self) -> None:
+        from rxmrl.rewards import PRESETS
+
+        unknown = [p for p in self.presets if p not in PRESETS]
+        if unknown:
+            raise ValueError(f"presets {unknown}: expected some of {list(PRESETS)}")
+        if any(m not in ("warm_start", "mrl") for m in self.models):
+            raise ValueError(f"models {self.models}: expected a subset of ['warm_start', 'mrl'] (RxT models)")
+
+
+@dataclass
 class LatencySection:
     """Per-turn latency, RxT vs the stateless baseline, as the conversation grows."""
 
@@ -98,6 +117,7 @@ class PipelineConfig:
     mrl: MrlRunConfig = field(default_factory=MrlRunConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     eval: EvalSection = field(default_factory=EvalSection)
+    audit: AuditSection = field(default_factory=AuditSection)
     latency: LatencySection = field(default_factory=LatencySection)
     report: ReportSection = field(default_factory=ReportSection)
 

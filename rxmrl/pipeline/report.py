@@ -1,6 +1,7 @@
 """``report.md``: tables and plots of a run, every number read from the run directory's files.
 
-Sources: ``eval/MODEL.json`` (reward range and fact recall per model), ``latency.json`` (per-turn latency),
+Sources: ``eval/MODEL.json`` (reward range and fact recall per model), ``audit/audit.json`` (the reward
+audit), ``latency.json`` (per-turn latency),
 ``mrl/metrics.jsonl`` (reward over MRL training), ``mrl/comparison.json`` (MRL vs warm start per stage),
 ``phases/*.json`` and ``warmstart/stage-N/stage.json`` (wall times). Nothing is recomputed here, so the
 report and the files cannot disagree; a missing file leaves its section out with a note.
@@ -106,6 +107,22 @@ def timings_table(run_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def audit_tables(audit: dict[str, Any]) -> str:
+    """The reward audit (``audit/audit.json``): mean reward [95% CI] per case and reward, then the paired gaps."""
+    rewards = audit["rewards"]
+    names = list(rewards)
+    cases = list(next(iter(rewards.values()))["cases"])
+    lines = ["| case | " + " | ".join(f"`{n}`" for n in names) + " |", "|---|" + "---:|" * len(names)]
+    for case in cases:
+        lines.append(f"| {case} | " + " | ".join(format_interval(rewards[n]["cases"][case]["reward"], 2)
+                                               for n in names) + " |")
+    lines += ["", "| reward | paired gap | mean [95% CI] | win rate |", "|---|---|---:|---:|"]
+    for name in names:
+        for gap, stat in rewards[name]["gaps"].items():
+            lines.append(f"| `{name}` | {gap} | {format_interval(stat, 2)} | {format_number(stat['win_rate'], 3)} |")
+    return "\n".join(lines)
+
+
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
@@ -172,6 +189,19 @@ def write_report(run_dir: str | Path, config: PipelineConfig | None = None) -> P
     if comparison:
         sections += ["", "## MRL against its warm start (per curriculum stage, validation episodes)", "",
                      comparison_table(comparison)]
+    audit = _read_json(run_dir / "audit" / "audit.json")
+    if audit:
+        from rxmrl.evaluation.audit import audit_plot_name
+
+        sections += ["", "## Reward audit: how much each reward measures memory", "",
+                     f"{audit['episodes']} episodes of `{audit['config']}` / `{audit['split']}`, similarity "
+                     f"`{audit['similarity']}`, scored against the {audit['saved_data']}; every case answers the "
+                     "same episodes (`rxmrl reward audit`, cases in `rxmrl/evaluation/audit_cases.py`). A reward "
+                     "that measures retention puts the oracle far above the wrong facts and the history dump, "
+                     "gives a constant answer no more than another episode's, and pays the models for their "
+                     "memory (model − reset memory).", "", audit_tables(audit)]
+        for name in audit["rewards"]:
+            sections += ["", f"![reward audit: {name}](audit/{audit_plot_name(name)})"]
     if latency:
         sections += ["", "## Latency per turn", "",
                      "Both models process the same tokens per turn (prompt, then the reference answer through "

@@ -7,6 +7,7 @@ Phases (each a function of the resolved :class:`~rxmrl.pipeline.config.PipelineC
     mrl         the MRL curriculum from stage 4        -> RUN_DIR/mrl/ (metrics.jsonl, final/, comparison.json)
     baseline    the stateless LLM, SFT with TRL        -> RUN_DIR/baseline/
     eval        warm start, MRL, baseline, oracle, random on the same episodes -> RUN_DIR/eval/MODEL.json
+    audit       the reward audit of the presets trained and evaluated with -> RUN_DIR/audit/
     latency     per-turn latency, RxT vs stateless     -> RUN_DIR/latency.json
     report      tables and plots from those files      -> RUN_DIR/report.md, RUN_DIR/plots/*.png
 
@@ -28,10 +29,11 @@ from typing import Any
 
 from rxmrl.pipeline.config import PipelineConfig
 
-PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "baseline", "eval", "latency", "report")
+PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "baseline", "eval", "audit", "latency", "report")
 PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
                 "mrl": "MRL curriculum", "baseline": "stateless baseline (TRL SFT)",
-                "eval": "reward-range evaluation", "latency": "latency per turn", "report": "report"}
+                "eval": "reward-range evaluation", "audit": "reward audit", "latency": "latency per turn",
+                "report": "report"}
 CONFIG_FILE, TIMINGS_FILE = "config.toml", "timings.json"
 
 
@@ -171,6 +173,31 @@ def evaluation_record(name: str, spec: str, result) -> dict[str, Any]:
             "step_rewards": result.step_rewards.tolist()}
 
 
+def audit_presets(config: PipelineConfig) -> list[str]:
+    """The presets the audit phase scores with: ``audit.presets``, else those the run trains and evaluates with."""
+    return list(config.audit.presets) or list(dict.fromkeys([config.mrl.reward.preset, config.eval.reward]))
+
+
+def phase_audit(config: PipelineConfig) -> dict[str, Any]:
+    """The reward audit on the evaluation's episodes: scripted cases and the RxT models with vs without memory."""
+    if not config.audit.enabled:
+        return {"skipped": "audit.enabled = false"}
+    from rxmrl.evaluation.audit import AuditSettings, audit_rewards, write_audit
+    from rxmrl.tokenizer import RxTokenizer
+
+    ev, dirs = config.eval, model_dirs(config.run_dir)
+    labels = {"warm_start": "warm start", "mrl": "MRL"}
+    settings = AuditSettings(
+        presets=audit_presets(config), similarity=ev.similarity, saved_data=ev.saved_data, source=ev.source,
+        config=ev.curriculum_config, split=ev.split, num_episodes=ev.num_episodes,
+        data_seed=config.supervised.data.seed, batch_size=ev.batch_size,
+        checkpoints={labels[m]: dirs[m] for m in config.audit.models}, max_new_tokens=ev.max_new_tokens,
+        seed=ev.seed, device=ev.resolved_device())
+    audit = audit_rewards(settings, RxTokenizer.load(dirs["warm_start"]))
+    print(audit.format_table(), flush=True)
+    return write_audit(audit, Path(config.run_dir) / "audit")
+
+
 def phase_latency(config: PipelineConfig) -> dict[str, Any]:
     if not config.latency.enabled:
         return {"skipped": "latency.enabled = false"}
@@ -200,7 +227,7 @@ def phase_report(config: PipelineConfig) -> dict[str, Any]:
 
 PHASE_FUNCTIONS: dict[str, Callable[[PipelineConfig], dict[str, Any]]] = {
     "data": phase_data, "supervised": phase_supervised, "mrl": phase_mrl, "baseline": phase_baseline,
-    "eval": phase_eval, "latency": phase_latency, "report": phase_report}
+    "eval": phase_eval, "audit": phase_audit, "latency": phase_latency, "report": phase_report}
 
 
 # ------------------------------------------------------------------------------------------ driver
