@@ -167,12 +167,13 @@ class BatchedMrlEnv:
         specs = [plan[i] for plan in self._plans]
         modes = [s.mode for s in specs]
         saved_index = torch.tensor([s.saved_index for s in specs], dtype=torch.long, device=self.device)
-        self._fold_running_mean(i)
+        self._fold_running_mean(i, specs)
         saved = select_rows(saved_index == 0, self._written[0], self._scored_interaction(i))
         reference = self._references[i]
         targets = None if self._targets is None else [rows[i] for rows in self._targets]
+        mean = self._running_mean
         scores = self.scorer.score_ids(answers.ids, answers.lengths, reference.ids, reference.lengths,
-                                       saved.ids, saved.lengths, modes, self._running_mean.value, targets)
+                                       saved.ids, saved.lengths, modes, mean.value, targets, mean.present)
         written_answer = reference if self._teacher_forcing else answers
         written = concat_padded(self._queries[i], written_answer)
         recall = self._fact_recall(answers, i) if self.compute_fact_recall else torch.full((batch,), math.nan)
@@ -195,15 +196,20 @@ class BatchedMrlEnv:
             return self._written[index]
         return concat_padded(self._queries[index - 1], self._references[index - 1])
 
-    def _fold_running_mean(self, step: int) -> None:
-        """Before step i >= 1, folds interaction i-1 (once: a retried step does not refold)."""
-        if step == 0 or self._mean_folded >= step:
+    def _fold_running_mean(self, step: int, specs) -> None:
+        """Before step i, folds interaction i-1 into the rows whose plan says so (once: a retried step does
+        not refold; long-range rows start a step later)."""
+        if self._mean_folded >= step:
+            return
+        self._mean_folded = step
+        rows = torch.tensor([s.running_mean_update is not None for s in specs], dtype=torch.bool,
+                            device=self.device)
+        if not bool(rows.any()):
             return
         source = self._scored_interaction(step - 1)
         embedding = self.scorer.embed_ids(source.ids, source.lengths)
         if embedding is not None:
-            self._running_mean.update(embedding.to(self.device))
-        self._mean_folded = step
+            self._running_mean.update(embedding.to(self.device), rows)
 
     def _fact_recall(self, answers: PaddedIds, step: int) -> torch.Tensor:
         texts = self.tokenizer.decode_batch(answers.to_lists())

@@ -14,7 +14,17 @@ Cumulative episodes (the published MRL semantics)::
 Long-range episodes replace two rows: step 0, the topic switch, is scored in ``negative`` mode against
 interaction 0 (the answer must *not* copy it), and the final step in ``long_range`` mode against interaction
 0 (the answer must come back to it, away from the running mean of the recent ones). Steps in between are
-standard as above. The running mean is updated the same way in both strategies.
+standard as above. Their running mean holds the interactions *after* the topic switch only: step 1 has none
+(first-step factors) and step ``i >= 2`` folds interaction ``i - 1``. Folding the first interaction in as well
+would make the final step's ``1 − cos(G, M)`` penalise the very interaction the answer must recall -- at
+two steps, ``M`` would be the first interaction alone. The reference framework's trainer starts the mean at
+the same step.
+
+    long-range step i   mode         saved data S         running mean M folded in before the step
+    0                   negative     interaction 0        none
+    1                   standard     interaction 1        none (first-step cosine factors)
+    2 <= i < steps-1    standard     interaction i        + interaction i-1
+    steps-1             long_range   interaction 0        + interaction i-1 (steps = 2: none)
 """
 
 from __future__ import annotations
@@ -47,5 +57,6 @@ def step_plan(steps: int, long_range: bool) -> tuple[StepSpec, ...]:
             mode, saved = "negative", 0
         elif long_range and i == steps - 1:
             mode, saved = "long_range", 0
-        plan.append(StepSpec(i, mode, saved, i - 1 if i >= 1 else None))
+        first_fold = 2 if long_range else 1  # long range: the mean starts after the topic switch
+        plan.append(StepSpec(i, mode, saved, i - 1 if i >= first_fold else None))
     return tuple(plan)

@@ -144,10 +144,14 @@ class RewardScorer:
 
     def score_ids(self, generated, generated_lengths, reference, reference_lengths, saved, saved_lengths,
                   modes: list[str], running_mean: torch.Tensor | None,
-                  memory_targets: Sequence[MemoryTarget | None] | None = None) -> Scores:
+                  memory_targets: Sequence[MemoryTarget | None] | None = None,
+                  running_mean_mask: torch.Tensor | None = None) -> Scores:
+        extra = self._extra(memory_targets)
+        if running_mean_mask is not None:  # rows of a batch without a mean yet (long range, step 1)
+            extra["running_mean_mask"] = running_mean_mask
         out = self.reward(generated, reference, saved, generated_lengths=generated_lengths,
                           reference_lengths=reference_lengths, saved_lengths=saved_lengths, modes=modes,
-                          running_mean=running_mean, **self._extra(memory_targets))
+                          running_mean=running_mean, **extra)
         return _as_scores(out, len(modes))
 
     def score_texts(self, generated: list[str], reference: list[str], saved: list[str], modes: list[str],

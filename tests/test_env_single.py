@@ -39,7 +39,8 @@ def test_plan_table_for_cumulative_and_long_range():
     long_range = step_plan(4, long_range=True)
     assert [s.mode for s in long_range] == ["negative", "standard", "standard", "long_range"]
     assert [s.saved_index for s in long_range] == [0, 1, 2, 0]
-    assert [s.running_mean_update for s in long_range] == [None, 0, 1, 2]
+    assert [s.running_mean_update for s in long_range] == [None, None, 1, 2]  # the mean starts after the switch
+    assert [s.running_mean_update for s in step_plan(2, long_range=True)] == [None, None]
     with pytest.raises(ValueError, match="at least 2 steps"):
         step_plan(1, long_range=True)
 
@@ -67,13 +68,16 @@ def test_each_step_is_scored_against_the_right_saved_data_mode_and_running_mean(
     long_range = strategy == "long_range"
     expected_saved = [interactions[0], interactions[1], interactions[2], interactions[0] if long_range else interactions[3]]
     expected_modes = ["negative", "standard", "standard", "long_range"] if long_range else ["standard"] * 4
-    means = expected_running_means([reward.embed_texts([interactions[k]]) for k in range(3)])
+    folded = range(1, 3) if long_range else range(3)  # long range: not the first interaction (plan.py)
+    means = expected_running_means([reward.embed_texts([interactions[k]]) for k in folded])
+    if long_range:
+        means = [None, *means]
 
     for step, (call, info) in enumerate(zip(reward.calls, infos)):
         assert call["saved"] == [expected_saved[step]] and info["saved_data"] == expected_saved[step]
         assert call["modes"] == [expected_modes[step]] and info["mode"] == expected_modes[step]
         assert call["reference"] == [episode.interactions[step].answer] == [info["reference"]]
-        assert info["running_mean_of"] == tuple(range(step))
+        assert info["running_mean_of"] == tuple(range(1 if long_range else 0, step))
         if means[step] is None:
             assert call["running_mean"] is None
         else:

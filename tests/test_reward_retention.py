@@ -253,3 +253,16 @@ def test_strip_ids_removes_special_tokens_and_padding_keeping_order():
     stripped, lengths = strip_ids(ids, torch.tensor([8, 3]), {PAD_ID, BOS_ID, EOS_ID, QUERY_ID, ANSWER_ID})
     assert lengths.tolist() == [3, 2]
     assert stripped[0, :3].tolist() == [9, 10, 11] and stripped[1, :2].tolist() == [12, 13]
+
+
+def test_running_mean_folds_only_the_rows_asked_and_starts_each_row_with_its_first_embedding():
+    mean = RunningMean(0.8)
+    first = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
+    mean.update(first, rows=torch.tensor([True, False, True]))  # row 1 (long range, step 1) has no mean yet
+    assert mean.present.tolist() == [True, False, True]
+    second = torch.tensor([[0.0, 1.0], [3.0, 3.0], [0.0, 0.0]])
+    value = mean.update(second, rows=torch.tensor([True, True, False]))
+    torch.testing.assert_close(value[0], 0.8 * second[0] + 0.2 * first[0])  # decayed
+    torch.testing.assert_close(value[1], second[1])  # its first fold: m <- e, not a decay towards zeros
+    torch.testing.assert_close(value[2], first[2])  # not asked: unchanged
+    assert mean.present.all()
