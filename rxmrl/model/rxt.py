@@ -81,11 +81,13 @@ class ReactiveTransformer(nn.Module):
 
     def _init_weights(self) -> None:
         """Normal(0, init_std) for projections, embeddings and experts; gates keep their own init."""
-        gate_linears = {id(m.linear) for m in self.modules() if isinstance(m, ResidualGate)
-                        and hasattr(m, "linear")}
+        gate_linears = {id(linear) for gate in self.modules() if isinstance(gate, ResidualGate)
+                        for linear in gate.modules() if isinstance(linear, nn.Linear)}
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)) and id(module) not in gate_linears:
                 nn.init.normal_(module.weight, std=self.config.init_std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, MoE):
                 for weight in (module.w_gate, module.w_up, module.w_down):
                     nn.init.normal_(weight, std=self.config.init_std)
