@@ -1,0 +1,266 @@
+"""Converters from the reference formats: parity with records made by the reference package itself.
+
+The records under tests/data/parity/ were made by experiments/parity/make_rxlm_fixtures.py with rxlm 0.3.80
+(tiny random models, constant parameters perturbed, experts scaled up): decoder logits from a given STM,
+the STM after one memory update, and the greedy ``interact`` stream of three turns.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rxmrl.cli import main
+from rxmrl.convert import CONVERSION_FILE, ConversionError, convert_rxlm, load_rxlm
+from rxmrl.convert.rxlm_config import rxlm_to_config
+from rxmrl.convert.vocab import BLOCKED_LOGIT, mapping_for, role_ids
+from rxmrl.model import MEMORY_UPDATE_STARTED, MEMORY_UPDATED, ReactiveTransformer, count_parameters
+from rxmrl.model.params import PUBLISHED
+from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, PAD_ID, QUERY_ID, SPECIAL_TOKENS
+from rxmrl.tokenizer import RxTokenizer
+
+DATA = Path(__file__).parent / "data" / "parity"
+FIXTURES = ("rxlm-alpha", "rxlm-variant")
+LOGIT_TOLERANCE, STM_TOLERANCE = 1e-4, 1e-5
+
+
+def records(name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    return (json.loads((DATA / name / "records.json").read_text()),
+            load_file(str(DATA / name / "records.safetensors")))
+
+
+@pytest.fixture(scope="module", params=FIXTURES)
+def case(request):
+    converted = load_rxlm(DATA / request.param / "reference")
+    return (request.param, converted, *records(request.param))
+
+
+def batch_first(stm: torch.Tensor) -> torch.Tensor:
+    """The reference's STM ``[L, B, S, D]`` in our layout ``[B, L, S, D]``."""
+    return stm.transpose(0, 1)
+
+
+@torch.no_grad()
+def logit_gap(model, mapping, rec, tensors) -> float:
+    ids = torch.tensor([mapping.ids(rec["logit_ids"])])
+    logits, _ = model.decoder(ids, batch_first(tensors["stm"]))
+    ours = logits[..., torch.tensor(mapping.relabel)]  # back in the reference's token order
+    return (ours - tensors["logits"]).abs().max().item()
+
+
+@torch.no_grad()
+def stm_gap(model, mapping, rec, tensors) -> float:
+    new = model.write_memory(batch_first(tensors["stm"]), torch.tensor([mapping.ids(rec["update_ids"])]))
+    return (new - batch_first(tensors["stm_after_update"])).abs().max().item()
+
+
+def test_decoder_logits_match_the_reference(case):
+    _, converted, rec, tensors = case
+    assert logit_gap(converted.model, converted.mapping, rec, tensors) < LOGIT_TOLERANCE
+
+
+def test_memory_update_matches_the_reference(case):
+    _, converted, rec, tensors = case
+    assert stm_gap(converted.model, converted.mapping, rec, tensors) < STM_TOLERANCE
+
+
+def test_greedy_interact_stream_and_memory_match_the_reference_over_three_turns(case):
+    _, converted, rec, tensors = case
+    model, tokenizer, mapping = converted.model, converted.tokenizer, converted.mapping
+    model.load_stm(batch_first(tensors["stm"]))
+    for turn, (query, expected) in enumerate(zip(rec["queries"], rec["streams"], strict=True)):
+        stream = list(model.interact(tokenizer.encode_query(query), max_new_tokens=rec["max_new_tokens"]))
+        assert stream == mapping.ids(expected)
+        assert stream[-3:] == [EOS_ID, MEMORY_UPDATE_STARTED, MEMORY_UPDATED]
+        gap = (model.export_stm() - batch_first(tensors[f"stm_after_turn_{turn}"])).abs().max().item()
+        assert gap < STM_TOLERANCE
+
+
+def test_converted_tokenizer_encodes_as_the_reference_in_our_ids(case):
+    _, converted, rec, _ = case
+    tokenizer, mapping = converted.tokenizer, converted.mapping
+    assert [tokenizer.encode_query(q) for q in rec["queries"]] == [mapping.ids(ids) for ids in rec["query_ids"]]
+    query, answer = rec["saved_interaction"]
+    full = [*tokenizer.encode_query(query), ANSWER_ID, *tokenizer.encode(answer), EOS_ID]
+    assert full == mapping.ids(rec["update_ids"])
+    for token_id, token in enumerate(SPECIAL_TOKENS):
+        assert tokenizer.tokenizer.token_to_id(token) == token_id
+    roles = rec["special_token_ids"]
+    assert mapping.ids([roles["pad"], roles["bos"], roles["eos"], roles["query"], roles["answer"]]) == [
+        PAD_ID, BOS_ID, EOS_ID, QUERY_ID, ANSWER_ID]
+
+
+def test_a_role_the_reference_tokenizer_lacks_is_added_and_never_generated():
+    converted = load_rxlm(DATA / "rxlm-variant" / "reference")  # its tokenizer has no [T]
+    assert converted.mapping.added == ["[T]"]
+    think = converted.tokenizer.tokenizer.token_to_id("[T]")
+    assert converted.model.embedding.weight[think].abs().sum() == 0
+    assert converted.model.decoder.lm_head.bias[think] == BLOCKED_LOGIT
+
+
+def test_card_usage_system_prompt_then_streamed_interact_with_string_tokens():
+    """The card's steps in our API: memory from a system-prompt interaction, a streamed answer, text out."""
+    converted = load_rxlm(DATA / "rxlm-alpha" / "reference")
+    model, tokenizer = converted.model, converted.tokenizer
+    model.init_stm_state(tokenizer.encode_query("You are a helpful assistant."),
+                         tokenizer.encode("I will answer about Lily and Tom."), torch.Generator().manual_seed(0))
+    written = model.export_stm()
+    pieces, answer, markers = [], [], []
+    for token in model.interact(tokenizer.encode_query("What did Lily find?"), max_new_tokens=12):
+        if token in (MEMORY_UPDATE_STARTED, MEMORY_UPDATED):
+            markers.append(token)
+            continue
+        answer.append(token)
+        pieces.append(tokenizer.decode([token]))
+    assert markers == [MEMORY_UPDATE_STARTED, MEMORY_UPDATED]
+    assert answer and "".join(pieces) == tokenizer.decode(answer)  # string tokens add up to the answer
+    assert not torch.equal(model.export_stm(), written)  # the turn was written into memory
+
+
+# ---------------------------------------------------------------------------------------- discriminative
+def _break(model: ReactiveTransformer, how: str) -> None:
+    state = model.state_dict()
+    with torch.no_grad():
+        if how == "dropped tensor":  # what a checkpoint without it loads: the init value
+            state["decoder.layers.0.memory_kv_norm.weight"].fill_(1.0)
+            state["memory_attention.mean_norm.weight"].fill_(1.0)
+        elif how == "transposed projection":
+            for key in ("decoder.layers.0.memory_cross_attn.q_proj.weight", "memory_attention.layers.0.attn.q_proj.weight"):
+                state[key].copy_(state[key].T.clone())  # [H_q * d_h, D] is square in this fixture
+        elif how == "swapped gates":
+            layer = "memory_attention.layers.0"
+            keys = sorted(k for k in state if k.startswith(f"{layer}.pre_gate.") or k.startswith(f"{layer}.gate."))
+            half = len(keys) // 2
+            for a, b in zip(keys[:half], keys[half:], strict=True):
+                first = state[a].clone()
+                state[a].copy_(state[b])
+                state[b].copy_(first)
+            up, gate = "decoder.layers.0.moe.w_up", "decoder.layers.0.moe.w_gate"
+            first = state[up].clone()
+            state[up].copy_(state[gate])
+            state[gate].copy_(first)
+        elif how == "no RoPE relabelling":
+            from rxmrl.convert.rxlm_weights import rope_rows
+
+            inverse = rope_rows(model.config.head_dim).argsort()
+            key = "decoder.layers.0.self_attn.q_proj.weight"
+            weight = state[key]
+            weight.copy_(weight.view(-1, model.config.head_dim, weight.shape[1])[:, inverse].reshape(weight.shape))
+
+
+@pytest.mark.parametrize("how", ["dropped tensor", "transposed projection", "swapped gates", "no RoPE relabelling"])
+def test_a_broken_conversion_misses_the_records_by_far(how):
+    converted = load_rxlm(DATA / "rxlm-alpha" / "reference")
+    rec, tensors = records("rxlm-alpha")
+    if how == "transposed projection":
+        key = "decoder.layers.0.memory_cross_attn.q_proj.weight"
+        assert converted.model.state_dict()[key].shape[0] == converted.model.state_dict()[key].shape[1]
+    _break(converted.model, how)
+    logits = logit_gap(converted.model, converted.mapping, rec, tensors)
+    stm = stm_gap(converted.model, converted.mapping, rec, tensors)
+    assert logits > 100 * LOGIT_TOLERANCE or stm > 100 * STM_TOLERANCE, (how, logits, stm)
+
+
+# --------------------------------------------------------------------------------------------- refusals
+def reference_config() -> dict:
+    return json.loads((DATA / "rxlm-alpha" / "reference" / "config.json").read_text())
+
+
+def test_conversion_refuses_an_unknown_config_field_with_its_name(tmp_path):
+    source = tmp_path / "reference"
+    shutil.copytree(DATA / "rxlm-alpha" / "reference", source)
+    config = reference_config()
+    config["decoder_config"]["use_quantum_routing"] = True
+    (source / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConversionError, match="use_quantum_routing"):
+        load_rxlm(source)
+    assert main(["convert", "rxlm", str(source), str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("section", "field", "value"), [
+    ("memory_attention_config", "norm_type", "adaptive"),
+    ("decoder_config", "use_gated_attention", True),
+    ("decoder_config", "moe_bias_mode", "local"),
+    ("decoder_config", "num_shared_experts", 2),
+    ("memory_attention_config", "residual_per_slot_gate", False),
+])
+def test_conversion_refuses_an_unsupported_value_naming_the_field(section, field, value):
+    config = reference_config()
+    config[section][field] = value
+    with pytest.raises(ConversionError, match=f"{section}.{field}"):
+        rxlm_to_config(config, vocab_size=155)
+
+
+def test_conversion_refuses_the_grouped_memory_attention_variant():
+    config = reference_config()
+    config["memory_attention_variant"] = "grouped-self-interlayer"
+    with pytest.raises(ConversionError, match="memory_attention_variant"):
+        rxlm_to_config(config, vocab_size=155)
+
+
+def test_a_tokenizer_without_an_answer_token_gets_a_clear_error():
+    tokenizer_json = json.loads((DATA / "rxlm-alpha" / "reference" / "tokenizer.json").read_text())
+    tokenizer_json["added_tokens"] = [t for t in tokenizer_json["added_tokens"] if t["content"] != "[A]"]
+    del tokenizer_json["model"]["vocab"]["[A]"]
+    with pytest.raises(ValueError, match=r"answer \(\[A\]\)"):
+        role_ids(tokenizer_json)
+
+
+def test_relabelling_puts_roles_at_our_ids_and_keeps_every_token():
+    tokenizer_json = json.loads((DATA / "rxlm-alpha" / "reference" / "tokenizer.json").read_text())
+    roles = role_ids(tokenizer_json)
+    mapping = mapping_for(tokenizer_json, roles)
+    assert sorted(mapping.relabel) == list(range(mapping.old_size))  # a permutation: nothing lost
+    assert [mapping.relabel[roles[r]] for r in ("pad", "bos", "eos", "query", "answer", "think", "mask")] == list(
+        range(len(SPECIAL_TOKENS)))
+
+
+# ----------------------------------------------------------------------------------------- round trip
+def test_round_trip_convert_save_from_pretrained_gives_identical_logits(tmp_path):
+    converted = load_rxlm(DATA / "rxlm-alpha" / "reference")
+    folder = convert_rxlm(DATA / "rxlm-alpha" / "reference", tmp_path / "converted")
+    model = ReactiveTransformer.from_pretrained(folder).eval()
+    tokenizer = RxTokenizer.load(folder)
+    ids = torch.tensor([tokenizer.encode_prompt("What did Lily find?")])
+    stm = converted.model.initial_stm(1, torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(model.decoder(ids, stm)[0], converted.model.decoder(ids, stm)[0])
+        assert torch.equal(model.write_memory(stm, ids), converted.model.write_memory(stm, ids))
+    provenance = json.loads((folder / CONVERSION_FILE).read_text())
+    assert provenance["relabel"] == converted.mapping.relabel
+    card = (folder / "README.md").read_text()
+    assert "converted_from" in card and "rxlm-alpha" in card and "memory_attention_stages | sequential" in card
+
+
+def test_eval_and_mrl_warm_start_accept_the_converted_folder(tmp_path, capsys):
+    from rxmrl.training.mrl.run import load_warm_start
+
+    folder = tmp_path / "converted"
+    assert main(["convert", "rxlm", str(DATA / "rxlm-alpha" / "reference"), str(folder)]) == 0
+    policy, tokenizer = load_warm_start(folder)
+    assert policy.config.memory_attention_stages == "sequential" and tokenizer.vocab_size == 155
+    assert main(["eval", "--agent", str(folder), "--config", "steps-1", "--episodes", "2",
+                 "--max-new-tokens", "4", "--similarity", "token", "--json"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.index("{"):])
+    assert summary["agent"] == "rxt" and summary["episodes"] == 2
+
+
+# ---------------------------------------------------------------------------------------- full size
+def test_converted_full_size_config_has_the_reference_and_card_parameter_counts():
+    recorded = json.loads((DATA / "rxlm-full-size.json").read_text())
+    config = rxlm_to_config(recorded["config"], vocab_size=recorded["config"]["decoder_config"]["vocab_size"])
+    with torch.device("meta"):
+        model = ReactiveTransformer(config)
+    counts = count_parameters(model)
+    for component in ("decoder", "encoder", "memory_attention"):
+        assert counts[component] == recorded["counts"][component], component
+    card = PUBLISHED["rxt-alpha-supervised"]
+    for component in ("decoder", "decoder_active", "encoder"):
+        assert abs(counts[component] - card[component]) / card[component] < 0.015, component
