@@ -252,6 +252,19 @@ def test_eval_and_mrl_warm_start_accept_the_converted_folder(tmp_path, capsys):
     assert summary["agent"] == "rxt" and summary["episodes"] == 2
 
 
+def test_train_mrl_runs_from_the_converted_folder(tmp_path):
+    from test_mrl_trainer import TINY
+
+    folder = convert_rxlm(DATA / "rxlm-alpha" / "reference", tmp_path / "converted")
+    args = ["train", "mrl", "--init", str(folder), "--run-dir", str(tmp_path / "run")]
+    for override in [*TINY, "stages.0.num_episodes=3", "stages.0.eval_episodes=3", "stages.1.num_episodes=3",
+                     "stages.1.eval_episodes=3", "mrl.ppo_epochs=1"]:
+        args += ["--set", override]
+    assert main(args) == 0
+    trained = ReactiveTransformer.from_pretrained(tmp_path / "run" / "final")
+    assert trained.config == ReactiveTransformer.from_pretrained(folder).config
+
+
 # ---------------------------------------------------------------------------------------- full size
 def test_converted_full_size_config_has_the_reference_and_card_parameter_counts():
     recorded = json.loads((DATA / "rxlm-full-size.json").read_text())
@@ -264,3 +277,67 @@ def test_converted_full_size_config_has_the_reference_and_card_parameter_counts(
     card = PUBLISHED["rxt-alpha-supervised"]
     for component in ("decoder", "decoder_active", "encoder"):
         assert abs(counts[component] - card[component]) / card[component] < 0.015, component
+
+
+# ------------------------------------------------------------------------------------ RxNN decoder
+RXNN = DATA / "rxnn-decoder"
+
+
+@pytest.fixture(scope="module")
+def rxnn():
+    from rxmrl.convert.rxnn import load_rxnn_decoder
+
+    return load_rxnn_decoder(RXNN / "reference"), *records("rxnn-decoder")
+
+
+@torch.no_grad()
+def rxnn_logit_gap(converted, rec, tensors) -> float:
+    logits, _ = converted.model.decoder(torch.tensor([converted.mapping.ids(rec["logit_ids"])]),
+                                        batch_first(tensors["stm"]))
+    return (logits[..., torch.tensor(converted.mapping.relabel)] - tensors["logits"]).abs().max().item()
+
+
+def test_rxnn_decoder_logits_and_greedy_answers_match_the_reference(rxnn):
+    converted, rec, tensors = rxnn
+    model, tokenizer, mapping = converted.model, converted.tokenizer, converted.mapping
+    assert model.config.decoder_only and model.encoder is None
+    assert rxnn_logit_gap(converted, rec, tensors) < LOGIT_TOLERANCE
+    model.load_stm(batch_first(tensors["stm"]))
+    for query, query_ids, answer in zip(rec["queries"], rec["query_ids"], rec["answers"], strict=True):
+        assert tokenizer.encode_prompt(query) == mapping.ids(query_ids)
+        stream = list(model.interact(tokenizer.encode_query(query), max_new_tokens=rec["max_new_tokens"]))
+        assert stream == [*mapping.ids(answer), MEMORY_UPDATE_STARTED, MEMORY_UPDATED]  # no memory to write
+
+
+def test_rxnn_cross_attention_keys_keep_their_channel_order(rxnn):
+    """Relabelling the cross-attention keys as in RxLM (RxNN rotates only its queries there) misses by far."""
+    from rxmrl.convert.rxlm_weights import rope_rows
+
+    converted, rec, tensors = rxnn
+    model = copy_model(converted.model)
+    key = "decoder.layers.0.memory_cross_attn.k_proj.weight"
+    weight = model.state_dict()[key]
+    with torch.no_grad():
+        weight.copy_(weight.view(-1, model.config.head_dim, weight.shape[1])[:, rope_rows(model.config.head_dim)]
+                     .reshape(weight.shape))
+    broken = type(converted)(model, converted.tokenizer, converted.mapping)
+    assert rxnn_logit_gap(broken, rec, tensors) > 100 * LOGIT_TOLERANCE
+
+
+def copy_model(model: ReactiveTransformer) -> ReactiveTransformer:
+    copy = ReactiveTransformer(model.config)
+    copy.load_state_dict(model.state_dict())
+    return copy.eval()
+
+
+def test_rxnn_conversion_refuses_an_unknown_field_and_the_command_converts(tmp_path):
+    from rxmrl.convert.rxnn import rxnn_to_config
+
+    config = json.loads((RXNN / "reference" / "config.json").read_text())
+    with pytest.raises(ConversionError, match="use_lightning"):
+        rxnn_to_config({**config, "use_lightning": True}, vocab_size=153)
+    with pytest.raises(ConversionError, match="use_moe"):
+        rxnn_to_config({**config, "use_moe": False}, vocab_size=153)
+    assert main(["convert", "rxnn-decoder", str(RXNN / "reference"), str(tmp_path / "mini")]) == 0
+    model = ReactiveTransformer.from_pretrained(tmp_path / "mini")
+    assert model.config.decoder_only and model.config.expert_bias

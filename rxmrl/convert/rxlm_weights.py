@@ -53,9 +53,14 @@ class _Source:
         return sorted(k for k in self.tensors if k not in self.used and not INERT.search(k))
 
 
-def _attention(src: _Source, ours: str, theirs: str, head_dim: int, out: dict[str, Tensor], bias: bool) -> None:
+def _attention(src: _Source, ours: str, theirs: str, head_dim: int, out: dict[str, Tensor], bias: bool,
+               relabel: tuple[str, ...] = ("q", "k")) -> None:
+    """One attention; ``relabel``: the projections whose rows get the RoPE channel order (module docstring)."""
     rows = rope_rows(head_dim)
     for name in ("q", "k"):
+        if name not in relabel:
+            out[f"{ours}.{name}_proj.weight"] = src.take(f"{theirs}.{name}_proj.weight")
+            continue
         weight = src.take(f"{theirs}.{name}_proj.weight")  # [H * d_h, D]
         heads = weight.shape[0] // head_dim
         out[f"{ours}.{name}_proj.weight"] = weight.view(heads, head_dim, -1)[:, rows].reshape(weight.shape)

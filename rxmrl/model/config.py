@@ -68,6 +68,7 @@ class RxTConfig:
     shared_expert_dim: int | None = None  # hidden size of the shared expert (None: expert_dim)
     shared_expert_bias: bool = False  # biases in the shared expert's projections
     moe_output_bias: bool = False  # one learned [D] bias added to the routed experts' output
+    expert_bias: bool = False  # biases in every routed expert's projections
     encoder_ff_bias: bool = False  # biases in the encoder's SwiGLU projections
     final_norm: str = "rms"  # one of FINAL_NORMS: the decoder's norm before the LM head
     lm_head_bias: bool = False
@@ -171,6 +172,8 @@ PRESETS: dict[str, RxTConfig] = {
         encoder_ff_dim=192,
         stm_slots=32,
     ),
+    # Our own intermediate scale for one GPU, not a published model: the published RxT-Alpha Micro cards do
+    # not give enough of their shape (width, expert size, STM) to rebuild, and disagree on vocab and size.
     "micro": RxTConfig(
         vocab_size=8192,
         dim=128,

@@ -78,7 +78,7 @@ class DecoderLayer(nn.Module):
         shared_dim = (config.shared_expert_dim or config.expert_dim) if config.shared_experts else None
         self.moe = MoE(config.dim, config.expert_dim, config.num_experts, config.experts_per_token,
                        output_bias=config.moe_output_bias, shared_dim=shared_dim,
-                       shared_bias=config.shared_expert_bias)
+                       shared_bias=config.shared_expert_bias, expert_bias=config.expert_bias)
 
     def forward(
         self,

@@ -59,13 +59,19 @@ class MoE(nn.Module):
     """
 
     def __init__(self, dim: int, hidden: int, num_experts: int, experts_per_token: int,
-                 output_bias: bool = False, shared_dim: int | None = None, shared_bias: bool = False) -> None:
+                 output_bias: bool = False, shared_dim: int | None = None, shared_bias: bool = False,
+                 expert_bias: bool = False) -> None:
         super().__init__()
         self.num_experts, self.top_k = num_experts, experts_per_token
         self.router = nn.Linear(dim, num_experts, bias=False)
         self.w_gate = nn.Parameter(torch.empty(num_experts, dim, hidden))
         self.w_up = nn.Parameter(torch.empty(num_experts, dim, hidden))
         self.w_down = nn.Parameter(torch.empty(num_experts, hidden, dim))
+        if expert_bias:  # each expert's projections with biases (older reference checkpoints)
+            self.b_gate = nn.Parameter(torch.zeros(num_experts, hidden))
+            self.b_up = nn.Parameter(torch.zeros(num_experts, hidden))
+            self.b_down = nn.Parameter(torch.zeros(num_experts, dim))
+        self.expert_bias = expert_bias
         self.output_bias = nn.Parameter(torch.zeros(dim)) if output_bias else None
         self.shared = SwiGLU(dim, shared_dim, bias=shared_bias) if shared_dim else None
 
@@ -90,7 +96,11 @@ class MoE(nn.Module):
                 continue
             rows = token_index[start : start + count]
             h = tokens.index_select(0, rows)  # [n_e, D]
-            h = (F.silu(h @ self.w_gate[expert]) * (h @ self.w_up[expert])) @ self.w_down[expert]
+            if self.expert_bias:
+                h = F.silu(h @ self.w_gate[expert] + self.b_gate[expert]) * (h @ self.w_up[expert] + self.b_up[expert])
+                h = h @ self.w_down[expert] + self.b_down[expert]
+            else:
+                h = (F.silu(h @ self.w_gate[expert]) * (h @ self.w_up[expert])) @ self.w_down[expert]
             out.index_add_(0, rows, h * weights[start : start + count, None])
             start += count
         if self.output_bias is not None:
