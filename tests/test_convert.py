@@ -341,3 +341,46 @@ def test_rxnn_conversion_refuses_an_unknown_field_and_the_command_converts(tmp_p
     assert main(["convert", "rxnn-decoder", str(RXNN / "reference"), str(tmp_path / "mini")]) == 0
     model = ReactiveTransformer.from_pretrained(tmp_path / "mini")
     assert model.config.decoder_only and model.config.expert_bias
+
+
+# ------------------------------------------------------------------------------------- hub conventions
+def test_save_pretrained_writes_a_model_card_with_counts_provenance_and_evaluation(tmp_path, nano):
+    model = ReactiveTransformer(nano)
+    model.save_pretrained(tmp_path / "model", provenance={"run": "runs/quickstart/mrl"},
+                          evaluation=[{"agent": "mrl", "reward mean": 4.2}])
+    card = (tmp_path / "model" / "README.md").read_text()
+    total = count_parameters(model)["total"]
+    assert "library_name: rxmrl" in card and f"| total | {total / 1e6:.2f}M |" in card
+    assert "- run: runs/quickstart/mrl" in card and "| mrl | 4.2 |" in card
+    model.save_pretrained(tmp_path / "model")  # saving again rewrites the card: nothing stale is kept
+    assert "runs/quickstart/mrl" not in (tmp_path / "model" / "README.md").read_text()
+
+
+def test_push_to_hub_uploads_the_saved_folder(tmp_path, nano, monkeypatch):
+    import huggingface_hub.hub_mixin as hub_mixin
+
+    uploaded = {}
+
+    class FakeApi:  # the hub is not reachable here: record what would be sent
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, **kwargs):
+            return type("Repo", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, **kwargs):
+            uploaded[repo_id] = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+            return "commit-url"
+
+    monkeypatch.setattr(hub_mixin, "HfApi", FakeApi)
+    model = ReactiveTransformer(nano)
+    assert model.save_pretrained(tmp_path / "local", push_to_hub=True, repo_id="someone/tiny-rxt") == "commit-url"
+    files = uploaded["someone/tiny-rxt"]
+    assert {"config.json", "model.safetensors", "README.md"} <= set(files)
+    pushed = tmp_path / "pushed"
+    pushed.mkdir()
+    for name, content in files.items():
+        (pushed / name).write_bytes(content)
+    reloaded = ReactiveTransformer.from_pretrained(pushed).state_dict()
+    assert all(torch.equal(reloaded[k], v) for k, v in model.state_dict().items())
+    assert b'from_pretrained("someone/tiny-rxt")' in files["README.md"]
