@@ -91,16 +91,23 @@ def _gate(src: _Source, ours: str, theirs: str, kind: str, out: dict[str, Tensor
         out[f"{ours}.weight"] = src.take(f"{theirs}.gate")  # [S, 1]
 
 
-def _decoder(src: _Source, config: RxTConfig, mapping: VocabMapping, out: dict[str, Tensor]) -> None:
+def decoder_attention_block(src: _Source, ours: str, theirs: str, config: RxTConfig, out: dict[str, Tensor],
+                            cross_relabel: tuple[str, ...] = ("q", "k")) -> None:
+    """A reference decoder layer's norms and attentions (the same names in RxLM and RxNN)."""
     bias = config.attention_output_bias
+    out[f"{ours}.self_norm.weight"] = src.take(f"{theirs}.norm1.weight")
+    _attention(src, f"{ours}.self_attn", f"{theirs}.attention", config.head_dim, out, bias)
+    out[f"{ours}.memory_norm.weight"] = src.take(f"{theirs}.norm2.weight")
+    out[f"{ours}.memory_kv_norm.weight"] = src.take(f"{theirs}.stm_norm.weight")
+    _attention(src, f"{ours}.memory_cross_attn", f"{theirs}.memory_cross_attention", config.head_dim, out, bias,
+               relabel=cross_relabel)
+    out[f"{ours}.ff_norm.weight"] = src.take(f"{theirs}.norm3.weight")
+
+
+def _decoder(src: _Source, config: RxTConfig, mapping: VocabMapping, out: dict[str, Tensor]) -> None:
     for i in range(config.num_layers):
         ours, theirs = f"decoder.layers.{i}", f"decoder.model.layers.{i}"
-        out[f"{ours}.self_norm.weight"] = src.take(f"{theirs}.norm1.weight")
-        _attention(src, f"{ours}.self_attn", f"{theirs}.attention", config.head_dim, out, bias)
-        out[f"{ours}.memory_norm.weight"] = src.take(f"{theirs}.norm2.weight")
-        out[f"{ours}.memory_kv_norm.weight"] = src.take(f"{theirs}.stm_norm.weight")
-        _attention(src, f"{ours}.memory_cross_attn", f"{theirs}.memory_cross_attention", config.head_dim, out, bias)
-        out[f"{ours}.ff_norm.weight"] = src.take(f"{theirs}.norm3.weight")
+        decoder_attention_block(src, ours, theirs, config, out)
         moe, ff = f"{ours}.moe", f"{theirs}.ff"
         out[f"{moe}.router.weight"] = src.take(f"{ff}.router.gate.weight")
         up, gate = src.take(f"{ff}.w1").chunk(2, dim=-1)  # [E, D, 2H] -> [E, D, H] each

@@ -61,7 +61,7 @@ def rxnn_decoder_state_dict(tensors: dict, config, mapping, expected: dict) -> d
     """Our state dict from an RxNN decoder's tensors (keys ``model.…``)."""
     import torch
 
-    from rxmrl.convert.rxlm_weights import _attention, _Source
+    from rxmrl.convert.rxlm_weights import _Source, decoder_attention_block
     from rxmrl.convert.vocab import BLOCKED_LOGIT
 
     src = _Source(tensors)
@@ -70,13 +70,7 @@ def rxnn_decoder_state_dict(tensors: dict, config, mapping, expected: dict) -> d
     out["embedding.weight"] = out["decoder.embedding.weight"] = embedding
     for i in range(config.num_layers):
         ours, theirs = f"decoder.layers.{i}", f"model.layers.{i}"
-        out[f"{ours}.self_norm.weight"] = src.take(f"{theirs}.norm1.weight")
-        _attention(src, f"{ours}.self_attn", f"{theirs}.attention", config.head_dim, out, True)
-        out[f"{ours}.memory_norm.weight"] = src.take(f"{theirs}.norm2.weight")
-        out[f"{ours}.memory_kv_norm.weight"] = src.take(f"{theirs}.stm_norm.weight")
-        _attention(src, f"{ours}.memory_cross_attn", f"{theirs}.memory_cross_attention", config.head_dim, out, True,
-                   relabel=("q",))
-        out[f"{ours}.ff_norm.weight"] = src.take(f"{theirs}.norm3.weight")
+        decoder_attention_block(src, ours, theirs, config, out, cross_relabel=("q",))
         moe, ff = f"{ours}.moe", f"{theirs}.ff"
         out[f"{moe}.router.weight"] = src.take(f"{ff}.router.gate.weight")
         parts = {name: [] for name in ("w_up", "w_gate", "w_down", "b_up", "b_gate", "b_down")}

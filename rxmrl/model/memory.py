@@ -107,7 +107,47 @@ def _write_attention(config: RxTConfig) -> Attention:
                      rope_theta=config.rope_theta, output_bias=config.memory_attention_output_bias)
 
 
-class MemoryAttentionLayer(nn.Module):
+class _WriteStep(nn.Module):
+    """What both layer forms share: ``(base, queries) = prepare(STM_l, mean)``, then the write
+    ``Gate(base, Attn(q = norm(queries [+ E]), k, v = norm ED_l))``."""
+
+    def forward(
+        self,
+        stm: Tensor,
+        stm_mean: Tensor,
+        encoded: Tensor,
+        encoded_mask: Tensor | None,
+        rotary: Rotary | None = None,
+        slot_identity: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """``stm: [B, S, D]``, ``stm_mean: [B, S, D]``, ``encoded: [B, T, D]`` -> new ``[B, S, D]`` and the gate.
+
+        ``slot_identity: [S, D]`` is added to the queries only (never written into memory).
+        """
+        base, queries = self.prepare(stm, stm_mean)
+        return self.write(base, queries, encoded, encoded_mask, rotary, slot_identity)
+
+    def prepare(self, stm: Tensor, stm_mean: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _add_write_modules(self, config: RxTConfig) -> None:
+        # Registered last by each layer: the init draws follow module order, and checkpoints name them so.
+        self.query_norm = RMSNorm(config.dim, config.norm_eps)
+        self.encoded_norm = RMSNorm(config.dim, config.norm_eps)
+        self.attn = _write_attention(config)
+        self.gate = ResidualGate(config)
+
+    def write(self, base: Tensor, queries: Tensor, encoded: Tensor, encoded_mask: Tensor | None,
+              rotary: Rotary | None, slot_identity: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        k, v = self.attn.project_kv(self.encoded_norm(encoded), rotary)  # RoPE on keys: 0..T-1
+        mask = None if encoded_mask is None else encoded_mask.bool()[:, None, None, :]  # [B,1,1,T]
+        if slot_identity is not None:
+            queries = queries + slot_identity
+        update = self.attn(self.query_norm(queries), k, v, mask=mask)
+        return self.gate(base, update)
+
+
+class MemoryAttentionLayer(_WriteStep):
     def __init__(self, config: RxTConfig) -> None:
         super().__init__()
         variant = config.memory_attention
@@ -119,24 +159,10 @@ class MemoryAttentionLayer(nn.Module):
         if self.use_interlayer:
             self.interlayer_norm = RMSNorm(config.dim, config.norm_eps)
             self.interlayer_attn = _pre_attention(config)
-        self.query_norm = RMSNorm(config.dim, config.norm_eps)
-        self.encoded_norm = RMSNorm(config.dim, config.norm_eps)
-        self.attn = _write_attention(config)
-        self.gate = ResidualGate(config)
+        self._add_write_modules(config)
 
-    def forward(
-        self,
-        stm: Tensor,
-        stm_mean: Tensor,
-        encoded: Tensor,
-        encoded_mask: Tensor | None,
-        rotary: Rotary | None = None,
-        slot_identity: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """``stm: [B, S, D]``, ``stm_mean: [B, S, D]``, ``encoded: [B, T, D]`` -> new ``[B, S, D]``.
-
-        ``slot_identity: [S, D]`` is added to the queries only (never written into memory).
-        """
+    def prepare(self, stm: Tensor, stm_mean: Tensor) -> tuple[Tensor, Tensor]:
+        """The base is the old STM; the queries add the self / interlayer attention to it."""
         queries = stm
         if self.use_self:
             h = self.self_norm(stm)
@@ -145,15 +171,10 @@ class MemoryAttentionLayer(nn.Module):
             h = self.interlayer_norm(stm)
             context = self.interlayer_norm(stm_mean)
             queries = queries + self.interlayer_attn(h, *self.interlayer_attn.project_kv(context))
-        k, v = self.attn.project_kv(self.encoded_norm(encoded), rotary)  # RoPE on keys: 0..T-1
-        mask = None if encoded_mask is None else encoded_mask.bool()[:, None, None, :]  # [B,1,1,T]
-        if slot_identity is not None:
-            queries = queries + slot_identity
-        update = self.attn(self.query_norm(queries), k, v, mask=mask)
-        return self.gate(stm, update)
+        return stm, queries
 
 
-class SequentialMemoryAttentionLayer(nn.Module):
+class SequentialMemoryAttentionLayer(_WriteStep):
     """The staged form (module docstring): each step a gated residual; the write reads ``P_l``."""
 
     def __init__(self, config: RxTConfig) -> None:
@@ -166,31 +187,16 @@ class SequentialMemoryAttentionLayer(nn.Module):
                 self.mix_gate = ResidualGate(config)
             self.pre_attn = _pre_attention(config)
             self.pre_gate = ResidualGate(config)
-        self.query_norm = RMSNorm(config.dim, config.norm_eps)
-        self.encoded_norm = RMSNorm(config.dim, config.norm_eps)
-        self.attn = _write_attention(config)
-        self.gate = ResidualGate(config)
+        self._add_write_modules(config)
 
-    def forward(
-        self,
-        stm: Tensor,
-        stm_mean: Tensor,
-        encoded: Tensor,
-        encoded_mask: Tensor | None,
-        rotary: Rotary | None = None,
-        slot_identity: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor | None]:
-        """As :meth:`MemoryAttentionLayer.forward`, but ``stm_mean`` is already normed (``M``)."""
+    def prepare(self, stm: Tensor, stm_mean: Tensor) -> tuple[Tensor, Tensor]:
+        """Base and queries are both ``P_l``; ``stm_mean`` arrives normed (``M``)."""
         base = stm
         if self.use_pre:
             normed = self.pre_norm(stm)  # N_l
             context = self.mix_gate(normed, stm_mean)[0] if hasattr(self, "mix_gate") else stm_mean  # C_l
             base, _ = self.pre_gate(stm, self.pre_attn(normed, *self.pre_attn.project_kv(context)))  # P_l
-        k, v = self.attn.project_kv(self.encoded_norm(encoded), rotary)  # RoPE on keys: 0..T-1
-        mask = None if encoded_mask is None else encoded_mask.bool()[:, None, None, :]  # [B,1,1,T]
-        queries = base if slot_identity is None else base + slot_identity
-        update = self.attn(self.query_norm(queries), k, v, mask=mask)
-        return self.gate(base, update)
+        return base, base
 
 
 class MemoryAttention(nn.Module):
