@@ -384,3 +384,26 @@ def test_push_to_hub_uploads_the_saved_folder(tmp_path, nano, monkeypatch):
     reloaded = ReactiveTransformer.from_pretrained(pushed).state_dict()
     assert all(torch.equal(reloaded[k], v) for k, v in model.state_dict().items())
     assert b'from_pretrained("someone/tiny-rxt")' in files["README.md"]
+
+
+def test_separate_component_folders_convert_to_the_same_model(tmp_path):
+    """Decoder, encoder and memory attention saved apart (their own ``save_pretrained`` folders)."""
+    from safetensors.torch import save_file
+
+    from rxmrl.convert import load_rxlm_components
+
+    reference = DATA / "rxlm-alpha" / "reference"
+    config, tensors = reference_config(), load_file(str(reference / "model.safetensors"))
+    for part in ("decoder", "encoder", "memory_attention"):
+        folder = tmp_path / part
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps(config[f"{part}_config"]))
+        save_file({k[len(part) + 1:]: v for k, v in tensors.items() if k.startswith(f"{part}.")},
+                  str(folder / "model.safetensors"))
+    args = [str(tmp_path / part) for part in ("decoder", "encoder", "memory_attention")]
+    components = load_rxlm_components(*args, tokenizer=reference / "tokenizer.json")
+    whole = load_rxlm(reference)
+    assert all(torch.equal(v, whole.model.state_dict()[k]) for k, v in components.model.state_dict().items())
+    assert main(["convert", "rxlm", "--decoder", args[0], "--encoder", args[1], "--memory-attention", args[2],
+                 "--tokenizer", str(reference / "tokenizer.json"), str(tmp_path / "out")]) == 0
+    assert main(["convert", "rxlm", "--decoder", args[0], str(tmp_path / "out2")]) == 2
