@@ -55,6 +55,7 @@ class Attention(nn.Module):
         kv_heads: int,
         rope: str = "both",
         rope_theta: float = 10_000.0,
+        output_bias: bool = False,
     ) -> None:
         super().__init__()
         if rope not in ROPE_MODES:
@@ -64,7 +65,7 @@ class Attention(nn.Module):
         self.q_proj = nn.Linear(dim, query_heads * head_dim, bias=False)
         self.k_proj = nn.Linear(dim, kv_heads * head_dim, bias=False)
         self.v_proj = nn.Linear(dim, kv_heads * head_dim, bias=False)
-        self.o_proj = nn.Linear(query_heads * head_dim, dim, bias=False)
+        self.o_proj = nn.Linear(query_heads * head_dim, dim, bias=output_bias)
 
     def _split_heads(self, x: Tensor, heads: int) -> Tensor:
         batch, length, _ = x.shape

@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import Any
 
 MEMORY_ATTENTION_VARIANTS = ("simple", "self", "interlayer", "self-interlayer")
-RESIDUAL_GATES = ("elementwise", "linear", "none")
+MEMORY_ATTENTION_STAGES = ("parallel", "sequential")
+RESIDUAL_GATES = ("elementwise", "linear", "none", "slot-constant", "slot-scaled", "slot-linear")
 GATE_ACTIVATIONS = ("sigmoid", "tanh")
 STM_INIT_TYPES = ("normal", "zeros", "learned")
+FINAL_NORMS = ("rms", "layer", "none")
+HEAD_LAYOUTS = ("cross_attention_heads", "encoder_attention_heads", "memory_attention_heads",
+                "memory_pre_attention_heads")
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,33 @@ class RxTConfig:
     mlm_head: bool = True  # encoder MLM head (used by joint pre-training; not in the published counts)
     decoder_only: bool = False  # build no encoder / memory attention (e.g. rxt-alpha-mini-decoder)
 
+    # Variants that checkpoints converted from the reference formats use (rxmrl.convert); the defaults
+    # are rxmrl's own architecture. A head layout is (query heads, kv heads); None = (query_heads, kv_heads).
+    cross_attention_heads: tuple[int, int] | None = None  # decoder memory cross-attention
+    encoder_attention_heads: tuple[int, int] | None = None  # encoder self-attention
+    memory_attention_heads: tuple[int, int] | None = None  # memory attention's read of the encoded data
+    memory_pre_attention_heads: tuple[int, int] | None = None  # memory attention's self / interlayer step
+    memory_attention_stages: str = "parallel"  # one of MEMORY_ATTENTION_STAGES (see model/memory.py)
+    attention_output_bias: bool = False  # bias on the output projection of decoder and encoder attention
+    memory_attention_output_bias: bool = False  # the same in memory attention
+    shared_experts: int = 0  # always-active SwiGLU experts added to the routed mixture (0 or 1)
+    shared_expert_dim: int | None = None  # hidden size of the shared expert (None: expert_dim)
+    shared_expert_bias: bool = False  # biases in the shared expert's projections
+    moe_output_bias: bool = False  # one learned [D] bias added to the routed experts' output
+    expert_bias: bool = False  # biases in every routed expert's projections
+    encoder_ff_bias: bool = False  # biases in the encoder's SwiGLU projections
+    final_norm: str = "rms"  # one of FINAL_NORMS: the decoder's norm before the LM head
+    lm_head_bias: bool = False
+
     def __post_init__(self) -> None:
+        for name in HEAD_LAYOUTS:  # JSON gives lists; keep tuples so configs compare and hash
+            value = getattr(self, name)
+            if value is not None:
+                if len(value) != 2:
+                    raise ValueError(f"{name}={value!r}, expected (query heads, kv heads)")
+                object.__setattr__(self, name, (int(value[0]), int(value[1])))
+                if value[0] % value[1]:
+                    raise ValueError(f"{name}={tuple(value)}: query heads must be a multiple of kv heads")
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} must be divisible by num_heads {self.num_heads}")
         if (self.dim // self.num_heads) % 2:
@@ -69,13 +99,26 @@ class RxTConfig:
             ("residual_gate", RESIDUAL_GATES),
             ("gate_activation", GATE_ACTIVATIONS),
             ("stm_init", STM_INIT_TYPES),
+            ("memory_attention_stages", MEMORY_ATTENTION_STAGES),
+            ("final_norm", FINAL_NORMS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}, expected one of {allowed}")
 
+        if self.shared_experts not in (0, 1):
+            raise ValueError(f"shared_experts={self.shared_experts}, expected 0 or 1")
+        if self.memory_attention_stages == "sequential" and self.memory_attention == "self":
+            raise ValueError("memory_attention='self' has no sequential form; use 'simple', 'interlayer' "
+                             "or 'self-interlayer'")
+
     @property
     def head_dim(self) -> int:
         return self.dim // self.num_heads
+
+    def heads(self, layout: str | None = None) -> tuple[int, int]:
+        """``(query heads, kv heads)`` of one attention (a name in HEAD_LAYOUTS; None: self-attention)."""
+        value = None if layout is None else getattr(self, layout)
+        return value if value is not None else (self.query_heads, self.kv_heads)
 
     def replace(self, **changes: Any) -> RxTConfig:
         """A copy with some fields changed (e.g. ``vocab_size`` from a trained tokenizer)."""
@@ -129,6 +172,8 @@ PRESETS: dict[str, RxTConfig] = {
         encoder_ff_dim=192,
         stm_slots=32,
     ),
+    # Our own intermediate scale for one GPU, not a published model: the published RxT-Alpha Micro cards do
+    # not give enough of their shape (width, expert size, STM) to rebuild, and disagree on vocab and size.
     "micro": RxTConfig(
         vocab_size=8192,
         dim=128,

@@ -54,17 +54,31 @@ def causal_mask(query_valid: Tensor, key_valid: Tensor, offset: int) -> Tensor:
     return allowed[:, None]  # [B, 1, T, K]
 
 
+def final_norm(config: RxTConfig) -> nn.Module:
+    """The norm before the LM head: RMSNorm (ours), LayerNorm, or none (some converted checkpoints)."""
+    if config.final_norm == "rms":
+        return RMSNorm(config.dim, config.norm_eps)
+    if config.final_norm == "layer":
+        return nn.LayerNorm(config.dim)
+    return nn.Identity()
+
+
 class DecoderLayer(nn.Module):
     def __init__(self, config: RxTConfig) -> None:
         super().__init__()
-        heads = (config.dim, config.head_dim, config.query_heads, config.kv_heads)
+        bias = config.attention_output_bias
         self.self_norm = RMSNorm(config.dim, config.norm_eps)
-        self.self_attn = Attention(*heads, rope="both", rope_theta=config.rope_theta)
+        self.self_attn = Attention(config.dim, config.head_dim, *config.heads(), rope="both",
+                                   rope_theta=config.rope_theta, output_bias=bias)
         self.memory_norm = RMSNorm(config.dim, config.norm_eps)
         self.memory_kv_norm = RMSNorm(config.dim, config.norm_eps)
-        self.memory_cross_attn = Attention(*heads, rope="query", rope_theta=config.rope_theta)
+        self.memory_cross_attn = Attention(config.dim, config.head_dim, *config.heads("cross_attention_heads"),
+                                           rope="query", rope_theta=config.rope_theta, output_bias=bias)
         self.ff_norm = RMSNorm(config.dim, config.norm_eps)
-        self.moe = MoE(config.dim, config.expert_dim, config.num_experts, config.experts_per_token)
+        shared_dim = (config.shared_expert_dim or config.expert_dim) if config.shared_experts else None
+        self.moe = MoE(config.dim, config.expert_dim, config.num_experts, config.experts_per_token,
+                       output_bias=config.moe_output_bias, shared_dim=shared_dim,
+                       shared_bias=config.shared_expert_bias, expert_bias=config.expert_bias)
 
     def forward(
         self,
@@ -95,8 +109,8 @@ class Decoder(nn.Module):
         self.config = config
         self.embedding = embedding
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_layers))
-        self.norm = RMSNorm(config.dim, config.norm_eps)
-        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        self.norm = final_norm(config)
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=config.lm_head_bias)
         if config.tie_lm_head:
             self.lm_head.weight = embedding.weight
 

@@ -21,10 +21,10 @@ class EncoderLayer(nn.Module):
     def __init__(self, config: RxTConfig) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(config.dim, config.norm_eps)
-        self.attn = Attention(config.dim, config.head_dim, config.query_heads, config.kv_heads,
-                              rope="both", rope_theta=config.rope_theta)
+        self.attn = Attention(config.dim, config.head_dim, *config.heads("encoder_attention_heads"),
+                              rope="both", rope_theta=config.rope_theta, output_bias=config.attention_output_bias)
         self.ff_norm = RMSNorm(config.dim, config.norm_eps)
-        self.ff = SwiGLU(config.dim, config.encoder_ff_dim)
+        self.ff = SwiGLU(config.dim, config.encoder_ff_dim, bias=config.encoder_ff_bias)
 
     def forward(self, x: Tensor, rotary: Rotary, mask: Tensor | None) -> Tensor:
         h = self.attn_norm(x)

@@ -22,13 +22,13 @@ class RMSNorm(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """``FFN(x) = W_down (SiLU(W_gate x) * W_up x)``."""
+    """``FFN(x) = W_down (SiLU(W_gate x) * W_up x)`` (each projection with an optional bias)."""
 
-    def __init__(self, dim: int, hidden: int) -> None:
+    def __init__(self, dim: int, hidden: int, bias: bool = False) -> None:
         super().__init__()
-        self.gate = nn.Linear(dim, hidden, bias=False)
-        self.up = nn.Linear(dim, hidden, bias=False)
-        self.down = nn.Linear(hidden, dim, bias=False)
+        self.gate = nn.Linear(dim, hidden, bias=bias)
+        self.up = nn.Linear(dim, hidden, bias=bias)
+        self.down = nn.Linear(hidden, dim, bias=bias)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.down(F.silu(self.gate(x)) * self.up(x))
@@ -51,18 +51,29 @@ def load_balancing_loss(router_probs: Tensor, expert_ids: Tensor, num_experts: i
 class MoE(nn.Module):
     """Top-k routed SwiGLU experts with weights stacked as ``[E, ...]`` tensors.
 
-    ``y(x) = sum_{e in topk(p(x))} p_e(x)/Z * SwiGLU_e(x)``, ``p = softmax(W_r x)``, ``Z`` renormalising
-    the k chosen probabilities. Tokens are grouped per expert (sort by expert id, then ``index_select``
-    / ``index_add_``), so the Python loop runs over experts, never over tokens.
+    ``y(x) = sum_{e in topk(p(x))} p_e(x)/Z * SwiGLU_e(x) [+ b] [+ SwiGLU_shared(x)]``,
+    ``p = softmax(W_r x)``, ``Z`` renormalising the k chosen probabilities. The output bias ``b`` and the
+    always-active shared expert are off by default (converted checkpoints use them). Tokens are grouped
+    per expert (sort by expert id, then ``index_select`` / ``index_add_``), so the Python loop runs over
+    experts, never over tokens.
     """
 
-    def __init__(self, dim: int, hidden: int, num_experts: int, experts_per_token: int) -> None:
+    def __init__(self, dim: int, hidden: int, num_experts: int, experts_per_token: int,
+                 output_bias: bool = False, shared_dim: int | None = None, shared_bias: bool = False,
+                 expert_bias: bool = False) -> None:
         super().__init__()
         self.num_experts, self.top_k = num_experts, experts_per_token
         self.router = nn.Linear(dim, num_experts, bias=False)
         self.w_gate = nn.Parameter(torch.empty(num_experts, dim, hidden))
         self.w_up = nn.Parameter(torch.empty(num_experts, dim, hidden))
         self.w_down = nn.Parameter(torch.empty(num_experts, hidden, dim))
+        if expert_bias:  # each expert's projections with biases (older reference checkpoints)
+            self.b_gate = nn.Parameter(torch.zeros(num_experts, hidden))
+            self.b_up = nn.Parameter(torch.zeros(num_experts, hidden))
+            self.b_down = nn.Parameter(torch.zeros(num_experts, dim))
+        self.expert_bias = expert_bias
+        self.output_bias = nn.Parameter(torch.zeros(dim)) if output_bias else None
+        self.shared = SwiGLU(dim, shared_dim, bias=shared_bias) if shared_dim else None
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``x: [..., D]`` -> (output of the same shape, load-balancing aux loss scalar)."""
@@ -85,8 +96,16 @@ class MoE(nn.Module):
                 continue
             rows = token_index[start : start + count]
             h = tokens.index_select(0, rows)  # [n_e, D]
-            h = (F.silu(h @ self.w_gate[expert]) * (h @ self.w_up[expert])) @ self.w_down[expert]
+            if self.expert_bias:
+                h = F.silu(h @ self.w_gate[expert] + self.b_gate[expert]) * (h @ self.w_up[expert] + self.b_up[expert])
+                h = h @ self.w_down[expert] + self.b_down[expert]
+            else:
+                h = (F.silu(h @ self.w_gate[expert]) * (h @ self.w_up[expert])) @ self.w_down[expert]
             out.index_add_(0, rows, h * weights[start : start + count, None])
             start += count
+        if self.output_bias is not None:
+            out = out + self.output_bias
+        if self.shared is not None:
+            out = out + self.shared(tokens)
         aux = load_balancing_loss(router_probs, top_ids, self.num_experts)
         return out.view(shape), aux

@@ -13,13 +13,16 @@ encoder. Batched methods take the STM explicitly (``stm: [B, L, S, D]``, one row
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from huggingface_hub import ModelHubMixin
 from torch import Tensor, nn
+
+from rxmrl.model.card import MODEL_CARD_TEMPLATE
 
 from rxmrl.model.config import RxTConfig
 from rxmrl.model.decoder import Decoder
@@ -68,7 +71,9 @@ class ScoreOutput:
     entropy: Tensor | None = None
 
 
-class ReactiveTransformer(nn.Module):
+class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeline_tag="text-generation",
+                          tags=["rxmrl", "reactive-transformer", "short-term-memory"],
+                          model_card_template=MODEL_CARD_TEMPLATE):
     def __init__(self, config: RxTConfig) -> None:
         super().__init__()
         self.config = config
@@ -81,11 +86,13 @@ class ReactiveTransformer(nn.Module):
 
     def _init_weights(self) -> None:
         """Normal(0, init_std) for projections, embeddings and experts; gates keep their own init."""
-        gate_linears = {id(m.linear) for m in self.modules() if isinstance(m, ResidualGate)
-                        and hasattr(m, "linear")}
+        gate_linears = {id(linear) for gate in self.modules() if isinstance(gate, ResidualGate)
+                        for linear in gate.modules() if isinstance(linear, nn.Linear)}
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)) and id(module) not in gate_linears:
                 nn.init.normal_(module.weight, std=self.config.init_std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, MoE):
                 for weight in (module.w_gate, module.w_up, module.w_down):
                     nn.init.normal_(weight, std=self.config.init_std)
@@ -297,14 +304,35 @@ class ReactiveTransformer(nn.Module):
         yield MEMORY_UPDATED
 
     # ------------------------------------------------------------------------------- save and load
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (the shared embedding is stored once)."""
-        from safetensors.torch import save_model
+    def save_pretrained(
+        self,
+        directory: str | Path,
+        *,
+        provenance: Mapping[str, Any] | None = None,
+        evaluation: Sequence[Mapping[str, Any]] | None = None,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **hub_kwargs: Any,
+    ) -> str | None:
+        """Write ``config.json``, ``model.safetensors`` (the shared embedding stored once) and ``README.md``.
+
+        The model card (:mod:`rxmrl.model.card`) lists the architecture, parameter counts, ``provenance``
+        (e.g. the training run or the converted source) and ``evaluation`` (rows of one table). With
+        ``push_to_hub=True, repo_id=...`` the folder is uploaded too (``ModelHubMixin``; needs a login).
+        """
+        from rxmrl.model.card import card_values
 
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config.save(directory / CONFIG_FILE)
-        save_model(self, str(directory / WEIGHTS_FILE))
+        (directory / "README.md").unlink(missing_ok=True)  # ours to rewrite, like config.json
+        values = card_values(self, hub_kwargs.get("repo_id") or directory.name, provenance, evaluation)
+        return super().save_pretrained(directory, model_card_kwargs={**values, **(model_card_kwargs or {})},
+                                       **hub_kwargs)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """What ``ModelHubMixin.save_pretrained`` and ``push_to_hub`` call to write the weights."""
+        from safetensors.torch import save_model
+
+        self.config.save(save_directory / CONFIG_FILE)
+        save_model(self, str(save_directory / WEIGHTS_FILE))
 
     @classmethod
     def from_pretrained(
@@ -313,15 +341,9 @@ class ReactiveTransformer(nn.Module):
         """Load from a local directory, or from a hub repo id when online (``HF_HUB_OFFLINE`` unset)."""
         from safetensors.torch import load_model
 
-        directory = Path(name_or_path)
-        if not directory.is_dir():
-            if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
-                raise FileNotFoundError(f"{name_or_path!s} is not a local directory and HF_HUB_OFFLINE "
-                                        "is set, so it cannot be fetched from the hub")
-            from huggingface_hub import snapshot_download
+        from rxmrl.hub import local_folder
 
-            files = [CONFIG_FILE, WEIGHTS_FILE]
-            directory = Path(snapshot_download(str(name_or_path), allow_patterns=files))
+        directory = local_folder(name_or_path, [CONFIG_FILE, WEIGHTS_FILE])
         model = cls(RxTConfig.load(directory / CONFIG_FILE))
         load_model(model, str(directory / WEIGHTS_FILE), device=str(device))
         return model.to(device)

@@ -1,0 +1,80 @@
+"""``rxmrl convert rxlm SRC DST``: a reference checkpoint as an rxmrl model folder (torch imported in handlers).
+
+    rxmrl convert rxlm ReactiveAI/RxT-Alpha-Supervised models/rxt-alpha-supervised    # hub id (gated) or folder
+    rxmrl convert rxlm --decoder D --encoder E --memory-attention M --tokenizer T DST  # separate components
+    rxmrl convert rxnn-decoder ReactiveAI/RxT-Alpha-Mini-Decoder models/mini-decoder --tokenizer T
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    convert = subparsers.add_parser("convert", help="convert a reference checkpoint (RxLM, RxNN) to an rxmrl folder")
+    commands = convert.add_subparsers(dest="convert_command", metavar="FORMAT")
+    convert.set_defaults(func=lambda args: (convert.print_help(), 2)[1])
+
+    rxlm = commands.add_parser("rxlm", help="an RxLM RxTAlpha checkpoint (one folder or three components)")
+    rxlm.add_argument("paths", nargs="+", metavar="SRC DST", help="SRC (folder or hub id) and DST, or only DST "
+                      "with --decoder/--encoder/--memory-attention")
+    rxlm.add_argument("--tokenizer", help="the reference tokenizer (tokenizer.json, its folder or a hub id); "
+                      "default: the one in SRC")
+    rxlm.add_argument("--decoder", help="an RxTDecoder folder or hub id")
+    rxlm.add_argument("--encoder", help="an RxTEncoder folder or hub id")
+    rxlm.add_argument("--memory-attention", help="an RxTSelfInterlayerMemoryAttention folder or hub id")
+    rxlm.set_defaults(func=_rxlm)
+
+    rxnn = commands.add_parser("rxnn-decoder", help="an RxNN RxTAlphaDecoder checkpoint (decoder only)")
+    rxnn.add_argument("source", help="folder or hub id")
+    rxnn.add_argument("destination")
+    rxnn.add_argument("--tokenizer", help="the reference tokenizer; default: the one in SOURCE")
+    rxnn.set_defaults(func=_rxnn)
+
+
+def _fail(message: str) -> int:
+    print(f"rxmrl convert: {message}", file=sys.stderr)
+    return 2
+
+
+def _rxlm(args: argparse.Namespace) -> int:
+    from rxmrl.convert import ConversionError, load_rxlm, load_rxlm_components, save_converted
+
+    components = (args.decoder, args.encoder, args.memory_attention)
+    try:
+        if any(components):
+            if not all(components) or len(args.paths) != 1 or not args.tokenizer:
+                return _fail("components need --decoder, --encoder, --memory-attention, --tokenizer and one DST")
+            converted = load_rxlm_components(*components, tokenizer=args.tokenizer)
+        elif len(args.paths) == 2:
+            converted = load_rxlm(args.paths[0], args.tokenizer)
+        else:
+            return _fail("expected SRC DST (or DST with --decoder/--encoder/--memory-attention)")
+        destination = save_converted(converted, args.paths[-1])
+    except (ConversionError, FileNotFoundError) as error:
+        return _fail(str(error))
+    return _report(converted, destination)
+
+
+def _rxnn(args: argparse.Namespace) -> int:
+    from rxmrl.convert import ConversionError, save_converted
+    from rxmrl.convert.rxnn import load_rxnn_decoder
+
+    try:
+        converted = load_rxnn_decoder(args.source, args.tokenizer)
+        destination = save_converted(converted, args.destination)
+    except (ConversionError, FileNotFoundError) as error:
+        return _fail(str(error))
+    return _report(converted, destination)
+
+
+def _report(converted, destination) -> int:
+    from rxmrl.model.params import count_parameters
+
+    counts = count_parameters(converted.model)
+    print(f"converted {converted.provenance['source']} -> {destination}")
+    print("  " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items() if v))
+    added = converted.provenance.get("added_tokens")
+    print(f"  special tokens relabelled to rxmrl's ids{f'; added {added}' if added else ''}")
+    return 0
