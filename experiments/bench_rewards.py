@@ -127,7 +127,7 @@ def main() -> None:
     token_backend = TokenEmbeddingSimilarity(weight, device=device)
     g, r, s, m = gen.to(device), ref.to(device), sav.to(device), mean.to(device)
     words = [f"w{i}" for i in range(args.vocab)]
-    decode = lambda ids: " ".join(words[i] for i in ids)  # noqa: E731
+    decode = lambda ids: " ".join(map(words.__getitem__, ids))  # noqa: E731  # C-speed, as a tokenizer's decode
     # memory tokens of each row: reference words the saved interaction holds (built once per episode in use)
     targets = [memory_target(decode(ref_row), "", [decode(sav_row)]) for ref_row, sav_row in zip(ref.tolist(),
                                                                                                   sav.tolist())]

@@ -151,7 +151,8 @@ class RewardOutput:
     """``reward`` ``[B]`` in [0, scale] and each component ``[B]`` (unscaled, in [0, 1]) by name
     (:class:`rxmrl.rewards.RxlmReward` returns one too, with its own components and no clipping).
 
-    Components: ``bleu_reference``, ``bleu_saved``, ``cosine_reference``, ``cosine_saved``,
+    Components: ``bleu_reference``, ``bleu_saved``, ``cosine_reference``, ``cosine_saved`` (left out when
+    no cosine term weighs the saved data),
     ``cosine_running_mean`` (0 where a sample has no running mean), ``length``, and the mode-adjusted group
     values ``bleu`` and ``cosine`` that enter the total.
     """
@@ -211,6 +212,11 @@ class MemoryRetentionReward:
         self.decode = decode if decode is not None else getattr(self.similarity, "decode", None)
         self._drop = SPECIAL_TOKEN_IDS if self.config.strip_special_tokens else frozenset()
         self._template_words: tuple[WordStatistics | None, frozenset[str]] = (None, frozenset())
+
+    @property
+    def _cosine_uses_saved(self) -> bool:
+        """Whether a cosine term reads the saved data (a preset that weighs it 0 never embeds it)."""
+        return self.config.cosine_saved > 0 or self.config.cosine_saved_first > 0
 
     # ---- memory tokens (what the environment asks for once per episode) ----
     @property
@@ -276,7 +282,7 @@ class MemoryRetentionReward:
         emb = self.similarity
         e_gen = emb.embed_ids(gen, gen_len, cache=False).to(device)
         e_ref = emb.embed_ids(ref, ref_len, cache=True).to(device)
-        e_sav = emb.embed_ids(sav, sav_len, cache=True).to(device)
+        e_sav = emb.embed_ids(sav, sav_len, cache=True).to(device) if self._cosine_uses_saved else None
         memory = self._memory(lambda: [self._decode(row) for row in _id_rows(gen, gen_len)], memory_targets, batch)
         return self._combine(
             bleu_ref, bleu_sav, e_gen, e_ref, e_sav, gen_len, ref_len, modes, running_mean, running_mean_mask,
@@ -304,7 +310,7 @@ class MemoryRetentionReward:
         bleu_ref, bleu_sav = self._bleu_pair(gen, gen_len, ref, ref_len, sav, sav_len)
         e_gen = self.similarity.embed_texts(gen_t, cache=False)
         e_ref = self.similarity.embed_texts(ref_t, cache=True).to(e_gen.device)
-        e_sav = self.similarity.embed_texts(sav_t, cache=True).to(e_gen.device)
+        e_sav = self.similarity.embed_texts(sav_t, cache=True).to(e_gen.device) if self._cosine_uses_saved else None
         memory = self._memory(lambda: gen_t, memory_targets, len(gen_t))
         return self._combine(
             bleu_ref.to(e_gen.device), bleu_sav.to(e_gen.device), e_gen, e_ref, e_sav,
@@ -323,12 +329,11 @@ class MemoryRetentionReward:
             )
         if len(targets) != batch:
             raise ValueError(f"got {len(targets)} memory targets for a batch of {batch}")
-        texts = answers()
-        scores = [memory_score(text, t, self.config.memory_beta) if t is not None else None
-                  for text, t in zip(texts, targets)]
-        def column(name: str) -> torch.Tensor:
-            return torch.tensor([math.nan if m is None else getattr(m, name) for m in scores], dtype=torch.float32)
-        return {"memory": column("f_beta"), "memory_recall": column("recall"), "memory_precision": column("precision")}
+        nan = (math.nan, math.nan, math.nan)
+        scores = [nan if t is None else memory_score(text, t, self.config.memory_beta)
+                  for text, t in zip(answers(), targets)]
+        recall, precision, f_beta = torch.tensor(scores, dtype=torch.float32).reshape(batch, 3).unbind(1)
+        return {"memory": f_beta, "memory_recall": recall, "memory_precision": precision}
 
     def _decode(self, ids: Sequence[int]) -> str:
         if self.decode is None:
@@ -386,7 +391,7 @@ class MemoryRetentionReward:
         mode_codes = _mode_codes(modes, batch, device)
         negative, long_range = mode_codes == 2, mode_codes == 1
         cos_ref = _cos(e_gen, e_ref)
-        cos_sav = _cos(e_gen, e_sav)
+        cos_sav = _cos(e_gen, e_sav) if e_sav is not None else torch.zeros_like(cos_ref)  # no weight: not embedded
         mean, has_mean = _running_mean_batch(running_mean, running_mean_mask, batch, e_gen)
         cos_mean = torch.where(has_mean, _cos(e_gen, mean), torch.zeros_like(cos_ref))
         has_mean = has_mean & ~negative  # negative mode scores the saved data only
@@ -414,7 +419,7 @@ class MemoryRetentionReward:
             "bleu_reference": bleu_ref,
             "bleu_saved": bleu_sav,
             "cosine_reference": cos_ref,
-            "cosine_saved": cos_sav,
+            **({"cosine_saved": cos_sav} if e_sav is not None else {}),
             "cosine_running_mean": cos_mean,
             "length": length,
             "bleu": bleu,
