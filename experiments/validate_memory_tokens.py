@@ -8,6 +8,10 @@ with and without its memory is scored both ways; the script prints, per variant 
 * Spearman's rank correlation of the two over all answers (average ranks for ties);
 * each case's mean.
 
+Cases: the oracle; the reference with only its annotated facts swapped for other episodes' (memory tokens are
+not told which words those are); the audit's wrong-fact case (facts and memory tokens swapped); and with
+``--checkpoint`` the model's own answers with and without its memory.
+
 Variants: recall / precision / F1, with the template-word cut (default) and without it
 (``template_frequency=1``: nothing is a template), so the choices in ``rxmrl/rewards/memory_tokens.py``
 have their measured reason.
@@ -26,7 +30,7 @@ from rxmrl.envs.scoring import build_reward
 from rxmrl.evaluation import evaluate
 from rxmrl.evaluation.agents import load_agent, load_tokenizer_for
 from rxmrl.evaluation.audit_cases import WrongFactAgent
-from rxmrl.rewards import RewardConfig, episode_memory_targets
+from rxmrl.rewards import MemoryTarget, RewardConfig, episode_memory_targets
 
 
 def average_ranks(values: np.ndarray) -> np.ndarray:
@@ -66,7 +70,10 @@ def main() -> None:
     templates = first.statistics.get().template_words(variants["with template cut"].template_frequency)
     print(f"{len(episodes)} episodes of {args.config}/validation; template words ({len(templates)}): "
           f"{', '.join(sorted(templates))}")
+    no_targets = lambda e: [MemoryTarget(frozenset(), frozenset())] * first.steps  # noqa: E731
     cases = {"oracle": lambda: OracleAgent(tokenizer),
+             # the annotated facts swapped, memory tokens left alone: do memory tokens notice on their own?
+             "wrong_fact (facts only)": lambda: WrongFactAgent(episodes, no_targets, tokenizer=tokenizer),
              "wrong_fact": lambda: WrongFactAgent(episodes, lambda e: episode_memory_targets(e, first.steps,
                                                                                              templates),
                                                   tokenizer=tokenizer)}
@@ -79,15 +86,15 @@ def main() -> None:
         rows = {name: evaluate(make(), env, args.episodes, seed=0) for name, make in cases.items()}
         facts = np.concatenate([r.fact_recall.ravel() for r in rows.values()])
         print(f"\n{variant}:")
-        print(f"  {'term':<10}{'agreement':>10}{'spearman':>10}   " + "".join(f"{c:>22}" for c in rows))
+        print(f"  {'term':<10}{'agreement':>10}{'spearman':>10}   " + "".join(f"{c:>26}" for c in rows))
         for term in ("memory_recall", "memory_precision", "memory"):
             scores = np.concatenate([r.components[term].ravel() for r in rows.values()])
             keep = ~np.isnan(scores) & ~np.isnan(facts)
             agreement = float(np.mean((facts[keep] >= 0.5) == (scores[keep] >= 0.5)))
-            means = "".join(f"{np.nanmean(r.components[term]):>22.3f}" for r in rows.values())
+            means = "".join(f"{np.nanmean(r.components[term]):>26.3f}" for r in rows.values())
             label = "F1" if term == "memory" else term.split("_")[1]
             print(f"  {label:<10}{agreement:>10.3f}{spearman(facts[keep], scores[keep]):>10.3f}   {means}")
-        print(f"  {'fact':<30}   " + "".join(f"{np.nanmean(r.fact_recall):>22.3f}" for r in rows.values()))
+        print(f"  {'fact':<30}   " + "".join(f"{np.nanmean(r.fact_recall):>26.3f}" for r in rows.values()))
         empty = np.mean([np.isnan(r.components["memory"]).mean() for r in rows.values()])
         print(f"  steps without memory tokens: {empty:.3f}")
 
