@@ -80,8 +80,10 @@ def _generate(args: argparse.Namespace) -> int:
             path = write_episodes(episodes, args.out / config / f"{split}.parquet")
             written.setdefault(config, {})[split] = len(episodes)
             print(f"{path}: {len(episodes)} episodes")
+    from rxmrl.runtime import write_text
+
     corpora = _write_corpora(args)
-    (args.out / "README.md").write_text(_dataset_card(written, corpora, args.seed), encoding="utf-8")
+    write_text(args.out / "README.md", _dataset_card(written, corpora, args.seed))
     print(f"{args.out / 'README.md'}: dataset card")
     return 0
 
@@ -91,6 +93,7 @@ def _write_corpora(args: argparse.Namespace) -> dict[str, dict[str, int]]:
     import pyarrow.parquet as pq
 
     from rxmrl.data import storygen
+    from rxmrl.runtime import atomic_file
 
     counts: dict[str, dict[str, int]] = {"sft": {}, "stories": {}}
     for split, share in (("train", 1), ("validation", 10)):
@@ -100,8 +103,8 @@ def _write_corpora(args: argparse.Namespace) -> dict[str, dict[str, int]]:
             ("sft", pa.table({"query": [i.query for i in interactions], "answer": [i.answer for i in interactions]})),
             ("stories", pa.table({"text": stories})),
         ):
-            (args.out / name).mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, args.out / name / f"{split}.parquet")
+            with atomic_file(args.out / name / f"{split}.parquet") as temporary:
+                pq.write_table(table, temporary)
             counts[name][split] = table.num_rows
             print(f"{args.out / name / f'{split}.parquet'}: {table.num_rows} rows")
     return counts

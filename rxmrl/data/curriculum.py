@@ -258,17 +258,17 @@ def episodes_table(episodes: Sequence[Episode]):
 
 
 def write_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> Path:
-    """Writes ``.parquet`` or ``.jsonl`` by the suffix of ``path``; returns the path."""
+    """Writes ``.parquet`` or ``.jsonl`` by the suffix of ``path`` (atomically); returns the path."""
+    from rxmrl.runtime import atomic_file, write_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        pq.write_table(episodes_table(episodes), path)
+        with atomic_file(path) as temporary:
+            pq.write_table(episodes_table(episodes), temporary)
     elif path.suffix == ".jsonl":
-        with path.open("w", encoding="utf-8") as file:
-            for episode in episodes:
-                file.write(json.dumps(episode.to_row(), ensure_ascii=False) + "\n")
+        write_text(path, "".join(json.dumps(episode.to_row(), ensure_ascii=False) + "\n" for episode in episodes))
     else:
         raise ValueError(f"cannot write {path}: expected a .parquet or .jsonl path")
     return path

@@ -298,13 +298,15 @@ class ReactiveTransformer(nn.Module):
 
     # ------------------------------------------------------------------------------- save and load
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``config.json`` and ``model.safetensors`` (the shared embedding is stored once)."""
+        """Write ``config.json`` and ``model.safetensors`` (the shared embedding is stored once), each file
+        atomically (:func:`rxmrl.runtime.staged_files`)."""
         from safetensors.torch import save_model
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config.save(directory / CONFIG_FILE)
-        save_model(self, str(directory / WEIGHTS_FILE))
+        from rxmrl.runtime import staged_files
+
+        with staged_files(directory) as staging:
+            self.config.save(staging / CONFIG_FILE)
+            save_model(self, str(staging / WEIGHTS_FILE))
 
     @classmethod
     def from_pretrained(
@@ -313,7 +315,10 @@ class ReactiveTransformer(nn.Module):
         """Load from a local directory, or from a hub repo id when online (``HF_HUB_OFFLINE`` unset)."""
         from safetensors.torch import load_model
 
+        from rxmrl.runtime import recover
+
         directory = Path(name_or_path)
+        recover(directory)  # a folder a killed writer had moved aside
         if not directory.is_dir():
             if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
                 raise FileNotFoundError(f"{name_or_path!s} is not a local directory and HF_HUB_OFFLINE "
