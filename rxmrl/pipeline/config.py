@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from rxmrl.baseline.train import BaselineConfig
-from rxmrl.training.mrl.config import MrlRunConfig
+from rxmrl.training.mrl.config import MrlRunConfig, check_reward_preset
 from rxmrl.training.supervised import SupervisedConfig
 
 MODELS = ("warm_start", "mrl", "baseline", "oracle", "random")
@@ -48,6 +48,7 @@ class EvalSection:
         unknown = [m for m in self.models if m not in MODELS]
         if unknown or not self.models:
             raise ValueError(f"models {self.models}: expected a non-empty subset of {list(MODELS)}")
+        check_reward_preset(self.reward, "eval.reward")
 
     def resolved_device(self) -> str:
         if self.device != "auto":
