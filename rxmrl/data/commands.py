@@ -169,13 +169,14 @@ def _inspect(args: argparse.Namespace) -> int:
     header = (f"{'config':<11}{'split':<11}{'episodes':>8}{'follow-ups':>11}  {'query words':>16}  "
               f"{'answer words':>16}  {'interaction tokens':>18}  over {args.max_length}")
     print(header)
-    sample = None
+    sample, failed = None, []
     for config in configs:
         for split in splits:
             try:
                 data = load_curriculum(args.source, split=split, config=config, num_episodes=args.num_episodes)
             except Exception as error:  # noqa: BLE001 -- one missing split should not hide the others
                 print(f"{config:<11}{split:<11}  unavailable: {error}")
+                failed.append(f"{config}/{split}")
                 continue
             if not len(data):
                 print(f"{config:<11}{split:<11}{0:>8}")
@@ -191,6 +192,10 @@ def _inspect(args: argparse.Namespace) -> int:
                   f"{over}/{len(tokens)}")
     if sample:
         _print_episode(*sample)
+    if failed:
+        print(f"error: {len(failed)} of {len(configs) * len(splits)} splits could not be read ({', '.join(failed)}); "
+              "see the lines above", file=sys.stderr)
+        return 2
     return 0
 
 
