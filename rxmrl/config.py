@@ -80,7 +80,7 @@ def validate(config: Any, prefix: str = "") -> None:
             except (TypeError, ValueError) as error:
                 if isinstance(error, ConfigError):
                     raise
-                raise ConfigError(f"{prefix or type(config).__name__}: {error}") from error
+                raise ConfigError(f"{prefix}: {error}" if prefix else str(error)) from error
     elif isinstance(config, (list, tuple)):
         for index, item in enumerate(config):
             validate(item, f"{prefix}.{index}")

@@ -97,6 +97,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     replaces ``path`` in one rename, on an error it is removed and ``path`` stays as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent)
     temporary = temporary_path(path)
     try:
         yield temporary
@@ -131,7 +132,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     folder atomically, see the module docstring); on an error it is removed and ``path`` is unchanged."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    recover(path)
+    remove_stale(path.parent)  # also puts back a folder a killed writer had moved aside
     temporary = temporary_path(path)
     temporary.mkdir()
     try:
@@ -152,6 +153,7 @@ def staged_files(directory: str | os.PathLike) -> Iterator[Path]:
     namesake in ``directory`` atomically (for folders that hold other outputs too, e.g. ``stage-N/run``)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    remove_stale(directory)
     staging = temporary_path(directory / "staged")
     staging.mkdir()
     try:
@@ -307,7 +309,7 @@ def is_disk_full(error: BaseException) -> bool:
         return False
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
-    return isinstance(error, (OSError, RuntimeError)) and bool(_DISK_FULL.search(str(error)))
+    return isinstance(error, Exception) and bool(_DISK_FULL.search(str(error)))
 
 
 def disk_full_error(path: str | os.PathLike) -> DiskFullError:

@@ -256,9 +256,11 @@ def test_a_resume_applies_a_changed_learning_rate_and_says_so(tmp_path, capsys):
 def test_a_resume_with_another_batch_size_is_refused(tmp_path):
     from rxmrl.config import ConfigError
 
-    make_trainer(tmp_path, max_steps=3).fit()
+    with make_trainer(tmp_path, max_steps=3) as trainer:
+        trainer.fit()
     with pytest.raises(ConfigError, match="global batch of 8; this run has 64, 0 and 4"):
         make_trainer(tmp_path, max_steps=6, batch_size=4)
+    assert not (tmp_path / ".rxmrl.lock").exists()  # the refused trainer let go of the run directory
 
 
 def test_a_huge_learning_rate_stops_at_the_last_finite_checkpoint_and_resumes_with_a_sane_one(tmp_path):

@@ -252,5 +252,6 @@ def _run_phases(config: PipelineConfig, chosen: list[str], say: Callable[[str], 
         if phase == "report":
             say(f"report: {run_dir / 'report.md'}")
     timings = read_timings(run_dir)
+    write_json(run_dir / TIMINGS_FILE, {**timings, "total": sum(timings.values())})  # also after a kill before it
     say(f"run {run_dir}: {time.perf_counter() - started:.1f} s this time; phases "
         + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))

@@ -169,6 +169,14 @@ class Trainer:
             if self.run_dir is not None else None
         self._lock = lock_run_dir(self.run_dir, self.env) if self.run_dir is not None else None
         self.metrics = MetricsLogger(self.run_dir, self.env.is_main, self.config.tensorboard)
+        try:
+            self._start(data, trainable, run_config)
+        except BaseException:  # a refused resume: leave the run directory to the next process
+            self.close()
+            raise
+
+    def _start(self, data: Any, trainable: Collection[str] | None, run_config: Any) -> None:
+        """The trainer's state: fresh, or resumed from the run directory (then ``config.toml`` is updated)."""
         self.step, self.best_value = 0, None
         self.last_loss: float | None = None
         self.last_metrics: dict[str, float] = {}
@@ -182,16 +190,18 @@ class Trainer:
         if data is not None and not hasattr(data, "state_dict") and self.checkpoints is not None:
             warnings.warn(f"{type(data).__name__} has no state_dict(): a resumed run restarts its data order "
                           "(use rxmrl.training.data_order.ResumableBatches for exact resume)", stacklevel=2)
+        saved = self.run_dir / "config.toml" if self.run_dir is not None and run_config is not None else None
+        changed = changed_keys(saved, run_config) if saved is not None and self.env.is_main else []
         if run_config is not None and self.env.is_main:
             print(format_config(run_config), flush=True)
-            if self.run_dir is not None:
-                changed = changed_keys(self.run_dir / "config.toml", run_config)
-                if changed and self.config.resume and self.checkpoints.latest() is not None:
-                    print(f"note: {self.run_dir / 'config.toml'} of the earlier attempt differs in "
-                          f"{', '.join(changed)}; the new values apply from the resumed step", flush=True)
-                save_config(run_config, self.run_dir / "config.toml")
-        if self.config.resume and self.checkpoints is not None:
-            self.resume()
+        resumed = self.config.resume and self.checkpoints is not None and self.resume()
+        if resumed and changed and self.env.is_main:
+            print(f"note: {saved} of the earlier attempt differs in {', '.join(changed)}; the new values apply "
+                  "from the resumed step", flush=True)
+        if self.step == 0:  # starting over: records of an attempt that left no checkpoint do not count
+            self.metrics.rewind(0, 0)
+        if saved is not None and self.env.is_main:  # after the resume: a refused config is not recorded
+            save_config(run_config, saved)
 
     # ------------------------------------------------------------------------------ freezing
     def set_trainable(self, groups: Collection[str] | None) -> None:
