@@ -109,13 +109,19 @@ def test_stopping_at_max_steps_and_extending_the_run_continues_exactly(tmp_path)
     assert continued == uninterrupted[7:]
 
 
-def test_a_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(tmp_path):
-    def nan_at_step_7(model, batch, count={"n": 0}):
+def nan_at_step(step: int):
+    """A step function whose loss is NaN on its ``step``-th call."""
+    count = {"n": 0}
+
+    def step_fn(model, batch):
         count["n"] += 1
         loss, metrics = toy_step(model, batch)
-        return (loss * float("nan") if count["n"] == 7 else loss), metrics
+        return (loss * float("nan") if count["n"] == step else loss), metrics
+    return step_fn
 
-    trainer = make_trainer(tmp_path, nan_at_step_7, max_steps=20, checkpoint_every=4)
+
+def test_a_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, nan_at_step(7), max_steps=20, checkpoint_every=4)
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss .*nan.* at step 7 .*no update was applied. "
                                                  r"Last finite checkpoint: .*step-00000004; running the same "
                                                  "command again resumes from it"):
@@ -126,12 +132,7 @@ def test_a_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(t
 
 
 def test_a_checkpoint_of_the_weights_that_gave_a_nan_is_set_aside(tmp_path):
-    def nan_at_step_7(model, batch, count={"n": 0}):
-        count["n"] += 1
-        loss, metrics = toy_step(model, batch)
-        return (loss * float("nan") if count["n"] == 7 else loss), metrics
-
-    trainer = make_trainer(tmp_path, nan_at_step_7, max_steps=20, checkpoint_every=3)
+    trainer = make_trainer(tmp_path, nan_at_step(7), max_steps=20, checkpoint_every=3)
     with pytest.raises(NonFiniteLossError, match=r"step-00000006 holds the weights that gave it, so it was moved "
                                                  r"aside to diverged-step-00000006. Last finite checkpoint: "
                                                  r".*step-00000003;"):

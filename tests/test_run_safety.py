@@ -384,8 +384,10 @@ BAD_CONFIGS = [
      "error: eval.reward: eval.reward='nope' is not a reward preset; expected one of ['default', 'rxlm', "
      "'rxnn-len']"),
     (["run", str(QUICKSTART), "--set", "baseline.model.preset=giant"],
-     "error: baseline.model: model.preset='giant': expected one of ['micro', 'nano', 'rxt-alpha-mini-decoder', "
-     "'rxt-alpha-supervised']"),
+     "error: baseline.model: preset='giant' is not an RxT preset; expected one of ['micro', 'nano', "
+     "'rxt-alpha-mini-decoder', 'rxt-alpha-supervised']"),
+    (["train", "supervised", "--set", "model.overrides.dims=64"],
+     "error: model: overrides.dims is not an RxTConfig field; did you mean 'dim'?"),
     (["train", "supervised", "--set", "model.overrides.dim=30"],
      "error: model: dim 30 must be divisible by num_heads 4"),
     (["baseline", "grpo", "--set", "grpo.reward_preset=x"],

@@ -19,6 +19,7 @@ Its ``seconds`` count every attempt (:class:`rxmrl.runtime.WallClock`), and the 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,11 +50,12 @@ def model_preset(name: str, overrides: dict[str, Any] | None = None):
     from rxmrl.model.config import PRESETS, RxTConfig
 
     if name not in PRESETS:
-        raise ValueError(f"model.preset={name!r}: expected one of {sorted(PRESETS)}")
-    unknown = sorted(set(overrides or {}) - set(RxTConfig.__dataclass_fields__))
-    if unknown:
-        raise ValueError(f"model.overrides names unknown field(s) {unknown}; RxTConfig has "
-                         f"{sorted(RxTConfig.__dataclass_fields__)}")
+        raise ValueError(f"preset={name!r} is not an RxT preset; expected one of {sorted(PRESETS)}")
+    fields = sorted(RxTConfig.__dataclass_fields__)
+    for key in sorted(set(overrides or {}) - set(fields)):
+        close = difflib.get_close_matches(key, fields, n=1)
+        raise ValueError(f"overrides.{key} is not an RxTConfig field" + (f"; did you mean {close[0]!r}?" if close
+                                                                          else f"; expected one of {fields}"))
     return PRESETS[name].replace(**(overrides or {}))
 
 
