@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import glob
 import json
 import math
 import os
@@ -193,7 +194,7 @@ def recover(path: str | os.PathLike) -> bool:
     path = Path(path)
     if path.exists() or not path.parent.is_dir():
         return False
-    for retired in sorted(path.parent.glob(f".{path.name}.old-*")):
+    for retired in sorted(path.parent.glob(f".{glob.escape(path.name)}.old-*")):
         if _owner_is_gone(retired):
             try:
                 os.replace(retired, path)

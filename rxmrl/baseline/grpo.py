@@ -100,10 +100,11 @@ def build_reward(section: GRPOSection, tokenizer: RxTokenizer, model=None):
 
 
 def train_baseline_grpo(config: GRPORunConfig, verbose: bool = True) -> GRPOResult:
-    """GRPO on history prompts from an SFT checkpoint; saves model + tokenizer + result to ``output_dir``."""
-    from rxmrl.runtime import torch_threads
+    """GRPO on history prompts from an SFT checkpoint; saves model + tokenizer + result to ``output_dir``
+    (holding its lock)."""
+    from rxmrl.runtime import RunLock, torch_threads
 
-    with torch_threads(config.grpo.torch_threads):
+    with RunLock(config.output_dir), torch_threads(config.grpo.torch_threads):
         return _train_baseline_grpo(config, verbose)
 
 

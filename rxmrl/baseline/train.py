@@ -165,10 +165,13 @@ def sft_arguments(config: BaselineConfig, output_dir: Path):
 
 def train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None = None, verbose: bool = True
                    ) -> BaselineResult:
-    """Build the size-matched model, SFT it on history prompts with TRL, save model + tokenizer + result."""
-    from rxmrl.runtime import torch_threads
+    """Build the size-matched model, SFT it on history prompts with TRL, save model + tokenizer + result
+    (holding ``output_dir``'s lock: one process at a time writes there)."""
+    from rxmrl.config import validate
+    from rxmrl.runtime import RunLock, torch_threads
 
-    with torch_threads(config.sft.torch_threads):
+    validate(config)
+    with RunLock(config.output_dir), torch_threads(config.sft.torch_threads):
         return _train_baseline(config, tokenizer, verbose)
 
 

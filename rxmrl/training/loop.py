@@ -17,12 +17,12 @@ Exact resume: a checkpoint restores weights, optimizer moments, schedule positio
 the open logging window restored) and any stage state (``stateful``), so the losses and records after a
 restart equal those of an uninterrupted run. Settings changed since the earlier attempt apply from the
 resumed step (learning rates included) and are named in a note; a change that would move the data
-position (batch size, examples, seed) or the model's size is refused.
+position (batch size, examples, seed) or the model's size is refused. ``step_fn`` runs inside the
+DDP-wrapped module's ``forward`` (via a small wrapper), so models whose step is more than one ``forward``
+call (RxT: encode, update memory, decode) still get DDP's gradient averaging.
 
 The run directory belongs to one process: the trainer holds its lock (:class:`rxmrl.runtime.RunLock`)
-from construction to ``close()``. ``step_fn`` runs inside the DDP-wrapped module's ``forward`` (via a small
-wrapper), so models whose step is more than one ``forward`` call (RxT: encode, update memory, decode)
-still get DDP's gradient averaging.
+from construction to ``close()``.
 
 How a stage uses it::
 
@@ -189,7 +189,7 @@ class Trainer:
         self.set_trainable(trainable)
         if data is not None and not hasattr(data, "state_dict") and self.checkpoints is not None:
             warnings.warn(f"{type(data).__name__} has no state_dict(): a resumed run restarts its data order "
-                          "(use rxmrl.training.data_order.ResumableBatches for exact resume)", stacklevel=2)
+                          "(use rxmrl.training.data_order.ResumableBatches for exact resume)", stacklevel=3)
         saved = self.run_dir / "config.toml" if self.run_dir is not None and run_config is not None else None
         changed = changed_keys(saved, run_config) if saved is not None and self.env.is_main else []
         if run_config is not None and self.env.is_main:
