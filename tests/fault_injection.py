@@ -60,7 +60,7 @@ def hold() -> None:
         time.sleep(0.05)
 
 
-LOG = ""  # this attempt's log file (hold's signal files sit beside it)
+LOG = "fault-injection"  # this attempt's log file (hold's signal files sit beside it; standalone: in the cwd)
 
 
 def tear(path) -> None:
