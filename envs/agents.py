@@ -252,5 +252,5 @@ def _run_token_episode(env: MrlEnv, agent: Agent, observation: dict[str, Any],
         infos.append({**info, "reward": reward})
         if terminated:
             return infos
-        agent.remember_batch(query, one(info["write_to_memory_ids"]))
+        agent.remember_batch(query, PaddedIds.from_lists([list(info["write_to_memory_ids"])]))
         query = one(observation["query"])

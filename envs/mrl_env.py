@@ -111,7 +111,14 @@ class MrlEnv(gym.Env):
     ``saved_index``, ``running_mean_of`` (interaction indices folded so far), ``facts``, ``fact_recall`` (of the
     answer; ``None`` when the data has no facts), ``reward_components`` (name -> float),
     ``teacher_forcing``, ``write_to_memory`` (the answer text to write) and, in token mode,
-    ``write_to_memory_ids``.
+    ``write_to_memory_ids`` (a tuple of ids: Gymnasium's vector envs batch it as one object per env, which
+    a variable-length array cannot be).
+
+    ## Vector envs
+    ``gymnasium.make_vec(id, num_envs, mode="token", ...)`` works in ``sync`` and ``async`` mode; token mode's
+    observations vary in length, so ``async`` needs ``vector_kwargs={"shared_memory": False}``; add
+    ``"context": "spawn"`` in a process that has already run torch (forking its worker threads' locks can
+    hang the workers).
 
     ## Arguments
     ``source``, ``steps``, ``split``, ``config``, ``num_episodes``, ``data_seed``: the curriculum data
@@ -233,7 +240,7 @@ class MrlEnv(gym.Env):
             "teacher_forcing": self._teacher_forcing, "write_to_memory": written_answer,
         }
         if self.mode == "token":
-            info["write_to_memory_ids"] = written_ids
+            info["write_to_memory_ids"] = tuple(int(i) for i in written_ids)
         self._step += 1
         terminated = self._step == self.steps
         next_query = "" if terminated else episode.interactions[self._step].query

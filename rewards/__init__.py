@@ -21,7 +21,7 @@ from rxmrl.rewards.memory_tokens import (
     memory_score,
     memory_target,
 )
-from rxmrl.rewards.presets import preset_reward
+from rxmrl.rewards.presets import check_preset, preset_reward
 from rxmrl.rewards.retention import MODES, PRESETS, MemoryRetentionReward, RewardConfig, RewardOutput
 from rxmrl.rewards.running_mean import DEFAULT_NEW_WEIGHT, RunningMean
 from rxmrl.rewards.rxlm import RXLM_PRESET, RxlmReward, RxlmRewardConfig
@@ -59,6 +59,7 @@ __all__ = [
     "SimilarityBackend",
     "TokenEmbeddingSimilarity",
     "as_padded",
+    "check_preset",
     "as_trl_fact_recall",
     "as_trl_reward",
     "completion_text",

@@ -23,11 +23,17 @@ def preset_reward(
 ) -> MemoryRetentionReward | RxlmReward:
     """The reward of a preset name in ``PRESETS`` or a config, over ``similarity`` (None: the sentence
     encoder, which needs ``decode`` for ids); ``tokenize`` (text -> ids) lets it score texts."""
-    if isinstance(preset, str) and preset not in PRESETS:
-        raise ValueError(f"unknown reward preset {preset!r}; expected one of {PRESETS}")
+    if isinstance(preset, str):
+        check_preset(preset, "reward preset")
     if preset == "rxlm" or isinstance(preset, RxlmRewardConfig):
         return RxlmReward(preset, similarity, decode=decode, tokenize=tokenize)
     if not isinstance(preset, (str, RewardConfig)):
         raise TypeError(f"reward preset {preset!r}: expected a name in {PRESETS}, a RewardConfig or an "
                         "RxlmRewardConfig")
     return MemoryRetentionReward(preset, similarity, decode=decode, tokenize=tokenize)
+
+
+def check_preset(name: str, where: str) -> None:
+    """Refuse an unknown preset name where a config or command names it (before any work starts)."""
+    if name not in PRESETS:
+        raise ValueError(f"{where}={name!r} is not a reward preset; expected one of {list(PRESETS)}")

@@ -37,12 +37,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Errors that say everything (a bad config, a locked run directory, a diverged run,
+    a full disk) print one ``error:`` line and exit 2 (bad input) or 1, without a traceback."""
+    from rxmrl.config import ConfigError
+    from rxmrl.runtime import RunError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as error:
+        print(f"error: {error}", flush=True)
+        return 2
+    except RunError as error:
+        print(f"error: {error}", flush=True)
+        return error.exit_code
 
 
 if __name__ == "__main__":

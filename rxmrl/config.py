@@ -10,7 +10,9 @@ stages). The same tree is
 
 Why strict: a misspelt key silently falling back to its default is the most expensive config bug in ML,
 because the run still trains. Unknown keys and ill-typed values raise ``ConfigError`` naming the key path,
-the value and what was expected, with close matches suggested.
+the value and what was expected, with close matches suggested. A dataclass checks its own fields in
+``__post_init__``; checks across fields (which must see every ``--set`` applied) go in a ``validate()``
+method, which :func:`validate` runs over the whole tree once the config is loaded, before any work.
 
 Type rules: ``int`` accepts integers (and integral floats such as ``1e4``), never booleans; ``float``
 accepts ints and floats; ``bool`` accepts only booleans (``--set x=true``); ``str`` takes ``--set`` text
@@ -61,8 +63,27 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path}: invalid TOML: {error}") from error
-    config = from_dict(cls, data)
-    return apply_overrides(config, overrides)
+    config = apply_overrides(from_dict(cls, data), overrides)
+    validate(config)
+    return config
+
+
+def validate(config: Any, prefix: str = "") -> None:
+    """Run the ``validate()`` method of every dataclass in the tree (its cross-field checks)."""
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        for f in dataclasses.fields(config):
+            validate(getattr(config, f.name), _join(prefix, f.name))
+        check = getattr(config, "validate", None)
+        if callable(check):
+            try:
+                check()
+            except (TypeError, ValueError) as error:
+                if isinstance(error, ConfigError):
+                    raise
+                raise ConfigError(f"{prefix}: {error}" if prefix else str(error)) from error
+    elif isinstance(config, (list, tuple)):
+        for index, item in enumerate(config):
+            validate(item, f"{prefix}.{index}")
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
@@ -256,11 +277,23 @@ def dump_toml(config: Any) -> str:
 
 
 def save_config(config: Any, path: str | Path) -> Path:
-    """Write the resolved configuration as TOML (the run directory's ``config.toml``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dump_toml(config), encoding="utf-8")
-    return path
+    """Write the resolved configuration as TOML (the run directory's ``config.toml``), atomically."""
+    from rxmrl.runtime import write_text
+
+    return write_text(path, dump_toml(config))
+
+
+def changed_keys(saved: str | Path, config: Any) -> list[str]:
+    """Key paths whose value differs between a saved ``config.toml`` and ``config`` (empty if none saved)."""
+    saved = Path(saved)
+    if not saved.is_file():
+        return []
+    try:
+        before = dict(_flatten(tomllib.loads(saved.read_text(encoding="utf-8")), ""))
+    except (OSError, tomllib.TOMLDecodeError):
+        return [f"(all: {saved} is unreadable)"]
+    after = dict(_flatten(to_dict(config), ""))
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
 def format_config(config: Any) -> str:

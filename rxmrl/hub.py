@@ -20,7 +20,10 @@ def local_folder(name_or_path: str | os.PathLike, patterns: Sequence[str] | None
 
     Gated repositories need the user's token (``huggingface-cli login`` or ``HF_TOKEN``).
     """
+    from rxmrl.runtime import recover
+
     directory = Path(name_or_path)
+    recover(directory)  # a folder a killed writer had moved aside
     if directory.is_dir():
         return directory
     if offline():

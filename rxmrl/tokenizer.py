@@ -124,10 +124,12 @@ class RxTokenizer:
     # -------------------------------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike) -> Path:
         """Writes ``directory/tokenizer.json`` (+ HF config files so ``AutoTokenizer`` finds it)."""
+        from rxmrl.runtime import staged_files
+
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save(str(directory / TOKENIZER_FILE))
-        self.to_hf().save_pretrained(str(directory))
+        with staged_files(directory) as staging:  # each file replaced atomically
+            self.tokenizer.save(str(staging / TOKENIZER_FILE))
+            self.to_hf().save_pretrained(str(staging))
         return directory / TOKENIZER_FILE
 
     @classmethod
@@ -219,8 +221,8 @@ def default_tokenizer(vocab_size: int = DEFAULT_VOCAB_SIZE) -> RxTokenizer:
     if path.is_file():
         return RxTokenizer.load(path)
     tokenizer = train_tokenizer(embedded_corpus(), vocab_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    tokenizer.tokenizer.save(str(temporary))
-    os.replace(temporary, path)  # atomic: concurrent first calls never read a half-written file
+    from rxmrl.runtime import atomic_file
+
+    with atomic_file(path) as temporary:  # concurrent first calls never read a half-written file
+        tokenizer.tokenizer.save(str(temporary))
     return tokenizer

@@ -6,7 +6,7 @@ TINY_MODEL = {"dim": 32, "num_layers": 1, "num_heads": 2, "query_heads": 1, "kv_
               "experts_per_token": 1, "expert_dim": 32, "encoder_ff_dim": 32, "stm_slots": 8}
 
 
-def tiny_overrides(run_dir, mrl_stages: int = 2) -> list[str]:
+def tiny_overrides(run_dir, mrl_stages: int = 3) -> list[str]:
     """Tiny model of the config's own preset, 2 steps per supervised stage, 4 episodes per MRL stage,
     a nano-sized baseline, offline data."""
     sets = [f"run_dir={run_dir}", "torch_threads=1", "supervised.data.source=embedded", "mrl.data_source=embedded",

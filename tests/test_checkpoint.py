@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -64,13 +65,13 @@ def test_a_process_killed_while_writing_leaves_the_previous_checkpoint_loadable(
     process = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert process.returncode == -9, process.stderr.decode()
     leftovers = [p.name for p in tmp_path.iterdir()]
-    assert any(name.startswith(".tmp-step-00000010") for name in leftovers)  # the half-written one
+    assert any(name.startswith(".step-00000010.tmp-") for name in leftovers)  # the half-written one
     assert manager.complete_steps() == [5] and manager.latest().name == "step-00000005"
     restored = nn.Linear(3, 3)
     assert load_checkpoint(manager.latest(), restored) == {"step": 5}
     assert torch.equal(restored.weight, model.weight)
-    manager.save(model, {"step": 11}, step=11)  # the next save clears the debris
-    assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())
+    manager.save(model, {"step": 11}, step=11)  # the next save clears the dead writer's debris
+    assert not any(".tmp-" in p.name for p in tmp_path.iterdir())
 
 
 def test_rng_state_restores_python_numpy_and_torch_streams():
@@ -94,3 +95,72 @@ def test_a_warm_start_finds_the_latest_checkpoint_of_a_run_directory(tmp_path):
     assert torch.equal(warm.weight, models[1].weight)
     with pytest.raises(FileNotFoundError, match="no complete checkpoint at"):
         find_checkpoint(tmp_path / "nowhere")
+
+
+EXIT_BETWEEN_THE_RENAMES = """
+import os, sys
+from torch import nn
+import rxmrl.runtime as runtime
+from rxmrl.training.checkpoint import CheckpointManager
+
+runtime._renameat2 = None  # a system without the atomic exchange: the two-rename fallback
+real_replace = os.replace
+def replace(source, target):
+    real_replace(source, target)
+    if ".old-" in os.fspath(target):  # the old folder is aside, the new one not yet in place
+        os._exit(3)
+os.replace = replace
+torch_model = nn.Linear(3, 3)
+CheckpointManager(sys.argv[1]).save(torch_model, {"step": 5, "again": True}, step=5)
+"""
+
+
+def test_an_exit_between_the_two_renames_of_an_overwrite_leaves_a_loadable_checkpoint(tmp_path):
+    model = nn.Linear(3, 3)
+    manager = CheckpointManager(tmp_path)
+    manager.save(model, {"step": 5}, step=5)
+    process = subprocess.run([sys.executable, "-c", EXIT_BETWEEN_THE_RENAMES, str(tmp_path)], capture_output=True)
+    assert process.returncode == 3, process.stderr.decode()
+    assert not (tmp_path / "step-00000005").exists()  # the window: the step is aside, under an .old- name
+    assert manager.latest() == tmp_path / "step-00000005"  # the reader puts it back
+    restored = nn.Linear(3, 3)
+    assert load_checkpoint(manager.latest(), restored) == {"step": 5}  # the old, complete version
+    assert torch.equal(restored.weight, model.weight)
+    manager.save(model, {"step": 6}, step=6)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000005", "step-00000006"]  # debris gone
+
+
+def test_re_saving_a_step_swaps_the_folders_in_one_step_and_leaves_no_debris(tmp_path, monkeypatch):
+    import rxmrl.runtime as runtime
+
+    if runtime._renameat2 is None:
+        pytest.skip("no renameat2 on this system")
+    renames = []
+    real_replace = runtime.os.replace
+    monkeypatch.setattr(runtime.os, "replace", lambda a, b: (renames.append(b), real_replace(a, b)))
+    manager = CheckpointManager(tmp_path)
+    manager.save(nn.Linear(2, 2), {"step": 1}, step=1)
+    manager.save(nn.Linear(2, 2), {"step": 1, "again": True}, step=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["step-00000001"]
+    assert load_checkpoint(manager.latest(), nn.Linear(2, 2)) == {"step": 1, "again": True}
+    assert not any(".old-" in str(target) for target in renames)  # exchanged, never moved aside
+
+
+def test_a_live_writers_temporaries_are_left_alone_and_a_dead_ones_removed(tmp_path):
+    from rxmrl.runtime import remove_stale, temporary_path
+
+    live = temporary_path(tmp_path / "step-00000001")  # names this (running) process
+    live.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = tmp_path / live.name.replace(f"-{os.getpid()}-", f"-{sleeper.pid}-")
+    other.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    gone = tmp_path / live.name.replace(f"-{os.getpid()}-", f"-{dead.stdout.strip()}-")
+    gone.mkdir()
+    try:
+        assert remove_stale(tmp_path) == [gone]
+        assert live.is_dir() and other.is_dir() and not gone.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert remove_stale(tmp_path) == [other]  # its writer has exited now

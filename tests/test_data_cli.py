@@ -1,5 +1,7 @@
 """``rxmrl data generate`` writes a curriculum that ``rxmrl data inspect`` and load_curriculum read back."""
 
+import pytest
+
 from rxmrl.cli import main
 from rxmrl.data import load_curriculum, load_interactions, load_stories
 
@@ -44,3 +46,30 @@ def test_inspect_reports_a_bad_source_in_one_line(tmp_path, capsys):
     (tmp_path / "rows.jsonl").write_text('{"query": "Hi", "answer": "Yo", "interactions": []}\n')
     assert main(["data", "inspect", str(tmp_path / "rows.jsonl")]) == 2
     assert "say which config it holds with --config steps-N" in capsys.readouterr().err
+
+
+GOOD_ROW = b'{"query": "Hi", "answer": "Yo", "interactions": [{"query": "What?", "answer": "Yo."}]}\n'
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("empty.jsonl", b"", "empty.jsonl is empty: expected one JSON object per line"),
+    ("bytes.jsonl", GOOD_ROW + GOOD_ROW.replace(b"Yo.", b"Y\xff."),
+     "bytes.jsonl line 2 is not valid UTF-8 (byte 0xff at column 81): expected UTF-8 JSON lines"),
+    ("cut.jsonl", GOOD_ROW + GOOD_ROW[:30], "cut.jsonl line 2 is not valid JSON (Expecting"),
+    ("cut.parquet", b"PAR1\x00\x01", "cut.parquet is not a readable parquet file"),
+])
+def test_inspect_of_an_unreadable_file_exits_non_zero_naming_the_file_and_line(tmp_path, capsys, name, content,
+                                                                                message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert main(["data", "inspect", str(path), "--config", "steps-1"]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.out and str(path) in captured.out
+    assert "error: 2 of 2 splits could not be read (steps-1/train, steps-1/validation)" in captured.err
+
+
+def test_inspect_of_an_unreachable_hub_id_exits_non_zero_naming_it(capsys):
+    assert main(["data", "inspect", "nobody/no-such-dataset", "--config", "steps-2", "--split", "train"]) == 2
+    captured = capsys.readouterr()
+    assert "could not load hub dataset 'nobody/no-such-dataset' config 'steps-2' split 'train'" in captured.out
+    assert "error: 1 of 1 splits could not be read" in captured.err

@@ -50,7 +50,7 @@ def test_batched_rewards_equal_single_env_rewards(episodes, teacher_forcing, sav
             for name, value in info["reward_components"].items():
                 assert value == pytest.approx(float(outs[i].components[name][b]), abs=1e-5, nan_ok=True)
             assert info["fact_recall"] == pytest.approx(float(outs[i].fact_recall[b]))
-            assert info["write_to_memory_ids"].tolist() == outs[i].write_to_memory.to_lists()[b]
+            assert list(info["write_to_memory_ids"]) == outs[i].write_to_memory.to_lists()[b]
 
 
 def test_one_reward_call_per_step_with_per_row_modes_and_saved_data(episodes):

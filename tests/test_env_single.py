@@ -98,7 +98,7 @@ def test_token_mode_scores_ids_of_the_interaction_the_setting_names(tokenizer, s
     follow_up_0 = tokenizer.encode_query(episode.interactions[0].query) + own
     assert reward.calls[0]["saved"] == [first]
     assert reward.calls[1]["saved"] == [follow_up_0]
-    assert infos[0]["write_to_memory_ids"].tolist() == answers[0].tolist()  # memory gets the agent's answer
+    assert list(infos[0]["write_to_memory_ids"]) == answers[0].tolist()  # memory gets the agent's answer
     assert reward.calls[1]["reference"] == [tokenizer.encode_answer(episode.interactions[1].answer)]
     assert reward.calls[2]["generated"] == [answers[2].tolist()]
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,22 +109,36 @@ def test_stopping_at_max_steps_and_extending_the_run_continues_exactly(tmp_path)
     assert continued == uninterrupted[7:]
 
 
-def test_a_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(tmp_path):
-    def nan_at_step_7(model, batch, count={"n": 0}):
+def nan_at_step(step: int):
+    """A step function whose loss is NaN on its ``step``-th call."""
+    count = {"n": 0}
+
+    def step_fn(model, batch):
         count["n"] += 1
         loss, metrics = toy_step(model, batch)
-        return (loss * float("nan") if count["n"] == 7 else loss), metrics
+        return (loss * float("nan") if count["n"] == step else loss), metrics
+    return step_fn
 
-    trainer = make_trainer(tmp_path, nan_at_step_7, max_steps=20, checkpoint_every=3)
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss .*nan.* at step 7 .*no update was applied"
-                                                 r".*step-00000006") as error:
+
+def test_a_nan_loss_stops_before_the_update_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = make_trainer(tmp_path, nan_at_step(7), max_steps=20, checkpoint_every=4)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss .*nan.* at step 7 .*no update was applied. "
+                                                 r"Last finite checkpoint: .*step-00000004; running the same "
+                                                 "command again resumes from it"):
         trainer.fit()
-    assert "Last good checkpoint" in str(error.value)
-    assert trainer.step == 6 and trainer.checkpoints.complete_steps() == [0 + 3, 6]
+    assert trainer.step == 6 and trainer.checkpoints.complete_steps() == [4]
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
-    reloaded = make_trainer(tmp_path, max_steps=20)
-    for a, b in zip(reloaded.model.parameters(), trainer.model.parameters()):
-        assert torch.equal(a, b)  # the checkpoint holds the weights at the last good step
+    assert make_trainer(tmp_path, max_steps=20).step == 4
+
+
+def test_a_checkpoint_of_the_weights_that_gave_a_nan_is_set_aside(tmp_path):
+    trainer = make_trainer(tmp_path, nan_at_step(7), max_steps=20, checkpoint_every=3)
+    with pytest.raises(NonFiniteLossError, match=r"step-00000006 holds the weights that gave it, so it was moved "
+                                                 r"aside to diverged-step-00000006. Last finite checkpoint: "
+                                                 r".*step-00000003;"):
+        trainer.fit()  # a resume from step 6 would replay the same batch on the same weights
+    assert trainer.checkpoints.complete_steps() == [3]
+    assert (tmp_path / "checkpoints" / "diverged-step-00000006" / "model.safetensors").is_file()
 
 
 def test_best_checkpoint_follows_the_evaluation_metric(tmp_path):
@@ -179,3 +196,95 @@ def test_groups_clipped_apart_keep_their_own_norm_so_a_large_one_does_not_shrink
     assert norm(apart, rest) < 1.0 and norm(apart, rest) > 100 * norm(together, rest)  # the rest is not shrunk
     assert apart["metrics"]["grad_norm/head"] > 100 and "grad_norm/head" not in together["metrics"]
     assert apart["metrics"]["grad_norm"] == pytest.approx(together["metrics"]["grad_norm"], rel=1e-4)
+
+
+def comparable(records):
+    """Metric records without the wall-clock fields (they differ between any two runs)."""
+    return [{k: v for k, v in r.items() if k not in ("time", "steps_per_second")} for r in records]
+
+
+def test_a_resume_cuts_the_metrics_back_to_its_checkpoint_and_restores_the_logging_window(tmp_path):
+    make_trainer(tmp_path / "full", max_steps=12, log_every=4, checkpoint_every=3).fit()
+    crashed = make_trainer(tmp_path / "cut", crash_after(9), max_steps=12, log_every=4, checkpoint_every=3)
+    with pytest.raises(Crash):
+        crashed.fit()  # logged steps 4 and 8, checkpointed at 9 (its window: step 9), died in step 10
+    assert [r["step"] for r in read_metrics(tmp_path / "cut" / "metrics.jsonl")] == [4, 8]
+    resumed = make_trainer(tmp_path / "cut", max_steps=12, log_every=4, checkpoint_every=3)
+    assert resumed.step == 9 and resumed.window_steps == 1  # step 9 is in the open window of steps 9-12
+    resumed.fit()
+    full = read_metrics(tmp_path / "full" / "metrics.jsonl")
+    cut = read_metrics(tmp_path / "cut" / "metrics.jsonl")
+    assert [r["step"] for r in cut] == [4, 8, 12]  # nothing twice
+    assert comparable(cut) == comparable(full)  # the record after the resume averages the same 4 steps
+
+
+def test_records_a_killed_attempt_wrote_after_its_last_checkpoint_are_dropped(tmp_path):
+    crashed = make_trainer(tmp_path, crash_after(9), max_steps=12, log_every=1, checkpoint_every=4)
+    with pytest.raises(Crash):
+        crashed.fit()
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == list(range(1, 10))
+    make_trainer(tmp_path, max_steps=12, log_every=1, checkpoint_every=4).fit()  # resumes at step 8
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")] == list(range(1, 13))
+
+
+def test_a_resume_after_the_last_checkpoint_still_reports_the_final_loss(tmp_path):
+    first = make_trainer(tmp_path, max_steps=6).fit()
+    again = make_trainer(tmp_path, max_steps=6).fit()  # killed before its caller recorded the result
+    assert again.losses == [] and again.final_loss == first.final_loss == first.losses[-1]
+    assert again.last_metrics == first.last_metrics
+
+
+def test_a_resume_applies_a_changed_learning_rate_and_says_so(tmp_path, capsys):
+    from rxmrl.config import load_config
+
+    run_config = load_config(LoopConfig)  # any dataclass tree: what config.toml records
+    flat = ScheduleConfig(warmup_steps=0, min_lr_ratio=1.0)
+    loop = LoopConfig(max_steps=4, progress=False, tensorboard=False)
+    trainer = Trainer(ToyMoEClassifier(), toy_step, toy_batches(), config=loop, optim=OptimConfig(lr=1e-2),
+                      schedule=flat, run_dir=tmp_path, env=DistEnv(), run_config=run_config)
+    trainer.fit()
+    changed = dataclasses.replace(run_config, grad_clip=0.5)
+    resumed = Trainer(ToyMoEClassifier(), toy_step, toy_batches(), config=dataclasses.replace(loop, max_steps=8),
+                      optim=OptimConfig(lr=1e-3), schedule=flat, run_dir=tmp_path, env=DistEnv(),
+                      run_config=changed)
+    assert resumed.step == 4
+    assert {g["lr"] for g in resumed.optimizer.param_groups} == {1e-3}  # not the checkpoint's 1e-2
+    assert "differs in grad_clip; the new values apply from the resumed step" in capsys.readouterr().out
+    resumed.fit()
+    assert read_metrics(tmp_path / "metrics.jsonl")[-1]["lr/default"] == 1e-3
+
+
+def test_a_resume_with_another_batch_size_is_refused(tmp_path):
+    from rxmrl.config import ConfigError
+
+    with make_trainer(tmp_path, max_steps=3) as trainer:
+        trainer.fit()
+    with pytest.raises(ConfigError, match="global batch of 8; this run has 64, 0 and 4"):
+        make_trainer(tmp_path, max_steps=6, batch_size=4)
+    assert not (tmp_path / ".rxmrl.lock").exists()  # the refused trainer let go of the run directory
+
+
+def test_a_huge_learning_rate_stops_at_the_last_finite_checkpoint_and_resumes_with_a_sane_one(tmp_path):
+    from safetensors.torch import load_file
+
+    huge, sane_lr = OptimConfig(lr=1e30), OptimConfig(lr=3e-2)
+    torch.manual_seed(0)
+    config = LoopConfig(max_steps=20, log_every=1, checkpoint_every=1, progress=False, tensorboard=False)
+    warm = Trainer(ToyMoEClassifier(), toy_step, toy_batches(), config=dataclasses.replace(config, max_steps=2),
+                   optim=sane_lr, run_dir=tmp_path, env=DistEnv())
+    warm.fit()  # two good steps on disk
+    diverging = Trainer(ToyMoEClassifier(), toy_step, toy_batches(), config=config, optim=huge, run_dir=tmp_path,
+                        env=DistEnv())
+    with pytest.raises(NonFiniteLossError, match=r"non-finite .* moved aside to diverged-step-0000000\d. Last "
+                                                 r"finite checkpoint: .*step-0000000\d; running the same command "
+                                                 r"again resumes from it") as error:
+        diverging.fit()
+    named = re.search(r"Last finite checkpoint: (\S+);", str(error.value)).group(1)
+    assert Path(named) == diverging.checkpoints.latest()  # where the next run resumes
+    for path in (tmp_path / "checkpoints").iterdir():  # nothing non-finite was saved, the set-aside one included
+        assert all(torch.isfinite(t).all() for t in load_file(path / "model.safetensors").values()), path
+    sane = Trainer(ToyMoEClassifier(), toy_step, toy_batches(), config=config, optim=sane_lr, run_dir=tmp_path,
+                   env=DistEnv())
+    assert sane.step == int(Path(named).name.split("-")[1])
+    result = sane.fit()
+    assert result.step == 20 and all(math.isfinite(loss) for loss in result.losses)

@@ -38,7 +38,11 @@ def test_loading_a_saved_position_continues_with_the_same_batches():
 
 def test_a_position_from_another_data_set_is_refused():
     order = BatchOrder(10, batch_size=2, seed=0)
-    with pytest.raises(ValueError, match="saved data position is for 12 examples with seed 0"):
+    with pytest.raises(ValueError, match="data position is for 12 examples, seed 0 and a global batch of 2; this "
+                                         r"run has 10, 0 and 2 \(batch_size x ranks\)"):
         order.load_state_dict(BatchOrder(12, batch_size=2).state_dict())
+    with pytest.raises(ValueError, match="global batch of 4; this run has 10, 0 and 2"):
+        order.load_state_dict(BatchOrder(10, batch_size=4).state_dict())  # a changed batch size
+    order.load_state_dict(BatchOrder(10, batch_size=1, world_size=2).state_dict())  # the same global batch
     with pytest.raises(ValueError, match="3 examples cannot fill one global batch of 2 x 2 ranks = 4"):
         BatchOrder(3, batch_size=2, world_size=2)

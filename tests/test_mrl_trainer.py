@@ -310,3 +310,25 @@ def test_fact_weight_mixes_recall_into_the_rewards_the_advantages_come_from(toke
     assert torch.equal(mixed[~known], rollout.rewards[~known])
     with pytest.raises(ValueError, match="fact_weight"):
         tiny_config("reward.fact_weight=2")
+
+
+def test_nan_weights_met_by_the_sampler_stop_with_the_guards_message(tokenizer, tmp_path):
+    from rxmrl.training.loop import NonFiniteLossError
+
+    trainer = MrlTrainer(tiny_config(), tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
+    with torch.no_grad():
+        for parameter in trainer.model.policy.decoder.parameters():
+            parameter.fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match=r"non-finite sampling probabilities \(the policy's logits\) \(nan\) "
+                                                 r"at step 1 .* Last finite checkpoint: none yet in "):
+        trainer.fit()  # not torch's "probability tensor contains either inf, nan or element < 0"
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_a_resume_with_another_batch_of_episodes_is_refused(tokenizer, tmp_path):
+    from rxmrl.config import ConfigError
+
+    MrlTrainer(tiny_config(), tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path).fit()
+    with pytest.raises(ConfigError, match=r"curriculum position was saved with another layout \(batch_episodes 3 "
+                                          r"-> 2\): set it back to resume, or use a new run_dir"):
+        MrlTrainer(tiny_config("mrl.batch_episodes=2"), tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)

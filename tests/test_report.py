@@ -7,7 +7,8 @@ import pytest
 
 from rxmrl.evaluation.reward_range import EvaluationResult
 from rxmrl.pipeline.report import write_report
-from rxmrl.pipeline.run import evaluation_record, write_json
+from rxmrl.pipeline.run import evaluation_record
+from rxmrl.runtime import write_json
 
 
 def result(name: str, rewards: np.ndarray, recall: np.ndarray) -> EvaluationResult:

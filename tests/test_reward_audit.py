@@ -163,7 +163,7 @@ def test_audit_command_writes_table_json_and_plots(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--preset", "memry"], "unknown reward preset(s) ['memry']"),
+    (["--preset", "memry"], "--preset='memry' is not a reward preset"),
     (["--cases", "oracle,fake"], "unknown audit case(s) ['fake']"),
     (["--checkpoint", "/nonexistent"], "holds no config.json"),
     (["--reward-callable", "json"], "expected 'module:name'"),

@@ -71,3 +71,24 @@ def test_warmstart_preset_loads_and_finishes_in_the_published_order():
     config = load_config(SupervisedConfig, WARMSTART)
     assert config.stages == [1, 2, 3, 4] and config.model.preset == "nano"
     assert config.stage4.unfreeze_memory_attention_at <= config.stage4.unfreeze_encoder_at
+
+
+def test_one_generated_folder_feeds_all_four_stages(tmp_path, monkeypatch):
+    from rxmrl.data import load_interactions, load_stories
+
+    data = tmp_path / "data"
+    assert main(["data", "generate", "--out", str(data), "--configs", "steps-6", "--num-train", "4",
+                 "--num-validation", "4", "--num-supervised", "8", "--num-interactions", "20",
+                 "--num-stories", "20"]) == 0
+    read = []
+    for module, name in ((load_stories, "load_stories"), (load_interactions, "load_interactions")):
+        monkeypatch.setattr(f"rxmrl.data.{name}", lambda source, *a, _f=module, **k: read.append(source) or _f(
+            source, *a, **k))
+    run_dir = tmp_path / "run"
+    overrides = [*tiny_overrides(run_dir), "--set", f"data.source={data}", "--set", "data.curriculum_steps=6"]
+    assert main(["train", "supervised", "--config", str(WARMSTART), *overrides]) == 0
+    assert read == [str(data), str(data)]  # stages 1 and 2 read the folder's stories/ and sft/
+    assert load_stories(data, num_stories=3) == load_stories(data / "stories", num_stories=3)
+    assert load_interactions(data, num_interactions=3) == load_interactions(data / "sft", num_interactions=3)
+    for stage in (1, 2, 3, 4):
+        assert json.loads((run_dir / f"stage-{stage}" / "stage.json").read_text())["steps"] == 3

@@ -11,7 +11,6 @@ Torch, transformers and TRL are imported inside the handlers.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from rxmrl.config import add_config_arguments
@@ -116,7 +115,9 @@ def _latency(args: argparse.Namespace) -> int:
     rows = measure_latency(stateless, rxt, tokenizer, conversation, repeats=args.repeats)
     print(format_latency_table(rows))
     if args.json is not None:
-        args.json.write_text(json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
+        from rxmrl.runtime import write_json
+
+        write_json(args.json, [dataclasses.asdict(r) for r in rows])
     if args.plot is not None:
         print(f"plot: {plot_latency(rows, args.plot)}")
     return 0

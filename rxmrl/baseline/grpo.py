@@ -14,8 +14,8 @@ as each answer's advantage in a clipped policy-gradient loss (``beta`` > 0 adds 
 
 from __future__ import annotations
 
-import json
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -50,6 +50,11 @@ class GRPOSection:
     logging_steps: int = 5
     seed: int = 0
     torch_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        from rxmrl.rewards import check_preset
+
+        check_preset(self.reward_preset, "grpo.reward_preset")
 
 
 @dataclass
@@ -101,10 +106,11 @@ def build_reward(section: GRPOSection, tokenizer: RxTokenizer, model=None, stati
 
 
 def train_baseline_grpo(config: GRPORunConfig, verbose: bool = True) -> GRPOResult:
-    """GRPO on history prompts from an SFT checkpoint; saves model + tokenizer + result to ``output_dir``."""
-    from rxmrl.baseline.train import torch_threads
+    """GRPO on history prompts from an SFT checkpoint; saves model + tokenizer + result to ``output_dir``
+    (holding its lock)."""
+    from rxmrl.runtime import RunLock, torch_threads
 
-    with torch_threads(config.grpo.torch_threads):
+    with RunLock(config.output_dir), torch_threads(config.grpo.torch_threads):
         return _train_baseline_grpo(config, verbose)
 
 
@@ -112,6 +118,7 @@ def _train_baseline_grpo(config: GRPORunConfig, verbose: bool) -> GRPOResult:
     from trl import GRPOConfig, GRPOTrainer
 
     from rxmrl.baseline.train import load_baseline
+    from rxmrl.runtime import staged_files, write_json
 
     section = config.grpo
     started = time.perf_counter()
@@ -132,14 +139,16 @@ def _train_baseline_grpo(config: GRPORunConfig, verbose: bool) -> GRPOResult:
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[build_reward(section, tokenizer, model, statistics)], args=args,
                           train_dataset=dataset, processing_class=tokenizer.to_hf())
-    trainer.train()
+    with warnings.catch_warnings():  # TRL 1.16 itself reads transformers' deprecated alias; nothing of ours
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        trainer.train()
     rewards = [float(r["reward"]) for r in trainer.state.log_history if "reward" in r]
     if verbose:
         print("mean reward per logging interval: " + " ".join(f"{r:.3f}" for r in rewards))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
+    with staged_files(output_dir) as staging:  # each file replaced atomically
+        model.save_pretrained(staging)
     tokenizer.save(output_dir)
     result = GRPOResult(str(output_dir), rewards, time.perf_counter() - started)
-    (output_dir / GRPO_RESULT_FILE).write_text(json.dumps(asdict(result), indent=2) + "\n")
+    write_json(output_dir / GRPO_RESULT_FILE, asdict(result), nan_as_null=False)
     return result
 

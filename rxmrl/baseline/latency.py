@@ -76,10 +76,10 @@ def stateless_turn(model: PreTrainedModel, prompt_ids: list[int], answer_ids: li
     """Prompt prefill, then the answer one token at a time through Hugging Face's KV cache."""
     device = next(model.parameters()).device
     output = model(input_ids=torch.tensor([prompt_ids], device=device), use_cache=True)  # [1, P]
-    cache = output.past_key_values
+    cache = output.cache  # transformers 5: `cache` (the `past_key_values` name is deprecated)
     for token in answer_ids[:-1]:
-        output = model(input_ids=torch.tensor([[token]], device=device), past_key_values=cache, use_cache=True)
-        cache = output.past_key_values
+        output = model(input_ids=torch.tensor([[token]], device=device), cache=cache, use_cache=True)
+        cache = output.cache
 
 
 @torch.no_grad()
@@ -203,9 +203,6 @@ def plot_latency(rows: Sequence[LatencyRow], path: str | Path) -> Path:
         axis.set_xlabel("turn")
         axis.grid(alpha=0.3)
     axes[0].legend()
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    from rxmrl.pipeline.plots import save_figure
+
+    return save_figure(figure, path)

@@ -15,11 +15,8 @@ CPU-friendly defaults: fp32, no gradient checkpointing, no dataloader workers, n
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -43,6 +40,11 @@ class ModelSection:
     match: Literal["total", "decoder", "decoder_active"] = "total"  # which RxT count to match
     num_layers: int | None = None  # Llama depth; None: 2 x the preset's layers (decoder + encoder)
     max_length: int = 512  # context: prompt + completion tokens (longer histories are cut from the left)
+
+    def validate(self) -> None:
+        from rxmrl.training.supervised import model_preset
+
+        model_preset(self.preset)
 
 
 @dataclass
@@ -161,24 +163,15 @@ def sft_arguments(config: BaselineConfig, output_dir: Path):
     )
 
 
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run with ``count`` torch threads (None: unchanged), restoring the previous count afterwards."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if count is not None:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None = None, verbose: bool = True
                    ) -> BaselineResult:
-    """Build the size-matched model, SFT it on history prompts with TRL, save model + tokenizer + result."""
-    with torch_threads(config.sft.torch_threads):
+    """Build the size-matched model, SFT it on history prompts with TRL, save model + tokenizer + result
+    (holding ``output_dir``'s lock: one process at a time writes there)."""
+    from rxmrl.config import validate
+    from rxmrl.runtime import RunLock, torch_threads
+
+    validate(config)
+    with RunLock(config.output_dir), torch_threads(config.sft.torch_threads):
         return _train_baseline(config, tokenizer, verbose)
 
 
@@ -189,6 +182,7 @@ def _train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None, verbo
     from rxmrl.baseline.model import build_stateless_model, rxt_target_parameters
     from rxmrl.config import save_config
     from rxmrl.model import get_preset
+    from rxmrl.runtime import staged_files, write_json
     from rxmrl.tokenizer import default_tokenizer
 
     started = time.perf_counter()
@@ -221,13 +215,13 @@ def _train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None, verbo
         + " ".join(f"{loss:.3f}" for loss in train_losses))
     say(f"validation completion loss after SFT: {loss_after:.4f}")
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(output_dir)
+    with staged_files(output_dir) as staging:  # each file replaced atomically (trainer/ stays beside them)
+        model.save_pretrained(staging)
     tokenizer.save(output_dir)
     save_config(config, output_dir / CONFIG_FILE)
     result = BaselineResult(str(output_dir), parameters, target, loss_before, loss_after, train_losses,
                             len(train_set), stats.summary(), time.perf_counter() - started)
-    (output_dir / RESULT_FILE).write_text(json.dumps(asdict(result), indent=2) + "\n")
+    write_json(output_dir / RESULT_FILE, asdict(result), nan_as_null=False)
     say(f"saved model + tokenizer to {output_dir} in {result.seconds:.1f} s")
     if not math.isfinite(loss_after):
         raise FloatingPointError(f"validation loss after SFT is {loss_after}: training diverged")

@@ -80,8 +80,10 @@ def _generate(args: argparse.Namespace) -> int:
             path = write_episodes(episodes, args.out / config / f"{split}.parquet")
             written.setdefault(config, {})[split] = len(episodes)
             print(f"{path}: {len(episodes)} episodes")
+    from rxmrl.runtime import write_text
+
     corpora = _write_corpora(args)
-    (args.out / "README.md").write_text(_dataset_card(written, corpora, args.seed), encoding="utf-8")
+    write_text(args.out / "README.md", _dataset_card(written, corpora, args.seed))
     print(f"{args.out / 'README.md'}: dataset card")
     return 0
 
@@ -91,6 +93,7 @@ def _write_corpora(args: argparse.Namespace) -> dict[str, dict[str, int]]:
     import pyarrow.parquet as pq
 
     from rxmrl.data import storygen
+    from rxmrl.runtime import atomic_file
 
     counts: dict[str, dict[str, int]] = {"sft": {}, "stories": {}}
     for split, share in (("train", 1), ("validation", 10)):
@@ -100,8 +103,8 @@ def _write_corpora(args: argparse.Namespace) -> dict[str, dict[str, int]]:
             ("sft", pa.table({"query": [i.query for i in interactions], "answer": [i.answer for i in interactions]})),
             ("stories", pa.table({"text": stories})),
         ):
-            (args.out / name).mkdir(parents=True, exist_ok=True)
-            pq.write_table(table, args.out / name / f"{split}.parquet")
+            with atomic_file(args.out / name / f"{split}.parquet") as temporary:
+                pq.write_table(table, temporary)
             counts[name][split] = table.num_rows
             print(f"{args.out / name / f'{split}.parquet'}: {table.num_rows} rows")
     return counts
@@ -166,13 +169,14 @@ def _inspect(args: argparse.Namespace) -> int:
     header = (f"{'config':<11}{'split':<11}{'episodes':>8}{'follow-ups':>11}  {'query words':>16}  "
               f"{'answer words':>16}  {'interaction tokens':>18}  over {args.max_length}")
     print(header)
-    sample = None
+    sample, failed = None, []
     for config in configs:
         for split in splits:
             try:
                 data = load_curriculum(args.source, split=split, config=config, num_episodes=args.num_episodes)
             except Exception as error:  # noqa: BLE001 -- one missing split should not hide the others
                 print(f"{config:<11}{split:<11}  unavailable: {error}")
+                failed.append(f"{config}/{split}")
                 continue
             if not len(data):
                 print(f"{config:<11}{split:<11}{0:>8}")
@@ -188,6 +192,10 @@ def _inspect(args: argparse.Namespace) -> int:
                   f"{over}/{len(tokens)}")
     if sample:
         _print_episode(*sample)
+    if failed:
+        print(f"error: {len(failed)} of {len(configs) * len(splits)} splits could not be read ({', '.join(failed)}); "
+              "see the lines above", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -6,7 +6,9 @@ care where the data came from. ``source`` is read as:
 - ``"embedded"`` -- generated on demand by :mod:`rxmrl.data.storygen` (no files, no network);
 - a path to a ``.jsonl`` / ``.json`` / ``.parquet`` file -- one split of one config, in the published schema;
 - a path to a folder -- ``DIR/steps-N/{split}.parquet`` as ``rxmrl data generate`` writes it, or the
-  hub's layout ``DIR/steps-N/{split}-00000-of-00001.parquet`` (jsonl works too);
+  hub's layout ``DIR/steps-N/{split}-00000-of-00001.parquet`` (jsonl works too); its ``DIR/stories/`` and
+  ``DIR/sft/`` hold the plain stories and single interactions (else ``DIR/{split}.*`` does), so one
+  generated folder feeds all four supervised stages;
 - anything else -- a hub id, loaded with ``datasets.load_dataset(id, "steps-N", split=...)``.
 """
 
@@ -118,7 +120,7 @@ def load_interactions(source: str | os.PathLike = EMBEDDED, split: str = "train"
     name = str(source)
     if name == EMBEDDED:
         return storygen.generate_interactions(split, num_interactions or 10_000, seed)
-    rows = _load_rows(name, None, split)[:num_interactions]
+    rows = _load_rows(name, _corpus_folder(name, "sft"), split)[:num_interactions]
     interactions = []
     for i, row in enumerate(rows):
         where = f"interaction {i} of {split} ({name})"
@@ -136,7 +138,7 @@ def load_stories(source: str | os.PathLike = EMBEDDED, split: str = "train", *,
     name = str(source)
     if name == EMBEDDED:
         return storygen.generate_stories(split, num_stories or 5_000, seed)
-    rows = _load_rows(name, None, split)[:num_stories]
+    rows = _load_rows(name, _corpus_folder(name, "stories"), split)[:num_stories]
     for i, row in enumerate(rows):
         text = row.get("text") if isinstance(row, dict) else None
         if not isinstance(text, str) or not text.strip():
@@ -175,6 +177,11 @@ def truncation_report(episodes: Sequence[Episode], tokenizer: InteractionTokeniz
 
 
 # ---------------------------------------------------------------------------------------------- reading
+
+def _corpus_folder(source: str, name: str) -> str | None:
+    """``name`` when ``source`` is a folder with that sub-folder (as ``rxmrl data generate`` writes it)."""
+    return name if (Path(source).expanduser() / name).is_dir() else None
+
 
 def _load_rows(source: str, config: str | None, split: str) -> list[dict[str, Any]]:
     path = Path(source).expanduser()
@@ -215,10 +222,44 @@ def _read_files(files: list[Path]) -> list[dict[str, Any]]:
     try:
         dataset = datasets.load_dataset(_FILE_BUILDERS[files[0].suffix], data_files=[str(f) for f in files],
                                         split="train")
+        return dataset.to_list()  # arrow keeps bad UTF-8 bytes until the strings are decoded here
+    except Exception as error:  # noqa: BLE001 -- datasets' own errors name neither the file nor the row
+        raise CurriculumValidationError(_unreadable(files, error)) from error
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()
-    return dataset.to_list()
+
+
+def _unreadable(files: list[Path], error: Exception) -> str:
+    """Which file, and which line of it, stopped ``datasets`` (an empty file, bad bytes, a cut-off line)."""
+    for file in files:
+        data = file.read_bytes()
+        if not data.strip():
+            return f"{file} is empty: expected one JSON object per line (or a parquet table)"
+        if file.suffix == ".parquet":
+            import pyarrow.parquet as pq
+
+            try:
+                pq.read_metadata(file)
+            except Exception as bad:  # noqa: BLE001
+                return f"{file} is not a readable parquet file: {bad}"
+            continue
+        try:
+            json.loads(data)  # one JSON document (a list of rows) is fine as a whole
+            continue
+        except ValueError:
+            pass
+        for number, line in enumerate(data.splitlines(), start=1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                return (f"{file} line {number} is not valid UTF-8 (byte 0x{line[bad.start]:02x} at column "
+                        f"{bad.start + 1}): expected UTF-8 JSON lines")
+            try:
+                json.loads(text) if text.strip() else None
+            except ValueError as bad:
+                return f"{file} line {number} is not valid JSON ({bad}): expected one JSON object per line"
+    return f"cannot read {', '.join(map(str, files))}: {type(error).__name__}: {error}"
 
 
 def _load_hub(repo_id: str, config: str | None, split: str) -> list[dict[str, Any]]:
@@ -258,17 +299,17 @@ def episodes_table(episodes: Sequence[Episode]):
 
 
 def write_episodes(episodes: Sequence[Episode], path: str | os.PathLike) -> Path:
-    """Writes ``.parquet`` or ``.jsonl`` by the suffix of ``path``; returns the path."""
+    """Writes ``.parquet`` or ``.jsonl`` by the suffix of ``path`` (atomically); returns the path."""
+    from rxmrl.runtime import atomic_file, write_text
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        pq.write_table(episodes_table(episodes), path)
+        with atomic_file(path) as temporary:
+            pq.write_table(episodes_table(episodes), temporary)
     elif path.suffix == ".jsonl":
-        with path.open("w", encoding="utf-8") as file:
-            for episode in episodes:
-                file.write(json.dumps(episode.to_row(), ensure_ascii=False) + "\n")
+        write_text(path, "".join(json.dumps(episode.to_row(), ensure_ascii=False) + "\n" for episode in episodes))
     else:
         raise ValueError(f"cannot write {path}: expected a .parquet or .jsonl path")
     return path

@@ -177,11 +177,10 @@ def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[s
     from rxmrl.envs.scoring import build_reward
     from rxmrl.evaluation import audit_cases as cases_module
     from rxmrl.evaluation.agents import load_agent, load_tokenizer_for, model_embedding
-    from rxmrl.rewards import PRESETS, RewardConfig, episode_memory_targets
+    from rxmrl.rewards import RewardConfig, check_preset, episode_memory_targets
 
-    unknown = [p for p in settings.presets if p not in PRESETS]
-    if unknown:
-        raise ValueError(f"unknown reward preset(s) {unknown}: expected some of {list(PRESETS)}")
+    for preset in settings.presets:
+        check_preset(preset, "--preset")
     wanted = list(settings.cases or cases_module.SCRIPTED_CASES)
     bad = [c for c in wanted if c not in cases_module.SCRIPTED_CASES]
     if bad:
@@ -255,7 +254,7 @@ def write_audit(audit: Audit, out_dir, level: float = 0.95) -> dict[str, str]:
     from pathlib import Path
 
     from rxmrl.pipeline.plots import plot_reward_audit
-    from rxmrl.pipeline.run import write_json, write_text
+    from rxmrl.runtime import write_json, write_text
 
     out = Path(out_dir)
     summary = audit.summary(level)

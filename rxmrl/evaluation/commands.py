@@ -136,10 +136,9 @@ def run_eval(args: argparse.Namespace):
     from rxmrl.envs.scoring import build_reward
     from rxmrl.evaluation.agents import AGENT_NAMES, load_agent, load_tokenizer_for, model_embedding
     from rxmrl.evaluation.reward_range import evaluate
-    from rxmrl.rewards import PRESETS
+    from rxmrl.rewards import check_preset
 
-    if args.reward not in PRESETS:
-        raise ValueError(f"--reward {args.reward!r}: expected one of {', '.join(PRESETS)}")
+    check_preset(args.reward, "--reward")
     if args.similarity == "policy-embedding" and (getattr(args, "compare", None) or args.agent in AGENT_NAMES):
         raise ValueError("--similarity policy-embedding scores with one checkpoint's own token embeddings: give one "
                          "checkpoint with --agent (for --compare, oracle or random use encoder or random-embedding)")

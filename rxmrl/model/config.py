@@ -136,7 +136,9 @@ class RxTConfig:
         return cls(**values)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        from rxmrl.runtime import write_json
+
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> RxTConfig:

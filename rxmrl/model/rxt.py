@@ -321,11 +321,13 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
         """
         from rxmrl.model.card import card_values
 
+        from rxmrl.runtime import staged_files
+
         directory = Path(directory)
-        (directory / "README.md").unlink(missing_ok=True)  # ours to rewrite, like config.json
         values = card_values(self, hub_kwargs.get("repo_id") or directory.name, provenance, evaluation)
-        return super().save_pretrained(directory, model_card_kwargs={**values, **(model_card_kwargs or {})},
-                                       **hub_kwargs)
+        with staged_files(directory) as staging:  # each file replaces its namesake atomically
+            return super().save_pretrained(staging, model_card_kwargs={**values, **(model_card_kwargs or {})},
+                                           **hub_kwargs)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """What ``ModelHubMixin.save_pretrained`` and ``push_to_hub`` call to write the weights."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from rxmrl.baseline.train import BaselineConfig
+from rxmrl.rewards.presets import check_preset
 from rxmrl.training.mrl.config import MrlRunConfig
 from rxmrl.training.supervised import SupervisedConfig
 
@@ -47,13 +48,10 @@ class EvalSection:
         if self.steps < 1 or (self.num_episodes is not None and self.num_episodes < 1) or self.batch_size < 1:
             raise ValueError(f"steps={self.steps}, num_episodes={self.num_episodes}, batch_size={self.batch_size}:"
                              " expected positive counts")
-        from rxmrl.rewards import PRESETS
-
-        if self.reward not in PRESETS:
-            raise ValueError(f"reward={self.reward!r}: expected one of {', '.join(PRESETS)}")
         unknown = [m for m in self.models if m not in MODELS]
         if unknown or not self.models:
             raise ValueError(f"models {self.models}: expected a non-empty subset of {list(MODELS)}")
+        check_preset(self.reward, "eval.reward")
 
     def resolved_device(self) -> str:
         if self.device != "auto":
@@ -77,11 +75,8 @@ class AuditSection:
     models: list[str] = field(default_factory=lambda: ["warm_start", "mrl"])  # audited with vs without memory
 
     def __post_init__(self) -> None:
-        from rxmrl.rewards import PRESETS
-
-        unknown = [p for p in self.presets if p not in PRESETS]
-        if unknown:
-            raise ValueError(f"presets {unknown}: expected some of {list(PRESETS)}")
+        for preset in self.presets:
+            check_preset(preset, "audit.presets")
         if any(m not in ("warm_start", "mrl") for m in self.models):
             raise ValueError(f"models {self.models}: expected a subset of ['warm_start', 'mrl'] (RxT models)")
 

@@ -21,11 +21,14 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path: str | Path) -> Path:
+def save_figure(figure, path: str | Path) -> Path:
+    """Lay the figure out, write it as a PNG atomically and close it."""
+    from rxmrl.runtime import atomic_file
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    with atomic_file(path) as temporary:
+        figure.savefig(temporary, dpi=110, format=path.suffix.lstrip(".") or "png")
     _pyplot().close(figure)
     return path
 
@@ -59,7 +62,7 @@ def plot_mrl_rewards(records: Sequence[Mapping[str, Any]], path: str | Path,
     axis.grid(alpha=0.3)
     if stages:
         axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside: lines stay visible
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_reward_histograms(episode_rewards: Mapping[str, Sequence[float]], path: str | Path,
@@ -75,7 +78,7 @@ def plot_reward_histograms(episode_rewards: Mapping[str, Sequence[float]], path:
         axis.set_xlabel("episode reward")
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("episodes")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_reward_by_step(step_means: Mapping[str, Sequence[float]], path: str | Path) -> Path:
@@ -89,7 +92,7 @@ def plot_reward_by_step(step_means: Mapping[str, Sequence[float]], path: str | P
     axis.set_title("Reward by step in the episode")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_fact_recall(recall: Mapping[str, tuple[float | None, float | None, float | None]],
@@ -106,7 +109,7 @@ def plot_fact_recall(recall: Mapping[str, tuple[float | None, float | None, floa
     axis.set_ylabel("fact recall")
     axis.set_title("Fact recall (95% CI)")
     axis.grid(alpha=0.3, axis="y")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def _or_zero(value: float | None) -> float:
@@ -131,4 +134,4 @@ def plot_reward_audit(summary: Mapping[str, Any], path: str | Path) -> Path:
     axis.set_xlabel("mean reward per episode (0-10), 95% bootstrap interval")
     axis.set_title(f"reward audit: {summary['reward']}")
     axis.grid(axis="x", alpha=0.3)
-    return _save(figure, path)
+    return save_figure(figure, path)

@@ -17,6 +17,7 @@ from rxmrl.evaluation.published import PUBLISHED_NOTE, PUBLISHED_ROWS
 from rxmrl.pipeline.config import MODELS, PipelineConfig
 from rxmrl.pipeline.plots import plot_fact_recall, plot_mrl_rewards, plot_reward_by_step, plot_reward_histograms
 from rxmrl.pipeline.run import model_dirs, read_timings
+from rxmrl.runtime import write_text
 
 LABELS = {"warm_start": "RxT warm start (stage 4)", "mrl": "RxT after MRL", "baseline": "stateless LLM baseline",
           "oracle": "oracle (reference answers)", "random": "random (other episodes' answers)"}
@@ -211,6 +212,4 @@ def write_report(run_dir: str | Path, config: PipelineConfig | None = None) -> P
     for title, relative in plots.items():
         sections += [f"### {title}", "", f"![{title}]({relative})", ""]
     sections += ["## Wall time per phase", "", timings_table(run_dir), ""]
-    path = run_dir / "report.md"
-    path.write_text("\n".join(sections), encoding="utf-8")
-    return path
+    return write_text(run_dir / "report.md", "\n".join(sections))

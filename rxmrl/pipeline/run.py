@@ -11,23 +11,25 @@ Phases (each a function of the resolved :class:`~rxmrl.pipeline.config.PipelineC
     latency     per-turn latency, RxT vs stateless     -> RUN_DIR/latency.json
     report      tables and plots from those files      -> RUN_DIR/report.md, RUN_DIR/plots/*.png
 
-A finished phase leaves ``RUN_DIR/phases/PHASE.json`` (its wall time and outputs); re-running the same
-command skips finished phases and resumes the interrupted one (the trainers resume from their own
-checkpoints, the evaluation from the models already written). ``RUN_DIR/timings.json`` holds every
-finished phase's wall time and ``RUN_DIR/config.toml`` the resolved configuration.
+A finished phase leaves ``RUN_DIR/phases/PHASE.json`` (its wall time over every attempt, and outputs);
+re-running the same command skips finished phases and resumes the interrupted one (the trainers resume
+from their own checkpoints, the evaluation from the models already written). ``RUN_DIR/timings.json``
+holds every finished phase's wall time and ``RUN_DIR/config.toml`` the resolved configuration.
+
+The whole configuration is checked before the first phase starts (:func:`check_config`), and the run
+holds ``RUN_DIR``'s lock from start to end, so a second ``rxmrl run`` on it is refused at once.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rxmrl.pipeline.config import PipelineConfig
+from rxmrl.runtime import RunLock, WallClock, torch_threads, write_json
 
 PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "baseline", "eval", "audit", "latency", "report")
 PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
@@ -49,31 +51,6 @@ def model_dirs(run_dir: Path) -> dict[str, str]:
     run_dir = Path(run_dir)
     return {"warm_start": str(run_dir / "warmstart" / "stage-4"), "mrl": str(run_dir / "mrl" / "final"),
             "baseline": str(run_dir / "baseline"), "oracle": "oracle", "random": "random"}
-
-
-def write_text(path: Path, text: str) -> Path:
-    """Atomic text file: written beside ``path``, then renamed over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """Atomic JSON (NaN/inf written as null, so any JSON reader takes it)."""
-    return write_text(path, json.dumps(_finite(data), indent=2) + "\n")
-
-
-def _finite(data: Any) -> Any:
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_finite(v) for v in data]
-    return data
 
 
 def read_timings(run_dir: Path) -> dict[str, float]:
@@ -204,7 +181,7 @@ def phase_latency(config: PipelineConfig) -> dict[str, Any]:
     import dataclasses
 
     from rxmrl.baseline.latency import format_latency_table, latency_conversation, measure_latency
-    from rxmrl.baseline.train import load_baseline, torch_threads
+    from rxmrl.baseline.train import load_baseline
     from rxmrl.model import ReactiveTransformer
 
     dirs, device = model_dirs(config.run_dir), config.eval.resolved_device()
@@ -240,42 +217,42 @@ def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: C
     Returns the wall seconds of every finished phase (also in ``RUN_DIR/timings.json``). The report is
     re-written whenever an earlier phase ran, so it never shows stale numbers.
     """
-    from rxmrl.baseline.train import torch_threads
-    from rxmrl.config import format_config, save_config
+    from rxmrl.config import changed_keys, format_config, save_config, validate
 
+    validate(config)
     config = config.resolved()
     chosen = list(PHASES) if phases is None else [p for p in PHASES if p in phases]
     unknown = sorted(set(phases or ()) - set(PHASES))
     if unknown:
         raise ValueError(f"unknown phase(s) {unknown}; expected some of {list(PHASES)}")
     run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     changed = changed_keys(run_dir / CONFIG_FILE, config)
-    if changed:
-        say(f"note: {run_dir / CONFIG_FILE} of the earlier run differs in {', '.join(changed)}; finished phases "
-            "keep their results (delete RUN_DIR/phases/PHASE.json to redo a phase)")
-    save_config(config, run_dir / CONFIG_FILE)
-    say(format_config(config))
-    with torch_threads(config.torch_threads):
-        _run_phases(config, chosen, say)
+    check_config(config, changed)
+    with RunLock(run_dir) as lock:
+        if lock.took_over:
+            say(f"note: {run_dir} was locked by process {lock.took_over.get('pid')} on "
+                f"{lock.took_over.get('host')}, which is no longer running; continuing its run")
+        if changed:
+            say(f"note: {run_dir / CONFIG_FILE} of the earlier run differs in {', '.join(changed)}; finished "
+                "phases keep their results (delete RUN_DIR/phases/PHASE.json to redo a phase)")
+        save_config(config, run_dir / CONFIG_FILE)
+        say(format_config(config))
+        with torch_threads(config.torch_threads):
+            _run_phases(config, chosen, say)
     return read_timings(run_dir)
 
 
-def changed_keys(saved: Path, config: PipelineConfig) -> list[str]:
-    """Keys whose value differs between a run directory's saved config and ``config`` (empty if none saved)."""
-    from rxmrl.config import format_config, load_config
+def check_config(config: PipelineConfig, changed: list[str]) -> None:
+    """What the sections' own checks cannot see, refused before any phase starts (``ConfigError``):
+    a model size changed under a run directory that already holds supervised stages of the old one."""
+    from rxmrl.config import ConfigError
 
-    if not saved.is_file():
-        return []
-    before = dict(_config_lines(format_config(load_config(PipelineConfig, saved))))
-    after = dict(_config_lines(format_config(config)))
-    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
-
-
-def _config_lines(text: str):
-    for line in text.splitlines()[1:]:
-        key, _, value = line.strip().partition(" = ")
-        yield key.strip(), value
+    warm = Path(config.supervised.run_dir)
+    started = sorted(p.name for p in warm.glob("stage-*") if p.is_dir()) if warm.is_dir() else []
+    resized = [key for key in changed if key.startswith("supervised.model.")]
+    if resized and started:
+        raise ConfigError(f"{', '.join(resized)} changed, but {warm} already holds {', '.join(started)} of the "
+                          "earlier model size: set it back, or use a new run_dir")
 
 
 def _run_phases(config: PipelineConfig, chosen: list[str], say: Callable[[str], None]) -> None:
@@ -289,10 +266,13 @@ def _run_phases(config: PipelineConfig, chosen: list[str], say: Callable[[str], 
             say(f"{tag}: finished earlier in {seconds:.1f} s, skipped")
             continue
         say(f"{tag}: starting")
-        clock = time.perf_counter()
-        outputs = PHASE_FUNCTIONS[phase](config)
-        seconds = time.perf_counter() - clock
-        write_json(marker, {"phase": phase, "seconds": seconds, "finished": time.time(), "outputs": outputs})
+        with WallClock(run_dir / "phases" / "attempts" / f"{phase}.json") as clock:
+            outputs = PHASE_FUNCTIONS[phase](config)
+            attempts = len(clock.attempts)
+            seconds = clock.seconds()
+            write_json(marker, {"phase": phase, "seconds": seconds, "attempts": attempts, "finished": time.time(),
+                                "outputs": outputs})
+            clock.finish()
         timings = read_timings(run_dir)
         write_json(run_dir / TIMINGS_FILE, {**timings, "total": sum(timings.values())})
         ran_any = True
@@ -300,5 +280,6 @@ def _run_phases(config: PipelineConfig, chosen: list[str], say: Callable[[str], 
         if phase == "report":
             say(f"report: {run_dir / 'report.md'}")
     timings = read_timings(run_dir)
+    write_json(run_dir / TIMINGS_FILE, {**timings, "total": sum(timings.values())})  # also after a kill before it
     say(f"run {run_dir}: {time.perf_counter() - started:.1f} s this time; phases "
         + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))

@@ -54,12 +54,19 @@ class BatchOrder:
 
     def state_dict(self) -> dict[str, int]:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
-                "num_examples": self.num_examples}
+                "num_examples": self.num_examples, "global_batch": self.batch_size * self.world_size}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        if state["num_examples"] != self.num_examples or state["seed"] != self.seed:
-            raise ValueError(f"saved data position is for {state['num_examples']} examples with seed "
-                             f"{state['seed']}, this run has {self.num_examples} with seed {self.seed}")
+        """Continue at a saved position; refused (``ConfigError``) when the position would mean other
+        batches: another number of examples, seed or global batch size."""
+        from rxmrl.config import ConfigError
+
+        saved = (state["num_examples"], state["seed"], state.get("global_batch"))
+        here = (self.num_examples, self.seed, self.batch_size * self.world_size)
+        if saved[:2] != here[:2] or saved[2] not in (None, here[2]):
+            raise ConfigError(f"the checkpoint's data position is for {saved[0]} examples, seed {saved[1]} and "
+                              f"a global batch of {saved[2]}; this run has {here[0]}, {here[1]} and {here[2]} "
+                              "(batch_size x ranks): set them back to resume, or use a new run_dir")
         self.epoch, self.position, self._order = state["epoch"], state["position"], None
 
 

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from rxmrl.runtime import RunDirectoryInUse, RunLock
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -102,6 +104,25 @@ def broadcast_object(obj: Any, env: DistEnv) -> Any:
     holder = [obj]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
+
+
+def lock_run_dir(run_dir: str | os.PathLike, env: DistEnv) -> RunLock | None:
+    """Rank 0 takes the run directory's lock (see :class:`rxmrl.runtime.RunLock`); if it cannot, every rank
+    raises :class:`RunDirectoryInUse`, so no rank is left waiting in a collective. Release it with
+    ``lock.release()`` (other ranks get None)."""
+    lock, refusal = None, None
+    if env.is_main:
+        try:
+            lock = RunLock(run_dir).acquire()
+        except RunDirectoryInUse as error:
+            refusal = str(error)
+        if lock is not None and lock.took_over:
+            print(f"note: {run_dir} was locked by process {lock.took_over.get('pid')} on "
+                  f"{lock.took_over.get('host')}, which is no longer running; continuing its run", flush=True)
+    refusal = broadcast_object(refusal, env)
+    if refusal is not None:
+        raise RunDirectoryInUse(refusal)
+    return lock
 
 
 def barrier(env: DistEnv) -> None:

@@ -10,13 +10,19 @@ A stage supplies a model and a ``step_fn(model, batch) -> (loss, metrics)``; the
         g ← clip(g, grad_clip); AdamW step; lr ← base_lr · m(s+1); zero grads
         every log_every: metrics (mean over steps and ranks) → metrics.jsonl + TensorBoard
         every eval_every: eval_fn(model) → "eval/*" metrics; a better ``best_metric`` saves ``best``
-        every checkpoint_every and at the end: atomic checkpoint
+        every checkpoint_every and at the end: atomic checkpoint, if every weight is finite
 
 Exact resume: a checkpoint restores weights, optimizer moments, schedule position, AMP scaler, every RNG
-(per rank), the data position and any stage state (``stateful``), so the losses after a restart equal
-those of an uninterrupted run. ``step_fn`` runs inside the DDP-wrapped module's ``forward`` (via a small
-wrapper), so models whose step is more than one ``forward`` call (RxT: encode, update memory, decode)
-still get DDP's gradient averaging.
+(per rank), the data position, the metrics logged so far (``metrics.jsonl`` is cut back to the checkpoint,
+the open logging window restored) and any stage state (``stateful``), so the losses and records after a
+restart equal those of an uninterrupted run. Settings changed since the earlier attempt apply from the
+resumed step (learning rates included) and are named in a note; a change that would move the data
+position (batch size, examples, seed) or the model's size is refused. ``step_fn`` runs inside the
+DDP-wrapped module's ``forward`` (via a small wrapper), so models whose step is more than one ``forward``
+call (RxT: encode, update memory, decode) still get DDP's gradient averaging.
+
+The run directory belongs to one process: the trainer holds its lock (:class:`rxmrl.runtime.RunLock`)
+from construction to ``close()``.
 
 How a stage uses it::
 
@@ -55,10 +61,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from rxmrl.config import format_config, save_config
+from rxmrl.config import changed_keys, format_config, save_config
+from rxmrl.runtime import RunError, replace_directory
 from rxmrl.training.checkpoint import CheckpointManager, load_checkpoint
 from rxmrl.training.distributed import (DistEnv, all_reduce_mean, any_rank, barrier, broadcast_object,
-                                        gather_objects, init_distributed, wrap_ddp)
+                                        gather_objects, init_distributed, lock_run_dir, wrap_ddp)
 from rxmrl.training.metrics import MetricsLogger
 from rxmrl.training.optim import GroupOf, OptimConfig, build_optimizer, set_trainable
 from rxmrl.training.rng import get_rng_state, seed_everything, set_rng_state
@@ -73,8 +80,17 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss (or gradient norm) became NaN/inf; no update was applied and no checkpoint written."""
+class NonFiniteLossError(RunError):
+    """The loss, gradient norm, a reward or the weights became NaN/inf; nothing non-finite was saved."""
+
+
+# the sampler's words when a policy's logits are NaN/inf (torch.multinomial on a poisoned distribution)
+_NON_FINITE_SAMPLING = ("probability tensor contains", "invalid multinomial distribution")
+
+
+def is_non_finite_sampling(error: BaseException) -> bool:
+    """Whether ``error`` is torch's refusal to sample from NaN/inf probabilities."""
+    return isinstance(error, RuntimeError) and any(words in str(error) for words in _NON_FINITE_SAMPLING)
 
 
 @dataclass
@@ -109,8 +125,9 @@ class LoopConfig:
 class TrainResult:
     step: int  # optimizer steps completed in total
     losses: list[float] = field(default_factory=list)  # this call's per-step losses (this rank)
-    last_metrics: dict[str, float] = field(default_factory=dict)  # last logged record
+    last_metrics: dict[str, float] = field(default_factory=dict)  # last logged record (also after a resume)
     checkpoint: Path | None = None  # the final checkpoint, if a run directory was given
+    final_loss: float | None = None  # loss of the last step (also when a resumed call had no step left)
 
 
 class _StepModule(nn.Module):
@@ -150,8 +167,21 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and self.config.amp_dtype == "float16")
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", self.config.keep_last) \
             if self.run_dir is not None else None
+        self._lock = lock_run_dir(self.run_dir, self.env) if self.run_dir is not None else None
         self.metrics = MetricsLogger(self.run_dir, self.env.is_main, self.config.tensorboard)
+        try:
+            self._start(data, trainable, run_config)
+        except BaseException:  # a refused resume: leave the run directory to the next process
+            self.close()
+            raise
+
+    def _start(self, data: Any, trainable: Collection[str] | None, run_config: Any) -> None:
+        """The trainer's state: fresh, or resumed from the run directory (then ``config.toml`` is updated)."""
         self.step, self.best_value = 0, None
+        self.last_loss: float | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.window: dict[str, float] = {}  # metric sums of the steps since the last record
+        self.window_steps = 0
         self.last_checkpoint: Path | None = None
         self._last_checkpoint_step: int | None = None
         self.trainable: set[str] = set()
@@ -159,13 +189,19 @@ class Trainer:
         self.set_trainable(trainable)
         if data is not None and not hasattr(data, "state_dict") and self.checkpoints is not None:
             warnings.warn(f"{type(data).__name__} has no state_dict(): a resumed run restarts its data order "
-                          "(use rxmrl.training.data_order.ResumableBatches for exact resume)", stacklevel=2)
+                          "(use rxmrl.training.data_order.ResumableBatches for exact resume)", stacklevel=3)
+        saved = self.run_dir / "config.toml" if self.run_dir is not None and run_config is not None else None
+        changed = changed_keys(saved, run_config) if saved is not None and self.env.is_main else []
         if run_config is not None and self.env.is_main:
             print(format_config(run_config), flush=True)
-            if self.run_dir is not None:
-                save_config(run_config, self.run_dir / "config.toml")
-        if self.config.resume and self.checkpoints is not None:
-            self.resume()
+        resumed = self.config.resume and self.checkpoints is not None and self.resume()
+        if resumed and changed and self.env.is_main:
+            print(f"note: {saved} of the earlier attempt differs in {', '.join(changed)}; the new values apply "
+                  "from the resumed step", flush=True)
+        if self.step == 0:  # starting over: records of an attempt that left no checkpoint do not count
+            self.metrics.rewind(0, 0)
+        if saved is not None and self.env.is_main:  # after the resume: a refused config is not recorded
+            save_config(run_config, saved)
 
     # ------------------------------------------------------------------------------ freezing
     def set_trainable(self, groups: Collection[str] | None) -> None:
@@ -188,8 +224,7 @@ class Trainer:
         show = self.config.progress and self.env.is_main and sys.stderr.isatty()
         bar = tqdm(total=self.config.max_steps, initial=self.step, desc=self.desc, disable=not show,
                    dynamic_ncols=True)
-        window: dict[str, float] = {}  # metric sums since the last record
-        window_steps, window_start = 0, time.perf_counter()
+        window_start = time.perf_counter()
         try:
             while self.step < self.config.max_steps:
                 if self.trainable_schedule is not None:
@@ -197,13 +232,13 @@ class Trainer:
                 step_metrics = self.train_step()
                 result.losses.append(step_metrics["loss"])
                 for key, value in step_metrics.items():
-                    window[key] = window.get(key, 0.0) + value
-                window_steps += 1
+                    self.window[key] = self.window.get(key, 0.0) + value
+                self.window_steps += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{step_metrics['loss']:.4f}", refresh=False)
                 if self.step % self.config.log_every == 0 or self.step == self.config.max_steps:
-                    result.last_metrics = self._log_window(window, window_steps, time.perf_counter() - window_start)
-                    window, window_steps, window_start = {}, 0, time.perf_counter()
+                    self._log_window(self.window, self.window_steps, time.perf_counter() - window_start)
+                    self.window, self.window_steps, window_start = {}, 0, time.perf_counter()
                 improved = self._maybe_evaluate()
                 every = self.config.checkpoint_every
                 if improved or (every and self.step % every == 0):
@@ -213,6 +248,7 @@ class Trainer:
         finally:
             bar.close()
         result.step, result.checkpoint = self.step, self.last_checkpoint
+        result.last_metrics, result.final_loss = self.last_metrics, self.last_loss
         return result
 
     def train_step(self, micro_batches: Sequence[Any] | None = None) -> dict[str, float]:
@@ -248,6 +284,7 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        self.last_loss = totals["loss"]
         totals["grad_norm"] = grad_norm
         totals.update(norms)
         return totals
@@ -276,17 +313,55 @@ class Trainer:
         total = math.sqrt(sum(norm ** 2 for norm in norms.values()))
         return {"grad_norm": total, **{f"grad_norm/{group}": norm for group, norm in norms.items() if group}}
 
-    def check_finite(self, value: float, what: str) -> None:
+    def check_finite(self, value: float, what: str, weights_at_fault: bool = True) -> None:
         """Raise ``NonFiniteLossError`` on every rank if ``value`` is NaN/inf on any (e.g. a reward in MRL).
 
-        Gradients are dropped, so no update happens; checkpoints on disk are left as they are.
+        Gradients are dropped, so no update happens. When the weights produced ``value`` (a loss, a gradient,
+        sampling: ``weights_at_fault``) and a checkpoint holds exactly these weights, a resume from it would
+        meet the same NaN: it is moved aside to ``diverged-step-N`` and the one before is named instead.
         """
         if any_rank(not math.isfinite(value), self.env):
             self.optimizer.zero_grad(set_to_none=True)
-            last = self.last_checkpoint or (self.checkpoints.latest() if self.checkpoints else None)
+            aside = self._set_aside_diverged() if weights_at_fault else ""
             raise NonFiniteLossError(
                 f"non-finite {what} ({value}) at step {self.step + 1} on rank {self.env.rank} or another "
-                f"rank; no update was applied. Last good checkpoint: {last or 'none (no run directory)'}")
+                f"rank; no update was applied. {aside}{self._last_finite_checkpoint()}")
+
+    def _set_aside_diverged(self) -> str:
+        """Move the checkpoint of the current weights (they just gave a NaN) out of ``latest()``'s sight."""
+        path = self.last_checkpoint
+        if self.checkpoints is None or path is None or self._last_checkpoint_step != self.step:
+            return ""
+        aside = path.with_name(f"diverged-{path.name}")
+        if self.env.is_main:
+            replace_directory(path, aside)
+        barrier(self.env)
+        self.last_checkpoint = self._last_checkpoint_step = None
+        return f"{path.name} holds the weights that gave it, so it was moved aside to {aside.name}. "
+
+    def check_weights_finite(self, what: str = "checkpoint") -> None:
+        """Raise ``NonFiniteLossError`` on every rank if any weight is NaN/inf, before ``what`` is saved.
+
+        A step whose loss and gradients were finite can still blow the weights up (a huge learning rate);
+        saving them would make the poisoned step the one a resume starts from.
+        """
+        poisoned = next((name for name, tensor in self.model.state_dict().items()
+                         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+        if any_rank(poisoned is not None, self.env):
+            raise NonFiniteLossError(
+                f"non-finite weights after step {self.step} ({poisoned or 'on another rank'} holds NaN/inf); "
+                f"the {what} was not saved. {self._last_finite_checkpoint()}")
+
+    def _last_finite_checkpoint(self) -> str:
+        """Where a resume would start, and how (the one line a diverged run ends with)."""
+        if self.checkpoints is None:
+            return "Last finite checkpoint: none (no run directory)"
+        last = self.last_checkpoint or self.checkpoints.latest()
+        if last is None:
+            return (f"Last finite checkpoint: none yet in {self.checkpoints.directory}; running the same command "
+                    "again starts from the beginning (lower the learning rate first)")
+        return (f"Last finite checkpoint: {last}; running the same command again resumes from it (lower the "
+                "learning rate first)")
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -299,6 +374,7 @@ class Trainer:
         record.update({f"lr/{g['group']}": g["lr"] for g in self.optimizer.param_groups})  # one per named group
         record.update(steps_per_second=steps / max(seconds, 1e-9), epoch=self.epoch)
         self.metrics.log(self.step, record)
+        self.last_metrics = record
         return record
 
     def _maybe_evaluate(self) -> bool:
@@ -319,7 +395,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, best: bool = False) -> Path | None:
-        """Atomic checkpoint of everything resume needs; every rank must call it (RNG is gathered)."""
+        """Atomic checkpoint of everything resume needs; every rank must call it (RNG is gathered).
+
+        Refuses (``NonFiniteLossError``) when a weight is not finite, so the last checkpoint stays a good one.
+        """
+        self.check_weights_finite()
         rng_per_rank = gather_objects(get_rng_state(), self.env)
         path = None
         if self.env.is_main and self.checkpoints is not None:
@@ -331,6 +411,8 @@ class Trainer:
                 "trainable": sorted(self.trainable), "world_size": self.env.world_size,
                 "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
                 "extra": {name: obj.state_dict() for name, obj in self.stateful.items()},
+                "metrics_position": self.metrics.position(), "window": dict(self.window),
+                "window_steps": self.window_steps, "last_loss": self.last_loss, "last_metrics": self.last_metrics,
             }
             path = self.checkpoints.save(self.model, state, self.step, best=best)
         barrier(self.env)
@@ -348,8 +430,10 @@ class Trainer:
         state = load_checkpoint(path, self.model, map_location="cpu")
         self.model.to(self.env.device)
         self.set_trainable(state["trainable"])
+        configured = [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self._apply_configured_hyperparameters(configured)
         self.scaler.load_state_dict(state["scaler"])
         rng = state["rng"]
         set_rng_state(rng[self.env.rank] if self.env.rank < len(rng) else rng[0])
@@ -359,13 +443,28 @@ class Trainer:
             obj.load_state_dict(state["extra"][name])
         self.step, self.best_value = state["step"], state["best_value"]
         self.last_checkpoint, self._last_checkpoint_step = Path(path), self.step
+        self.metrics.rewind(state.get("metrics_position"), self.step)
+        self.window, self.window_steps = dict(state.get("window", {})), state.get("window_steps", 0)
+        self.last_loss, self.last_metrics = state.get("last_loss"), dict(state.get("last_metrics", {}))
         if self.env.is_main:
             print(f"resumed from {path} at step {self.step}", flush=True)
         return True
 
+    def _apply_configured_hyperparameters(self, configured: list[dict[str, Any]]) -> None:
+        """After loading a checkpoint's optimizer and schedule: this run's learning rates, weight decay and
+        betas (the checkpoint keeps its moments and schedule position), so a changed setting takes effect."""
+        for i, (group, wanted) in enumerate(zip(self.optimizer.param_groups, configured, strict=True)):
+            group.update(wanted)
+            self.scheduler.base_lrs[i] = group["initial_lr"]
+            group["lr"] = group["initial_lr"] * self.scheduler.lr_lambdas[i](self.scheduler.last_epoch)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
     def close(self) -> None:
-        """Close the metric files (also on errors when the trainer is used as a context manager)."""
+        """Close the metric files and release the run directory (also on errors, as a context manager)."""
         self.metrics.close()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def __enter__(self) -> Trainer:
         return self

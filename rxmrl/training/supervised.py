@@ -13,13 +13,14 @@ Run directory::
 Each stage starts from the weights of the latest earlier stage found in ``RUN_DIR`` (else ``init``, else a
 fresh model of the preset with the tokenizer's vocabulary). A stage whose ``stage.json`` exists is done and
 skipped; an interrupted one resumes from its last checkpoint, so re-running the same command continues.
+Its ``seconds`` count every attempt (:class:`rxmrl.runtime.WallClock`), and the run holds ``RUN_DIR``'s lock.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import json
-import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,23 @@ SUMMARY_FILE = "stage.json"
 class ModelSection:
     preset: str = "nano"  # a preset of rxmrl.model.config (vocab_size comes from the tokenizer)
     overrides: dict[str, int | float | bool | str] = field(default_factory=dict)  # e.g. {stm_slots = 16}
+
+    def validate(self) -> None:
+        model_preset(self.preset, self.overrides)  # a bad preset or size fails at load, not after training
+
+
+def model_preset(name: str, overrides: dict[str, Any] | None = None):
+    """``rxmrl.model.get_preset`` with a one-line error naming the preset or the override at fault."""
+    from rxmrl.model.config import PRESETS, RxTConfig
+
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r} is not an RxT preset; expected one of {sorted(PRESETS)}")
+    fields = sorted(RxTConfig.__dataclass_fields__)
+    for key in sorted(set(overrides or {}) - set(fields)):
+        close = difflib.get_close_matches(key, fields, n=1)
+        raise ValueError(f"overrides.{key} is not an RxTConfig field" + (f"; did you mean {close[0]!r}?" if close
+                                                                          else f"; expected one of {fields}"))
+    return PRESETS[name].replace(**(overrides or {}))
 
 
 @dataclass
@@ -106,7 +124,7 @@ def load_tokenizer(data: DataSection):
 
 def starting_model(config: SupervisedConfig, stage: int, vocab_size: int):
     """Weights of the latest complete earlier stage, else ``init``, else a fresh preset model."""
-    from rxmrl.model import ReactiveTransformer, get_preset
+    from rxmrl.model import ReactiveTransformer
     from rxmrl.training.rng import seed_everything
 
     for earlier in range(stage - 1, 0, -1):
@@ -115,7 +133,7 @@ def starting_model(config: SupervisedConfig, stage: int, vocab_size: int):
     if config.init is not None:
         return ReactiveTransformer.from_pretrained(config.init), str(config.init)
     seed_everything(config.seed)
-    preset = get_preset(config.model.preset, **{**config.model.overrides, "vocab_size": vocab_size})
+    preset = model_preset(config.model.preset, {**config.model.overrides, "vocab_size": vocab_size})
     return ReactiveTransformer(preset), f"fresh {config.model.preset}"
 
 
@@ -179,23 +197,40 @@ def run_stage(config: SupervisedConfig, stage: int, model, tokenizer, env) -> tu
 
 
 def save_stage(directory: Path, model, tokenizer, config: SupervisedConfig, report: dict[str, Any]) -> None:
-    """``from_pretrained``-loadable weights + tokenizer + resolved config; ``stage.json`` last (= complete)."""
+    """``from_pretrained``-loadable weights + tokenizer + resolved config; ``stage.json`` last (= complete).
+
+    Each file is written atomically; the folder also holds the stage's ``run/``, so it is not replaced whole.
+    """
     from rxmrl.config import save_config
+    from rxmrl.runtime import write_json
 
     model.save_pretrained(directory)
     tokenizer.save(directory)
     save_config(config, directory / "config.toml")
-    temporary = directory / f"{SUMMARY_FILE}.{os.getpid()}.tmp"
-    temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(temporary, directory / SUMMARY_FILE)
+    write_json(directory / SUMMARY_FILE, report, nan_as_null=False)
 
 
 def run_supervised(config: SupervisedConfig, stages: Sequence[int] | None = None, env=None) -> list[StageReport]:
     """Run the chosen stages (default: ``config.stages``) in order; see the module docstring."""
-    from rxmrl.training.distributed import barrier, init_distributed
+    from rxmrl.training.distributed import init_distributed, lock_run_dir
 
+    from rxmrl.config import validate
+
+    validate(config)
     env = env or init_distributed()
     chosen = check_stages(stages if stages is not None else config.stages)
+    lock = lock_run_dir(config.run_dir, env)
+    try:
+        return _run_stages(config, chosen, env)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_stages(config: SupervisedConfig, chosen: list[int], env) -> list[StageReport]:
+    from rxmrl.runtime import WallClock
+    from rxmrl.training.distributed import barrier
+
     tokenizer = load_tokenizer(config.data)
     reports, model = [], None
     for stage in chosen:
@@ -206,20 +241,24 @@ def run_supervised(config: SupervisedConfig, stages: Sequence[int] | None = None
                                        directory, summary.get("memory"), skipped=True))
             model = None  # the next stage loads this one from disk
             continue
-        start = time.perf_counter()
-        if model is None:
-            model, origin = starting_model(config, stage, tokenizer.vocab_size)
+        clock = WallClock(directory / "attempts.json") if env.is_main else contextlib.nullcontext()
+        with clock:
+            if model is None:
+                model, origin = starting_model(config, stage, tokenizer.vocab_size)
+                if env.is_main:
+                    print(f"stage {stage} ({STAGE_NAMES[stage]}) starts from {origin}", flush=True)
+            result, memory = run_stage(config, stage, model, tokenizer, env)
             if env.is_main:
-                print(f"stage {stage} ({STAGE_NAMES[stage]}) starts from {origin}", flush=True)
-        result, memory = run_stage(config, stage, model, tokenizer, env)
-        seconds = time.perf_counter() - start
-        final = result.losses[-1] if result.losses else None
-        report = StageReport(stage, seconds, result.step, final, directory, memory)
-        if env.is_main:
-            save_stage(directory, model, tokenizer, config,
-                       {"stage": stage, "name": STAGE_NAMES[stage], "seconds": seconds, "steps": result.step,
-                        "final_loss": final, "last_metrics": result.last_metrics, "memory": memory})
-            print(format_report(report), flush=True)
+                seconds = clock.seconds()
+                report = StageReport(stage, seconds, result.step, result.final_loss, directory, memory)
+                save_stage(directory, model, tokenizer, config,
+                           {"stage": stage, "name": STAGE_NAMES[stage], "seconds": seconds, "steps": result.step,
+                            "attempts": len(clock.attempts), "final_loss": result.final_loss,
+                            "last_metrics": result.last_metrics, "memory": memory})
+                clock.finish()
+                print(format_report(report), flush=True)
+            else:
+                report = StageReport(stage, 0.0, result.step, result.final_loss, directory, memory)
         barrier(env)
         reports.append(report)
     return reports

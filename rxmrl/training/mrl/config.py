@@ -133,10 +133,9 @@ class RewardSettings:
     fact_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        from rxmrl.rewards import PRESETS
+        from rxmrl.rewards import check_preset
 
-        if self.preset not in PRESETS:
-            raise ValueError(f"reward.preset={self.preset!r}: expected one of {', '.join(PRESETS)}")
+        check_preset(self.preset, "reward.preset")
         if not 0.0 <= self.fact_weight <= 1.0:
             raise ValueError(f"reward.fact_weight={self.fact_weight}: expected a share in [0, 1]")
 
@@ -159,3 +158,17 @@ class MrlRunConfig:
                                                                 clip_apart=("critic",)))
     checkpoint_every: int = 1  # iterations (rollout + update) between checkpoints
     progress: bool = True  # tqdm bar with the live reward
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError("stages = []: expected at least one curriculum stage, e.g. [[stages]] steps = 2")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every}: expected >= 1 (iterations between "
+                             "checkpoints; the end of every epoch saves one too)")
+
+    def validate(self) -> None:
+        for i in range(1, len(self.stages)):
+            if self.stages[i].steps <= self.stages[i - 1].steps:
+                raise ValueError(f"stages.{i}.steps={self.stages[i].steps} does not exceed stages.{i - 1}.steps="
+                                 f"{self.stages[i - 1].steps}: curriculum stages must grow (e.g. 2, 4, 8); give a "
+                                 "stage more epochs to train one length longer")

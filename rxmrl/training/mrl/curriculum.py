@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from rxmrl.config import ConfigError
 from rxmrl.data import Episode, load_curriculum
 from rxmrl.training.mrl.config import StageConfig
 
@@ -95,14 +96,26 @@ class CurriculumState:
     iterations: int = 0  # rollouts trained in total
     best: dict[int, float] = field(default_factory=dict)  # stage -> best validation reward
     carried: tuple[torch.Tensor, torch.Tensor] | None = None  # (policy STM, reference STM) for random resets
+    timings: dict[str, float] = field(default_factory=dict)  # seconds of rollout / reward / update so far
+    layout: dict[str, Any] = field(default_factory=dict)  # seed, batch size, (steps, episodes) per stage
 
     def state_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "epoch": self.epoch, "batch": self.batch, "iterations": self.iterations,
-                "best": dict(self.best), "carried": self.carried}
+                "best": dict(self.best), "carried": self.carried, "timings": dict(self.timings),
+                "layout": self.layout}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a saved position; refused when it was saved under another layout (it would point at
+        other batches: a changed batch size, seed, stage length or episode count)."""
+        saved = state.get("layout")
+        if saved and self.layout and saved != self.layout:
+            differ = [f"{key} {saved.get(key)} -> {self.layout.get(key)}" for key in sorted(self.layout)
+                      if saved.get(key) != self.layout.get(key)]
+            raise ConfigError(f"the checkpoint's curriculum position was saved with another layout ({'; '.join(differ)}"
+                              "): set it back to resume, or use a new run_dir")
         self.stage, self.epoch, self.batch = state["stage"], state["epoch"], state["batch"]
         self.iterations, self.best, self.carried = state["iterations"], dict(state["best"]), state["carried"]
+        self.timings = dict(state.get("timings", {}))
 
     def next_epoch(self, epochs_in_stage: int) -> None:
         self.epoch, self.batch = self.epoch + 1, 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rxmrl.model import ReactiveTransformer
@@ -41,6 +40,21 @@ def run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
     no-memory ablation of both (STM never written): MRL should beat it if the gain comes from memory, not
     from answer style.
     """
+    from rxmrl.config import validate
+    from rxmrl.training.distributed import init_distributed, lock_run_dir
+
+    validate(config)
+    lock = lock_run_dir(config.run_dir, init_distributed())  # before anything is written or evaluated
+    try:
+        return _run_mrl(config)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
+    from rxmrl.runtime import write_json
+
     policy, tokenizer = load_warm_start(config.init, config.tokenizer)
     trainer = MrlTrainer(config, policy, tokenizer)
     # The frozen reference is the warm start, also when the run resumed from a checkpoint.
@@ -71,7 +85,7 @@ def run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
     total = sum(result.timings.values()) or 1.0
     print("time: " + ", ".join(f"{k} {v:.1f}s ({100 * v / total:.0f}%)" for k, v in result.timings.items())
           + f" over {result.iterations} iterations", flush=True)
-    path = Path(trainer.run_dir) / "comparison.json"
-    path.write_text(json.dumps({"stages": rows, "timings": result.timings, "iterations": result.iterations},
-                               indent=2))
+    if trainer.trainer.env.is_main:
+        write_json(Path(trainer.run_dir) / "comparison.json",
+                   {"stages": rows, "timings": result.timings, "iterations": result.iterations}, nan_as_null=False)
     return result, rows

@@ -14,7 +14,7 @@
                         loss  = mrl_loss(score(answer_t | STM_t), critic, ...)   # the one loss function
                         Trainer.train_step([minibatch])                          # clip, AdamW, NaN guard
                 checkpoint (weights, optimizers, RNG, curriculum position)
-            evaluate on validation; keep the stage's best (checkpoint + loadable model dir)
+            evaluate on validation; keep the stage's best (model dir first, then the checkpoint recording it)
 
 Gradients reach memory attention (and the encoder when unfrozen) through one memory write: ``STM_{t-1}``
 is the recorded STM, ``STM_t`` is recomputed with the current weights, and the decoder reads it.
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 import sys
 import time
 from collections.abc import Mapping
@@ -39,8 +38,9 @@ from tqdm.auto import tqdm
 from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.model import ReactiveTransformer
 from rxmrl.rewards.facts import mix_fact_recall
+from rxmrl.runtime import atomic_directory
 from rxmrl.training.distributed import init_distributed
-from rxmrl.training.loop import Trainer
+from rxmrl.training.loop import Trainer, is_non_finite_sampling
 from rxmrl.training.mrl.advantages import compute_advantages, explained_variance
 from rxmrl.training.mrl.config import MrlRunConfig, StageConfig
 from rxmrl.training.mrl.critic import Critic
@@ -121,7 +121,7 @@ class MrlTrainer:
                                  saved_data=config.reward.saved_data,
                                  word_statistics=stage_word_statistics(self.reward, config.data_source, stage))
                      for stage, (train, _) in zip(config.stages, self.stage_data, strict=True)]
-        self.state = CurriculumState()
+        self.state = CurriculumState(layout=self.layout())
         self._recompute_memory = True
         self._keep_encoded = False
         self.world_size = init_distributed().world_size  # episodes are sharded by rank
@@ -143,6 +143,12 @@ class MrlTrainer:
         present = set(self.model.policy.parameter_groups()) | {"critic"}
         present = {g for g in present if g == "critic" or self.model.policy.parameter_groups()[g]}
         return [g for g in stage.trainable if g in present]
+
+    def layout(self) -> dict[str, Any]:
+        """What a saved curriculum position means: a resume with another layout is refused."""
+        return {"seed": self.config.seed, "batch_episodes": self.config.mrl.batch_episodes,
+                "stages": [[stage.steps, len(train)] for stage, (train, _) in zip(self.config.stages,
+                                                                                   self.stage_data, strict=True)]}
 
     def total_updates(self) -> int:
         """Optimizer steps of the whole curriculum (the schedule's length)."""
@@ -182,8 +188,8 @@ class MrlTrainer:
                            desc=f"mrl stage {state.stage} ({stage.steps} steps) epoch {state.epoch}")
                 while state.batch < len(batches):
                     record = self.iteration(stage, train, batches[state.batch])  # this rank's shard
-                    for key in ("rollout", "reward", "update"):
-                        result.timings[key] = result.timings.get(key, 0.0) + record[f"time/{key}"]
+                    for key in ("rollout", "reward", "update"):  # in the checkpoint: they add up over resumes
+                        state.timings[key] = state.timings.get(key, 0.0) + record[f"time/{key}"]
                     state.batch += 1
                     state.iterations += 1
                     bar.update(1)
@@ -192,8 +198,9 @@ class MrlTrainer:
                         self.trainer.save_checkpoint()
                 bar.close()
                 result.evaluations.append(self._end_epoch(stage, valid))
-            result.iterations = state.iterations
+            result.iterations, result.timings = state.iterations, dict(state.timings)
             result.final_dir = self.run_dir / "final"
+            self.trainer.check_weights_finite("final model")
             if self.trainer.env.is_main:
                 self._save_policy(result.final_dir)
         finally:
@@ -213,10 +220,15 @@ class MrlTrainer:
         try:
             rollout = self.collect(stage, data, rank_shard(indices, env.rank, env.world_size))
         except FloatingPointError:  # the env refused a non-finite reward: stop as for any other NaN
-            self.trainer.check_finite(math.nan, "reward")
+            self.trainer.check_finite(math.nan, "reward", weights_at_fault=False)
+            raise
+        except RuntimeError as error:  # the sampler met NaN/inf logits: the weights diverged
+            if not is_non_finite_sampling(error):
+                raise
+            self.trainer.check_finite(math.nan, "sampling probabilities (the policy's logits)")
             raise
         rollout_seconds = time.perf_counter() - clock
-        self.trainer.check_finite(float(rollout.rewards.sum()), "reward")
+        self.trainer.check_finite(float(rollout.rewards.sum()), "reward", weights_at_fault=False)
         rewards = self.training_rewards(rollout)
         rollout.advantages, rollout.returns = compute_advantages(
             rewards, rollout.values, rollout.num_steps, mrl.advantages.estimator, mrl.advantages.gamma,
@@ -306,13 +318,14 @@ class MrlTrainer:
         summary = self.evaluate(index).summary()
         self.trainer.metrics.log(self.trainer.step, {f"eval/stage{index}/{k}": v for k, v in summary.items()})
         improved = index not in self.state.best or summary["reward"] > self.state.best[index]
-        if improved:
+        if improved:  # the folder first, then the checkpoint that records it (a kill between redoes both)
+            self.trainer.check_weights_finite(f"best-stage-{index} model")
+            if self.trainer.env.is_main:
+                self._save_policy(self.run_dir / f"best-stage-{index}")
             self.state.best[index] = summary["reward"]
         epoch = self.state.epoch
         self.state.next_epoch(stage.epochs)
         self.trainer.save_checkpoint(best=improved)
-        if improved and self.trainer.env.is_main:
-            self._save_policy(self.run_dir / f"best-stage-{index}")
         if self.trainer.env.is_main:
             print(f"stage {index} ({stage.steps} steps) epoch {epoch}: validation reward {summary['reward']:.3f} "
                   f"(min {summary['reward_min']:.3f}, max {summary['reward_max']:.3f}), fact recall "
@@ -320,13 +333,11 @@ class MrlTrainer:
         return {"stage": index, "epoch": epoch, "steps": stage.steps, **summary}
 
     def _save_policy(self, directory: Path) -> Path:
-        """A directory loadable by ``ReactiveTransformer.from_pretrained`` + ``RxTokenizer.load``."""
-        temporary = directory.with_name(directory.name + ".tmp")
-        shutil.rmtree(temporary, ignore_errors=True)
-        self.model.policy.save_pretrained(temporary)
-        self.tokenizer.save(temporary)
-        shutil.rmtree(directory, ignore_errors=True)
-        temporary.rename(directory)
+        """A directory loadable by ``ReactiveTransformer.from_pretrained`` + ``RxTokenizer.load``, replaced
+        atomically (a kill leaves the previous complete folder or the new one)."""
+        with atomic_directory(directory) as temporary:
+            self.model.policy.save_pretrained(temporary)
+            self.tokenizer.save(temporary)
         return directory
 
 
