@@ -77,9 +77,9 @@ def main() -> None:
              "wrong_fact": lambda: WrongFactAgent(episodes, lambda e: episode_memory_targets(e, first.steps,
                                                                                              templates),
                                                   tokenizer=tokenizer)}
-    if args.checkpoint:
+    if args.checkpoint:  # a fresh agent per variant: the same STM noise, so the same answers
         model = load_agent(args.checkpoint, tokenizer=tokenizer)
-        cases["model"] = lambda: model
+        cases["model"] = lambda: RxTAgent(model.model, tokenizer)
         cases["model (reset memory)"] = lambda: RxTAgent(model.model, tokenizer, write_memory=False)
 
     for variant, env in envs.items():
