@@ -72,13 +72,16 @@ def content_word_sequence(text: str) -> list[str]:
 def content_words(text: str) -> frozenset[str]:
     """``W(text)``: the lower-cased words of ``text`` without stop words; ``"Rose's"`` counts as ``"rose"``.
 
-    The set of :func:`content_word_sequence`, built with set operations: it runs on every answer scored."""
-    words = set(_words(text))
-    if "'" in text:
-        words = {_stem(w) for w in words}
-    words -= STOP_WORDS
+    The set of :func:`content_word_sequence`, built with set operations."""
+    words = _word_set(text) - STOP_WORDS
     words.discard("")
     return frozenset(words)
+
+
+def _word_set(text: str) -> set[str]:
+    """Lower-cased words with possessives and contractions stemmed (stop words still in)."""
+    words = set(_words(text))
+    return {_stem(w) for w in words} if "'" in text else words
 
 
 def _stem(word: str) -> str:
@@ -169,19 +172,11 @@ def memory_score(answer: str, target: MemoryTarget, beta: float = 1.0) -> Memory
     """Recall, precision and F_beta of ``answer`` against ``target`` (all ``NaN`` when the target is empty)."""
     if target.empty:
         return MemoryScore(math.nan, math.nan, math.nan)
-    words = content_words(answer)
-    recalled = len(words & target.targets)
-    claimed = len(words & target.history)
+    claimed_words = _word_set(answer) & target.history  # H holds no stop words: no need to remove them
+    claimed = len(claimed_words)
+    recalled = len(claimed_words & target.targets)  # targets ⊆ H
     recall = recalled / len(target.targets)
     precision = recalled / claimed if claimed else 0.0
     b2 = beta * beta
     f_beta = (1 + b2) * precision * recall / (b2 * precision + recall) if recalled else 0.0
     return MemoryScore(recall, precision, f_beta)
-
-
-def memory_scores(answers: Sequence[str], targets: Sequence[MemoryTarget],
-                  beta: float = 1.0) -> list[MemoryScore]:
-    """:func:`memory_score` of B answers, each against its own target."""
-    if len(answers) != len(targets):
-        raise ValueError(f"got {len(answers)} answers for {len(targets)} memory targets")
-    return [memory_score(a, t, beta) for a, t in zip(answers, targets)]
