@@ -18,6 +18,7 @@ _EXPORTS = {
     "MrlEnv": "rxmrl.envs.mrl_env", "MalformedActionError": "rxmrl.envs.mrl_env",
     "validate_token_ids": "rxmrl.envs.mrl_env",
     "BatchedMrlEnv": "rxmrl.envs.batched", "BatchReset": "rxmrl.envs.batched", "BatchStep": "rxmrl.envs.batched",
+    "GroupScores": "rxmrl.envs.batched",
     "PaddedIds": "rxmrl.envs.padded", "concat_padded": "rxmrl.envs.padded",
     "StepSpec": "rxmrl.envs.plan", "step_plan": "rxmrl.envs.plan",
     "EpisodeSampler": "rxmrl.envs.episodes", "DrawnEpisode": "rxmrl.envs.episodes",
@@ -32,7 +33,7 @@ __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from rxmrl.envs.agents import Agent, OracleAgent, RandomAgent, RxTAgent, run_episode  # noqa: F401
-    from rxmrl.envs.batched import BatchedMrlEnv, BatchReset, BatchStep  # noqa: F401
+    from rxmrl.envs.batched import BatchedMrlEnv, BatchReset, BatchStep, GroupScores  # noqa: F401
     from rxmrl.envs.mrl_env import MalformedActionError, MrlEnv, validate_token_ids  # noqa: F401
     from rxmrl.envs.padded import PaddedIds, concat_padded  # noqa: F401
 

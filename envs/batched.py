@@ -71,6 +71,22 @@ class BatchStep:
         return bool(self.terminated.all())
 
 
+@dataclass
+class GroupScores:
+    """Rewards of answers to the current step, without moving on (``score_alternatives``); rows in the
+    order given (``b·G + g``)."""
+
+    rewards: torch.Tensor  # [B·G] float32, 0..scale
+    components: dict[str, torch.Tensor]  # name -> [B·G]
+    modes: list[str]  # [B·G]
+    saved_index: torch.Tensor  # [B·G]
+    fact_recall: torch.Tensor  # [B·G]; NaN where the data has no facts
+
+
+def _repeat_rows(padded: PaddedIds, repeat: int) -> PaddedIds:
+    return PaddedIds(padded.ids.repeat_interleave(repeat, 0), padded.lengths.repeat_interleave(repeat, 0))
+
+
 class BatchedMrlEnv:
     """B episodes of one curriculum stage at a time; arguments as :class:`~rxmrl.envs.MrlEnv` (token mode,
     ``saved_data``, ``word_statistics``), plus ``batch_size``, ``seed`` (the episode-order generator),
@@ -158,36 +174,64 @@ class BatchedMrlEnv:
     # ----------------------------------------------------------------------------------------------- step
     def step(self, answers: PaddedIds | torch.Tensor, lengths: torch.Tensor | None = None) -> BatchStep:
         """Scores the B answers (``[B, L]`` ids + ``[B]`` lengths), writes them, and gives the next queries."""
-        if self._step is None:
-            raise RuntimeError("call reset() before step()")
-        if self._step >= self.steps:
-            raise RuntimeError(f"the episodes ended after {self.steps} steps: call reset() to start new ones")
+        self._require_step()
         answers = self._validate(answers, lengths)
         i, batch = self._step, len(self._episodes)
-        specs = [plan[i] for plan in self._plans]
-        modes = [s.mode for s in specs]
-        saved_index = torch.tensor([s.saved_index for s in specs], dtype=torch.long, device=self.device)
-        self._fold_running_mean(i, specs)
-        saved = select_rows(saved_index == 0, self._written[0], self._scored_interaction(i))
+        scored = self._score(answers, 1)
         reference = self._references[i]
-        targets = None if self._targets is None else [rows[i] for rows in self._targets]
-        mean = self._running_mean
-        scores = self.scorer.score_ids(answers.ids, answers.lengths, reference.ids, reference.lengths,
-                                       saved.ids, saved.lengths, modes, mean.value, targets, mean.present)
         written_answer = reference if self._teacher_forcing else answers
         written = concat_padded(self._queries[i], written_answer)
-        recall = self._fact_recall(answers, i) if self.compute_fact_recall else torch.full((batch,), math.nan)
         self._written.append(written)
         self._step += 1
         done = self._step == self.steps
         return BatchStep(
-            step=i, rewards=scores.reward.to(self.device),
-            components={k: v.to(self.device) for k, v in scores.components.items()}, modes=modes,
-            saved_index=saved_index, reference=reference, write_to_memory=written_answer,
-            written_interaction=written, fact_recall=recall.to(self.device),
+            step=i, rewards=scored.rewards, components=scored.components, modes=scored.modes,
+            saved_index=scored.saved_index, reference=reference, write_to_memory=written_answer,
+            written_interaction=written, fact_recall=scored.fact_recall,
             terminated=torch.full((batch,), done, dtype=torch.bool, device=self.device),
             next_query=None if done else self._queries[self._step],
         )
+
+    def score_alternatives(self, answers: PaddedIds | torch.Tensor, lengths: torch.Tensor | None = None, *,
+                           group_size: int) -> GroupScores:
+        """Scores ``group_size`` answers per episode at the current step -- rows ``b·G .. b·G + G − 1`` answer
+        episode b -- all against the same point of the conversation, writing none of them and staying at
+        this step: the answers a group estimator compares. ``step`` then takes the one each episode goes on
+        with (it scores that one again, identically)."""
+        self._require_step()
+        if group_size < 1:
+            raise ValueError(f"group_size={group_size}: expected >= 1")
+        return self._score(self._validate(answers, lengths, rows=len(self._episodes) * group_size), group_size)
+
+    def _require_step(self) -> None:
+        if self._step is None:
+            raise RuntimeError("call reset() before step()")
+        if self._step >= self.steps:
+            raise RuntimeError(f"the episodes ended after {self.steps} steps: call reset() to start new ones")
+
+    def _score(self, answers: PaddedIds, repeat: int) -> GroupScores:
+        """One reward call for ``B · repeat`` answers of the current step (``repeat`` consecutive rows each)."""
+        i = self._step
+        specs = [plan[i] for plan in self._plans]
+        self._fold_running_mean(i, specs)
+        saved_index = torch.tensor([s.saved_index for s in specs], dtype=torch.long, device=self.device)
+        saved = select_rows(saved_index == 0, self._written[0], self._scored_interaction(i))
+        reference, mean = self._references[i], self._running_mean
+        targets = None if self._targets is None else [rows[i] for rows in self._targets]
+        modes = [s.mode for s in specs]
+        if repeat > 1:
+            reference, saved = _repeat_rows(reference, repeat), _repeat_rows(saved, repeat)
+            modes = [m for m in modes for _ in range(repeat)]
+            targets = None if targets is None else [t for t in targets for _ in range(repeat)]
+        values = None if mean.value is None else mean.value.repeat_interleave(repeat, 0)
+        present = None if mean.present is None else mean.present.repeat_interleave(repeat, 0)
+        scores = self.scorer.score_ids(answers.ids, answers.lengths, reference.ids, reference.lengths,
+                                       saved.ids, saved.lengths, modes, values, targets, present)
+        recall = (self._fact_recall(answers, i, repeat) if self.compute_fact_recall
+                  else torch.full((len(answers),), math.nan))
+        return GroupScores(rewards=scores.reward.to(self.device),
+                           components={k: v.to(self.device) for k, v in scores.components.items()}, modes=modes,
+                           saved_index=saved_index.repeat_interleave(repeat), fact_recall=recall.to(self.device))
 
     def _scored_interaction(self, index: int) -> PaddedIds:
         """Interaction ``index`` as the reward sees it: the data's (``saved_data="conversation"``) or as
@@ -211,13 +255,15 @@ class BatchedMrlEnv:
         if embedding is not None:
             self._running_mean.update(embedding.to(self.device), rows)
 
-    def _fact_recall(self, answers: PaddedIds, step: int) -> torch.Tensor:
+    def _fact_recall(self, answers: PaddedIds, step: int, repeat: int = 1) -> torch.Tensor:
         texts = self.tokenizer.decode_batch(answers.to_lists())
+        episodes = [e for e in self._episodes for _ in range(repeat)]
         recall = [math.nan if e.facts is None else fact_recall(text, [f.text for f in e.facts[step]])
-                  for e, text in zip(self._episodes, texts)]
+                  for e, text in zip(episodes, texts)]
         return torch.tensor(recall, dtype=torch.float32)
 
-    def _validate(self, answers: PaddedIds | torch.Tensor, lengths: torch.Tensor | None) -> PaddedIds:
+    def _validate(self, answers: PaddedIds | torch.Tensor, lengths: torch.Tensor | None,
+                  rows: int | None = None) -> PaddedIds:
         if isinstance(answers, (list, tuple)):
             answers = PaddedIds.from_lists(answers)
         if isinstance(answers, PaddedIds):
@@ -227,7 +273,7 @@ class BatchedMrlEnv:
         if not isinstance(answers, torch.Tensor):
             raise MalformedActionError(f"answers are {type(answers).__name__}, expected a [B, L] id tensor, "
                                        "PaddedIds or lists of ids")
-        batch = len(self._episodes)
+        batch = len(self._episodes) if rows is None else rows
         if (answers.dim() != 2 or answers.shape[0] != batch or answers.is_floating_point() or answers.is_complex()
                 or answers.dtype == torch.bool):
             raise MalformedActionError(f"answers have shape {tuple(answers.shape)} and dtype {answers.dtype}, "

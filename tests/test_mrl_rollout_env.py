@@ -8,6 +8,7 @@ import torch
 from rxmrl.model import ReactiveTransformer, RxTConfig, SamplingConfig, interaction_ids
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 from rxmrl.tokenizer import default_tokenizer
+from rxmrl.training.mrl.critic import Critic
 from rxmrl.training.mrl import StageConfig, build_reward, collect_rollout, load_stage_data
 from rxmrl.training.mrl.config import RewardSettings
 from rxmrl.envs.padded import PaddedIds
@@ -64,7 +65,8 @@ def test_rollout_rewards_are_the_envs_own_step_rewards_for_the_same_answers(toke
         e.interactions[-1 if lr else 2] for e, lr in zip(data.episodes, data.long_range, strict=True)]
     env = rollout_env(episodes, 3, reward, tokenizer, max_answer_tokens=6)
     rollout = collect_rollout(policy, env, episodes, SamplingConfig(greedy=True), max_answer_tokens=6,
-                              max_interaction_len=16, generator=torch.Generator().manual_seed(0))
+                              max_interaction_len=16, generator=torch.Generator().manual_seed(0),
+                              critic=Critic(policy))
     fresh = rollout_env(episodes, 3, reward, tokenizer, max_answer_tokens=6)
     start = fresh.reset(options={"episodes": episodes})
     query, size = start.query, len(episodes)

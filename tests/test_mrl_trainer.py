@@ -163,8 +163,8 @@ def test_critic_explained_variance_rises_on_a_fixed_batch(tokenizer):
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 8)
     env, episodes = env_for(data, 2, policy, tokenizer)
     torch.manual_seed(0)
-    rollout = collect_rollout(policy, env, episodes, SamplingConfig(), max_answer_tokens=6)
     critic = Critic(policy, memory_aware=True)
+    rollout = collect_rollout(policy, env, episodes, SamplingConfig(), max_answer_tokens=6, critic=critic)
     optimizer = torch.optim.Adam(critic.parameters(), lr=3e-3)
     _, returns = compute_advantages(rollout.rewards, torch.zeros_like(rollout.rewards), rollout.num_steps)
     values = lambda: critic(rollout.critic_ids, rollout.critic_mask, rollout.stm_read)  # noqa: E731

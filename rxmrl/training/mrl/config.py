@@ -34,7 +34,9 @@ class ObjectiveConfig:
 class AdvantageConfig:
     """How per-step advantages are computed from rewards and the critic's values."""
 
-    estimator: Literal["impo", "gae"] = "impo"  # impo: A_t = r_t - V_t;  gae: GAE(gamma, lam) over steps
+    # impo: A_t = r_t - V_t;  gae: GAE(gamma, lam) over steps (both with a critic);  grpo: group-normalised
+    # reward;  rloo: leave-one-out baseline (both over mrl.group_size answers sampled from one STM, no critic)
+    estimator: Literal["impo", "gae", "grpo", "rloo"] = "impo"
     gamma: float = 0.99  # GAE discount
     lam: float = 0.95  # GAE lambda
     normalize: Literal["batch", "step", "none"] = "batch"  # whiten over the batch, per step index, or not
@@ -105,6 +107,9 @@ class MrlConfig:
     ppo_epochs: int = 10  # passes over each rollout
     max_answer_tokens: int = 48  # generation limit per answer
     max_interaction_len: int = 256  # interactions written into memory are cut to this (keeping [EOS])
+    # answers sampled per step from the identical STM and query (grpo / rloo groups: >= 2; impo / gae: 1); the
+    # episode continues with one of them chosen uniformly at random, never by its reward
+    group_size: int = 1
     sampling: SamplingSettings = field(default_factory=SamplingSettings)  # behaviour policy
     eval_sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(greedy=True))  # evaluation
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -112,9 +117,22 @@ class MrlConfig:
     critic: CriticConfig = field(default_factory=CriticConfig)
 
     def __post_init__(self) -> None:
-        for name in ("batch_episodes", "minibatch_size", "ppo_epochs", "max_answer_tokens"):
+        for name in ("batch_episodes", "minibatch_size", "ppo_epochs", "max_answer_tokens", "group_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}, expected >= 1")
+
+    @property
+    def uses_critic(self) -> bool:
+        """impo and gae compare a reward with the critic's value; grpo and rloo with the answer's group."""
+        return self.advantages.estimator in ("impo", "gae")
+
+    def validate(self) -> None:
+        if self.uses_critic and self.group_size != 1:
+            raise ValueError(f"advantages.estimator={self.advantages.estimator!r} baselines each answer with the "
+                             f"critic: set group_size = 1 (got {self.group_size}), or use grpo / rloo")
+        if not self.uses_critic and self.group_size < 2:
+            raise ValueError(f"advantages.estimator={self.advantages.estimator!r} compares the answers sampled "
+                             f"from one STM: set group_size >= 2 (got {self.group_size})")
 
 
 @dataclass

@@ -17,6 +17,17 @@ interaction ``k`` = follow-up ``k-1`` as written into memory::
         V_t        = critic(saved data out.saved_index + query_t [, STM])
         interaction t+1 = out.written_interaction           # (query_t, answer_t), or reference_t under TF
 
+With ``group_size = G > 1`` (the group estimators) each step samples G answers per episode from the
+identical STM and query, the env scores all of them (``score_alternatives``), and the episode goes on with
+one drawn uniformly at random -- from the sampling generator, never from the rewards -- so the memory
+trajectory stays the policy's own and unbiased::
+
+        answers_{t,b,1..G} ~ pi_theta(. | query_t, STM)     # STM_t^pre, STM shared by the group
+        r_{t,b,g}           = reward(answer_{t,b,g}, ...)    # the same point of the conversation
+        c_b ~ U{1..G};  out = env.step(answer_{t,b,c_b})     # interaction t+1 = (query_t, answer_{t,b,c_b})
+
+Samples are then ``(t·B + b)·G + g``; no critic is needed (``critic=None``: values 0).
+
 The write of interaction ``t`` happens before answer ``t`` (so the last interaction is never written: no
 write after the last step). The frozen reference policy has its own STM, reset (or kept) with the policy's
 and written with the same ids. Interactions are ``[BOS][Q] q [A] a [EOS]`` -- what
@@ -68,7 +79,8 @@ def stage_episodes(episodes: Sequence[Episode], long_range: Sequence[bool], step
 # ------------------------------------------------------------------------------------ the rollout
 @dataclass
 class Rollout:
-    """M = N·B samples in step-major order (sample ``t·B + b`` is step ``t`` of episode ``b``).
+    """M = N·B·G samples in step-major order (sample ``(t·B + b)·G + g`` is answer ``g`` of step ``t`` of
+    episode ``b``; G = ``group_size``, 1 without groups).
 
     Answers ``[M, T]`` exclude ``[A]`` and end with ``[EOS]`` (``mask`` True on generated tokens).
     """
@@ -83,14 +95,15 @@ class Rollout:
     encoded: Tensor | None  # [M, L, W, D] the encoder's output for that write (kept with keep_encoded=True)
     stm_prev: Tensor  # [M, L, S, D] STM before that write
     stm_read: Tensor  # [M, L, S, D] STM after it: what the answer was generated from
-    critic_ids: Tensor  # [M, C] saved data of the step + the query
-    critic_mask: Tensor  # [M, C]
+    critic_ids: Tensor | None  # [M, C] saved data of the step + the query (None: no critic)
+    critic_mask: Tensor | None  # [M, C]
     rewards: Tensor  # [M]
     values: Tensor  # [M] critic's estimate at collection time
     steps: Tensor  # [M] step index t
     components: dict[str, Tensor]  # name -> [M]
     num_episodes: int
     num_steps: int
+    group_size: int = 1  # answers sampled per (episode, step) from one STM
     final_stm: Tensor | None = None  # [B, L, S, D] policy STM at the end (for random resets)
     final_ref_stm: Tensor | None = None
     advantages: Tensor | None = None  # [M], filled by compute_advantages
@@ -102,13 +115,13 @@ class Rollout:
         return self.rewards.shape[0]
 
     def episode_rewards(self) -> Tensor:
-        """Mean reward per episode ``[B]``."""
-        return self.rewards.view(self.num_steps, self.num_episodes).mean(0)
+        """Mean reward per episode ``[B]`` (over its steps and their group members)."""
+        return self.rewards.view(self.num_steps, self.num_episodes, self.group_size).mean((0, 2))
 
     def stm_change(self) -> Tensor:
         """``MSE(STM_t, STM_{t-1})`` per step ``[N]`` (what the memory regulariser penalises)."""
         per_sample = (self.stm_read - self.stm_prev).pow(2).flatten(1).mean(1)
-        return per_sample.view(self.num_steps, self.num_episodes).mean(1)
+        return per_sample.view(self.num_steps, -1).mean(1)
 
 
 def initial_memory(model: ReactiveTransformer, batch: int, keep_ratio: float, carried: Tensor | None,
@@ -194,6 +207,7 @@ def collect_rollout(
     generator: torch.Generator | None = None,
     write_memory: bool = True,
     keep_encoded: bool = False,
+    group_size: int = 1,
 ) -> Rollout:
     """Play ``episodes`` (see :func:`stage_episodes`) in ``env`` with ``policy`` (see the module docstring).
 
@@ -203,7 +217,8 @@ def collect_rollout(
     the fresh initial state, so any reward the policy earns comes from the query alone (rewards are still
     scored against the interactions as written). ``keep_encoded=True`` records each write's encoded data:
     with the encoder and embedding frozen the update reuses it instead of re-encoding every interaction on
-    every pass (identical values: no dropout).
+    every pass (identical values: no dropout). ``group_size > 1``: G answers per step from one STM, the
+    episode continuing with one drawn at random (see the module docstring).
     """
     timings = dict.fromkeys(("memory", "generate", "reference", "critic", "reward"), 0.0)
     device = policy.device
@@ -226,35 +241,65 @@ def collect_rollout(
             ref_stm = reference.write_memory(ref_stm, ids, mask)
         timings["memory"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        queries = query.to_lists()
-        out = policy.generate(queries, stm, max_answer_tokens, sampling, generator=generator)
+        queries = [q for q in query.to_lists() for _ in range(group_size)]  # [B·G], a group per episode
+        group = _Repeat(group_size)
+        out = policy.generate(queries, group(stm), max_answer_tokens, sampling, generator=generator)
         timings["generate"] += time.perf_counter() - clock
         clock = time.perf_counter()
         if reference is not None:
-            ref_lp = reference.score(queries, out.tokens, ref_stm, answer_mask=out.mask,
+            ref_lp = reference.score(queries, out.tokens, group(ref_stm), answer_mask=out.mask,
                                      sampling=sampling, with_logits=False).log_probs
         else:
             ref_lp = out.log_probs.clone()
         timings["reference"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        result = env.step(answer_rows(out.tokens, out.mask))
+        answers = answer_rows(out.tokens, out.mask)  # [B·G]
+        if group_size == 1:
+            result = scored = env.step(answers)
+        else:  # score the whole group, then go on with one member drawn without looking at the rewards
+            scored = env.score_alternatives(answers, group_size=group_size)
+            rows = continuing_members(size, group_size, generator).to(answers.ids.device)
+            result = env.step(PaddedIds(answers.ids[rows], answers.lengths[rows]).trimmed())
         timings["reward"] += time.perf_counter() - clock
         clock = time.perf_counter()  # the value reads the saved data the step is about (not the answer)
-        saved_rows = [written_rows[k][b] for b, k in enumerate(result.saved_index.tolist())]
-        c_ids, c_mask = pad_batch(critic_inputs(saved_rows, queries, critic_max_len), device=device)
-        values = critic(c_ids, c_mask, stm) if critic is not None else torch.zeros(size, device=device)
+        c_ids = c_mask = None
+        values = torch.zeros(len(queries), device=device)
+        if critic is not None:
+            saved_rows = [written_rows[k][b] for b, k in enumerate(result.saved_index.tolist())]
+            c_ids, c_mask = pad_batch(critic_inputs(saved_rows, query.to_lists(), critic_max_len), device=device)
+            values = critic(c_ids, c_mask, stm)
+            c_ids, c_mask, values = group(c_ids), group(c_mask), group(values)
         timings["critic"] += time.perf_counter() - clock
         written.append(truncate_interactions(result.written_interaction, max_interaction_len))
         written_rows.append(written[-1].to_lists())
         query = result.next_query
-        components = {k: v.float().cpu() for k, v in result.components.items()}
-        components["fact_recall"] = result.fact_recall.float().cpu()  # NaN where the data has no facts
+        components = {k: v.float().cpu() for k, v in scored.components.items()}
+        components["fact_recall"] = scored.fact_recall.float().cpu()  # NaN where the data has no facts
         per_step.append(dict(queries=queries, tokens=out.tokens, mask=out.mask, old=out.log_probs, ref=ref_lp,
-                             write_ids=ids, write_mask=mask, encoded=encoded if keep_encoded else None,
-                             stm_prev=stm_prev, stm_read=stm, critic_ids=c_ids, critic_mask=c_mask,
-                             rewards=result.rewards.float().cpu(), values=values.float().cpu(),
+                             write_ids=group(ids), write_mask=group(mask),
+                             encoded=group(encoded) if keep_encoded and encoded is not None else None,
+                             stm_prev=group(stm_prev), stm_read=group(stm), critic_ids=c_ids, critic_mask=c_mask,
+                             rewards=scored.rewards.float().cpu(), values=values.float().cpu(),
                              components=components))
-    return _stack(per_step, size, stm, ref_stm, timings)
+    return _stack(per_step, size, stm, ref_stm, timings, group_size)
+
+
+def continuing_members(episodes: int, group_size: int, generator: torch.Generator | None) -> Tensor:
+    """``[B]`` rows ``b·G + c_b`` of the answers each episode goes on with: ``c_b`` uniform in ``0..G-1`` from
+    the sampling generator, drawn before and apart from any reward."""
+    device = generator.device if generator is not None else None
+    choice = torch.randint(group_size, (episodes,), generator=generator, device=device)
+    return torch.arange(episodes, device=choice.device) * group_size + choice
+
+
+class _Repeat:
+    """Each episode's row ``G`` times in a row (``[B, ...] -> [B·G, ...]``): what a group shares."""
+
+    def __init__(self, group_size: int) -> None:
+        self.group_size = group_size
+
+    def __call__(self, tensor: Tensor) -> Tensor:
+        return tensor if self.group_size == 1 else tensor.repeat_interleave(self.group_size, 0)
 
 
 def _pad_cat(tensors: list[Tensor], value, dim: int = 1) -> Tensor:
@@ -264,8 +309,9 @@ def _pad_cat(tensors: list[Tensor], value, dim: int = 1) -> Tensor:
     return torch.cat([torch.nn.functional.pad(t, (*after, 0, width - t.shape[dim]), value=value) for t in tensors])
 
 
-def _stack(per_step: list[dict], size: int, stm: Tensor, ref_stm: Tensor, timings) -> Rollout:
+def _stack(per_step: list[dict], size: int, stm: Tensor, ref_stm: Tensor, timings, group_size: int = 1) -> Rollout:
     names = per_step[0]["components"].keys()
+    has_critic = per_step[0]["critic_ids"] is not None
     return Rollout(
         queries=[q for s in per_step for q in s["queries"]],
         answers=_pad_cat([s["tokens"] for s in per_step], 0),
@@ -278,11 +324,12 @@ def _stack(per_step: list[dict], size: int, stm: Tensor, ref_stm: Tensor, timing
                  else _pad_cat([s["encoded"] for s in per_step], 0.0, dim=2)),
         stm_prev=torch.cat([s["stm_prev"] for s in per_step]),
         stm_read=torch.cat([s["stm_read"] for s in per_step]),
-        critic_ids=_pad_cat([s["critic_ids"] for s in per_step], 0),
-        critic_mask=_pad_cat([s["critic_mask"] for s in per_step], False),
+        critic_ids=_pad_cat([s["critic_ids"] for s in per_step], 0) if has_critic else None,
+        critic_mask=_pad_cat([s["critic_mask"] for s in per_step], False) if has_critic else None,
         rewards=torch.cat([s["rewards"] for s in per_step]),
         values=torch.cat([s["values"] for s in per_step]),
-        steps=torch.arange(len(per_step)).repeat_interleave(size),
+        steps=torch.arange(len(per_step)).repeat_interleave(size * group_size),
         components={k: torch.cat([s["components"][k] for s in per_step]) for k in names},
-        num_episodes=size, num_steps=len(per_step), final_stm=stm, final_ref_stm=ref_stm, timings=timings,
+        num_episodes=size, num_steps=len(per_step), group_size=group_size, final_stm=stm, final_ref_stm=ref_stm,
+        timings=timings,
     )

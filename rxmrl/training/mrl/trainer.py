@@ -55,9 +55,10 @@ ENCODER_INPUTS = ("embedding", "encoder")  # what the encoded data of a write de
 
 
 class MrlModel(nn.Module):
-    """What the optimiser trains: the policy (RxT) and the critic; the frozen reference lives outside."""
+    """What the optimiser trains: the policy (RxT) and the critic (None for the group estimators); the
+    frozen reference lives outside."""
 
-    def __init__(self, policy: ReactiveTransformer, critic: Critic) -> None:
+    def __init__(self, policy: ReactiveTransformer, critic: Critic | None) -> None:
         super().__init__()
         self.policy, self.critic = policy, critic
 
@@ -110,7 +111,8 @@ class MrlTrainer:
         self.reference.load_state_dict(policy.state_dict())
         self.reference.eval().requires_grad_(False)
         self.reward = reward if reward is not None else build_reward(config.reward, policy, tokenizer)
-        self.model = MrlModel(policy, Critic(policy, config.mrl.critic.memory_aware))
+        critic = Critic(policy, config.mrl.critic.memory_aware) if config.mrl.uses_critic else None
+        self.model = MrlModel(policy, critic)
         self.sampling = config.mrl.sampling.build()
         self.eval_sampling = config.mrl.eval_sampling.build()
         self.stage_data = [self._load(stage, i) for i, stage in enumerate(config.stages)]
@@ -125,7 +127,8 @@ class MrlTrainer:
         self._recompute_memory = True
         self._keep_encoded = False
         self.world_size = init_distributed().world_size  # episodes are sharded by rank
-        optim = dataclasses.replace(config.optim, group_lr={"critic": config.mrl.critic.lr, **config.optim.group_lr})
+        critic_lr = {"critic": config.mrl.critic.lr} if critic is not None else {}
+        optim = dataclasses.replace(config.optim, group_lr={**critic_lr, **config.optim.group_lr})
         loop = dataclasses.replace(config.loop, max_steps=max(1, self.total_updates()), seed=config.seed)
         self.trainer = Trainer(self.model, self._step_fn, None, config=loop, optim=optim, schedule=config.schedule,
                                group_of=component_of(self.model), trainable=self._trainable(config.stages[0]),
@@ -140,7 +143,7 @@ class MrlTrainer:
         return train, valid
 
     def _trainable(self, stage: StageConfig) -> list[str]:
-        present = set(self.model.policy.parameter_groups()) | {"critic"}
+        present = set(self.model.policy.parameter_groups()) | ({"critic"} if self.model.critic is not None else set())
         present = {g for g in present if g == "critic" or self.model.policy.parameter_groups()[g]}
         return [g for g in stage.trainable if g in present]
 
@@ -156,7 +159,7 @@ class MrlTrainer:
         for stage, (train, _) in zip(self.config.stages, self.stage_data, strict=True):
             for start in range(0, len(train), mrl.batch_episodes):
                 episodes = min(mrl.batch_episodes, len(train) - start)
-                samples = math.ceil(episodes / self.world_size) * stage.steps  # per rank
+                samples = math.ceil(episodes / self.world_size) * stage.steps * mrl.group_size  # per rank
                 total += stage.epochs * mrl.ppo_epochs * math.ceil(samples / mrl.minibatch_size)
         return total
 
@@ -165,8 +168,7 @@ class MrlTrainer:
         self.trainer.set_trainable(trainable)
         self._recompute_memory = any(g in MEMORY_SYSTEM for g in trainable)
         self._keep_encoded = not any(g in ENCODER_INPUTS for g in trainable)
-        lrs = {"critic": self.config.mrl.critic.lr,
-               **self.config.optim.group_lr, **stage.group_lr}
+        lrs = {"critic": self.config.mrl.critic.lr, **self.config.optim.group_lr, **stage.group_lr}
         scheduler = self.trainer.scheduler
         for i, group in enumerate(self.trainer.optimizer.param_groups):
             base = lrs.get(group["group"], self.config.optim.lr)
@@ -232,14 +234,14 @@ class MrlTrainer:
         rewards = self.training_rewards(rollout)
         rollout.advantages, rollout.returns = compute_advantages(
             rewards, rollout.values, rollout.num_steps, mrl.advantages.estimator, mrl.advantages.gamma,
-            mrl.advantages.lam, mrl.advantages.normalize)
+            mrl.advantages.lam, mrl.advantages.normalize, group_size=rollout.group_size)
         clock = time.perf_counter()
         sums: dict[str, float] = {}
         updates = 0
         for _ in range(mrl.ppo_epochs):
             order = torch.randperm(rollout.size)
-            for index in rank_minibatches(rollout.size, len(indices), stage.steps, env.world_size,
-                                          mrl.minibatch_size, order):
+            for index in rank_minibatches(rollout.size, len(indices), stage.steps * mrl.group_size,
+                                          env.world_size, mrl.minibatch_size, order):
                 metrics = self.trainer.train_step([minibatch(rollout, index)])
                 for key, value in metrics.items():
                     sums[key] = sums.get(key, 0.0) + value
@@ -261,14 +263,16 @@ class MrlTrainer:
         mrl = self.config.mrl
         episodes = stage_episodes([data.episodes[i] for i in indices], [data.long_range[i] for i in indices],
                                   stage.steps)
-        policy = self.model.policy
-        policy.eval(), self.model.critic.eval()
+        policy, critic = self.model.policy, self.model.critic
+        policy.eval()
+        if critic is not None:
+            critic.eval()
         rollout = collect_rollout(
-            policy, self._env(stage), episodes, self.sampling, reference=self.reference, critic=self.model.critic,
+            policy, self._env(stage), episodes, self.sampling, reference=self.reference, critic=critic,
             max_answer_tokens=mrl.max_answer_tokens, max_interaction_len=mrl.max_interaction_len,
             critic_max_len=mrl.critic.max_len, teacher_forcing=stage.teacher_forcing,
             random_reset_ratio=stage.random_reset_ratio, carried=self.state.carried,
-            keep_encoded=self._recompute_memory and self._keep_encoded)
+            keep_encoded=self._recompute_memory and self._keep_encoded, group_size=mrl.group_size)
         if stage.random_reset_ratio > 0:
             self.state.carried = (rollout.final_stm.cpu(), rollout.final_ref_stm.cpu())
         return rollout
@@ -291,11 +295,14 @@ class MrlTrainer:
             stm = batch["stm_read"]
         scored = policy.score(batch["queries"], batch["answers"], stm, answer_mask=batch["mask"],
                               sampling=self.sampling, with_logits=False)
-        values = model.critic(batch["critic_ids"], batch["critic_mask"], stm)
+        if model.critic is not None:
+            values, returns = model.critic(batch["critic_ids"], batch["critic_mask"], stm), batch["returns"]
+        else:  # group estimators: no critic, so no value loss (V = V_old = R = 0)
+            values = returns = batch["values"]
         inputs = LossInputs(
             log_probs=scored.log_probs, old_log_probs=batch["old_log_probs"], ref_log_probs=batch["ref_log_probs"],
             entropy=scored.entropy, mask=batch["mask"], advantages=batch["advantages"],
-            values=values, old_values=batch["values"], returns=batch["returns"], stm=stm,
+            values=values, old_values=batch["values"], returns=returns, stm=stm,
             stm_prev=batch["stm_prev"], steps=batch["steps"], moe_aux=scored.aux_loss)
         return mrl_loss(inputs, self.config.mrl.objective)
 
@@ -347,9 +354,12 @@ def minibatch(rollout: Rollout, index: torch.Tensor) -> dict[str, Any]:
     width = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
     write_mask = rollout.write_mask[index]
     write_width = int(write_mask.any(0).nonzero().max()) + 1
-    critic_mask = rollout.critic_mask[index]
-    critic_width = int(critic_mask.any(0).nonzero().max()) + 1
     rows = index.tolist()
+    critic = {"critic_ids": None, "critic_mask": None}
+    if rollout.critic_mask is not None:
+        critic_mask = rollout.critic_mask[index]
+        critic_width = int(critic_mask.any(0).nonzero().max()) + 1
+        critic = {"critic_ids": rollout.critic_ids[index, :critic_width], "critic_mask": critic_mask[:, :critic_width]}
     return {
         "queries": [rollout.queries[i] for i in rows],
         "answers": rollout.answers[index, :width], "mask": mask[:, :width],
@@ -357,8 +367,7 @@ def minibatch(rollout: Rollout, index: torch.Tensor) -> dict[str, Any]:
         "write_ids": rollout.write_ids[index, :write_width], "write_mask": write_mask[:, :write_width],
         "encoded": None if rollout.encoded is None else rollout.encoded[index, :, :write_width],
         "stm_prev": rollout.stm_prev[index], "stm_read": rollout.stm_read[index],
-        "critic_ids": rollout.critic_ids[index, :critic_width], "critic_mask": critic_mask[:, :critic_width],
-        "advantages": rollout.advantages[index], "returns": rollout.returns[index],
+        **critic, "advantages": rollout.advantages[index], "returns": rollout.returns[index],
         "values": rollout.values[index], "steps": rollout.steps[index],
     }
 
@@ -367,11 +376,15 @@ def rollout_metrics(rollout: Rollout) -> dict[str, float]:
     """Reward (mean, per step), components, STM change per step, explained variance, tokens generated."""
     n, b = rollout.num_steps, rollout.num_episodes
     record = {"rollout/reward": float(rollout.rewards.mean()),
-              "rollout/explained_variance": explained_variance(rollout.values, rollout.returns),
-              "rollout/value": float(rollout.values.mean()),
               "rollout/answer_tokens": float(rollout.mask.sum(1).float().mean()),
               "rollout/episodes": float(b)}
-    for t, value in enumerate(rollout.rewards.view(n, b).mean(1)):
+    if rollout.critic_ids is not None:  # a critic valued the steps
+        record.update({"rollout/explained_variance": explained_variance(rollout.values, rollout.returns),
+                       "rollout/value": float(rollout.values.mean())})
+    if rollout.group_size > 1:  # how much the answers of one STM differ: what the group advantage feeds on
+        spread = rollout.rewards.view(-1, rollout.group_size).std(1)
+        record["rollout/group_reward_std"] = float(spread.mean())
+    for t, value in enumerate(rollout.rewards.view(n, -1).mean(1)):
         record[f"rollout/reward_step_{t}"] = float(value)
     for t, value in enumerate(rollout.stm_change()):
         record[f"memory/stm_change_step_{t}"] = float(value)
