@@ -7,6 +7,7 @@
         for epoch in range(stage.epochs):
             for batch of episodes (the last, smaller one too):
                 rollout    = collect_rollout(policy, env, batch, reference, critic)  # no grad; env scores
+                             # grpo / rloo: G answers per step from one STM, no critic (rollout.py)
                 A, R       = compute_advantages(rewards(rollout), rollout.values)   # + fact share
                 for ppo_epoch in range(ppo_epochs):
                     for minibatch of (episode, step) samples:
