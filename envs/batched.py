@@ -31,7 +31,8 @@ from rxmrl.envs.mrl_env import SAVED_DATA, MalformedActionError, StatisticsSourc
 from rxmrl.envs.padded import PaddedIds, concat_padded, select_rows
 from rxmrl.envs.plan import step_plan
 from rxmrl.envs.scoring import RewardScorer, build_reward, memory_targets_of
-from rxmrl.rewards import RewardConfig, RunningMean, SimilarityBackend, WordStatistics, fact_recall
+from rxmrl.rewards import (RewardConfig, RunningMean, SimilarityBackend, WordStatistics, fact_recall,
+                           held_fact_recall)
 from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, QUERY_ID
 from rxmrl.tokenizer import RxTokenizer, default_tokenizer
 
@@ -63,6 +64,7 @@ class BatchStep:
     write_to_memory: PaddedIds  # answer ids to write with query: own answers, or references (teacher forcing)
     written_interaction: PaddedIds  # query + write_to_memory: the interaction the memory encoder reads
     fact_recall: torch.Tensor  # [B] float32; NaN where the data has no facts
+    held_fact_recall: torch.Tensor  # [B] recall of the facts memory holds (rxmrl.rewards.held_fact_recall); NaN: none
     terminated: torch.Tensor  # [B] bool
     next_query: PaddedIds | None  # the next follow-up queries; None after the last step
 
@@ -81,6 +83,7 @@ class GroupScores:
     modes: list[str]  # [B·G]
     saved_index: torch.Tensor  # [B·G]
     fact_recall: torch.Tensor  # [B·G]; NaN where the data has no facts
+    held_fact_recall: torch.Tensor  # [B·G]; NaN where memory holds none of the step's facts
 
 
 def _repeat_rows(padded: PaddedIds, repeat: int) -> PaddedIds:
@@ -151,6 +154,7 @@ class BatchedMrlEnv:
         self._step, self._mean_folded = 0, -1
         self._running_mean = RunningMean(self.scorer.running_mean_new_weight)
         self._written = [concat_padded(self._saved_query, self._saved_answer)]
+        self._written_texts: list[list[str]] = []  # decoded lazily, for held_fact_recall
         self._targets = (memory_targets_of(self.reward, self._episodes, self.steps, self.statistics.get())
                          if self.scorer.uses_memory_targets else None)
         return BatchReset(self._saved_query, self._saved_answer, self._written[0], self._queries[0],
@@ -187,7 +191,7 @@ class BatchedMrlEnv:
         return BatchStep(
             step=i, rewards=scored.rewards, components=scored.components, modes=scored.modes,
             saved_index=scored.saved_index, reference=reference, write_to_memory=written_answer,
-            written_interaction=written, fact_recall=scored.fact_recall,
+            written_interaction=written, fact_recall=scored.fact_recall, held_fact_recall=scored.held_fact_recall,
             terminated=torch.full((batch,), done, dtype=torch.bool, device=self.device),
             next_query=None if done else self._queries[self._step],
         )
@@ -227,11 +231,14 @@ class BatchedMrlEnv:
         present = None if mean.present is None else mean.present.repeat_interleave(repeat, 0)
         scores = self.scorer.score_ids(answers.ids, answers.lengths, reference.ids, reference.lengths,
                                        saved.ids, saved.lengths, modes, values, targets, present)
-        recall = (self._fact_recall(answers, i, repeat) if self.compute_fact_recall
-                  else torch.full((len(answers),), math.nan))
+        if self.compute_fact_recall:
+            recall, held = self._fact_recall(answers, i, repeat)
+        else:
+            recall = held = torch.full((len(answers),), math.nan)
         return GroupScores(rewards=scores.reward.to(self.device),
                            components={k: v.to(self.device) for k, v in scores.components.items()}, modes=modes,
-                           saved_index=saved_index.repeat_interleave(repeat), fact_recall=recall.to(self.device))
+                           saved_index=saved_index.repeat_interleave(repeat), fact_recall=recall.to(self.device),
+                           held_fact_recall=held.to(self.device))
 
     def _scored_interaction(self, index: int) -> PaddedIds:
         """Interaction ``index`` as the reward sees it: the data's (``saved_data="conversation"``) or as
@@ -255,12 +262,19 @@ class BatchedMrlEnv:
         if embedding is not None:
             self._running_mean.update(embedding.to(self.device), rows)
 
-    def _fact_recall(self, answers: PaddedIds, step: int, repeat: int = 1) -> torch.Tensor:
+    def _fact_recall(self, answers: PaddedIds, step: int, repeat: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B·repeat]`` recall of all the step's facts, and of those memory holds (as written so far)."""
         texts = self.tokenizer.decode_batch(answers.to_lists())
-        episodes = [e for e in self._episodes for _ in range(repeat)]
-        recall = [math.nan if e.facts is None else fact_recall(text, [f.text for f in e.facts[step]])
-                  for e, text in zip(episodes, texts)]
-        return torch.tensor(recall, dtype=torch.float32)
+        while len(self._written_texts) < len(self._written):  # interactions 0..step, decoded once each
+            self._written_texts.append(self.tokenizer.decode_batch(self._written[len(self._written_texts)].to_lists()))
+        recall, held = [], []
+        for row, text in enumerate(texts):
+            b = row // repeat
+            facts = self._episodes[b].facts
+            written = [interaction[b] for interaction in self._written_texts]
+            recall.append(math.nan if facts is None else fact_recall(text, [f.text for f in facts[step]]))
+            held.append(math.nan if facts is None else held_fact_recall(text, facts[step], written))
+        return torch.tensor(recall, dtype=torch.float32), torch.tensor(held, dtype=torch.float32)
 
     def _validate(self, answers: PaddedIds | torch.Tensor, lengths: torch.Tensor | None,
                   rows: int | None = None) -> PaddedIds:

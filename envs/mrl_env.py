@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from rxmrl.envs.episodes import DrawnEpisode, EpisodeSampler, cut_to_steps, is_l
 from rxmrl.envs.plan import StepSpec, step_plan
 from rxmrl.envs.scoring import RewardScorer, build_reward, curriculum_word_statistics, memory_targets_of
 from rxmrl.envs.spaces import NaturalText, token_ids_space
-from rxmrl.rewards import RewardConfig, RunningMean, SimilarityBackend, WordStatistics, fact_recall
+from rxmrl.rewards import RewardConfig, RunningMean, SimilarityBackend, WordStatistics, fact_recall, held_fact_recall
 from rxmrl.tokenizer import RxTokenizer, default_tokenizer
 
 MODES: tuple[str, ...] = ("text", "token")
@@ -109,7 +110,8 @@ class MrlEnv(gym.Env):
     ``reset``: ``episode`` (the cut :class:`Episode`), ``episode_index``, ``long_range``, ``steps``, ``modes``.
     ``step``: ``step``, ``mode``, ``query``, ``answer`` (text), ``reference``, ``saved_data`` (text of S),
     ``saved_index``, ``running_mean_of`` (interaction indices folded so far), ``facts``, ``fact_recall`` (of the
-    answer; ``None`` when the data has no facts), ``reward_components`` (name -> float),
+    answer; ``None`` when the data has no facts), ``held_fact_recall`` (of the facts memory holds: their source
+    interaction as written states them; ``None`` when none), ``reward_components`` (name -> float),
     ``teacher_forcing``, ``write_to_memory`` (the answer text to write) and, in token mode,
     ``write_to_memory_ids`` (a tuple of ids: Gymnasium's vector envs batch it as one object per env, which
     a variable-length array cannot be).
@@ -236,6 +238,7 @@ class MrlEnv(gym.Env):
             "reference": follow_up.answer, "saved_data": saved.text, "saved_index": spec.saved_index,
             "running_mean_of": tuple(self._mean_sources), "facts": facts,
             "fact_recall": None if episode.facts is None else fact_recall(answer_text, facts),
+            "held_fact_recall": self._held_fact_recall(answer_text),
             "reward_components": {k: float(v[0]) for k, v in scores.components.items()},
             "teacher_forcing": self._teacher_forcing, "write_to_memory": written_answer,
         }
@@ -280,6 +283,14 @@ class MrlEnv(gym.Env):
         return self.tokenizer.decode(ids.tolist()), ids
 
     # ------------------------------------------------------------------------------------------- helpers
+    def _held_fact_recall(self, answer: str) -> float | None:
+        """``held_fact_recall`` of this step (interactions as written so far); ``None`` when memory holds none."""
+        facts = self._drawn.episode.facts
+        if facts is None:
+            return None
+        recall = held_fact_recall(answer, facts[self._step], [w.text for w in self._written])
+        return None if math.isnan(recall) else recall
+
     def _answer_ids(self, answer: str) -> np.ndarray | None:
         return np.asarray(self.tokenizer.encode_answer(answer), np.int64) if self.mode == "token" else None
 

@@ -8,7 +8,7 @@ model: the sentence encoder is loaded on first use, once per process.
 """
 
 from rxmrl.rewards.bleu import SMOOTHING_METHODS, token_bleu
-from rxmrl.rewards.facts import fact_recall, mix_fact_recall
+from rxmrl.rewards.facts import fact_recall, held_fact_recall, mix_fact_recall
 from rxmrl.rewards.ids import as_padded, pad_id_lists, strip_ids
 from rxmrl.rewards.length import length_score
 from rxmrl.rewards.memory_tokens import (

@@ -9,6 +9,7 @@ reports the plain reward and recall apart. Matching is case-insensitive; a fact 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -33,6 +34,25 @@ def fact_recall(answer: str, facts: Sequence[str]) -> float:
         return 1.0
     found = sum(1 for f in facts if _fact_pattern(f).search(answer))
     return found / len(facts)
+
+
+def held_fact_recall(answer: str, facts: Sequence, written: Sequence[str]) -> float:
+    """Recall of the facts that memory holds: those whose source interaction, as written into memory, states them.
+
+    ``facts`` are ``rxmrl.data.schema.Fact`` (``text``, ``source``); ``written[k]`` is interaction ``k`` as the
+    agent wrote it (0: the saved interaction). When the agent writes its own answers, a follow-up may ask about a
+    scene that only the *reference* answer told: no memory can recall it, and counting it measures how well the
+    policy guesses. With ``F_held = {f : f.text in written[f.source]}``::
+
+        held_fact_recall = |{f in F_held : f.text in answer}| / |F_held|      (NaN when F_held is empty)
+
+    Under teacher forcing every fact is held and this equals :func:`fact_recall`.
+    """
+    held = [f.text for f in facts if f.text.strip() and f.source < len(written)
+            and _fact_pattern(f.text).search(written[f.source])]
+    if not held:
+        return math.nan
+    return fact_recall(answer, held)
 
 
 def mix_fact_recall(reward: torch.Tensor, recall: torch.Tensor, weight: float, scale: float) -> torch.Tensor:

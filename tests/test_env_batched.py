@@ -50,6 +50,8 @@ def test_batched_rewards_equal_single_env_rewards(episodes, teacher_forcing, sav
             for name, value in info["reward_components"].items():
                 assert value == pytest.approx(float(outs[i].components[name][b]), abs=1e-5, nan_ok=True)
             assert info["fact_recall"] == pytest.approx(float(outs[i].fact_recall[b]))
+            held = float(outs[i].held_fact_recall[b])
+            assert info["held_fact_recall"] == (None if np.isnan(held) else pytest.approx(held))
             assert list(info["write_to_memory_ids"]) == outs[i].write_to_memory.to_lists()[b]
 
 
@@ -100,3 +102,24 @@ def test_malformed_batched_answers_raise_and_the_step_can_be_retried(episodes):
             env.step(bad)
     out = env.step(good)
     assert out.step == 0
+
+
+def test_held_fact_recall_counts_only_facts_that_memory_was_given():
+    """Follow-up 1 asks about a scene only the reference answer of follow-up 0 told: after the agent wrote its
+    own answer the fact is not held (NaN), under teacher forcing it is, and an answer that states it scores 1."""
+    from rxmrl.data import Episode, Fact, Interaction
+
+    episode = Episode("Tell me a story.", "Lily had a red ball.",
+                      [Interaction("What colour was the ball?", "It was red. Then Lily went to the lake."),
+                       Interaction("Where did Lily go?", "She went to the lake.")],
+                      [[Fact("red", 0)], [Fact("lake", 1)]], "cumulative")
+    tokenizer = default_tokenizer()
+    answers = [tokenizer.encode_answer("It was red."), tokenizer.encode_answer("She went to the lake.")]
+    held = {}
+    for teacher_forcing in (False, True):
+        env = BatchedMrlEnv(1, episodes=[episode], steps=2, similarity="random-embedding",
+                            teacher_forcing=teacher_forcing)
+        env.reset(options={"episodes": [episode]})
+        held[teacher_forcing] = [float(env.step(PaddedIds.from_lists([a])).held_fact_recall[0]) for a in answers]
+    assert held[True] == [1.0, 1.0]
+    assert held[False][0] == 1.0 and np.isnan(held[False][1])  # the agent never wrote "lake" into memory

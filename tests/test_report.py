@@ -12,7 +12,7 @@ from rxmrl.runtime import write_json
 
 
 def result(name: str, rewards: np.ndarray, recall: np.ndarray) -> EvaluationResult:
-    return EvaluationResult(agent=name, step_rewards=rewards, fact_recall=recall, components={},
+    return EvaluationResult(agent=name, step_rewards=rewards, fact_recall=recall, held_fact_recall=recall, components={},
                             modes=[["standard"] * rewards.shape[1]] * rewards.shape[0], seconds=1.0,
                             meta={"config": "steps-3", "split": "validation", "scoring": "default (token)"})
 

@@ -1,6 +1,7 @@
 """Fact recall and the TRL reward-function adapter."""
 
 import inspect
+import math
 
 import pytest
 import torch
@@ -98,3 +99,15 @@ def test_mix_fact_recall_pays_a_share_for_recall_and_leaves_steps_without_facts_
     assert mix_fact_recall(reward, recall, 0.0, 10.0) is reward
     with pytest.raises(ValueError, match="share in"):
         mix_fact_recall(reward, recall, 1.5, 10.0)
+
+
+def test_held_fact_recall_ignores_facts_their_source_interaction_never_stated():
+    from rxmrl.data.schema import Fact
+    from rxmrl.rewards import held_fact_recall
+
+    written = ["Lily had a red ball.", "It was red. Then she sang a song."]  # interaction 1 never says "lake"
+    facts = [Fact("red", 0), Fact("lake", 1)]
+    assert held_fact_recall("The ball was red, by the lake.", facts, written) == 1.0  # only "red" counts
+    assert held_fact_recall("The ball was blue.", facts, written) == 0.0
+    assert math.isnan(held_fact_recall("red", [Fact("lake", 1)], written))  # nothing held: undefined, not 0
+    assert held_fact_recall("red lake", facts, [*written[:1], "They went to the lake."]) == 1.0

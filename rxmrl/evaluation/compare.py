@@ -4,7 +4,7 @@ Both agents play the same episodes in the same order, so per-episode rewards pai
 means is estimated from the per-episode differences ``d_n = r^A_n - r^B_n`` with a percentile bootstrap over
 episodes (:func:`rxmrl.evaluation.bootstrap.bootstrap_interval`), which is much tighter than comparing two
 independent intervals because episode difficulty cancels. Fact recall pairs only episodes where both have a
-value (episodes whose follow-ups carry facts).
+value (episodes whose follow-ups carry facts); so does the recall of held facts (those memory was given).
 """
 
 from __future__ import annotations
@@ -23,20 +23,25 @@ class Comparison:
     b: EvaluationResult
     reward_difference: Stat  # of d_n = reward A - reward B over episodes
     fact_recall_difference: Stat  # of the paired per-episode fact recall differences
+    held_fact_recall_difference: Stat  # the same, over the facts memory holds
 
     def summary(self) -> dict[str, Any]:
         return {"a": self.a.summary(), "b": self.b.summary(),
                 "difference": {"reward": self.reward_difference.as_dict(),
-                               "fact_recall": self.fact_recall_difference.as_dict()}}
+                               "fact_recall": self.fact_recall_difference.as_dict(),
+                               "held_fact_recall": self.held_fact_recall_difference.as_dict()}}
 
     def format_table(self, level: float = 0.95) -> str:
-        r, f = self.reward_difference, self.fact_recall_difference
-        recall = "n/a" if np.isnan(f.mean) else f"{f.mean:+.3f} [{f.ci_low:+.3f}, {f.ci_high:+.3f}]"
+        r = self.reward_difference
+
+        def interval(f: Stat) -> str:
+            return "n/a" if np.isnan(f.mean) else f"{f.mean:+.3f} [{f.ci_low:+.3f}, {f.ci_high:+.3f}]"
         return "\n".join([
             "A: " + self.a.format_table(level), "", "B: " + self.b.format_table(level), "",
             f"paired difference A - B over {self.a.num_episodes} episodes ({level:.0%} bootstrap CI):",
             f"  reward      {r.mean:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
-            f"  fact recall {recall}",
+            f"  fact recall {interval(self.fact_recall_difference)}",
+            f"  held facts  {interval(self.held_fact_recall_difference)}",
         ])
 
 
@@ -47,5 +52,6 @@ def compare(a: EvaluationResult, b: EvaluationResult, level: float = 0.95) -> Co
                          f"steps) with {b.agent} ({b.step_rewards.shape[0]} x {b.step_rewards.shape[1]}): "
                          "expected the same episodes")
     recall = a.episode_fact_recall - b.episode_fact_recall  # NaN where either has none
+    held = a.episode_held_fact_recall - b.episode_held_fact_recall
     return Comparison(a, b, Stat.of(a.episode_rewards - b.episode_rewards, level),
-                      Stat.of(recall, level))
+                      Stat.of(recall, level), Stat.of(held, level))

@@ -50,6 +50,7 @@ class EvaluationResult:
     agent: str
     step_rewards: np.ndarray  # (N, steps)
     fact_recall: np.ndarray  # (N, steps), NaN where the data has no facts
+    held_fact_recall: np.ndarray  # (N, steps), recall of the facts memory holds (rxmrl.rewards.held_fact_recall)
     components: dict[str, np.ndarray]  # name -> (N, steps)
     modes: list[list[str]]  # modes[n][i]
     seconds: float
@@ -67,10 +68,12 @@ class EvaluationResult:
     @property
     def episode_fact_recall(self) -> np.ndarray:
         """``(N,)`` mean fact recall over each episode's steps that have facts (NaN if none do)."""
-        recall = self.fact_recall
-        counts = (~np.isnan(recall)).sum(axis=1)
-        sums = np.nansum(recall, axis=1)
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return _episode_means(self.fact_recall)
+
+    @property
+    def episode_held_fact_recall(self) -> np.ndarray:
+        """``(N,)`` mean recall of held facts over each episode's steps where memory holds some (NaN: none)."""
+        return _episode_means(self.held_fact_recall)
 
     @property
     def episodes_per_second(self) -> float:
@@ -90,14 +93,18 @@ class EvaluationResult:
     def recall(self, level: float = 0.95) -> Stat:
         return Stat.of(self.episode_fact_recall, level)
 
+    def held_recall(self, level: float = 0.95) -> Stat:
+        return Stat.of(self.episode_held_fact_recall, level)
+
     def summary(self, level: float = 0.95) -> dict[str, Any]:
         """Plain numbers for logs and reports (``json.dumps``-able)."""
         return {
             "agent": self.agent, **self.meta, "episodes": self.num_episodes, "seconds": self.seconds,
             "episodes_per_second": self.episodes_per_second, "reward": self.reward(level).as_dict(),
-            "fact_recall": self.recall(level).as_dict(),
+            "fact_recall": self.recall(level).as_dict(), "held_fact_recall": self.held_recall(level).as_dict(),
             "steps": [{"step": i, "reward": self.step_reward(i, level).as_dict(),
                        "fact_recall": Stat.of(self.fact_recall[:, i], level).as_dict(),
+                       "held_fact_recall": Stat.of(self.held_fact_recall[:, i], level).as_dict(),
                        "modes": sorted({m[i] for m in self.modes})} for i in range(self.step_rewards.shape[1])],
             "components": {k: self.component_mean(k) for k in self.components},
         }
@@ -109,20 +116,29 @@ class EvaluationResult:
         lines = [f"agent {self.agent} · {meta} · {self.num_episodes} episodes · "
                  f"{self.episodes_per_second:.1f} episodes/s",
                  f"{'':<14}{'reward mean [' + pct + ' CI]':>28}{'min':>7}{'max':>7}"
-                 f"{'fact recall [' + pct + ' CI]':>30}"]
+                 f"{'fact recall [' + pct + ' CI]':>30}{'held facts [' + pct + ' CI]':>30}"]
 
-        def line(label: str, reward: Stat, recall: Stat) -> str:
-            recall_text = "n/a" if math.isnan(recall.mean) else \
-                f"{recall.mean:.3f} [{recall.ci_low:.3f}, {recall.ci_high:.3f}]"
+        def interval(stat: Stat) -> str:
+            return "n/a" if math.isnan(stat.mean) else f"{stat.mean:.3f} [{stat.ci_low:.3f}, {stat.ci_high:.3f}]"
+
+        def line(label: str, reward: Stat, recall: Stat, held: Stat) -> str:
             return (f"{label:<14}{f'{reward.mean:.2f} [{reward.ci_low:.2f}, {reward.ci_high:.2f}]':>28}"
-                    f"{reward.min:>7.2f}{reward.max:>7.2f}{recall_text:>30}")
+                    f"{reward.min:>7.2f}{reward.max:>7.2f}{interval(recall):>30}{interval(held):>30}")
 
-        lines.append(line("episode", self.reward(level), self.recall(level)))
+        lines.append(line("episode", self.reward(level), self.recall(level), self.held_recall(level)))
         for i in range(self.step_rewards.shape[1]):
             modes = "/".join(sorted({m[i] for m in self.modes}))
             label = f"step {i}" + ("" if modes == "standard" else f" ({modes[:5]})")
-            lines.append(line(label, self.step_reward(i, level), Stat.of(self.fact_recall[:, i], level)))
+            lines.append(line(label, self.step_reward(i, level), Stat.of(self.fact_recall[:, i], level),
+                              Stat.of(self.held_fact_recall[:, i], level)))
+        lines.append("held facts: those whose source interaction, as written into memory, states them")
         return "\n".join(lines)
+
+
+def _episode_means(per_step: np.ndarray) -> np.ndarray:
+    """``(N,)`` mean of each row over its non-NaN steps (NaN where a row has none)."""
+    counts = (~np.isnan(per_step)).sum(axis=1)
+    return np.where(counts > 0, np.nansum(per_step, axis=1) / np.maximum(counts, 1), np.nan)
 
 
 def evaluate(agent: Agent, env: BatchedMrlEnv, num_episodes: int | None = None, *, seed: int | None = 0,
@@ -136,19 +152,20 @@ def evaluate(agent: Agent, env: BatchedMrlEnv, num_episodes: int | None = None, 
     total = len(env.sampler) if num_episodes is None else num_episodes
     if total < 1:
         raise ValueError(f"num_episodes={num_episodes}: expected at least 1 episode")
-    rewards, recalls, modes, components = [], [], [], {}
+    rewards, recalls, held, modes, components = [], [], [], [], {}
     started = time.perf_counter()
     played = 0
     while played < total:
         count = min(env.batch_size, total - played)
         start = env.reset(seed=seed if played == 0 else None, options={"batch_size": count})
         agent.begin_batch(start)
-        query, batch_rewards, batch_recall, batch_components = start.query, [], [], {}
+        query, batch_rewards, batch_recall, batch_held, batch_components = start.query, [], [], [], {}
         while True:
             answers = agent.answer_batch(query)
             out = env.step(answers)
             batch_rewards.append(out.rewards.cpu().numpy())
             batch_recall.append(out.fact_recall.cpu().numpy())
+            batch_held.append(out.held_fact_recall.cpu().numpy())
             for name, value in out.components.items():
                 batch_components.setdefault(name, []).append(value.cpu().numpy())
             if out.done:
@@ -157,6 +174,7 @@ def evaluate(agent: Agent, env: BatchedMrlEnv, num_episodes: int | None = None, 
             query = out.next_query
         rewards.append(np.stack(batch_rewards, axis=1))  # (count, steps)
         recalls.append(np.stack(batch_recall, axis=1))
+        held.append(np.stack(batch_held, axis=1))
         for name, values in batch_components.items():
             components.setdefault(name, []).append(np.stack(values, axis=1))
         modes.extend(start.modes)
@@ -164,6 +182,6 @@ def evaluate(agent: Agent, env: BatchedMrlEnv, num_episodes: int | None = None, 
     seconds = time.perf_counter() - started
     return EvaluationResult(
         agent=getattr(agent, "name", type(agent).__name__), step_rewards=np.concatenate(rewards),
-        fact_recall=np.concatenate(recalls), components={k: np.concatenate(v) for k, v in components.items()},
+        fact_recall=np.concatenate(recalls), held_fact_recall=np.concatenate(held), components={k: np.concatenate(v) for k, v in components.items()},
         modes=modes, seconds=seconds, meta=dict(meta or {}),
     )

@@ -55,16 +55,18 @@ def latency_by_model(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def results_table(results: dict[str, dict[str, Any]], latency: list[dict[str, Any]]) -> str:
-    """Our rows: reward mean [95% CI], min, max, fact recall [95% CI], latency of the last turn."""
+    """Our rows: reward mean [95% CI], min, max, fact recall and recall of held facts [95% CI], latency of the
+    last turn."""
     turn = f"turn {len(latency)}" if latency else "n/a"
     ms = latency_by_model(latency)
-    lines = [f"| model | reward mean [95% CI] | min | max | fact recall [95% CI] | latency, {turn} (ms) |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| model | reward mean [95% CI] | min | max | fact recall [95% CI] | held facts [95% CI] "
+             f"| latency, {turn} (ms) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for name, record in results.items():
         summary = record["summary"]
         reward = summary["reward"]
         lines.append(f"| {LABELS[name]} | {format_interval(reward, 2)} | {format_number(reward['min'], 2)} "
                      f"| {format_number(reward['max'], 2)} | {format_interval(summary['fact_recall'], 3)} "
+                     f"| {format_interval(summary['held_fact_recall'], 3) if 'held_fact_recall' in summary else '–'} "
                      f"| {format_number(ms.get(name), 1) if name in ms else '–'} |")
     return "\n".join(lines)
 

@@ -137,7 +137,8 @@ def phase_eval(config: PipelineConfig) -> dict[str, Any]:
             write_json(path, evaluation_record(name, dirs[name], result))
             reward = result.reward()
             print(f"  {name}: reward {reward.mean:.2f} [{reward.ci_low:.2f}, {reward.ci_high:.2f}], "
-                  f"fact recall {result.recall().mean:.3f} ({result.seconds:.1f} s)", flush=True)
+                  f"fact recall {result.recall().mean:.3f}, held facts {result.held_recall().mean:.3f} "
+                  f"({result.seconds:.1f} s)", flush=True)
         written[name] = str(path)
     return {"results": written}
 
@@ -147,6 +148,7 @@ def evaluation_record(name: str, spec: str, result) -> dict[str, Any]:
     return {"model": name, "agent": spec, "summary": result.summary(),
             "episode_rewards": result.episode_rewards.tolist(),
             "episode_fact_recall": result.episode_fact_recall.tolist(),
+            "episode_held_fact_recall": result.episode_held_fact_recall.tolist(),
             "step_rewards": result.step_rewards.tolist()}
 
 

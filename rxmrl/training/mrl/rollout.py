@@ -275,6 +275,7 @@ def collect_rollout(
         query = result.next_query
         components = {k: v.float().cpu() for k, v in scored.components.items()}
         components["fact_recall"] = scored.fact_recall.float().cpu()  # NaN where the data has no facts
+        components["held_fact_recall"] = scored.held_fact_recall.float().cpu()  # NaN: memory holds none
         per_step.append(dict(queries=queries, tokens=out.tokens, mask=out.mask, old=out.log_probs, ref=ref_lp,
                              write_ids=group(ids), write_mask=group(mask),
                              encoded=group(encoded) if keep_encoded and encoded is not None else None,
