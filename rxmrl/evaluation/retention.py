@@ -1,0 +1,101 @@
+"""Retention: how much of the conversation a model recalls from its memory, with intervals.
+
+Why a protocol of its own. In the standard evaluation the agent writes its *own* answers into memory, but a
+curriculum follow-up often asks about a scene that only the *reference* answer of the previous follow-up told
+("Where did Lily walk with Tom?" after a reference answer that ended "...walked with Tom to the park").
+No memory can recall a fact it was never given, so recall under the agent's writes mostly measures guessing
+(see :func:`rxmrl.rewards.held_fact_recall`). Retention is measured with the *reference* conversation
+written into memory (teacher forcing of the writes; the model still answers every follow-up itself), and
+with a reset memory on the same episodes::
+
+    recall(model)       fact recall with the conversation written into memory
+    gap(model)          recall(model) - recall(model, memory never written)      what memory carries
+    gain(model)         recall(model) - recall(baseline)                          e.g. MRL over its warm start
+
+Every difference is paired over episodes (:func:`rxmrl.evaluation.compare.compare`): percentile bootstrap
+of the per-episode differences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rxmrl.envs import BatchedMrlEnv
+from rxmrl.envs.agents import RxTAgent
+from rxmrl.evaluation.compare import Comparison, compare
+from rxmrl.evaluation.reward_range import EvaluationResult, evaluate
+from rxmrl.model import ReactiveTransformer
+
+
+@dataclass
+class Retention:
+    """Per model: the results with and without memory, the memory gap, and the gain over ``baseline``."""
+
+    with_memory: dict[str, EvaluationResult]
+    reset_memory: dict[str, EvaluationResult]
+    gap: dict[str, Comparison]  # model with memory - the same model with a reset memory
+    gain: dict[str, Comparison]  # model - baseline, both with memory (every model but the baseline)
+    baseline: str | None
+
+    def summary(self, level: float = 0.95) -> dict[str, Any]:
+        """Plain numbers (``json.dumps``-able): recall, held recall and reward of each model and its differences."""
+        def stats(result: EvaluationResult) -> dict[str, Any]:
+            return {"fact_recall": result.recall(level).as_dict(), "reward": result.reward(level).as_dict(),
+                    "episodes": result.num_episodes, **result.meta}
+
+        def difference(c: Comparison) -> dict[str, Any]:
+            return {"fact_recall": c.fact_recall_difference.as_dict(), "reward": c.reward_difference.as_dict()}
+
+        return {"protocol": "reference conversation written into memory; the model answers every follow-up",
+                "baseline": self.baseline,
+                "models": {name: {"with_memory": stats(self.with_memory[name]),
+                                  "reset_memory": stats(self.reset_memory[name]),
+                                  "gap": difference(self.gap[name]),
+                                  **({"gain": difference(self.gain[name])} if name in self.gain else {})}
+                           for name in self.with_memory}}
+
+    def format_table(self, level: float = 0.95) -> str:
+        pct = f"{level:.0%}"
+        header = (f"{'model':<14}{'recall [' + pct + ' CI]':>24}{'reset memory':>24}{'memory gap':>26}"
+                  f"{'gain over ' + (self.baseline or '-'):>28}")
+        lines = ["retention: the reference conversation written into memory, the model answers every follow-up",
+                 header]
+        for name, result in self.with_memory.items():
+            gain = self.gain[name].fact_recall_difference if name in self.gain else None
+            lines.append(f"{name:<14}{_interval(result.recall(level)):>24}"
+                         f"{_interval(self.reset_memory[name].recall(level)):>24}"
+                         f"{_interval(self.gap[name].fact_recall_difference, signed=True):>26}"
+                         f"{(_interval(gain, signed=True) if gain is not None else '-'):>28}")
+        return "\n".join(lines)
+
+
+def _interval(stat, signed: bool = False) -> str:
+    sign = "+" if signed else ""
+    return f"{stat.mean:{sign}.3f} [{stat.ci_low:{sign}.3f}, {stat.ci_high:{sign}.3f}]"
+
+
+def measure_retention(models: Mapping[str, ReactiveTransformer], env: BatchedMrlEnv,
+                      num_episodes: int | None = None, *, baseline: str | None = None, max_new_tokens: int = 48,
+                      seed: int = 0, meta: Mapping[str, Any] | None = None) -> Retention:
+    """Every model on the same episodes of ``env`` with memory and with a reset memory (greedy answers).
+
+    ``env`` must write the reference answers (``teacher_forcing=True``): that is the protocol. ``baseline``
+    (one of ``models``) is what the others' gain is measured against.
+    """
+    if not env.teacher_forcing:
+        raise ValueError("measure_retention needs an env built with teacher_forcing=True: retention is measured "
+                         "with the reference conversation written into memory")
+    if baseline is not None and baseline not in models:
+        raise ValueError(f"baseline {baseline!r} is not one of the models {list(models)}")
+    with_memory, reset = {}, {}
+    for name, model in models.items():
+        for write_memory, results in ((True, with_memory), (False, reset)):
+            agent = RxTAgent(model, env.tokenizer, max_new_tokens=max_new_tokens, seed=seed, write_memory=write_memory)
+            agent.name = name if write_memory else f"{name} (reset memory)"
+            results[name] = evaluate(agent, env, num_episodes, seed=seed, meta=dict(meta or {}))
+    gap = {name: compare(with_memory[name], reset[name]) for name in models}
+    gain = ({name: compare(with_memory[name], with_memory[baseline]) for name in models if name != baseline}
+            if baseline is not None else {})
+    return Retention(with_memory, reset, gap, gain, baseline)
