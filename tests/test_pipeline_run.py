@@ -100,19 +100,38 @@ def test_report_table_numbers_match_the_eval_json(run):
     latency = json.loads((run["dir"] / "latency.json").read_text())
     for row, name in zip(rows, ["warm_start", "mrl", "baseline", "oracle", "random"]):
         summary = json.loads((run["dir"] / "eval" / f"{name}.json").read_text())["summary"]
-        reward, recall = summary["reward"], summary["fact_recall"]
+        reward, recall, held = summary["reward"], summary["fact_recall"], summary["held_fact_recall"]
         assert numbers(row[1]) == pytest.approx([reward["mean"], reward["ci_low"], reward["ci_high"]], abs=0.005)
         assert numbers(row[2]) + numbers(row[3]) == pytest.approx([reward["min"], reward["max"]], abs=0.005)
         assert numbers(row[4]) == pytest.approx([recall["mean"], recall["ci_low"], recall["ci_high"]], abs=0.0005)
+        if held["mean"] is None:
+            assert row[5] == "n/a"
+        else:
+            assert numbers(row[5]) == pytest.approx([held["mean"], held["ci_low"], held["ci_high"]], abs=0.0005)
         key = {"warm_start": "rxt_seconds", "mrl": "rxt_seconds", "baseline": "stateless_seconds"}.get(name)
         if key:
-            assert numbers(row[5]) == pytest.approx([latency[-1][key] * 1e3], abs=0.05)
+            assert numbers(row[6]) == pytest.approx([latency[-1][key] * 1e3], abs=0.05)
         else:
-            assert row[5] == "–"
+            assert row[6] == "–"
     published = table_rows(report, "| model (published)")
     assert published == [["RxT-Alpha Mini (published)", "3.7", "1.8", "6.2"],
                          ["22M stateless LLM (published)", "2.4", "1.4", "4.0"]]
     assert "not comparable number for number" in report
+
+
+def test_report_retention_table_matches_the_retention_json(run):
+    retention = json.loads((run["dir"] / "retention" / "retention.json").read_text())
+    assert retention["baseline"] == "warm_start" and list(retention["models"]) == ["warm_start", "mrl"]
+    rows = table_rows((run["dir"] / "report.md").read_text(), "| model | fact recall [95% CI] | reset memory")
+    assert [row[0] for row in rows] == ["RxT warm start (stage 4)", "RxT after MRL"]
+    for row, name in zip(rows, ["warm_start", "mrl"]):
+        model = retention["models"][name]
+        for cell, stat in zip(row[1:4], [model["with_memory"]["fact_recall"], model["reset_memory"]["fact_recall"],
+                                         model["gap"]["fact_recall"]]):
+            assert numbers(cell) == pytest.approx([stat["mean"], stat["ci_low"], stat["ci_high"]], abs=0.0005)
+    gain = retention["models"]["mrl"]["gain"]["fact_recall"]
+    assert numbers(rows[1][4]) == pytest.approx([gain["mean"], gain["ci_low"], gain["ci_high"]], abs=0.0005)
+    assert rows[0][4] == "–"
 
 
 def test_report_audit_table_matches_the_audit_json(run):

@@ -82,6 +82,19 @@ class AuditSection:
 
 
 @dataclass
+class RetentionSection:
+    """Retention (:mod:`rxmrl.evaluation.retention`) on the evaluation's episodes: the reference conversation
+    written into memory, each RxT model with and with a reset memory, MRL paired against its warm start."""
+
+    enabled: bool = True
+    models: list[str] = field(default_factory=lambda: ["warm_start", "mrl"])  # RxT models, the first the baseline
+
+    def __post_init__(self) -> None:
+        if not self.models or any(m not in ("warm_start", "mrl") for m in self.models):
+            raise ValueError(f"retention.models {self.models}: expected a non-empty subset of ['warm_start', 'mrl']")
+
+
+@dataclass
 class LatencySection:
     """Per-turn latency, RxT vs the stateless baseline, as the conversation grows."""
 
@@ -113,6 +126,7 @@ class PipelineConfig:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     eval: EvalSection = field(default_factory=EvalSection)
     audit: AuditSection = field(default_factory=AuditSection)
+    retention: RetentionSection = field(default_factory=RetentionSection)
     latency: LatencySection = field(default_factory=LatencySection)
     report: ReportSection = field(default_factory=ReportSection)
 

@@ -92,6 +92,27 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def retention_table(retention: dict[str, Any]) -> str:
+    """Per RxT model: recall with memory, with a reset memory, the gap, and the gain over the baseline."""
+    baseline = retention.get("baseline")
+    scoring = next(iter(retention["models"].values()))["with_memory"].get("scoring", "")
+    lines = [f"| model | fact recall [95% CI] | reset memory | memory gap [95% CI] | gain over "
+             f"{LABELS.get(baseline, baseline)} [95% CI] | reward, {scoring} [95% CI] |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, row in retention["models"].items():
+        gain = row.get("gain")
+        lines.append(f"| {LABELS.get(name, name)} | {format_interval(row['with_memory']['fact_recall'], 3)} "
+                     f"| {format_interval(row['reset_memory']['fact_recall'], 3)} "
+                     f"| {_signed_stat(row['gap']['fact_recall'])} "
+                     f"| {_signed_stat(gain['fact_recall']) if gain else '–'} "
+                     f"| {format_interval(row['with_memory']['reward'], 2)} |")
+    return "\n".join(lines)
+
+
+def _signed_stat(stat: dict[str, float]) -> str:
+    return f"{stat['mean']:+.3f} [{stat['ci_low']:+.3f}, {stat['ci_high']:+.3f}]"
+
+
 def _signed_interval(d: dict[str, float]) -> str:
     return f"{d['mean']:+.3f} [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}]"
 
@@ -192,6 +213,15 @@ def write_report(run_dir: str | Path, config: PipelineConfig | None = None) -> P
     if comparison:
         sections += ["", "## MRL against its warm start (per curriculum stage, validation episodes)", "",
                      comparison_table(comparison)]
+    retention = _read_json(run_dir / "retention" / "retention.json")
+    if retention:
+        sections += ["", "## Retention: recall with the conversation in memory", "",
+                     "The follow-ups of the evaluation episodes, with the reference conversation written into memory "
+                     "(the model still answers every follow-up itself, greedily), and with a memory that is never "
+                     "written. Under the agent's own writes most follow-ups ask about a scene only the reference "
+                     "answer told, so recall there mostly measures guessing (the *held facts* column above counts "
+                     "only facts memory was given). Differences are paired over episodes, 95% bootstrap intervals.",
+                     "", retention_table(retention)]
     audit = _read_json(run_dir / "audit" / "audit.json")
     if audit:
         from rxmrl.evaluation.audit import audit_plot_name

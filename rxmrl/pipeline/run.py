@@ -7,6 +7,8 @@ Phases (each a function of the resolved :class:`~rxmrl.pipeline.config.PipelineC
     mrl         the MRL curriculum from stage 4        -> RUN_DIR/mrl/ (metrics.jsonl, final/, comparison.json)
     baseline    the stateless LLM, SFT with TRL        -> RUN_DIR/baseline/
     eval        warm start, MRL, baseline, oracle, random on the same episodes -> RUN_DIR/eval/MODEL.json
+    retention   recall with the reference conversation in memory, vs reset memory, MRL vs warm start
+                                                       -> RUN_DIR/retention/retention.json
     audit       the reward audit of the presets trained and evaluated with -> RUN_DIR/audit/
     latency     per-turn latency, RxT vs stateless     -> RUN_DIR/latency.json
     report      tables and plots from those files      -> RUN_DIR/report.md, RUN_DIR/plots/*.png
@@ -29,12 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from rxmrl.pipeline.config import PipelineConfig
-from rxmrl.runtime import RunLock, WallClock, torch_threads, write_json
+from rxmrl.runtime import RunLock, WallClock, torch_threads, write_json, write_text
 
-PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "baseline", "eval", "audit", "latency", "report")
+PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "baseline", "eval", "retention", "audit", "latency",
+                           "report")
 PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
                 "mrl": "MRL curriculum", "baseline": "stateless baseline (TRL SFT)",
-                "eval": "reward-range evaluation", "audit": "reward audit", "latency": "latency per turn",
+                "eval": "reward-range evaluation", "retention": "retention (reference conversation in memory)", "audit": "reward audit", "latency": "latency per turn",
                 "report": "report"}
 CONFIG_FILE, TIMINGS_FILE = "config.toml", "timings.json"
 
@@ -157,6 +160,33 @@ def audit_presets(config: PipelineConfig) -> list[str]:
     return list(config.audit.presets) or list(dict.fromkeys([config.mrl.reward.preset, config.eval.reward]))
 
 
+def phase_retention(config: PipelineConfig) -> dict[str, Any]:
+    """Recall with the reference conversation written into memory: each RxT model with and without memory,
+    and MRL paired against its warm start, on the evaluation's episodes (greedy answers)."""
+    if not config.retention.enabled:
+        return {"skipped": "retention.enabled = false"}
+    from rxmrl.envs import BatchedMrlEnv
+    from rxmrl.evaluation.retention import measure_retention
+    from rxmrl.model import ReactiveTransformer
+    from rxmrl.tokenizer import RxTokenizer
+
+    ev, dirs = config.eval, model_dirs(config.run_dir)
+    device = ev.resolved_device()
+    env = BatchedMrlEnv(ev.batch_size, ev.source, ev.steps, ev.split, config=ev.curriculum_config,
+                        num_episodes=ev.num_episodes, data_seed=config.supervised.data.seed, reward=ev.reward,
+                        similarity=ev.similarity, tokenizer=RxTokenizer.load(dirs["warm_start"]), order="sequential",
+                        seed=ev.seed, device=device, saved_data=ev.saved_data, teacher_forcing=True)
+    models = {name: ReactiveTransformer.from_pretrained(dirs[name], device=device) for name in config.retention.models}
+    meta = {"config": ev.curriculum_config, "split": ev.split, "scoring": f"{ev.reward} ({ev.similarity})"}
+    result = measure_retention(models, env, ev.num_episodes, baseline=config.retention.models[0],
+                               max_new_tokens=ev.max_new_tokens, seed=ev.seed, meta=meta)
+    print(result.format_table(), flush=True)
+    folder = Path(config.run_dir) / "retention"
+    write_text(folder / "retention.txt", result.format_table() + "\n")
+    path = write_json(folder / "retention.json", result.summary())
+    return {"path": str(path)}
+
+
 def phase_audit(config: PipelineConfig) -> dict[str, Any]:
     """The reward audit on the evaluation's episodes: scripted cases and the RxT models with vs without memory."""
     if not config.audit.enabled:
@@ -206,7 +236,7 @@ def phase_report(config: PipelineConfig) -> dict[str, Any]:
 
 PHASE_FUNCTIONS: dict[str, Callable[[PipelineConfig], dict[str, Any]]] = {
     "data": phase_data, "supervised": phase_supervised, "mrl": phase_mrl, "baseline": phase_baseline,
-    "eval": phase_eval, "audit": phase_audit, "latency": phase_latency, "report": phase_report}
+    "eval": phase_eval, "retention": phase_retention, "audit": phase_audit, "latency": phase_latency, "report": phase_report}
 
 
 # ------------------------------------------------------------------------------------------ driver
