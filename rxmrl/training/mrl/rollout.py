@@ -47,6 +47,7 @@ from torch import Tensor
 
 from rxmrl.data import Episode
 from rxmrl.envs.batched import BatchedMrlEnv
+from rxmrl.envs.episodes import cut_to_steps
 from rxmrl.envs.padded import PaddedIds
 from rxmrl.model import ReactiveTransformer, SamplingConfig, pad_batch, query_tokens
 from rxmrl.rewards import WordStatistics
@@ -55,25 +56,13 @@ from rxmrl.tokenizer import RxTokenizer
 
 
 # -------------------------------------------------------------------------------- stage episodes
-def select_follow_ups(episode: Episode, steps: int, long_range: bool, where: str = "") -> Episode:
-    """The first ``steps`` follow-ups (long-range: the first ``steps-1`` and the final question).
-
-    Raises when the episode is shorter: episodes are never silently cut to the shortest in a batch.
-    """
-    n = episode.num_follow_ups
-    if n < steps:
-        raise ValueError(f"episode {where} has {n} follow-ups, the stage needs {steps}")
-    keep = list(range(steps)) if not long_range else [*range(steps - 1), n - 1]
-    facts = None if episode.facts is None else [episode.facts[j] for j in keep]
-    return Episode(episode.query, episode.answer, [episode.interactions[j] for j in keep], facts, episode.strategy)
-
-
 def stage_episodes(episodes: Sequence[Episode], long_range: Sequence[bool], steps: int) -> list[Episode]:
-    """Episodes cut to a stage's ``steps`` (:func:`select_follow_ups`) and tagged with the trainer's strategy,
-    ready for ``BatchedMrlEnv.reset(options={"episodes": ...})`` (which reads each episode's ``strategy``)."""
+    """Episodes cut to a stage's ``steps`` (:func:`rxmrl.envs.episodes.cut_to_steps`) and tagged with the
+    trainer's strategy, ready for ``BatchedMrlEnv.reset(options={"episodes": ...})`` (which reads each
+    episode's ``strategy``)."""
     pairs = enumerate(zip(episodes, long_range, strict=True))
-    return [replace(select_follow_ups(e, steps, lr, str(i)), strategy="long_range" if lr else "cumulative")
-            for i, (e, lr) in pairs]
+    return [replace(cut_to_steps(e, steps, lr, f"episode {i} of the batch"),
+                    strategy="long_range" if lr else "cumulative") for i, (e, lr) in pairs]
 
 
 # ------------------------------------------------------------------------------------ the rollout
