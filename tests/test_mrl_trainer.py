@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from rxmrl.config import load_config
+from rxmrl.envs.scoring import build_reward
 from rxmrl.model import ReactiveTransformer, RxTConfig, SamplingConfig, interaction_ids
 from rxmrl.special_tokens import ANSWER_ID
 from rxmrl.tokenizer import default_tokenizer
 from rxmrl.training.mrl import (
-    Critic, MrlRunConfig, MrlTrainer, StageConfig, build_reward, collect_rollout, compute_advantages,
+    Critic, MrlRunConfig, MrlTrainer, StageConfig, collect_rollout, compute_advantages,
     explained_variance, load_stage_data, mrl_loss,
 )
 from rxmrl.training.mrl.rollout import answer_rows, rollout_env, stage_episodes
@@ -54,7 +55,7 @@ def tiny_config(*extra: str, steps=(2,)) -> MrlRunConfig:
 def env_for(data, steps: int, policy, tokenizer, max_answer_tokens: int = 6):
     """The trainer's env for ``data`` (its reward, the tiny config's) and the episodes it plays."""
     episodes = stage_episodes(data.episodes, data.long_range, steps)
-    reward = build_reward(tiny_config().reward, policy, tokenizer)
+    reward = build_reward("default", "policy-embedding", tokenizer, policy=policy)
     return rollout_env(episodes, steps, reward, tokenizer, max_answer_tokens=max_answer_tokens), episodes
 
 
@@ -240,7 +241,7 @@ def test_a_non_finite_reward_stops_with_a_clear_message_and_keeps_the_last_check
 
     cfg = tiny_config()
     policy = tiny_policy(tokenizer.vocab_size)
-    reward = build_reward(cfg.reward, policy, tokenizer)
+    reward = build_reward("default", "policy-embedding", tokenizer, policy=policy)
     trainer = MrlTrainer(cfg, policy, tokenizer, reward=reward, run_dir=tmp_path)
     original, calls = reward.score_ids, []
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from rxmrl.data import Episode
 from rxmrl.envs.agents import Agent, OracleAgent, RandomAgent, RxTAgent
 from rxmrl.tokenizer import RxTokenizer, default_tokenizer
@@ -21,15 +19,6 @@ def load_tokenizer_for(path: str | Path | None) -> RxTokenizer:
             if (folder / "tokenizer.json").is_file():
                 return RxTokenizer.load(folder)
     return default_tokenizer()
-
-
-def model_embedding(agent: Agent) -> torch.Tensor:
-    """The token-embedding matrix ``[V, E]`` of a model agent (RxT or a Hugging Face causal LM)."""
-    model = getattr(agent, "model", None)
-    if model is None:
-        raise ValueError(f"agent {getattr(agent, 'name', agent)!r} has no model, so no token embeddings")
-    embedding = model.embedding if hasattr(model, "embedding") else model.get_input_embeddings()
-    return embedding.weight
 
 
 def load_agent(spec: str, episodes: Sequence[Episode] = (), *, tokenizer: RxTokenizer | None = None,

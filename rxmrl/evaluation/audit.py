@@ -176,7 +176,7 @@ def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[s
     from rxmrl.envs.agents import OracleAgent, RxTAgent
     from rxmrl.envs.scoring import build_reward
     from rxmrl.evaluation import audit_cases as cases_module
-    from rxmrl.evaluation.agents import load_agent, load_tokenizer_for, model_embedding
+    from rxmrl.evaluation.agents import load_agent, load_tokenizer_for
     from rxmrl.rewards import RewardConfig, check_preset, episode_memory_targets
 
     for preset in settings.presets:
@@ -190,11 +190,9 @@ def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[s
     models = {label: load_agent(path, tokenizer=tokenizer, seed=settings.seed, device=settings.device,
                                 max_new_tokens=settings.max_new_tokens)
               for label, path in settings.checkpoints.items()}
-    embedding = None
-    if settings.similarity == "policy-embedding":
-        if not models:
-            raise ValueError("similarity 'policy-embedding' needs a --checkpoint (its token embeddings score)")
-        embedding = model_embedding(next(iter(models.values())))
+    if settings.similarity == "policy-embedding" and not models:
+        raise ValueError("similarity 'policy-embedding' needs a --checkpoint (its token embeddings score)")
+    first_model = next(iter(models.values()), None)
 
     def env(reward) -> BatchedMrlEnv:
         return BatchedMrlEnv(settings.batch_size, settings.source, None, settings.split, config=settings.config,
@@ -202,7 +200,7 @@ def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[s
                              tokenizer=tokenizer, order="sequential", seed=settings.seed,
                              saved_data=settings.saved_data)
 
-    rewards = {p: build_reward(p, settings.similarity, tokenizer, embedding=embedding) for p in settings.presets}
+    rewards = {p: build_reward(p, settings.similarity, tokenizer, policy=first_model) for p in settings.presets}
     rewards.update({spec: load_reward_callable(spec, tokenizer) for spec in settings.callables})
     envs = {name: env(reward) for name, reward in rewards.items()}
     first = next(iter(envs.values()))

@@ -134,7 +134,7 @@ def _eval(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace):
     from rxmrl.envs import BatchedMrlEnv
     from rxmrl.envs.scoring import build_reward
-    from rxmrl.evaluation.agents import AGENT_NAMES, load_agent, load_tokenizer_for, model_embedding
+    from rxmrl.evaluation.agents import AGENT_NAMES, load_agent, load_tokenizer_for
     from rxmrl.evaluation.reward_range import evaluate
     from rxmrl.rewards import check_preset
 
@@ -153,7 +153,7 @@ def run_eval(args: argparse.Namespace):
     agent = load_agent(args.agent, episodes, tokenizer=tokenizer, seed=args.seed,
                        max_new_tokens=args.max_new_tokens, device=args.device)
     if own_embedding:
-        env.set_reward(build_reward(args.reward, "policy-embedding", tokenizer, embedding=model_embedding(agent)))
+        env.set_reward(build_reward(args.reward, "policy-embedding", tokenizer, policy=agent))
     meta = {"config": args.config, "split": args.split,
             "scoring": f"{args.reward} ({args.similarity}, {args.saved_data})"}
     return evaluate(agent, env, args.episodes, seed=args.seed, meta=meta)

@@ -28,12 +28,12 @@ from rxmrl.training.mrl.curriculum import CurriculumState, StageData, epoch_batc
 from rxmrl.training.mrl.evaluate import Evaluation, bootstrap_mean_difference, evaluate_policy
 from rxmrl.training.mrl.objective import LossInputs, mrl_loss
 from rxmrl.training.mrl.rollout import Rollout, collect_rollout, rollout_env, stage_episodes
-from rxmrl.training.mrl.trainer import MrlModel, MrlResult, MrlTrainer, build_reward, component_of
+from rxmrl.training.mrl.trainer import MrlModel, MrlResult, MrlTrainer, component_of
 
 __all__ = [
     "AdvantageConfig", "Critic", "CriticConfig", "CurriculumState", "Evaluation", "LossInputs",
     "MrlConfig", "MrlModel", "MrlResult", "MrlRunConfig", "MrlTrainer", "ObjectiveConfig", "RewardSettings",
     "Rollout", "SamplingSettings", "StageConfig", "StageData", "bootstrap_mean_difference",
-    "build_reward", "collect_rollout", "component_of", "compute_advantages", "epoch_batches",
+    "collect_rollout", "component_of", "compute_advantages", "epoch_batches",
     "evaluate_policy", "explained_variance", "load_stage_data", "mrl_loss", "rollout_env", "stage_episodes",
 ]

@@ -37,6 +37,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rxmrl.envs.batched import BatchedMrlEnv
+from rxmrl.envs.scoring import build_reward
 from rxmrl.model import ReactiveTransformer
 from rxmrl.rewards.facts import mix_fact_recall
 from rxmrl.runtime import atomic_directory
@@ -74,15 +75,6 @@ def component_of(model: MrlModel):
     return group_of
 
 
-def build_reward(settings, policy: ReactiveTransformer, tokenizer):
-    """The rollouts' reward (:func:`rxmrl.envs.scoring.build_reward`); ``policy-embedding`` takes a frozen copy
-    of the warm start's embedding."""
-    from rxmrl.envs.scoring import build_reward as build
-
-    embedding = policy.embedding.weight if settings.similarity == "policy-embedding" else None
-    return build(settings.preset, settings.similarity, tokenizer, embedding=embedding)
-
-
 def stage_word_statistics(reward, source: str, stage: StageConfig):
     """The memory tokens' word statistics of a stage's data (train split), for a reward that uses them."""
     if not getattr(reward, "uses_memory_targets", False):
@@ -111,7 +103,8 @@ class MrlTrainer:
         self.reference = ReactiveTransformer(policy.config)
         self.reference.load_state_dict(policy.state_dict())
         self.reference.eval().requires_grad_(False)
-        self.reward = reward if reward is not None else build_reward(config.reward, policy, tokenizer)
+        self.reward = reward if reward is not None else build_reward(
+            config.reward.preset, config.reward.similarity, tokenizer, policy=policy)  # policy-embedding: the warm start's
         critic = Critic(policy, config.mrl.critic.memory_aware) if config.mrl.uses_critic else None
         self.model = MrlModel(policy, critic)
         self.sampling = config.mrl.sampling.build()
