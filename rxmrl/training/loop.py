@@ -63,12 +63,14 @@ from tqdm.auto import tqdm
 
 from rxmrl.config import changed_keys, format_config, save_config
 from rxmrl.runtime import RunError, replace_directory
-from rxmrl.training.checkpoint import CheckpointManager, load_checkpoint
-from rxmrl.training.distributed import (DistEnv, all_reduce_mean, any_rank, barrier, broadcast_object,
-                                        gather_objects, init_distributed, lock_run_dir, wrap_ddp)
+from rxmrl.training.checkpoint import (CheckpointManager, latest_checkpoint, load_checkpoint, optimizer_state,
+                                       restore_optimizer, restore_rng, save_training_checkpoint)
+from rxmrl.training.distributed import (DistEnv, all_reduce_mean, any_rank, barrier, init_distributed,
+                                        lock_run_dir, wrap_ddp)
 from rxmrl.training.metrics import MetricsLogger
-from rxmrl.training.optim import GroupOf, OptimConfig, build_optimizer, set_trainable
-from rxmrl.training.rng import get_rng_state, seed_everything, set_rng_state
+from rxmrl.training.optim import (GroupOf, OptimConfig, build_optimizer, clip_gradients, clip_sets, learning_rates,
+                                  set_trainable)
+from rxmrl.training.rng import seed_everything
 from rxmrl.training.schedule import ScheduleConfig, build_scheduler
 
 StepFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, Mapping[str, Any]]"]
@@ -91,6 +93,92 @@ _NON_FINITE_SAMPLING = ("probability tensor contains", "invalid multinomial dist
 def is_non_finite_sampling(error: BaseException) -> bool:
     """Whether ``error`` is torch's refusal to sample from NaN/inf probabilities."""
     return isinstance(error, RuntimeError) and any(words in str(error) for words in _NON_FINITE_SAMPLING)
+
+
+def check_finite(value: float, what: str, *, step: int, env: DistEnv, optimizer: torch.optim.Optimizer | None = None,
+                 checkpoints: CheckpointManager | None = None, diverged: Path | None = None) -> None:
+    """The NaN guard: raise :class:`NonFiniteLossError` on every rank if ``value`` is NaN/inf on any.
+
+    ``step`` is the number of optimizer steps done, so the message names step ``step + 1``. Gradients are
+    dropped (``optimizer``), so no update happens. ``diverged``: the checkpoint holding exactly the weights
+    that gave ``value`` (a loss, a gradient, sampling); a resume from it would meet the same NaN, so it is
+    moved aside to ``diverged-step-N`` and the one before is named instead.
+    """
+    if not any_rank(not math.isfinite(value), env):
+        return
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    aside = set_aside_diverged(diverged, env) if diverged is not None and checkpoints is not None else ""
+    raise NonFiniteLossError(f"non-finite {what} ({value}) at step {step + 1} on rank {env.rank} or another rank; "
+                             f"no update was applied. {aside}{last_finite_checkpoint(checkpoints)}")
+
+
+def check_weights_finite(model: nn.Module, what: str, *, step: int, env: DistEnv,
+                         checkpoints: CheckpointManager | None = None) -> None:
+    """Raise :class:`NonFiniteLossError` on every rank if any weight is NaN/inf, before ``what`` is saved.
+
+    A step whose loss and gradients were finite can still blow the weights up (a huge learning rate);
+    saving them would make the poisoned step the one a resume starts from.
+    """
+    poisoned = next((name for name, tensor in model.state_dict().items()
+                     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+    if any_rank(poisoned is not None, env):
+        raise NonFiniteLossError(f"non-finite weights after step {step} ({poisoned or 'on another rank'} holds "
+                                 f"NaN/inf); the {what} was not saved. {last_finite_checkpoint(checkpoints)}")
+
+
+def set_aside_diverged(path: Path, env: DistEnv) -> str:
+    """Move the checkpoint of weights that just gave a NaN out of ``latest()``'s sight; says so."""
+    aside = path.with_name(f"diverged-{path.name}")
+    if env.is_main:
+        replace_directory(path, aside)
+    barrier(env)
+    return f"{path.name} holds the weights that gave it, so it was moved aside to {aside.name}. "
+
+
+def last_finite_checkpoint(checkpoints: CheckpointManager | None) -> str:
+    """Where a resume would start, and how (the one line a diverged run ends with)."""
+    if checkpoints is None:
+        return "Last finite checkpoint: none (no run directory)"
+    last = checkpoints.latest()
+    if last is None:
+        return (f"Last finite checkpoint: none yet in {checkpoints.directory}; running the same command again "
+                "starts from the beginning (lower the learning rate first)")
+    return (f"Last finite checkpoint: {last}; running the same command again resumes from it (lower the "
+            "learning rate first)")
+
+
+def autocast_dtype(amp: bool, amp_dtype: str, device: torch.device) -> torch.dtype | None:
+    """The dtype a step's forward runs in: ``amp_dtype`` on CUDA with ``amp``, else None (float32)."""
+    dtype = getattr(torch, amp_dtype)
+    return dtype if amp and device.type == "cuda" else None
+
+
+def autocast(dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` on CUDA in ``dtype``; nothing for None."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def grad_scaler(dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """The loss scaler float16 needs (its small exponent underflows gradients); a no-op otherwise."""
+    return torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+
+def start_run(run_config: Any, run_dir: Path | None, env: DistEnv, resume: Callable[[], bool]) -> bool:
+    """Print ``run_config``, call ``resume()`` (True: resumed from a checkpoint), note which settings changed
+    since the earlier attempt (they apply from the resumed step), then save ``config.toml`` -- after the
+    resume, so a refused one leaves the earlier attempt's config in place. Returns ``resume()``'s answer."""
+    saved = run_dir / "config.toml" if run_dir is not None and run_config is not None else None
+    changed = changed_keys(saved, run_config) if saved is not None and env.is_main else []
+    if run_config is not None and env.is_main:
+        print(format_config(run_config), flush=True)
+    resumed = resume()
+    if resumed and changed and env.is_main:
+        print(f"note: {saved} of the earlier attempt differs in {', '.join(changed)}; the new values apply "
+              "from the resumed step", flush=True)
+    if saved is not None and env.is_main:
+        save_config(run_config, saved)
+    return resumed
 
 
 @dataclass
@@ -162,9 +250,8 @@ class Trainer:
         seed_everything(self.config.seed + self.env.rank)
         self.optimizer = build_optimizer(self.model, optim or OptimConfig(), group_of)
         self.scheduler = build_scheduler(self.optimizer, schedule or ScheduleConfig(), self.config.max_steps)
-        use_amp = self.config.amp and self.env.device.type == "cuda"
-        self.autocast_dtype = getattr(torch, self.config.amp_dtype) if use_amp else None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and self.config.amp_dtype == "float16")
+        self.autocast_dtype = autocast_dtype(self.config.amp, self.config.amp_dtype, self.env.device)
+        self.scaler = grad_scaler(self.autocast_dtype)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", self.config.keep_last) \
             if self.run_dir is not None else None
         self._lock = lock_run_dir(self.run_dir, self.env) if self.run_dir is not None else None
@@ -190,24 +277,16 @@ class Trainer:
         if data is not None and not hasattr(data, "state_dict") and self.checkpoints is not None:
             warnings.warn(f"{type(data).__name__} has no state_dict(): a resumed run restarts its data order "
                           "(use rxmrl.training.data_order.ResumableBatches for exact resume)", stacklevel=3)
-        saved = self.run_dir / "config.toml" if self.run_dir is not None and run_config is not None else None
-        changed = changed_keys(saved, run_config) if saved is not None and self.env.is_main else []
-        if run_config is not None and self.env.is_main:
-            print(format_config(run_config), flush=True)
-        resumed = self.config.resume and self.checkpoints is not None and self.resume()
-        if resumed and changed and self.env.is_main:
-            print(f"note: {saved} of the earlier attempt differs in {', '.join(changed)}; the new values apply "
-                  "from the resumed step", flush=True)
+        start_run(run_config, self.run_dir, self.env,
+                  lambda: self.config.resume and self.checkpoints is not None and self.resume())
         if self.step == 0:  # starting over: records of an attempt that left no checkpoint do not count
             self.metrics.rewind(0, 0)
-        if saved is not None and self.env.is_main:  # after the resume: a refused config is not recorded
-            save_config(run_config, saved)
 
     # ------------------------------------------------------------------------------ freezing
     def set_trainable(self, groups: Collection[str] | None) -> None:
         """Train only these named groups (None: all); frozen ones stay bit-identical. Rebuilds DDP."""
         chosen = set_trainable(self.model, groups, self.group_of)
-        self._clip_sets = self._partition_for_clipping()
+        self._clip_sets = clip_sets(self.model, self.group_of, self.config.clip_apart)
         if chosen != self.trainable or self._wrapped is None:
             self.trainable = chosen
             self._wrapped = wrap_ddp(_StepModule(self.model, self.step_fn), self.env,
@@ -264,18 +343,18 @@ class Trainer:
         accum = len(micro_batches)
         totals: dict[str, float] = {}
         for micro, batch in enumerate(micro_batches):
-            batch = _to_device(batch, self.env.device)
+            batch = to_device(batch, self.env.device)
             last = micro == accum - 1
             sync = contextlib.nullcontext() if last or not self.env.distributed else self._wrapped.no_sync()
             with sync:
-                with self._autocast():
+                with autocast(self.autocast_dtype):
                     loss, metrics = self._wrapped(batch)
                 self.check_finite(float(loss.detach()), f"loss (micro-batch {micro})")
                 self.scaler.scale(loss / accum).backward()
             for key, value in {"loss": loss, **dict(metrics)}.items():
                 totals[key] = totals.get(key, 0.0) + float(torch.as_tensor(value).detach()) / accum
         self.scaler.unscale_(self.optimizer)
-        norms = self._clip_gradients()
+        norms = clip_gradients(self._clip_sets, self.config.grad_clip)
         grad_norm = norms.pop("grad_norm")
         if not self.scaler.is_enabled():  # with fp16 the scaler skips such steps itself
             self.check_finite(grad_norm, "gradient norm")
@@ -289,89 +368,22 @@ class Trainer:
         totals.update(norms)
         return totals
 
-    def _partition_for_clipping(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable parameters by clip set: each ``clip_apart`` group, then the rest under ``""``.
-
-        Built when the trainable set changes, so a step does not walk the parameter names again.
-        """
-        sets: dict[str, list[nn.Parameter]] = {group: [] for group in (*self.config.clip_apart, "")}
-        for name, parameter in self.model.named_parameters():
-            if parameter.requires_grad:
-                group = self.group_of(name) if self.group_of is not None else "default"
-                sets[group if group in self.config.clip_apart else ""].append(parameter)
-        return {group: params for group, params in sets.items() if params}
-
-    def _clip_gradients(self) -> dict[str, float]:
-        """Clip to ``grad_clip``: ``clip_apart`` groups each on their own, the rest together.
-
-        Returns the norms before clipping: ``grad_norm`` (all gradients, for the finiteness check and the log)
-        and ``grad_norm/<group>`` for each group clipped apart.
-        """
-        clip = self.config.grad_clip if self.config.grad_clip else float("inf")
-        norms = {group: float(torch.nn.utils.clip_grad_norm_(params, clip))
-                 for group, params in self._clip_sets.items()}
-        total = math.sqrt(sum(norm ** 2 for norm in norms.values()))
-        return {"grad_norm": total, **{f"grad_norm/{group}": norm for group, norm in norms.items() if group}}
-
     def check_finite(self, value: float, what: str, weights_at_fault: bool = True) -> None:
-        """Raise ``NonFiniteLossError`` on every rank if ``value`` is NaN/inf on any (e.g. a reward in MRL).
+        """:func:`check_finite` at this step; ``weights_at_fault``: the current weights produced ``value``."""
+        check_finite(value, what, step=self.step, env=self.env, optimizer=self.optimizer,
+                     checkpoints=self.checkpoints, diverged=self._checkpoint_of_these_weights(weights_at_fault))
 
-        Gradients are dropped, so no update happens. When the weights produced ``value`` (a loss, a gradient,
-        sampling: ``weights_at_fault``) and a checkpoint holds exactly these weights, a resume from it would
-        meet the same NaN: it is moved aside to ``diverged-step-N`` and the one before is named instead.
-        """
-        if any_rank(not math.isfinite(value), self.env):
-            self.optimizer.zero_grad(set_to_none=True)
-            aside = self._set_aside_diverged() if weights_at_fault else ""
-            raise NonFiniteLossError(
-                f"non-finite {what} ({value}) at step {self.step + 1} on rank {self.env.rank} or another "
-                f"rank; no update was applied. {aside}{self._last_finite_checkpoint()}")
-
-    def _set_aside_diverged(self) -> str:
-        """Move the checkpoint of the current weights (they just gave a NaN) out of ``latest()``'s sight."""
-        path = self.last_checkpoint
-        if self.checkpoints is None or path is None or self._last_checkpoint_step != self.step:
-            return ""
-        aside = path.with_name(f"diverged-{path.name}")
-        if self.env.is_main:
-            replace_directory(path, aside)
-        barrier(self.env)
-        self.last_checkpoint = self._last_checkpoint_step = None
-        return f"{path.name} holds the weights that gave it, so it was moved aside to {aside.name}. "
+    def _checkpoint_of_these_weights(self, weights_at_fault: bool) -> Path | None:
+        """The checkpoint holding exactly the current weights, when they are to blame."""
+        return self.last_checkpoint if weights_at_fault and self._last_checkpoint_step == self.step else None
 
     def check_weights_finite(self, what: str = "checkpoint") -> None:
-        """Raise ``NonFiniteLossError`` on every rank if any weight is NaN/inf, before ``what`` is saved.
-
-        A step whose loss and gradients were finite can still blow the weights up (a huge learning rate);
-        saving them would make the poisoned step the one a resume starts from.
-        """
-        poisoned = next((name for name, tensor in self.model.state_dict().items()
-                         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
-        if any_rank(poisoned is not None, self.env):
-            raise NonFiniteLossError(
-                f"non-finite weights after step {self.step} ({poisoned or 'on another rank'} holds NaN/inf); "
-                f"the {what} was not saved. {self._last_finite_checkpoint()}")
-
-    def _last_finite_checkpoint(self) -> str:
-        """Where a resume would start, and how (the one line a diverged run ends with)."""
-        if self.checkpoints is None:
-            return "Last finite checkpoint: none (no run directory)"
-        last = self.last_checkpoint or self.checkpoints.latest()
-        if last is None:
-            return (f"Last finite checkpoint: none yet in {self.checkpoints.directory}; running the same command "
-                    "again starts from the beginning (lower the learning rate first)")
-        return (f"Last finite checkpoint: {last}; running the same command again resumes from it (lower the "
-                "learning rate first)")
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+        check_weights_finite(self.model, what, step=self.step, env=self.env, checkpoints=self.checkpoints)
 
     def _log_window(self, sums: dict[str, float], steps: int, seconds: float) -> dict[str, float]:
         """Record the mean of each metric over the window's steps and all ranks, plus rates and speed."""
         record = all_reduce_mean({k: v / steps for k, v in sums.items()}, self.env)
-        record.update({f"lr/{g['group']}": g["lr"] for g in self.optimizer.param_groups})  # one per named group
+        record.update(learning_rates(self.optimizer))
         record.update(steps_per_second=steps / max(seconds, 1e-9), epoch=self.epoch)
         self.metrics.log(self.step, record)
         self.last_metrics = record
@@ -400,43 +412,29 @@ class Trainer:
         Refuses (``NonFiniteLossError``) when a weight is not finite, so the last checkpoint stays a good one.
         """
         self.check_weights_finite()
-        rng_per_rank = gather_objects(get_rng_state(), self.env)
-        path = None
-        if self.env.is_main and self.checkpoints is not None:
-            # The schedule's shape comes from the current config, not the checkpoint.
-            scheduler_state = dict(self.scheduler.state_dict(), lr_lambdas=[None] * len(self.scheduler.lr_lambdas))
-            state = {
-                "step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": scheduler_state,
-                "scaler": self.scaler.state_dict(), "rng": rng_per_rank, "best_value": self.best_value,
-                "trainable": sorted(self.trainable), "world_size": self.env.world_size,
-                "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
-                "extra": {name: obj.state_dict() for name, obj in self.stateful.items()},
-                "metrics_position": self.metrics.position(), "window": dict(self.window),
-                "window_steps": self.window_steps, "last_loss": self.last_loss, "last_metrics": self.last_metrics,
-            }
-            path = self.checkpoints.save(self.model, state, self.step, best=best)
-        barrier(self.env)
-        self.last_checkpoint = broadcast_object(path, self.env)
+        state = {
+            "step": self.step, **optimizer_state(self.optimizer, self.scheduler, self.scaler),
+            "best_value": self.best_value, "trainable": sorted(self.trainable), "world_size": self.env.world_size,
+            "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
+            "extra": {name: obj.state_dict() for name, obj in self.stateful.items()},
+            "metrics_position": self.metrics.position(), "window": dict(self.window),
+            "window_steps": self.window_steps, "last_loss": self.last_loss, "last_metrics": self.last_metrics,
+        } if self.env.is_main else {}
+        self.last_checkpoint = save_training_checkpoint(self.checkpoints, self.model, state, self.step, self.env,
+                                                        best=best)
         self._last_checkpoint_step = self.step
         return self.last_checkpoint
 
     def resume(self, path: str | Path | None = None) -> bool:
         """Restore from ``path`` or the latest complete checkpoint; False when there is none."""
-        if path is None:
-            latest = self.checkpoints.latest() if self.checkpoints is not None and self.env.is_main else None
-            path = broadcast_object(latest, self.env)
+        path = path if path is not None else latest_checkpoint(self.checkpoints, self.env)
         if path is None:
             return False
         state = load_checkpoint(path, self.model, map_location="cpu")
         self.model.to(self.env.device)
         self.set_trainable(state["trainable"])
-        configured = [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self._apply_configured_hyperparameters(configured)
-        self.scaler.load_state_dict(state["scaler"])
-        rng = state["rng"]
-        set_rng_state(rng[self.env.rank] if self.env.rank < len(rng) else rng[0])
+        restore_optimizer(state, self.optimizer, self.scheduler, self.scaler)
+        restore_rng(state, self.env)
         if state["data"] is not None and hasattr(self.data, "load_state_dict"):
             self.data.load_state_dict(state["data"])
         for name, obj in self.stateful.items():
@@ -449,15 +447,6 @@ class Trainer:
         if self.env.is_main:
             print(f"resumed from {path} at step {self.step}", flush=True)
         return True
-
-    def _apply_configured_hyperparameters(self, configured: list[dict[str, Any]]) -> None:
-        """After loading a checkpoint's optimizer and schedule: this run's learning rates, weight decay and
-        betas (the checkpoint keeps its moments and schedule position), so a changed setting takes effect."""
-        for i, (group, wanted) in enumerate(zip(self.optimizer.param_groups, configured, strict=True)):
-            group.update(wanted)
-            self.scheduler.base_lrs[i] = group["initial_lr"]
-            group["lr"] = group["initial_lr"] * self.scheduler.lr_lambdas[i](self.scheduler.last_epoch)
-        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def close(self) -> None:
         """Close the metric files and release the run directory (also on errors, as a context manager)."""
@@ -473,11 +462,12 @@ class Trainer:
         self.close()
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Every tensor of a (nested) batch on ``device``; other values as they are."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
-        return {k: _to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
-        return type(batch)(_to_device(v, device) for v in batch)
+        return type(batch)(to_device(v, device) for v in batch)
     return batch
