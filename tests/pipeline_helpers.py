@@ -25,7 +25,7 @@ def tiny_overrides(run_dir, mrl_stages: int = 3) -> list[str]:
         sets += [f"mrl.stages.{stage}.num_episodes=4", f"mrl.stages.{stage}.eval_episodes=4",
                  f"mrl.stages.{stage}.epochs=1"]
     sets += ["mrl.mrl.batch_episodes=4", "mrl.mrl.minibatch_size=8", "mrl.mrl.ppo_epochs=1",
-             "mrl.mrl.max_answer_tokens=6", "mrl.mrl.critic.max_len=64", "mrl.mrl.max_interaction_len=64", "mrl.loop.tensorboard=false",
+             "mrl.mrl.max_answer_tokens=6", "mrl.mrl.critic.max_len=64", "mrl.mrl.max_interaction_len=64", "mrl.tensorboard=false",
              "mrl.progress=false", "mrl.checkpoint_every=1"]
     sets += ["baseline.model.preset=nano", "baseline.sft.max_steps=2", "baseline.sft.batch_size=4",
              "baseline.data.num_episodes=4", "baseline.data.eval_episodes=2", "baseline.data.steps=2",

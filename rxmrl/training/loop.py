@@ -1,6 +1,15 @@
-"""The training loop every stage shares (supervised stages 1-4, and the update phase of MRL).
+"""The supervised stages' training loop, and the plain functions every trainer calls.
 
-A stage supplies a model and a ``step_fn(model, batch) -> (loss, metrics)``; the ``Trainer`` does the rest:
+MRL writes its own loop (:mod:`rxmrl.training.mrl.trainer`: rollout -> advantages -> PPO epochs); what the
+two share lives in plain functions, one home each: the NaN guard (:func:`check_finite`,
+:func:`check_weights_finite`), mixed precision (:func:`autocast_dtype`, :func:`autocast`,
+:func:`grad_scaler`), the start of a run (:func:`start_run`: print, resume, note changes, save the config)
+and :func:`to_device` here; the optimiser and clipping in :mod:`.optim`; schedules in :mod:`.schedule`;
+checkpoints in :mod:`.checkpoint`; DDP and the gradient all-reduce in :mod:`.distributed`; the metrics
+writer in :mod:`.metrics`.
+
+A supervised stage supplies a model and a ``step_fn(model, batch) -> (loss, metrics)``; the ``Trainer``
+does the rest:
 
     for each optimizer step s:
         for each of A micro-batches:            # gradient accumulation, A = grad_accum_steps
