@@ -131,6 +131,18 @@ def test_report_audit_table_matches_the_audit_json(run):
     assert cases["oracle"]["reward"]["mean"] == pytest.approx(10.0, abs=1e-4)
 
 
+def test_the_report_states_which_reward_and_sampling_each_evaluation_used(run):
+    report = (run["dir"] / "report.md").read_text()
+    assert json.loads((run["dir"] / "eval" / "mrl.json").read_text())["summary"]["sampling"] == "greedy"
+    assert "The trained models' answers: greedy (`eval.sampling`)." in report  # the reward range
+    assert ("The training reward (default, policy-embedding) is the one MRL trained with; the validation answers "
+            "are greedy (`mrl.eval_sampling`).") in report
+    assert "| `default` (random-embedding): MRL − warm start [95% CI] |" in report  # validation = [eval]'s reward
+    assert "the models' answers greedy;" in report  # the audit
+    assert ("answers sampled (temperature 1, top-k 50) (`mrl.sampling`); stars: the same reward on each epoch's "
+            "validation episodes, answers greedy (`mrl.eval_sampling`).") in report
+
+
 def test_eval_json_holds_the_per_episode_values_behind_the_summary(run):
     record = json.loads((run["dir"] / "eval" / "oracle.json").read_text())
     assert len(record["episode_rewards"]) == record["summary"]["episodes"] == 4

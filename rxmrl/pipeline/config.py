@@ -18,7 +18,7 @@ from typing import Literal
 
 from rxmrl.baseline.train import BaselineConfig
 from rxmrl.rewards.presets import check_preset
-from rxmrl.training.mrl.config import MrlRunConfig, ValidationSettings
+from rxmrl.training.mrl.config import MrlRunConfig, SamplingSettings, ValidationSettings
 from rxmrl.training.supervised import SupervisedConfig
 
 MODELS = ("warm_start", "mrl", "baseline", "oracle", "random")
@@ -40,6 +40,8 @@ class EvalSection:
     similarity: Literal["encoder", "random-embedding"] = "encoder"
     saved_data: Literal["conversation", "as_written"] = "conversation"  # what each step is scored against
     max_new_tokens: int = 48  # answer length limit of the trained models
+    # how the trained models answer ([eval.sampling]): greedy unless asked; the report states it
+    sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(greedy=True))
     models: list[str] = field(default_factory=lambda: list(MODELS))  # which rows to evaluate
     seed: int = 0  # episode order, the random agent, sampling
     device: str = "auto"  # where the models answer: auto (cuda when available) | cpu | cuda | cuda:1 ...
