@@ -21,12 +21,12 @@ OPTIM = OptimConfig(lr=3e-2, weight_decay=0.1, group_lr={"embedding": 5e-2})
 SCHEDULE = ScheduleConfig(warmup_steps=3, total_steps=40, min_lr_ratio=0.1)
 
 
-def make_trainer(run_dir=None, step_fn=toy_step, seed=0, batch_size=8, dropout=0.1, **loop) -> Trainer:
+def make_trainer(run_dir=None, step_fn=toy_step, seed=0, batch_size=8, dropout=0.1, eval_every=0, **loop) -> Trainer:
     torch.manual_seed(seed)
     model = ToyMoEClassifier(dropout)
     config = LoopConfig(**{"max_steps": 40, "log_every": 5, "progress": False, "tensorboard": False, **loop})
     return Trainer(model, step_fn, toy_batches(batch_size), config=config, optim=OPTIM, schedule=SCHEDULE,
-                   group_of=GROUP_OF, run_dir=run_dir,
+                   group_of=GROUP_OF, run_dir=run_dir, eval_every=eval_every,
                    env=DistEnv())  # pinned to the CPU: exact-equality tests need deterministic kernels
 
 
@@ -143,7 +143,7 @@ def test_a_checkpoint_of_the_weights_that_gave_a_nan_is_set_aside(tmp_path):
 
 def test_best_checkpoint_follows_the_evaluation_metric(tmp_path):
     scores = iter([3.0, 1.0, 2.0])
-    trainer = make_trainer(tmp_path, max_steps=9, eval_every=3, best_metric="loss")
+    trainer = make_trainer(tmp_path, max_steps=9, eval_every=3)
     trainer.eval_fn = lambda model: {"loss": next(scores)}
     trainer.fit()
     assert trainer.best_value == 1.0

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from field_reads import FieldReads
 from pipeline_helpers import tiny_overrides
 from rxmrl.config import load_config
 from rxmrl.pipeline import PHASES, PipelineConfig, run_pipeline
@@ -25,17 +26,24 @@ def run(tmp_path_factory):
     def kill(_config):
         raise KeyboardInterrupt("killed during the baseline")
 
+    reads = FieldReads(config)  # which settings the two attempts read, together
     real = pipeline_run.PHASE_FUNCTIONS["baseline"]
     pipeline_run.PHASE_FUNCTIONS["baseline"] = kill
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_pipeline(config, say=killed.append)
-    finally:
-        pipeline_run.PHASE_FUNCTIONS["baseline"] = real
-    markers_after_kill = sorted(p.stem for p in (run_dir / "phases").glob("*.json"))
-    timings = run_pipeline(config, say=resumed.append)
+    with reads.recording():
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_pipeline(config, say=killed.append)
+        finally:
+            pipeline_run.PHASE_FUNCTIONS["baseline"] = real
+        markers_after_kill = sorted(p.stem for p in (run_dir / "phases").glob("*.json"))
+        timings = run_pipeline(config, say=resumed.append)
     return {"dir": run_dir, "config": config, "killed": killed, "resumed": resumed,
-            "markers_after_kill": markers_after_kill, "timings": timings}
+            "markers_after_kill": markers_after_kill, "timings": timings, "unread": reads.unread()}
+
+
+def test_every_setting_of_the_run_config_is_read_by_its_phases(run):
+    """Supervised, MRL, baseline, eval, audit, latency and report sections: no field that nothing reads."""
+    assert run["unread"] == [], f"settings no phase reads: {run['unread']}"
 
 
 def lines_about(lines, phase):

@@ -18,7 +18,7 @@ does the rest:
             backward(loss / A)                   # DDP averages gradients across ranks on the last one
         g ← clip(g, grad_clip); AdamW step; lr ← base_lr · m(s+1); zero grads
         every log_every: metrics (mean over steps and ranks) → metrics.jsonl + TensorBoard
-        every eval_every: eval_fn(model) → "eval/*" metrics; a better ``best_metric`` saves ``best``
+        every eval_every (an argument, 0: never): eval_fn(model) → "eval/*"; a better ``best_metric`` saves ``best``
         every checkpoint_every and at the end: atomic checkpoint, if every weight is finite
 
 Exact resume: a checkpoint restores weights, optimizer moments, schedule position, AMP scaler, every RNG
@@ -201,9 +201,6 @@ class LoopConfig:
     log_every: int = 10  # steps between metric records
     checkpoint_every: int = 0  # steps between checkpoints; 0: only at the end
     keep_last: int = 3  # step checkpoints kept (``best`` is kept besides)
-    eval_every: int = 0  # steps between ``eval_fn`` calls; 0: never
-    best_metric: str = "loss"  # key of ``eval_fn``'s result that decides ``best``
-    best_mode: Literal["min", "max"] = "min"
     seed: int = 0  # seeds python/numpy/torch (plus the rank) when the trainer starts
     resume: bool = True  # continue from the latest complete checkpoint in the run directory
     amp: bool = True  # autocast on CUDA (ignored on CPU)
@@ -248,12 +245,15 @@ class Trainer:
                  trainable_schedule: Callable[[Trainer], Collection[str] | None] | None = None,
                  run_dir: str | Path | None = None, env: DistEnv | None = None,
                  stateful: Mapping[str, Stateful] | None = None, eval_fn: EvalFn | None = None,
+                 eval_every: int = 0, best_metric: str = "loss", best_mode: Literal["min", "max"] = "min",
                  run_config: Any = None, desc: str = "train") -> None:
         self.config = config or LoopConfig()
         self.env = env or init_distributed()
         self.model = model.to(self.env.device)
         self.step_fn, self.data, self.group_of = step_fn, data, group_of
         self.trainable_schedule, self.eval_fn, self.desc = trainable_schedule, eval_fn, desc
+        # every eval_every steps (0: never) eval_fn runs; a better best_metric of its result saves ``best``
+        self.eval_every, self.best_metric, self.best_mode = eval_every, best_metric, best_mode
         self.stateful = dict(stateful or {})
         self.run_dir = Path(run_dir) if run_dir is not None else None
         seed_everything(self.config.seed + self.env.rank)
@@ -400,16 +400,16 @@ class Trainer:
 
     def _maybe_evaluate(self) -> bool:
         """Run ``eval_fn`` when due; True if its ``best_metric`` improved (so ``best`` is saved)."""
-        every = self.config.eval_every
+        every = self.eval_every
         if self.eval_fn is None or not every or self.step % every:
             return False
         self.model.eval()
         with torch.no_grad():
             values = all_reduce_mean(dict(self.eval_fn(self.model)), self.env)
         self.metrics.log(self.step, {f"eval/{k}": v for k, v in values.items()})
-        value = values[self.config.best_metric]
+        value = values[self.best_metric]
         better = self.best_value is None or (
-            value < self.best_value if self.config.best_mode == "min" else value > self.best_value)
+            value < self.best_value if self.best_mode == "min" else value > self.best_value)
         if better:
             self.best_value = value
         return better and self.checkpoints is not None

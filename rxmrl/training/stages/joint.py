@@ -46,7 +46,13 @@ class JointStageConfig(StageLoop):
     moe_aux_weight: float = 0.01  # λ, MoE load balancing
     mask_prob: float = 0.15  # share of tokens the encoder sees corrupted
     memory_noise: float = 0.15  # σ of the Gaussian noise on the detached encoder outputs, relative to their RMS
-    answer_only: bool = False  # stage 2: AR targets only on answer tokens + [EOS] (False: every token)
+
+
+@dataclass
+class InteractionStageConfig(JointStageConfig):
+    """Stage 2 (interactions): stage 1's settings, and which tokens are AR targets."""
+
+    answer_only: bool = False  # AR targets only on answer tokens + [EOS] (False: every token)
 
 
 def joint_step(model: nn.Module, batch: dict[str, Tensor], config: JointStageConfig) -> tuple[Tensor, dict[str, Any]]:
