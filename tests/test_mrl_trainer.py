@@ -367,3 +367,19 @@ def test_a_validation_select_of_an_unnamed_preset_is_one_clear_line():
     with pytest.raises(ConfigError, match=r"^optim.group_lr: group_lr names unknown component\(s\) \['decodr'\]; "
                                           r"known: \['embedding', "):
         tiny_config("optim.group_lr={decodr = 1e-4}")
+
+
+@pytest.mark.parametrize("override, moved", [
+    ("loop.grad_clip=0.5", "'loop' is no longer a setting at the top level: MRL runs its own loop: grad_clip is in "
+                           "[optim]"),
+    ("schedule.warmup_steps=3", "'schedule' is no longer a setting at the top level: the schedule is "
+                                "optim.warmup_steps and optim.min_lr_ratio"),
+    ("mrl.critic.lr=1e-4", "'mrl.critic.lr' is no longer a setting in [mrl.critic]: the critic's learning rate is "
+                           "optim.group_lr.critic"),
+])
+def test_an_old_mrl_config_is_told_where_each_key_went(override, moved):
+    from rxmrl.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        load_config(MrlRunConfig, None, [override])
+    assert str(error.value).startswith(moved)

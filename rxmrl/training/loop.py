@@ -64,7 +64,7 @@ import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import nn
@@ -192,6 +192,10 @@ def start_run(run_config: Any, run_dir: Path | None, env: DistEnv, resume: Calla
 
 @dataclass
 class LoopConfig:
+    MOVED: ClassVar[dict[str, str]] = {
+        key: "only stage 4 evaluates during training: stage4.probe_every" for key in
+        ("eval_every", "best_metric", "best_mode")}
+
     max_steps: int = 1000  # optimizer steps in total (a resumed run continues up to this)
     grad_accum_steps: int = 1  # micro-batches per optimizer step
     grad_clip: float | None = 1.0  # max global L2 norm of the gradients; None: no clipping

@@ -9,7 +9,7 @@ that). Defaults follow the published IMPO/PPO values. In ``rxmrl run``'s config 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 COMPONENTS = ("embedding", "decoder", "memory_cross_attention", "encoder", "memory_attention", "stm", "critic")
 
@@ -68,6 +68,8 @@ class SamplingSettings:
 @dataclass
 class CriticConfig:
     """The value model: an encoder copied from the warm start plus a value head."""
+
+    MOVED: ClassVar[dict[str, str]] = {"lr": "the critic's learning rate is optim.group_lr.critic"}
 
     max_len: int = 512  # tokens of (saved interaction + current query) the critic reads (longer than the policy's)
     memory_aware: bool = False  # add a cross-attention from the critic's states to the (detached) STM
@@ -251,6 +253,12 @@ class ValidationSettings:
 @dataclass
 class MrlRunConfig:
     """A whole MRL run: warm start, data, curriculum, algorithm, optimiser, validation and run settings."""
+
+    MOVED: ClassVar[dict[str, str]] = {
+        "loop": "MRL runs its own loop: grad_clip is in [optim]; checkpoint_every, keep_last, progress, "
+                "tensorboard, amp and amp_dtype are top-level keys; the other loop keys were never read",
+        "schedule": "the schedule is optim.warmup_steps and optim.min_lr_ratio (over the whole curriculum)",
+    }
 
     init: str = ""  # warm-start checkpoint: a model dir (config.json + model.safetensors) or a checkpoint dir
     tokenizer: str = ""  # tokenizer path ("": the dir of init if it has one, else the embedded default)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +38,8 @@ from rxmrl.training.stages.common import StageLoop, make_trainer, unwrap_model
 @dataclass
 class JointStageConfig(StageLoop):
     """Stage 1 (stories) or stage 2 (interactions)."""
+
+    MOVED: ClassVar[dict[str, str]] = {"answer_only": "answer_only is a setting of stage 2 (interactions) only"}
 
     num_examples: int = 2000  # stories (stage 1) or interactions (stage 2) to train on
     max_length: int = 128  # tokens per sequence, special tokens included
