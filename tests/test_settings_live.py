@@ -6,19 +6,8 @@ and the failure names it: delete it, or make the code read it.
 
 from __future__ import annotations
 
-import pytest
-import torch
-
 from field_reads import FieldReads, declared_leaves
-from test_mrl_trainer import tiny_config, tiny_policy
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+from test_mrl_trainer import one_thread, tiny_config, tiny_policy  # noqa: F401 (one_thread: an autouse fixture)
 
 
 def test_the_reads_recorder_finds_a_field_nothing_reads():

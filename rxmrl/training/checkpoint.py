@@ -18,7 +18,7 @@ pruned. The weights are checked by the trainers before they save (nothing non-fi
 Both trainers (the supervised ``Trainer`` and ``MrlTrainer``) save and restore through the same functions:
 :func:`save_training_checkpoint` (every rank's RNG, rank 0 writes), :func:`latest_checkpoint`,
 :func:`optimizer_state` / :func:`restore_optimizer` (moments and schedule position from the checkpoint,
-hyperparameters from the run that resumes) and :func:`restore_rng`.
+hyperparameters from the run that resumes) and :func:`restore_rng`, together :func:`resume_training`.
 """
 
 from __future__ import annotations
@@ -137,6 +137,19 @@ def restore_optimizer(state: dict[str, Any], optimizer: torch.optim.Optimizer,
         group.update(wanted)
     set_base_lrs(scheduler, [group["initial_lr"] for group in optimizer.param_groups])
     scaler.load_state_dict(state["scaler"])
+
+
+def resume_training(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LambdaLR, scaler: torch.amp.GradScaler,
+                    env: DistEnv) -> dict[str, Any]:
+    """Load checkpoint ``path`` into a run: weights (moved to the run's device), optimiser moments, schedule
+    position and loss scale (:func:`restore_optimizer`) and this rank's RNG; returns the saved state for the
+    trainer's own parts (data or curriculum position, metrics position)."""
+    state = load_checkpoint(path, model, map_location="cpu")
+    model.to(env.device)
+    restore_optimizer(state, optimizer, scheduler, scaler)
+    restore_rng(state, env)
+    return state
 
 
 def restore_rng(state: dict[str, Any], env: DistEnv) -> None:

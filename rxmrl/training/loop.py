@@ -3,8 +3,8 @@
 MRL writes its own loop (:mod:`rxmrl.training.mrl.trainer`: rollout -> advantages -> PPO epochs); what the
 two share lives in plain functions, one home each: the NaN guard (:func:`check_finite`,
 :func:`check_weights_finite`), mixed precision (:func:`autocast_dtype`, :func:`autocast`,
-:func:`grad_scaler`), the start of a run (:func:`start_run`: print, resume, note changes, save the config)
-and :func:`to_device` here; the optimiser and clipping in :mod:`.optim`; schedules in :mod:`.schedule`;
+:func:`grad_scaler`), the start and end of a run (:func:`start_run`: print, resume, note changes, save the
+config; :func:`close_run`) and :func:`to_device` here; the optimiser and clipping in :mod:`.optim`; schedules in :mod:`.schedule`;
 checkpoints in :mod:`.checkpoint`; DDP and the gradient all-reduce in :mod:`.distributed`; the metrics
 writer in :mod:`.metrics`.
 
@@ -71,9 +71,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rxmrl.config import changed_keys, format_config, save_config
-from rxmrl.runtime import RunError, replace_directory
-from rxmrl.training.checkpoint import (CheckpointManager, latest_checkpoint, load_checkpoint, optimizer_state,
-                                       restore_optimizer, restore_rng, save_training_checkpoint)
+from rxmrl.runtime import RunError, RunLock, replace_directory
+from rxmrl.training.checkpoint import (CheckpointManager, latest_checkpoint, optimizer_state, resume_training,
+                                       save_training_checkpoint)
 from rxmrl.training.distributed import (DistEnv, all_reduce_mean, any_rank, barrier, init_distributed,
                                         lock_run_dir, wrap_ddp)
 from rxmrl.training.metrics import MetricsLogger
@@ -188,6 +188,13 @@ def start_run(run_config: Any, run_dir: Path | None, env: DistEnv, resume: Calla
     if saved is not None and env.is_main:
         save_config(run_config, saved)
     return resumed
+
+
+def close_run(metrics: MetricsLogger, lock: RunLock | None) -> None:
+    """The end of a trainer's hold on its run directory: metric files closed, the lock released."""
+    metrics.close()
+    if lock is not None:
+        lock.release()
 
 
 @dataclass
@@ -443,11 +450,8 @@ class Trainer:
         path = path if path is not None else latest_checkpoint(self.checkpoints, self.env)
         if path is None:
             return False
-        state = load_checkpoint(path, self.model, map_location="cpu")
-        self.model.to(self.env.device)
+        state = resume_training(path, self.model, self.optimizer, self.scheduler, self.scaler, self.env)
         self.set_trainable(state["trainable"])
-        restore_optimizer(state, self.optimizer, self.scheduler, self.scaler)
-        restore_rng(state, self.env)
         if state["data"] is not None and hasattr(self.data, "load_state_dict"):
             self.data.load_state_dict(state["data"])
         for name, obj in self.stateful.items():
@@ -463,10 +467,8 @@ class Trainer:
 
     def close(self) -> None:
         """Close the metric files and release the run directory (also on errors, as a context manager)."""
-        self.metrics.close()
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        close_run(self.metrics, self._lock)
+        self._lock = None
 
     def __enter__(self) -> Trainer:
         return self

@@ -48,11 +48,11 @@ from rxmrl.envs.scoring import build_reward
 from rxmrl.model import ReactiveTransformer
 from rxmrl.rewards.facts import mix_fact_recall
 from rxmrl.runtime import atomic_directory
-from rxmrl.training.checkpoint import (CheckpointManager, latest_checkpoint, load_checkpoint, optimizer_state,
-                                       restore_optimizer, restore_rng, save_training_checkpoint)
+from rxmrl.training.checkpoint import (CheckpointManager, latest_checkpoint, optimizer_state, resume_training,
+                                       save_training_checkpoint)
 from rxmrl.training.distributed import all_reduce_gradients, broadcast_parameters, init_distributed, lock_run_dir
-from rxmrl.training.loop import (autocast, autocast_dtype, check_finite, check_weights_finite, grad_scaler,
-                                 is_non_finite_sampling, start_run, to_device)
+from rxmrl.training.loop import (autocast, autocast_dtype, check_finite, check_weights_finite, close_run,
+                                 grad_scaler, is_non_finite_sampling, start_run, to_device)
 from rxmrl.training.metrics import MetricsLogger
 from rxmrl.training.mrl.advantages import compute_advantages, explained_variance
 from rxmrl.training.mrl.config import MrlRunConfig, StageConfig
@@ -450,25 +450,20 @@ class MrlTrainer:
         path = latest_checkpoint(self.checkpoints, self.env)
         if path is None:
             return False
-        state = load_checkpoint(path, self.model, map_location="cpu")
-        self.model.to(self.env.device)
+        state = resume_training(path, self.model, self.optimizer, self.scheduler, self.scaler, self.env)
         self._set_trainable(state["trainable"])
-        restore_optimizer(state, self.optimizer, self.scheduler, self.scaler)
-        restore_rng(state, self.env)
         self.state.load_state_dict(state["curriculum"])
         self.step = state["step"]
         self.last_checkpoint, self._last_checkpoint_step = Path(path), self.step
         self.metrics.rewind(state["metrics_position"], self.step)
-        if self.env.is_main:
+        if self.env.is_main:  # after the trainer's own state: a refused resume never says it resumed
             print(f"resumed from {path} at step {self.step}", flush=True)
         return True
 
     def close(self) -> None:
         """Close the metric files and release the run directory."""
-        self.metrics.close()
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        close_run(self.metrics, self._lock)
+        self._lock = None
 
 
 def minibatch(rollout: Rollout, index: Tensor) -> dict[str, Any]:
