@@ -163,10 +163,9 @@ def test_accumulating_two_half_batches_equals_one_full_batch():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_explicit_micro_batches_and_a_non_finite_reward_check():
-    trainer = make_trainer(step_fn=toy_task_step)
-    batches = toy_batches(4)
-    metrics = trainer.train_step([next(batches), next(batches)])
+def test_one_step_over_accumulated_micro_batches_and_a_non_finite_value_check():
+    trainer = make_trainer(step_fn=toy_task_step, grad_accum_steps=2)
+    metrics = trainer.train_step()
     assert trainer.step == 1 and set(metrics) == {"loss", "aux_loss", "grad_norm"}
     with pytest.raises(NonFiniteLossError, match=r"non-finite mean reward \(inf\) at step 2"):
         trainer.check_finite(float("inf"), "mean reward")

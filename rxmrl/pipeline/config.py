@@ -2,9 +2,10 @@
 
 ``[supervised]`` is :class:`~rxmrl.training.supervised.SupervisedConfig` (``rxmrl train supervised``),
 ``[mrl]`` is :class:`~rxmrl.training.mrl.config.MrlRunConfig` (``rxmrl train mrl``; its algorithm settings
-sit in ``[mrl.mrl]``, its optimiser in ``[mrl.optim]``; ``[mrl.validation]`` defaults to ``[eval]``'s reward), ``[baseline]`` is :class:`~rxmrl.baseline.train.BaselineConfig` (``rxmrl baseline
-train``), so a section of ``experiments/warmstart.toml`` pastes in unchanged. Where each phase writes is not a
-setting of its own: the pipeline places every phase under the top-level ``run_dir`` (see
+sit in ``[mrl.mrl]``, its optimiser in ``[mrl.optim]``; ``[mrl.validation]`` defaults to ``[eval]``'s
+reward), ``[baseline]`` is :class:`~rxmrl.baseline.train.BaselineConfig` (``rxmrl baseline train``), so a
+section of ``experiments/warmstart.toml`` pastes in unchanged. Where each phase writes is not a setting of
+its own: the pipeline places every phase under the top-level ``run_dir`` (see
 :meth:`PipelineConfig.resolved`) and rejects a section path that disagrees, so a run never writes half of
 its outputs somewhere else.
 """

@@ -34,9 +34,9 @@ def mrl_plot_caption(config: PipelineConfig) -> str:
     from rxmrl.training.mrl.validation import training_reward_label
 
     mrl = config.mrl
-    return (f"Lines: the {training_reward_label(mrl)} of each rollout, answers {describe_sampling(mrl.mrl.sampling.build())} "
-            f"(`mrl.sampling`); stars: the same reward on each epoch's validation episodes, answers "
-            f"{describe_sampling(mrl.mrl.eval_sampling.build())} (`mrl.eval_sampling`).")
+    rollouts, validation = (describe_sampling(s.build()) for s in (mrl.mrl.sampling, mrl.mrl.eval_sampling))
+    return (f"Lines: the {training_reward_label(mrl)} of each rollout, answers {rollouts} (`mrl.sampling`); stars: "
+            f"the same reward on each epoch's validation episodes, answers {validation} (`mrl.eval_sampling`).")
 
 
 def load_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
@@ -95,8 +95,8 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     presets = list(comparison["stages"][0].get("differences", {})) if comparison["stages"] else []
     similarity = comparison.get("validation_similarity", "")
     extra = "".join(f" `{key[len('reward/'):]}` ({similarity}): MRL − warm start [95% CI] |" for key in presets)
-    lines = ["| stage | steps | strategy | training reward: warm start | MRL | difference [95% CI] | MRL without memory "
-             f"|{extra} fact recall: warm start | MRL | difference [95% CI] |",
+    lines = ["| stage | steps | strategy | training reward: warm start | MRL | difference [95% CI] "
+             f"| MRL without memory |{extra} fact recall: warm start | MRL | difference [95% CI] |",
              "|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(presets) + "---:|---:|---:|"]
     for row in comparison["stages"]:
         recall = row.get("fact_recall_difference")  # absent in runs written before it was recorded

@@ -1,12 +1,12 @@
 """The supervised stages' training loop, and the plain functions every trainer calls.
 
 MRL writes its own loop (:mod:`rxmrl.training.mrl.trainer`: rollout -> advantages -> PPO epochs); what the
-two share lives in plain functions, one home each: the NaN guard (:func:`check_finite`,
+two share lives in plain functions, one home each: here the NaN guard (:func:`check_finite`,
 :func:`check_weights_finite`), mixed precision (:func:`autocast_dtype`, :func:`autocast`,
 :func:`grad_scaler`), the start and end of a run (:func:`start_run`: print, resume, note changes, save the
-config; :func:`close_run`) and :func:`to_device` here; the optimiser and clipping in :mod:`.optim`; schedules in :mod:`.schedule`;
-checkpoints in :mod:`.checkpoint`; DDP and the gradient all-reduce in :mod:`.distributed`; the metrics
-writer in :mod:`.metrics`.
+config; :func:`close_run`) and :func:`to_device`; the optimiser and clipping in :mod:`.optim`; schedules
+in :mod:`.schedule`; checkpoints in :mod:`.checkpoint`; DDP and the gradient all-reduce in
+:mod:`.distributed`; the metrics writer in :mod:`.metrics`.
 
 A supervised stage supplies a model and a ``step_fn(model, batch) -> (loss, metrics)``; the ``Trainer``
 does the rest:
@@ -61,7 +61,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -350,16 +350,12 @@ class Trainer:
         result.last_metrics, result.final_loss = self.last_metrics, self.last_loss
         return result
 
-    def train_step(self, micro_batches: Sequence[Any] | None = None) -> dict[str, float]:
-        """One optimizer step over ``grad_accum_steps`` micro-batches; returns their mean metrics.
-
-        ``micro_batches`` (e.g. MRL's minibatches of rollouts) replaces drawing from ``data``.
-        """
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over ``grad_accum_steps`` micro-batches of ``data``; returns their mean metrics."""
         assert self._wrapped is not None
         self.model.train()
-        if micro_batches is None:
-            micro_batches = [next(self.data) if self.data is not None else None
-                             for _ in range(self.config.grad_accum_steps)]
+        micro_batches = [next(self.data) if self.data is not None else None
+                         for _ in range(self.config.grad_accum_steps)]
         accum = len(micro_batches)
         totals: dict[str, float] = {}
         for micro, batch in enumerate(micro_batches):
