@@ -83,8 +83,8 @@ def compare_stage(trainer: MrlTrainer, index: int, warm: Evaluation) -> dict:
     every ``[validation]`` preset (``differences["reward/<preset>"]``) and fact recall; printed too."""
     stage = trainer.config.stages[index]
     after = trainer.evaluate(index)
-    warm_blank = trainer.evaluate(index, policy=trainer.reference, write_memory=False)
-    after_blank = trainer.evaluate(index, write_memory=False)
+    warm_blank = trainer.evaluate(index, policy=trainer.reference, write_memory=False, presets=False)
+    after_blank = trainer.evaluate(index, write_memory=False, presets=False)  # the training reward only
     interval = lambda values: dict(zip(("mean", "ci95_low", "ci95_high"), values))  # noqa: E731
     difference = bootstrap_mean_difference(after.episode_rewards, warm.episode_rewards)
     by_preset = {f"reward/{name}": interval(bootstrap_mean_difference(values, warm.episode_rewards_by[name]))

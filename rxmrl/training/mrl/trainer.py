@@ -392,16 +392,17 @@ class MrlTrainer:
 
     # ---------------------------------------------------------------------------- evaluation
     def evaluate(self, stage_index: int | None = None, split: str = "valid",
-                 policy: ReactiveTransformer | None = None, write_memory: bool = True) -> Evaluation:
+                 policy: ReactiveTransformer | None = None, write_memory: bool = True,
+                 presets: bool = True) -> Evaluation:
         """Validation (or ``split="train"``) episodes of a stage, played by ``policy`` (default: the one
-        trained) and scored by the training reward and the ``[validation]`` presets."""
+        trained) and scored by the training reward and (``presets``) the ``[validation]`` presets."""
         index = self.state.stage if stage_index is None else stage_index
         data = self.stage_data[index][1 if split == "valid" else 0]
         mrl = self.config.mrl
         policy = policy if policy is not None else self.model.policy
         return evaluate_policy(policy, self.envs[index], data, self.eval_sampling, max(32, mrl.batch_episodes),
                                mrl.max_answer_tokens, mrl.max_interaction_len, seed=self.config.seed,
-                               write_memory=write_memory, scorers=self.validation_envs[index])
+                               write_memory=write_memory, scorers=self.validation_envs[index] if presets else None)
 
     def _end_epoch(self, stage: StageConfig) -> dict[str, Any]:
         """Validate, advance the curriculum position, checkpoint (``best`` + a model dir when it improved)."""
