@@ -35,18 +35,30 @@ def is_long_range(episode: Episode, default: bool = False) -> bool:
 
 
 def cut_to_steps(episode: Episode, steps: int, long_range: bool, where: str = "episode") -> Episode:
-    """The first ``steps`` follow-ups (and their facts). A long-range row must not be cut: its final
-    follow-up is the question about the first interaction."""
+    """The episode as a stage of ``steps`` follow-ups plays it: the one cut every env and trainer uses.
+
+    A cumulative row keeps its first ``steps`` follow-ups. A long-range row keeps its first ``steps - 1``
+    (the topic switch and what follows it) and its final question, which asks about the first interaction:
+    a shorter long-range episode, never one that lost its point. With follow-ups ``f_0 .. f_{n-1}``::
+
+        cumulative:  f_0, f_1, .., f_{steps-1}
+        long range:  f_0, f_1, .., f_{steps-2}, f_{n-1}
+
+    Facts go with their follow-ups; a fact of the final question citing a dropped interaction is dropped
+    with it (its source would point at an interaction the stage never shows). A row shorter than the stage
+    is refused: episodes are never silently cut to the shortest of a batch.
+    """
     count = episode.num_follow_ups
     if count < steps:
         raise ValueError(f"{where} has {count} follow-ups, needs {steps}")
     if count == steps:
         return episode
-    if long_range:
-        raise ValueError(f"{where} is long-range with {count} follow-ups but the stage has {steps} steps: "
-                         f"cutting it would drop its final question; use steps={count} or steps-{steps}-lr data")
-    facts = None if episode.facts is None else episode.facts[:steps]
-    return replace(episode, interactions=episode.interactions[:steps], facts=facts)
+    keep = [*range(steps - 1), count - 1] if long_range else list(range(steps))
+    facts = None
+    if episode.facts is not None:  # interaction k >= 1 is follow-up k - 1; a kept follow-up j sees 0..j
+        shown = {0, *(j + 1 for j in keep)}
+        facts = [[fact for fact in episode.facts[j] if fact.source in shown] for j in keep]
+    return replace(episode, interactions=[episode.interactions[j] for j in keep], facts=facts)
 
 
 class EpisodeSampler:

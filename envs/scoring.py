@@ -7,8 +7,9 @@ the MRL trainer, the TRL baseline and evaluation all build theirs here. Every ch
 * the similarity backend of the cosine terms (:data:`SIMILARITIES`):
 
   ``encoder``            the frozen sentence encoder (bundled all-MiniLM-L6-v2);
-  ``policy-embedding``   mean-pooled token embeddings of a *frozen copy* of the model's embedding matrix
-                         (``embedding=`` the warm start's weight), as the reference framework scores;
+  ``policy-embedding``   mean-pooled token embeddings of a *frozen copy* of a model's embedding matrix
+                         (``policy=`` the warm start, a model agent or the matrix), as the reference
+                         framework scores;
   ``random-embedding``   mean-pooled fixed random token embeddings (seeded): a cheap bag-of-tokens cosine for
                          tests and for agents without a model;
 
@@ -57,8 +58,26 @@ def token_similarity(tokenizer: RxTokenizer, dim: int = 64, seed: int = 0) -> To
     return TokenEmbeddingSimilarity(_RANDOM_EMBEDDINGS[key], encode=tokenizer.encode)
 
 
+def embedding_table(policy: Any) -> torch.Tensor:
+    """The token-embedding matrix ``[V, E]`` of ``policy``: a :class:`~rxmrl.model.ReactiveTransformer`
+    (``.embedding``), a Hugging Face model (``get_input_embeddings()``), a model agent (its ``.model``), an
+    ``nn.Embedding`` or the matrix itself."""
+    if isinstance(policy, torch.Tensor):
+        return policy
+    if isinstance(policy, torch.nn.Embedding):
+        return policy.weight
+    if isinstance(getattr(policy, "embedding", None), torch.nn.Embedding):
+        return policy.embedding.weight
+    if callable(getattr(policy, "get_input_embeddings", None)):
+        return policy.get_input_embeddings().weight
+    if getattr(policy, "model", None) is not None:  # an agent that answers with a model
+        return embedding_table(policy.model)
+    raise ValueError(f"similarity='policy-embedding' needs a model with token embeddings; "
+                     f"{getattr(policy, 'name', type(policy).__name__)!r} has none")
+
+
 def similarity_backend(similarity: str | SimilarityBackend, tokenizer: RxTokenizer, *,
-                       embedding: torch.Tensor | None = None) -> SimilarityBackend:
+                       policy: Any = None) -> SimilarityBackend:
     """The backend a similarity name stands for (see the module docstring); a backend passes through."""
     if not isinstance(similarity, str):
         return similarity
@@ -67,10 +86,10 @@ def similarity_backend(similarity: str | SimilarityBackend, tokenizer: RxTokeniz
     if similarity == "random-embedding":
         return token_similarity(tokenizer)
     if similarity == "policy-embedding":
-        if embedding is None:
-            raise ValueError("similarity='policy-embedding' needs the model's embedding matrix (embedding=); "
+        if policy is None:
+            raise ValueError("similarity='policy-embedding' needs the model whose embedding it copies (policy=); "
                              "without a model use 'random-embedding' or 'encoder'")
-        return TokenEmbeddingSimilarity(embedding, encode=tokenizer.encode)
+        return TokenEmbeddingSimilarity(embedding_table(policy), encode=tokenizer.encode)
     hint = (" ('token' is gone: say 'policy-embedding' for a frozen copy of the model's embedding or "
             "'random-embedding' for fixed random ones)" if similarity == "token" else "")
     raise ValueError(f"similarity={similarity!r}: expected one of {', '.join(SIMILARITIES)} or a backend{hint}")
@@ -78,11 +97,12 @@ def similarity_backend(similarity: str | SimilarityBackend, tokenizer: RxTokeniz
 
 def build_reward(reward: str | RewardConfig | RxlmRewardConfig | Callable[..., Any] = "default",
                  similarity: str | SimilarityBackend = "encoder",
-                 tokenizer: RxTokenizer | None = None, *,
-                 embedding: torch.Tensor | None = None) -> Callable[..., Any]:
+                 tokenizer: RxTokenizer | None = None, *, policy: Any = None) -> Callable[..., Any]:
     """A ready reward: presets and configs become their reward (:func:`rxmrl.rewards.preset_reward`) over the
-    named similarity backend (``embedding``: the model's embedding weight, for ``policy-embedding``);
-    callables pass through."""
+    named similarity backend; callables pass through.
+
+    ``policy`` is read only by ``similarity="policy-embedding"``: the model (or model agent, or matrix) whose
+    token embeddings a frozen copy is taken of (:func:`embedding_table`), e.g. the MRL warm start."""
     configs = (str, RewardConfig, RxlmRewardConfig)
     if callable(reward) and not isinstance(reward, configs):
         return reward
@@ -91,7 +111,7 @@ def build_reward(reward: str | RewardConfig | RxlmRewardConfig | Callable[..., A
                         "reward callable")
     if tokenizer is None:
         raise ValueError("a tokenizer is needed to build a reward from a preset")
-    backend = similarity_backend(similarity, tokenizer, embedding=embedding)
+    backend = similarity_backend(similarity, tokenizer, policy=policy)
     return preset_reward(reward, backend, decode=tokenizer.decode, tokenize=tokenizer.encode)
 
 

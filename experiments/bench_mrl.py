@@ -54,7 +54,7 @@ def main() -> None:
     config = load_config(MrlRunConfig, None, [
         f"mrl.batch_episodes={args.batch}", f"mrl.minibatch_size={args.minibatch}",
         f"mrl.ppo_epochs={args.ppo_epochs}", f"mrl.max_answer_tokens={args.answer_tokens}",
-        "loop.tensorboard=false", "progress=false", "mrl.sampling.top_k=50"])
+        "tensorboard=false", "progress=false", "mrl.sampling.top_k=50"])
     config.stages = [StageConfig(steps=args.steps, num_episodes=args.episodes, eval_episodes=1,
                                  trainable=["memory_cross_attention", "memory_attention", "decoder", "critic"])]
     with tempfile.TemporaryDirectory() as run_dir:
@@ -73,7 +73,7 @@ def main() -> None:
                 if key.startswith("time/"):
                     totals[key[5:]] = totals.get(key[5:], 0.0) + value
         wall = time.perf_counter() - start
-        trainer.trainer.close()
+        trainer.close()
     rollout = totals["rollout"]
     print(f"workload: {args.episodes} episodes x {args.steps} follow-ups, batches of {args.batch}, "
           f"{args.ppo_epochs} PPO epochs, minibatch {args.minibatch} samples, <= {args.answer_tokens} answer "

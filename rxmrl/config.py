@@ -12,7 +12,9 @@ Why strict: a misspelt key silently falling back to its default is the most expe
 because the run still trains. Unknown keys and ill-typed values raise ``ConfigError`` naming the key path,
 the value and what was expected, with close matches suggested. A dataclass checks its own fields in
 ``__post_init__``; checks across fields (which must see every ``--set`` applied) go in a ``validate()``
-method, which :func:`validate` runs over the whole tree once the config is loaded, before any work.
+method, which :func:`validate` runs over the whole tree once the config is loaded, before any work. A
+dataclass whose keys were renamed lists them in a ``MOVED`` class variable, so an old config is told where
+each key went.
 
 Type rules: ``int`` accepts integers (and integral floats such as ``1e4``), never booleans; ``float``
 accepts ints and floats; ``bool`` accepts only booleans (``--set x=true``); ``str`` takes ``--set`` text
@@ -94,7 +96,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     hints = _field_types(cls)
     for key in data:
         if key not in hints:
-            raise ConfigError(_unknown_key_message(prefix, key, hints))
+            raise ConfigError(_unknown_key_message(prefix, key, hints, cls))
     kwargs = {key: _coerce(value, hints[key], _join(prefix, key)) for key, value in data.items()}
     missing = [f.name for f in dataclasses.fields(cls) if f.init and f.name not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
@@ -132,7 +134,7 @@ def _set_path(node: Any, annotation: Any, parts: list[str], raw: str, prefix: st
             node = from_dict(annotation, {}, prefix)
         hints = _field_types(annotation)
         if head not in hints:
-            raise ConfigError(_unknown_key_message(prefix, head, hints))
+            raise ConfigError(_unknown_key_message(prefix, head, hints, annotation))
         child = _set_path(getattr(node, head), hints[head], rest, raw, here)
         try:
             return dataclasses.replace(node, **{head: child})
@@ -379,8 +381,13 @@ def _strip_optional(annotation: Any) -> Any:
     return annotation
 
 
-def _unknown_key_message(prefix: str, key: str, hints: Mapping[str, Any]) -> str:
+def _unknown_key_message(prefix: str, key: str, hints: Mapping[str, Any], cls: type | None = None) -> str:
+    """Names the key, where it is not known and what is; a key the class lists in ``MOVED`` (a class variable,
+    ``{old key: where it went}``) says where it went instead."""
     where = f"in [{prefix}]" if prefix else "at the top level"
+    moved = getattr(cls, "MOVED", {}).get(key)
+    if moved:
+        return f"{_join(prefix, key)!r} is no longer a setting {where}: {moved}"
     close = difflib.get_close_matches(key, list(hints), n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(_join(prefix, c)) for c in close)}?" if close else ""
     return f"unknown key {_join(prefix, key)!r} {where}.{hint} Valid keys: {', '.join(sorted(hints))}"

@@ -19,13 +19,13 @@ def tiny_overrides(run_dir, mrl_stages: int = 3) -> list[str]:
                  f"supervised.stage{stage}.batch_size=4"]
     sets += ["supervised.stage1.num_examples=16", "supervised.stage2.num_examples=16", "supervised.stage1.max_length=32",
              "supervised.stage2.max_length=32", "supervised.stage3.num_episodes=8", "supervised.stage4.num_episodes=8",
-             "supervised.stage4.loop.eval_every=0", "supervised.stage4.unfreeze_memory_attention_at=0",
+             "supervised.stage4.probe_every=0", "supervised.stage4.unfreeze_memory_attention_at=0",
              "supervised.stage4.unfreeze_encoder_at=0"]
     for stage in range(mrl_stages):
         sets += [f"mrl.stages.{stage}.num_episodes=4", f"mrl.stages.{stage}.eval_episodes=4",
                  f"mrl.stages.{stage}.epochs=1"]
     sets += ["mrl.mrl.batch_episodes=4", "mrl.mrl.minibatch_size=8", "mrl.mrl.ppo_epochs=1",
-             "mrl.mrl.max_answer_tokens=6", "mrl.mrl.critic.max_len=64", "mrl.mrl.max_interaction_len=64", "mrl.loop.tensorboard=false",
+             "mrl.mrl.max_answer_tokens=6", "mrl.mrl.critic.max_len=64", "mrl.mrl.max_interaction_len=64", "mrl.tensorboard=false",
              "mrl.progress=false", "mrl.checkpoint_every=1"]
     sets += ["baseline.model.preset=nano", "baseline.sft.max_steps=2", "baseline.sft.batch_size=4",
              "baseline.data.num_episodes=4", "baseline.data.eval_episodes=2", "baseline.data.steps=2",

@@ -192,10 +192,12 @@ def test_stage_uses_the_first_steps_follow_ups_of_longer_rows():
         MrlEnv(steps=6, config="steps-4", split="validation", num_episodes=3, similarity="random-embedding")
 
 
-def test_long_range_rows_are_not_cut():
+def test_a_long_range_row_plays_a_shorter_stage_with_its_final_question():
     long_row = hand_made_episode(4, "long_range")
-    with pytest.raises(ValueError, match="final question"):
-        MrlEnv(episodes=[long_row], steps=3, strategy="long_range", similarity="random-embedding")
+    env = MrlEnv(episodes=[long_row], steps=3, strategy="long_range", similarity="random-embedding")
+    _, info = env.reset(seed=0)
+    queries = [i.query for i in info["episode"].interactions]
+    assert queries == [long_row.interactions[j].query for j in (0, 1, 3)] and info["modes"][-1] == "long_range"
 
 
 def test_text_space_accepts_natural_unicode_text_and_empty_answers():

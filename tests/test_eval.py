@@ -73,3 +73,8 @@ def test_eval_command_runs_a_reactive_transformer_checkpoint(tmp_path, capsys):
     summary = __import__("json").loads(out)
     assert summary["agent"] == "rxt" and summary["episodes"] == 2 and len(summary["steps"]) == 2
     assert 0 <= summary["reward"]["mean"] <= 10
+    assert summary["sampling"] == "greedy"  # unless asked otherwise
+    assert main(["eval", "--agent", str(tmp_path / "tiny"), "--config", "steps-2", "--episodes", "2",
+                 "--similarity", "random-embedding", "--max-new-tokens", "4", "--json", "--temperature", "0.8",
+                 "--top-k", "20"]) == 0
+    assert __import__("json").loads(capsys.readouterr().out)["sampling"] == "sampled (temperature 0.8, top-k 20)"

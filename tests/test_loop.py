@@ -21,12 +21,12 @@ OPTIM = OptimConfig(lr=3e-2, weight_decay=0.1, group_lr={"embedding": 5e-2})
 SCHEDULE = ScheduleConfig(warmup_steps=3, total_steps=40, min_lr_ratio=0.1)
 
 
-def make_trainer(run_dir=None, step_fn=toy_step, seed=0, batch_size=8, dropout=0.1, **loop) -> Trainer:
+def make_trainer(run_dir=None, step_fn=toy_step, seed=0, batch_size=8, dropout=0.1, eval_every=0, **loop) -> Trainer:
     torch.manual_seed(seed)
     model = ToyMoEClassifier(dropout)
     config = LoopConfig(**{"max_steps": 40, "log_every": 5, "progress": False, "tensorboard": False, **loop})
     return Trainer(model, step_fn, toy_batches(batch_size), config=config, optim=OPTIM, schedule=SCHEDULE,
-                   group_of=GROUP_OF, run_dir=run_dir,
+                   group_of=GROUP_OF, run_dir=run_dir, eval_every=eval_every,
                    env=DistEnv())  # pinned to the CPU: exact-equality tests need deterministic kernels
 
 
@@ -143,7 +143,7 @@ def test_a_checkpoint_of_the_weights_that_gave_a_nan_is_set_aside(tmp_path):
 
 def test_best_checkpoint_follows_the_evaluation_metric(tmp_path):
     scores = iter([3.0, 1.0, 2.0])
-    trainer = make_trainer(tmp_path, max_steps=9, eval_every=3, best_metric="loss")
+    trainer = make_trainer(tmp_path, max_steps=9, eval_every=3)
     trainer.eval_fn = lambda model: {"loss": next(scores)}
     trainer.fit()
     assert trainer.best_value == 1.0
@@ -163,10 +163,9 @@ def test_accumulating_two_half_batches_equals_one_full_batch():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-def test_explicit_micro_batches_and_a_non_finite_reward_check():
-    trainer = make_trainer(step_fn=toy_task_step)
-    batches = toy_batches(4)
-    metrics = trainer.train_step([next(batches), next(batches)])
+def test_one_step_over_accumulated_micro_batches_and_a_non_finite_value_check():
+    trainer = make_trainer(step_fn=toy_task_step, grad_accum_steps=2)
+    metrics = trainer.train_step()
     assert trainer.step == 1 and set(metrics) == {"loss", "aux_loss", "grad_norm"}
     with pytest.raises(NonFiniteLossError, match=r"non-finite mean reward \(inf\) at step 2"):
         trainer.check_finite(float("inf"), "mean reward")

@@ -50,7 +50,7 @@ def _worker(rank: int, world_size: int, port: int, out: str) -> None:
     trainer.collect = recording
     trainer.fit()
     state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
-    torch.save({"seen": seen, "state": state, "step": trainer.trainer.step}, Path(out) / f"rank{rank}.pt")
+    torch.save({"seen": seen, "state": state, "step": trainer.step}, Path(out) / f"rank{rank}.pt")
     cleanup()
 
 

@@ -12,7 +12,7 @@ from rxmrl.model import SamplingConfig
 from rxmrl.training.mrl import MrlTrainer, collect_rollout, compute_advantages, load_stage_data
 from rxmrl.training.mrl.advantages import group_advantages
 from rxmrl.training.mrl.rollout import continuing_members, rollout_env, stage_episodes
-from rxmrl.training.mrl.trainer import build_reward
+from rxmrl.envs.scoring import build_reward
 
 from test_mrl_trainer import one_thread, tiny_config, tiny_policy, tokenizer  # noqa: F401  (fixtures)
 
@@ -50,7 +50,7 @@ def group_rollout(tokenizer, reward=None, seed=0, group_size=3):
     policy = tiny_policy(tokenizer.vocab_size).eval()
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 3)
     episodes = stage_episodes(data.episodes, data.long_range, 2)
-    reward = reward or build_reward(tiny_config().reward, policy, tokenizer)
+    reward = reward or build_reward("default", "policy-embedding", tokenizer, policy=policy)
     env = rollout_env(episodes, 2, reward, tokenizer, max_answer_tokens=6)
     sampling = SamplingConfig(temperature=1.0)
     rollout = collect_rollout(policy, env, episodes, sampling, max_answer_tokens=6, group_size=group_size,
@@ -110,7 +110,7 @@ def test_score_alternatives_scores_each_member_like_a_step_and_leaves_the_env_wh
     policy = tiny_policy(tokenizer.vocab_size)
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 2)
     episodes = stage_episodes(data.episodes, data.long_range, 2)
-    env = rollout_env(episodes, 2, build_reward(tiny_config().reward, policy, tokenizer), tokenizer)
+    env = rollout_env(episodes, 2, build_reward("default", "policy-embedding", tokenizer, policy=policy), tokenizer)
     env.reset(options={"episodes": episodes})
     answers = [[4, 100 + k, 200 + k, 2] for k in range(4)]  # rows b·2 + g
     group = env.score_alternatives(PaddedIds.from_lists(answers), group_size=2)

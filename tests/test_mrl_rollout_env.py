@@ -9,8 +9,8 @@ from rxmrl.model import ReactiveTransformer, RxTConfig, SamplingConfig, interact
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 from rxmrl.tokenizer import default_tokenizer
 from rxmrl.training.mrl.critic import Critic
-from rxmrl.training.mrl import StageConfig, build_reward, collect_rollout, load_stage_data
-from rxmrl.training.mrl.config import RewardSettings
+from rxmrl.envs.scoring import build_reward
+from rxmrl.training.mrl import StageConfig, collect_rollout, load_stage_data
 from rxmrl.envs.padded import PaddedIds
 from rxmrl.training.mrl.rollout import answer_rows, rollout_env, stage_episodes, truncate_interactions
 
@@ -59,7 +59,7 @@ def test_rollout_rewards_are_the_envs_own_step_rewards_for_the_same_answers(toke
     stage = StageConfig(steps=3, data_steps=4, strategy="mixed")
     data = load_stage_data(stage, "embedded", "train", 4)
     assert set(data.long_range) == {False, True}
-    reward = build_reward(RewardSettings(), policy, tokenizer)
+    reward = build_reward("default", "policy-embedding", tokenizer, policy=policy)
     episodes = stage_episodes(data.episodes, data.long_range, 3)
     assert [e.interactions[-1] for e in episodes] == [
         e.interactions[-1 if lr else 2] for e, lr in zip(data.episodes, data.long_range, strict=True)]
@@ -97,7 +97,7 @@ def test_rollout_rewards_are_the_envs_own_step_rewards_for_the_same_answers(toke
 def test_teacher_forcing_writes_the_reference_answer_and_still_scores_the_policys_own(tokenizer):
     policy = tiny_policy(tokenizer.vocab_size)
     data = load_stage_data(StageConfig(steps=2), "embedded", "train", 2)
-    reward = build_reward(RewardSettings(), policy, tokenizer)
+    reward = build_reward("default", "policy-embedding", tokenizer, policy=policy)
     episodes = stage_episodes(data.episodes, data.long_range, 2)
     env = rollout_env(episodes, 2, reward, tokenizer, max_answer_tokens=4)
     rollout = collect_rollout(policy, env, episodes, SamplingConfig(greedy=True), max_answer_tokens=4,

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from rxmrl.config import load_config
+from rxmrl.envs.scoring import build_reward
 from rxmrl.model import ReactiveTransformer, RxTConfig, SamplingConfig, interaction_ids
 from rxmrl.special_tokens import ANSWER_ID
 from rxmrl.tokenizer import default_tokenizer
 from rxmrl.training.mrl import (
-    Critic, MrlRunConfig, MrlTrainer, StageConfig, build_reward, collect_rollout, compute_advantages,
+    Critic, MrlRunConfig, MrlTrainer, StageConfig, collect_rollout, compute_advantages,
     explained_variance, load_stage_data, mrl_loss,
 )
 from rxmrl.training.mrl.rollout import answer_rows, rollout_env, stage_episodes
@@ -40,7 +41,7 @@ def tiny_policy(vocab: int, seed: int = 0) -> ReactiveTransformer:
 
 
 TINY = ["mrl.batch_episodes=3", "mrl.minibatch_size=4", "mrl.ppo_epochs=2", "mrl.max_answer_tokens=5",
-        "loop.tensorboard=false", "progress=false", "mrl.sampling.top_k=50", "mrl.sampling.temperature=0.9"]
+        "tensorboard=false", "progress=false", "mrl.sampling.top_k=50", "mrl.sampling.temperature=0.9"]
 
 
 def tiny_config(*extra: str, steps=(2,)) -> MrlRunConfig:
@@ -54,7 +55,7 @@ def tiny_config(*extra: str, steps=(2,)) -> MrlRunConfig:
 def env_for(data, steps: int, policy, tokenizer, max_answer_tokens: int = 6):
     """The trainer's env for ``data`` (its reward, the tiny config's) and the episodes it plays."""
     episodes = stage_episodes(data.episodes, data.long_range, steps)
-    reward = build_reward(tiny_config().reward, policy, tokenizer)
+    reward = build_reward("default", "policy-embedding", tokenizer, policy=policy)
     return rollout_env(episodes, steps, reward, tokenizer, max_answer_tokens=max_answer_tokens), episodes
 
 
@@ -115,9 +116,9 @@ def test_frozen_components_stay_bit_identical_and_the_last_smaller_batch_trains(
     original = trainer.iteration
 
     def counting(*args):
-        start = trainer.trainer.step
+        start = trainer.step
         record = original(*args)
-        steps_per_iteration.append(trainer.trainer.step - start)
+        steps_per_iteration.append(trainer.step - start)
         return record
     trainer.iteration = counting
     trainer.fit()
@@ -152,7 +153,7 @@ def test_resume_equals_an_uninterrupted_run(tokenizer, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
     resumed = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "resumed")
-    assert resumed.state.batch == 1 and resumed.trainer.step == 4
+    assert resumed.state.batch == 1 and resumed.step == 4
     resumed.fit()
     for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -240,7 +241,7 @@ def test_a_non_finite_reward_stops_with_a_clear_message_and_keeps_the_last_check
 
     cfg = tiny_config()
     policy = tiny_policy(tokenizer.vocab_size)
-    reward = build_reward(cfg.reward, policy, tokenizer)
+    reward = build_reward("default", "policy-embedding", tokenizer, policy=policy)
     trainer = MrlTrainer(cfg, policy, tokenizer, reward=reward, run_dir=tmp_path)
     original, calls = reward.score_ids, []
 
@@ -264,7 +265,7 @@ def test_no_memory_ablation_keeps_the_fresh_stm(tokenizer):
     assert torch.equal(rollout.stm_read, rollout.stm_prev) and rollout.stm_change().abs().max() == 0
 
 
-def test_cached_encoder_outputs_give_the_same_loss_and_gradients_as_re_encoding(tokenizer, tmp_path):
+def test_cached_encoder_outputs_give_the_same_stm_and_gradients_as_re_encoding(tokenizer, tmp_path):
     """With the encoder and embedding frozen the rollout keeps each write's encoded data and the update
     reuses it; memory attention still trains through it, exactly as when every pass re-encodes."""
     from rxmrl.training.mrl.trainer import minibatch
@@ -280,20 +281,22 @@ def test_cached_encoder_outputs_give_the_same_loss_and_gradients_as_re_encoding(
                                                                         2, rollout.write_ids.shape[1])
     rollout.advantages, rollout.returns = compute_advantages(rollout.rewards, rollout.values, rollout.num_steps)
     batch = minibatch(rollout, torch.tensor([4, 0, 3, 1]))
-    model = trainer.model
-    model.train()
-    grads = []
+    policy = trainer.model.policy
+    trainer.model.train()
+    outputs = []
     for encoded in (batch["encoded"], None):
-        model.zero_grad(set_to_none=True)
-        loss, _ = trainer._step_fn(model, {**batch, "encoded": encoded})
-        loss.backward()
-        grads.append((loss.detach(), [p.grad.clone() for p in model.policy.memory_attention.parameters()]))
-    (cached, cached_grads), (fresh, fresh_grads) = grads
+        trainer.model.zero_grad(set_to_none=True)
+        stm = trainer.recompute_stm({**batch, "encoded": encoded})
+        log_probs = policy.score(batch["queries"], batch["answers"], stm, answer_mask=batch["mask"],
+                                 sampling=trainer.sampling, with_logits=False).log_probs
+        log_probs[batch["mask"]].sum().backward()
+        outputs.append((stm.detach(), [p.grad.clone() for p in policy.memory_attention.parameters()]))
+    (cached, cached_grads), (fresh, fresh_grads) = outputs
     torch.testing.assert_close(cached, fresh, atol=1e-6, rtol=1e-5)
     assert any(g.abs().sum() > 0 for g in cached_grads)
     for a, b in zip(cached_grads, fresh_grads, strict=True):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
-    trainer.trainer.close()
+    trainer.close()
 
 
 def test_fact_weight_mixes_recall_into_the_rewards_the_advantages_come_from(tokenizer, tmp_path):
@@ -332,3 +335,51 @@ def test_a_resume_with_another_batch_of_episodes_is_refused(tokenizer, tmp_path)
     with pytest.raises(ConfigError, match=r"curriculum position was saved with another layout \(batch_episodes 3 "
                                           r"-> 2\): set it back to resume, or use a new run_dir"):
         MrlTrainer(tiny_config("mrl.batch_episodes=2"), tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
+
+
+def test_validation_scores_the_same_answers_with_each_preset_and_keeps_the_best_by_select(tokenizer, tmp_path,
+                                                                                       capsys):
+    from rxmrl.training.metrics import read_metrics
+
+    cfg = tiny_config('validation.presets=["default", "memory"]', "validation.similarity=policy-embedding",
+                      "validation.select=reward/memory")
+    trainer = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
+    summary = trainer.evaluate(0).summary()
+    # the training reward is default over policy-embedding too: the same answers score the same
+    assert summary["reward/default"] == pytest.approx(summary["reward"], abs=1e-6)
+    assert summary["reward/memory"] != pytest.approx(summary["reward"])
+    result = trainer.fit()
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("stage 0 (2 steps) epoch 0, "))
+    assert ("validation: training reward (default, policy-embedding) " in line and ", default (policy-embedding) "
+            in line and ", memory (policy-embedding) " in line and line.endswith(" (best by reward/memory)"))
+    assert trainer.state.best[0] == result.evaluations[0]["reward/memory"]
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "eval/stage0/reward" in r]
+    assert {"eval/stage0/reward/default", "eval/stage0/reward/memory"} <= set(records[0])
+
+
+def test_a_validation_select_of_an_unnamed_preset_is_one_clear_line():
+    from rxmrl.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^validation.select: validation.select='reward/memory': expected one of "
+                                          r"\['reward', 'reward/default', 'fact_recall'\] \(reward/<preset> needs "
+                                          r"the preset in validation.presets\)$"):
+        tiny_config('validation.presets=["default"]', "validation.select=reward/memory")
+    with pytest.raises(ConfigError, match=r"^optim.group_lr: group_lr names unknown component\(s\) \['decodr'\]; "
+                                          r"known: \['embedding', "):
+        tiny_config("optim.group_lr={decodr = 1e-4}")
+
+
+@pytest.mark.parametrize("override, moved", [
+    ("loop.grad_clip=0.5", "'loop' is no longer a setting at the top level: MRL runs its own loop: grad_clip is in "
+                           "[optim]"),
+    ("schedule.warmup_steps=3", "'schedule' is no longer a setting at the top level: the schedule is "
+                                "optim.warmup_steps and optim.min_lr_ratio"),
+    ("mrl.critic.lr=1e-4", "'mrl.critic.lr' is no longer a setting in [mrl.critic]: the critic's learning rate is "
+                           "optim.group_lr.critic"),
+])
+def test_an_old_mrl_config_is_told_where_each_key_went(override, moved):
+    from rxmrl.config import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        load_config(MrlRunConfig, None, [override])
+    assert str(error.value).startswith(moved)

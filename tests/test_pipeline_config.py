@@ -71,6 +71,15 @@ def test_phase_paths_and_seeds_come_from_the_top_level():
     assert config.eval.source == "embedded"  # "" resolves to the MRL curriculum's source
 
 
+def test_mrl_validation_defaults_to_the_final_evaluations_reward():
+    config = load_config(PipelineConfig, QUICKSTART, ["eval.reward=memory", "eval.similarity=random-embedding"])
+    validation = config.resolved().mrl.validation
+    assert (validation.presets, validation.similarity, validation.selected) == (
+        ["memory"], "random-embedding", "reward/memory")
+    chosen = load_config(PipelineConfig, QUICKSTART, ['mrl.validation.presets=["rxlm"]']).resolved()
+    assert chosen.mrl.validation.presets == ["rxlm"] and chosen.mrl.validation.similarity == "encoder"
+
+
 def test_a_section_path_that_disagrees_with_run_dir_is_rejected():
     with pytest.raises(ConfigError, match=r"mrl.run_dir = 'elsewhere': the pipeline places this phase at "
                                           r"'runs/quickstart/mrl'"):

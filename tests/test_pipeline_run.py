@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from field_reads import FieldReads
 from pipeline_helpers import tiny_overrides
 from rxmrl.config import load_config
 from rxmrl.pipeline import PHASES, PipelineConfig, run_pipeline
@@ -25,17 +26,24 @@ def run(tmp_path_factory):
     def kill(_config):
         raise KeyboardInterrupt("killed during the baseline")
 
+    reads = FieldReads(config)  # which settings the two attempts read, together
     real = pipeline_run.PHASE_FUNCTIONS["baseline"]
     pipeline_run.PHASE_FUNCTIONS["baseline"] = kill
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run_pipeline(config, say=killed.append)
-    finally:
-        pipeline_run.PHASE_FUNCTIONS["baseline"] = real
-    markers_after_kill = sorted(p.stem for p in (run_dir / "phases").glob("*.json"))
-    timings = run_pipeline(config, say=resumed.append)
+    with reads.recording():
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                run_pipeline(config, say=killed.append)
+        finally:
+            pipeline_run.PHASE_FUNCTIONS["baseline"] = real
+        markers_after_kill = sorted(p.stem for p in (run_dir / "phases").glob("*.json"))
+        timings = run_pipeline(config, say=resumed.append)
     return {"dir": run_dir, "config": config, "killed": killed, "resumed": resumed,
-            "markers_after_kill": markers_after_kill, "timings": timings}
+            "markers_after_kill": markers_after_kill, "timings": timings, "unread": reads.unread()}
+
+
+def test_every_setting_of_the_run_config_is_read_by_its_phases(run):
+    """Supervised, MRL, baseline, eval, audit, latency and report sections: no field that nothing reads."""
+    assert run["unread"] == [], f"settings no phase reads: {run['unread']}"
 
 
 def lines_about(lines, phase):
@@ -148,6 +156,18 @@ def test_report_audit_table_matches_the_audit_json(run):
     gaps = table_rows(report, "| reward | paired gap |")
     assert ["`memory`", "warm start - warm start (reset memory)"] in [row[:2] for row in gaps]
     assert cases["oracle"]["reward"]["mean"] == pytest.approx(10.0, abs=1e-4)
+
+
+def test_the_report_states_which_reward_and_sampling_each_evaluation_used(run):
+    report = (run["dir"] / "report.md").read_text()
+    assert json.loads((run["dir"] / "eval" / "mrl.json").read_text())["summary"]["sampling"] == "greedy"
+    assert "The trained models' answers: greedy (`eval.sampling`)." in report  # the reward range
+    assert ("The training reward (default, policy-embedding) is the one MRL trained with; the validation answers "
+            "are greedy (`mrl.eval_sampling`).") in report
+    assert "| `default` (random-embedding): MRL − warm start [95% CI] |" in report  # validation = [eval]'s reward
+    assert "the models' answers greedy;" in report  # the audit
+    assert ("answers sampled (temperature 1, top-k 50) (`mrl.sampling`); stars: the same reward on each epoch's "
+            "validation episodes, answers greedy (`mrl.eval_sampling`).") in report
 
 
 def test_eval_json_holds_the_per_episode_values_behind_the_summary(run):

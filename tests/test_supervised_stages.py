@@ -12,7 +12,7 @@ import torch
 from rxmrl.special_tokens import EOS_ID, MASK_ID, PAD_ID, SPECIAL_TOKEN_IDS
 from rxmrl.training.distributed import DistEnv
 from rxmrl.training.stages import (
-    JointStageConfig, MemoryAttentionStageConfig, MemoryAwareStageConfig, pool_mean, pool_segments,
+    InteractionStageConfig, JointStageConfig, MemoryAttentionStageConfig, MemoryAwareStageConfig, pool_mean, pool_segments,
     train_joint, train_memory_attention, train_memory_aware, trainable_groups,
 )
 from rxmrl.training.stages.memory_attention import slot_cosine
@@ -40,7 +40,7 @@ def test_interaction_sft_learns_to_end_answers_with_eos():
     for ids, targets in rows:
         assert ids[-1] == EOS_ID and targets[-1] == 1  # [EOS] is a target even when the answer is cut
         assert targets[: ids.index(4) + 1] == [0] * (ids.index(4) + 1)  # nothing up to [A] is a target
-    result = train_joint(tiny_model(), rows, JointStageConfig(batch_size=8, answer_only=True, **quiet_loop(30)), ENV)
+    result = train_joint(tiny_model(), rows, InteractionStageConfig(batch_size=8, answer_only=True, **quiet_loop(30)), ENV)
     first, last = first_and_last(result.losses)
     assert last < 0.8 * first, result.losses
 

@@ -7,7 +7,7 @@ as the environment said to write it) plus the new query, cut from the left to fi
 (:func:`rxmrl.baseline.data.fit_history`). The prompt, and so the cost of a turn, grows with the
 conversation; an RxT agent's prompt is the query alone.
 
-Generation is Hugging Face ``generate`` with its KV cache, greedy unless ``do_sample``. Each answered turn
+Generation is Hugging Face ``generate`` with its KV cache, greedy unless a ``sampling`` is given. Each answered turn
 leaves a :class:`TurnRecord` (prompt tokens, new tokens, seconds, what truncation dropped) in ``records``.
 """
 
@@ -24,6 +24,7 @@ import torch
 from rxmrl.baseline.data import completion_ids, fit_history, query_ids, turn_ids
 from rxmrl.data.schema import Episode, Interaction
 from rxmrl.envs.agents import Agent
+from rxmrl.model.sampling import GREEDY, SamplingConfig
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 
 if TYPE_CHECKING:
@@ -46,9 +47,9 @@ class TurnRecord:
 
 @torch.no_grad()
 def generate_answers(model: PreTrainedModel, prompts: Sequence[Sequence[int]], max_new_tokens: int, *,
-                     do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0,
-                     min_new_tokens: int = 0) -> list[list[int]]:
-    """Answer ids after each prompt (ending ``[A]``), up to and including ``[EOS]``, via ``generate``.
+                     sampling: SamplingConfig | None = None, min_new_tokens: int = 0) -> list[list[int]]:
+    """Answer ids after each prompt (ending ``[A]``), up to and including ``[EOS]``, via ``generate``:
+    greedy, or sampled as ``sampling`` says (temperature, then top-k, then top-p, as RxT samples).
 
     Prompts are left-padded so every row's next token lands in the same column; ``generate`` derives the
     positions from the attention mask, so padding does not shift them.
@@ -60,11 +61,13 @@ def generate_answers(model: PreTrainedModel, prompts: Sequence[Sequence[int]], m
     for row, prompt in enumerate(prompts):
         ids[row, width - len(prompt):] = torch.as_tensor(list(prompt), dtype=torch.long)
         mask[row, width - len(prompt):] = 1
-    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {
-        "do_sample": False}
+    sampling = sampling or GREEDY
+    drawn = {"do_sample": False} if sampling.greedy else {  # top_k 0 / top_p 1: that filter off
+        "do_sample": True, "temperature": sampling.temperature, "top_k": sampling.top_k or 0,
+        "top_p": sampling.top_p if sampling.top_p is not None else 1.0}
     output = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                             max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens, eos_token_id=EOS_ID,
-                            pad_token_id=PAD_ID, use_cache=True, **sampling)
+                            pad_token_id=PAD_ID, use_cache=True, **drawn)
     answers = []
     for row in output[:, width:].tolist():  # [B, new]
         answers.append(row[: row.index(EOS_ID) + 1] if EOS_ID in row else row)
@@ -77,8 +80,8 @@ class StatelessAgent(Agent):
     name = "stateless"
 
     def __init__(self, model: PreTrainedModel, tokenizer: RxTokenizer | None = None, *,
-                 max_new_tokens: int = 64, context_length: int | None = None, do_sample: bool = False,
-                 temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> None:
+                 max_new_tokens: int = 64, context_length: int | None = None,
+                 sampling: SamplingConfig | None = None, seed: int = 0) -> None:
         super().__init__(tokenizer)
         self.model = model.eval()
         self.max_new_tokens = max_new_tokens
@@ -86,7 +89,7 @@ class StatelessAgent(Agent):
         if self.context_length <= max_new_tokens + 2:
             raise ValueError(f"context_length={self.context_length} leaves no room for a prompt next to "
                              f"max_new_tokens={max_new_tokens}")
-        self.do_sample, self.temperature, self.top_p, self.seed = do_sample, temperature, top_p, seed
+        self.sampling, self.seed = sampling or GREEDY, seed
         self.history: list[list[int]] = []  # finished turns as [Q] q [A] a [EOS] ids, oldest first
         self.records: list[TurnRecord] = []
 
@@ -134,8 +137,7 @@ class StatelessAgent(Agent):
             history.append(turn)
 
     def _generate(self, prompts: list[list[int]]) -> list[list[int]]:
-        return generate_answers(self.model, prompts, self.max_new_tokens, do_sample=self.do_sample,
-                                temperature=self.temperature, top_p=self.top_p)
+        return generate_answers(self.model, prompts, self.max_new_tokens, sampling=self.sampling)
 
 
 def _turns(queries: PaddedIds, answers: PaddedIds) -> list[list[int]]:

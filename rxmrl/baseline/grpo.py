@@ -94,17 +94,6 @@ def grpo_dataset(tokenizer: RxTokenizer, episodes: Iterable[Episode], max_prompt
     return datasets.Dataset.from_dict(rows)
 
 
-def build_reward(section: GRPOSection, tokenizer: RxTokenizer, model=None, statistics: WordStatistics | None = None):
-    """The reward of :func:`rxmrl.envs.scoring.build_reward`, wrapped for TRL (``statistics``: the template
-    words of memory tokens, for the ``memory`` preset)."""
-    from rxmrl.envs.scoring import build_reward as build
-    from rxmrl.rewards import as_trl_reward
-
-    embedding = model.get_input_embeddings().weight if section.similarity == "policy-embedding" else None
-    reward = build(section.reward_preset, section.similarity, tokenizer, embedding=embedding)
-    return as_trl_reward(reward, statistics=statistics)
-
-
 def train_baseline_grpo(config: GRPORunConfig, verbose: bool = True) -> GRPOResult:
     """GRPO on history prompts from an SFT checkpoint; saves model + tokenizer + result to ``output_dir``
     (holding its lock)."""
@@ -118,6 +107,8 @@ def _train_baseline_grpo(config: GRPORunConfig, verbose: bool) -> GRPOResult:
     from trl import GRPOConfig, GRPOTrainer
 
     from rxmrl.baseline.train import load_baseline
+    from rxmrl.envs.scoring import build_reward
+    from rxmrl.rewards import as_trl_reward
     from rxmrl.runtime import staged_files, write_json
 
     section = config.grpo
@@ -137,7 +128,10 @@ def _train_baseline_grpo(config: GRPORunConfig, verbose: bool) -> GRPOResult:
         seed=section.seed, data_seed=section.seed, bf16=False, fp16=False, activation_checkpointing=False,
         dataloader_pin_memory=False, save_strategy="no", report_to="none", disable_tqdm=True, push_to_hub=False,
     )
-    trainer = GRPOTrainer(model=model, reward_funcs=[build_reward(section, tokenizer, model, statistics)], args=args,
+    # the one reward builder; policy-embedding copies this model's embedding before it trains
+    reward = as_trl_reward(build_reward(section.reward_preset, section.similarity, tokenizer, policy=model),
+                           statistics=statistics)
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=args,
                           train_dataset=dataset, processing_class=tokenizer.to_hf())
     with warnings.catch_warnings():  # TRL 1.16 itself reads transformers' deprecated alias; nothing of ours
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from rxmrl.data import Episode
 from rxmrl.envs.agents import Agent, OracleAgent, RandomAgent, RxTAgent
+from rxmrl.model.sampling import SamplingConfig
 from rxmrl.tokenizer import RxTokenizer, default_tokenizer
 
 AGENT_NAMES: tuple[str, ...] = ("oracle", "random")
@@ -23,20 +22,13 @@ def load_tokenizer_for(path: str | Path | None) -> RxTokenizer:
     return default_tokenizer()
 
 
-def model_embedding(agent: Agent) -> torch.Tensor:
-    """The token-embedding matrix ``[V, E]`` of a model agent (RxT or a Hugging Face causal LM)."""
-    model = getattr(agent, "model", None)
-    if model is None:
-        raise ValueError(f"agent {getattr(agent, 'name', agent)!r} has no model, so no token embeddings")
-    embedding = model.embedding if hasattr(model, "embedding") else model.get_input_embeddings()
-    return embedding.weight
-
-
 def load_agent(spec: str, episodes: Sequence[Episode] = (), *, tokenizer: RxTokenizer | None = None,
-               seed: int = 0, max_new_tokens: int = 64, device: str = "cpu") -> Agent:
+               seed: int = 0, max_new_tokens: int = 64, device: str = "cpu",
+               sampling: SamplingConfig | None = None) -> Agent:
     """``oracle``, ``random`` (draws answers of other ``episodes``), a folder saved by
     ``ReactiveTransformer.save_pretrained`` (``config.json`` + ``model.safetensors``), or a stateless
-    baseline folder from ``rxmrl baseline train`` (a Hugging Face ``config.json`` with ``model_type``)."""
+    baseline folder from ``rxmrl baseline train`` (a Hugging Face ``config.json`` with ``model_type``).
+    A model answers greedily unless ``sampling`` says otherwise (oracle and random do not sample)."""
     tokenizer = tokenizer or load_tokenizer_for(None if spec in AGENT_NAMES else spec)
     if spec == "oracle":
         return OracleAgent(tokenizer)
@@ -49,11 +41,11 @@ def load_agent(spec: str, episodes: Sequence[Episode] = (), *, tokenizer: RxToke
     from rxmrl.baseline.agent import is_baseline_checkpoint, load_stateless_agent
 
     if is_baseline_checkpoint(folder):  # a Hugging Face causal LM from `rxmrl baseline train`
-        return load_stateless_agent(folder, device, max_new_tokens=max_new_tokens, seed=seed)
+        return load_stateless_agent(folder, device, max_new_tokens=max_new_tokens, seed=seed, sampling=sampling)
     from rxmrl.model.rxt import ReactiveTransformer
 
     model = ReactiveTransformer.from_pretrained(folder, device=device)
     if model.config.vocab_size < tokenizer.vocab_size:
         raise ValueError(f"checkpoint {spec} has vocab_size {model.config.vocab_size} but its tokenizer has "
                          f"{tokenizer.vocab_size} tokens")
-    return RxTAgent(model, tokenizer, max_new_tokens=max_new_tokens, seed=seed)
+    return RxTAgent(model, tokenizer, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)

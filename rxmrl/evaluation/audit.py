@@ -28,6 +28,7 @@ from rxmrl.envs.agents import Agent
 from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.evaluation.audit_cases import RecordedAnswers
 from rxmrl.evaluation.reward_range import EvaluationResult, Stat, evaluate
+from rxmrl.model.sampling import SamplingConfig
 
 CHECKS: tuple[tuple[str, str], ...] = (("oracle", "wrong_fact"), ("oracle", "history_dump"),
                                        ("other_episode", "constant"))
@@ -148,6 +149,7 @@ class AuditSettings:
     max_new_tokens: int = 48
     seed: int = 0
     device: str = "cpu"
+    sampling: SamplingConfig | None = None  # how the checkpoints answer (None: greedy)
 
 
 def load_reward_callable(spec: str, tokenizer) -> Callable[..., Any]:
@@ -176,7 +178,8 @@ def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[s
     from rxmrl.envs.agents import OracleAgent, RxTAgent
     from rxmrl.envs.scoring import build_reward
     from rxmrl.evaluation import audit_cases as cases_module
-    from rxmrl.evaluation.agents import load_agent, load_tokenizer_for, model_embedding
+    from rxmrl.evaluation.agents import load_agent, load_tokenizer_for
+    from rxmrl.model.sampling import GREEDY, describe_sampling
     from rxmrl.rewards import RewardConfig, check_preset, episode_memory_targets
 
     for preset in settings.presets:
@@ -188,13 +191,11 @@ def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[s
     first_checkpoint = next(iter(settings.checkpoints.values()), None)
     tokenizer = tokenizer or load_tokenizer_for(first_checkpoint)
     models = {label: load_agent(path, tokenizer=tokenizer, seed=settings.seed, device=settings.device,
-                                max_new_tokens=settings.max_new_tokens)
+                                max_new_tokens=settings.max_new_tokens, sampling=settings.sampling)
               for label, path in settings.checkpoints.items()}
-    embedding = None
-    if settings.similarity == "policy-embedding":
-        if not models:
-            raise ValueError("similarity 'policy-embedding' needs a --checkpoint (its token embeddings score)")
-        embedding = model_embedding(next(iter(models.values())))
+    if settings.similarity == "policy-embedding" and not models:
+        raise ValueError("similarity 'policy-embedding' needs a --checkpoint (its token embeddings score)")
+    first_model = next(iter(models.values()), None)
 
     def env(reward) -> BatchedMrlEnv:
         return BatchedMrlEnv(settings.batch_size, settings.source, None, settings.split, config=settings.config,
@@ -202,7 +203,7 @@ def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[s
                              tokenizer=tokenizer, order="sequential", seed=settings.seed,
                              saved_data=settings.saved_data)
 
-    rewards = {p: build_reward(p, settings.similarity, tokenizer, embedding=embedding) for p in settings.presets}
+    rewards = {p: build_reward(p, settings.similarity, tokenizer, policy=first_model) for p in settings.presets}
     rewards.update({spec: load_reward_callable(spec, tokenizer) for spec in settings.callables})
     envs = {name: env(reward) for name, reward in rewards.items()}
     first = next(iter(envs.values()))
@@ -233,10 +234,12 @@ def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[s
             continue
         cases[label] = model
         cases[f"{label} (reset memory)"] = RxTAgent(model.model, tokenizer, max_new_tokens=settings.max_new_tokens,
-                                                     seed=settings.seed, write_memory=False)
+                                                     sampling=settings.sampling, seed=settings.seed,
+                                                     write_memory=False)
         pairs.append((label, f"{label} (reset memory)"))
     meta = {"config": settings.config, "split": settings.split, "episodes": len(episodes),
-            "similarity": settings.similarity, "saved_data": settings.saved_data}
+            "similarity": settings.similarity, "saved_data": settings.saved_data,
+            "sampling": describe_sampling(settings.sampling or GREEDY)}
     return run_audit(envs, cases, settings.num_episodes, memory_pairs=pairs, seed=settings.seed, meta=meta,
                      progress=progress)
 

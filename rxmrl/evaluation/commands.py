@@ -39,6 +39,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="episodes stepped together")
     parser.add_argument("--teacher-forcing", action="store_true", help="write reference answers to memory")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit (checkpoints)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sample the checkpoints' answers at this temperature (default: greedy decoding)")
+    parser.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens only")
+    parser.add_argument("--top-p", type=float, default=None, help="sample from the nucleus of mass p only")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
@@ -131,11 +135,22 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def eval_sampling(args: argparse.Namespace):
+    """Greedy decoding, unless ``--temperature``, ``--top-k`` or ``--top-p`` asks for sampling."""
+    from rxmrl.model.sampling import GREEDY, SamplingConfig
+
+    if args.temperature is None and args.top_k is None and args.top_p is None:
+        return GREEDY
+    temperature = 1.0 if args.temperature is None else args.temperature
+    return SamplingConfig(temperature=temperature, top_k=args.top_k, top_p=args.top_p)
+
+
 def run_eval(args: argparse.Namespace):
     from rxmrl.envs import BatchedMrlEnv
     from rxmrl.envs.scoring import build_reward
-    from rxmrl.evaluation.agents import AGENT_NAMES, load_agent, load_tokenizer_for, model_embedding
+    from rxmrl.evaluation.agents import AGENT_NAMES, load_agent, load_tokenizer_for
     from rxmrl.evaluation.reward_range import evaluate
+    from rxmrl.model.sampling import describe_sampling
     from rxmrl.rewards import check_preset
 
     check_preset(args.reward, "--reward")
@@ -150,10 +165,11 @@ def run_eval(args: argparse.Namespace):
                         teacher_forcing=args.teacher_forcing, order="sequential", seed=args.seed,
                         device=args.device, saved_data=args.saved_data)
     episodes = [e for pool in env.sampler.pools.values() for e in pool]
+    sampling = eval_sampling(args)
     agent = load_agent(args.agent, episodes, tokenizer=tokenizer, seed=args.seed,
-                       max_new_tokens=args.max_new_tokens, device=args.device)
+                       max_new_tokens=args.max_new_tokens, device=args.device, sampling=sampling)
     if own_embedding:
-        env.set_reward(build_reward(args.reward, "policy-embedding", tokenizer, embedding=model_embedding(agent)))
+        env.set_reward(build_reward(args.reward, "policy-embedding", tokenizer, policy=agent))
     meta = {"config": args.config, "split": args.split,
-            "scoring": f"{args.reward} ({args.similarity}, {args.saved_data})"}
+            "scoring": f"{args.reward} ({args.similarity}, {args.saved_data})", "sampling": describe_sampling(sampling)}
     return evaluate(agent, env, args.episodes, seed=args.seed, meta=meta)

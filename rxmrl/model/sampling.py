@@ -34,6 +34,16 @@ class SamplingConfig:
 GREEDY = SamplingConfig(greedy=True)
 
 
+def describe_sampling(config: SamplingConfig) -> str:
+    """How answers were drawn, for a report: ``greedy``, or ``sampled (temperature 1.0, top-k 50)``."""
+    if config.greedy:
+        return "greedy"
+    filters = [f"temperature {config.temperature:g}"]
+    filters += [f"top-k {config.top_k}"] if config.top_k is not None else []
+    filters += [f"top-p {config.top_p:g}"] if config.top_p is not None else []
+    return f"sampled ({', '.join(filters)})"
+
+
 def processed_log_probs(logits: Tensor, config: SamplingConfig) -> Tensor:
     """Log-probs ``[..., V]`` of the distribution tokens are sampled from (filtered tokens: -inf)."""
     logits = logits.float()

@@ -2,9 +2,10 @@
 
 ``[supervised]`` is :class:`~rxmrl.training.supervised.SupervisedConfig` (``rxmrl train supervised``),
 ``[mrl]`` is :class:`~rxmrl.training.mrl.config.MrlRunConfig` (``rxmrl train mrl``; its algorithm settings
-sit in ``[mrl.mrl]``), ``[baseline]`` is :class:`~rxmrl.baseline.train.BaselineConfig` (``rxmrl baseline
-train``), so a section of ``experiments/warmstart.toml`` pastes in unchanged. Where each phase writes is not a
-setting of its own: the pipeline places every phase under the top-level ``run_dir`` (see
+sit in ``[mrl.mrl]``, its optimiser in ``[mrl.optim]``; ``[mrl.validation]`` defaults to ``[eval]``'s
+reward), ``[baseline]`` is :class:`~rxmrl.baseline.train.BaselineConfig` (``rxmrl baseline train``), so a
+section of ``experiments/warmstart.toml`` pastes in unchanged. Where each phase writes is not a setting of
+its own: the pipeline places every phase under the top-level ``run_dir`` (see
 :meth:`PipelineConfig.resolved`) and rejects a section path that disagrees, so a run never writes half of
 its outputs somewhere else.
 """
@@ -18,7 +19,7 @@ from typing import Literal
 
 from rxmrl.baseline.train import BaselineConfig
 from rxmrl.rewards.presets import check_preset
-from rxmrl.training.mrl.config import MrlRunConfig
+from rxmrl.training.mrl.config import MrlRunConfig, SamplingSettings, ValidationSettings
 from rxmrl.training.supervised import SupervisedConfig
 
 MODELS = ("warm_start", "mrl", "baseline", "oracle", "random")
@@ -40,6 +41,8 @@ class EvalSection:
     similarity: Literal["encoder", "random-embedding"] = "encoder"
     saved_data: Literal["conversation", "as_written"] = "conversation"  # what each step is scored against
     max_new_tokens: int = 48  # answer length limit of the trained models
+    # how the trained models answer ([eval.sampling]): greedy unless asked; the report states it
+    sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(greedy=True))
     models: list[str] = field(default_factory=lambda: list(MODELS))  # which rows to evaluate
     seed: int = 0  # episode order, the random agent, sampling
     device: str = "auto"  # where the models answer: auto (cuda when available) | cpu | cuda | cuda:1 ...
@@ -156,13 +159,21 @@ class PipelineConfig:
         return {"supervised.run_dir": str(self.supervised.run_dir), "mrl.run_dir": self.mrl.run_dir,
                 "mrl.init": self.mrl.init, "baseline.output_dir": self.baseline.output_dir}
 
+    def mrl_validation(self) -> ValidationSettings:
+        """``[mrl.validation]``, or -- when it names no preset -- the final evaluation's reward and similarity,
+        so the rewards MRL reports while training are the ones ``[eval]`` will score with."""
+        if self.mrl.validation.presets:
+            return self.mrl.validation
+        return dataclasses.replace(self.mrl.validation, presets=[self.eval.reward], similarity=self.eval.similarity)
+
     def resolved(self) -> PipelineConfig:
         """A copy with each phase's paths under ``run_dir``, the top-level seed in every section, the
-        stage-4 warm start as MRL's ``init`` and the evaluation's source filled in: the configuration the
-        phases actually run with."""
+        stage-4 warm start as MRL's ``init``, MRL's validation reward and the evaluation's source filled in: the
+        configuration the phases actually run with."""
         paths = self.phase_paths()
         supervised = dataclasses.replace(self.supervised, run_dir=Path(paths["supervised.run_dir"]), seed=self.seed)
-        mrl = dataclasses.replace(self.mrl, run_dir=paths["mrl.run_dir"], init=paths["mrl.init"], seed=self.seed)
+        mrl = dataclasses.replace(self.mrl, run_dir=paths["mrl.run_dir"], init=paths["mrl.init"], seed=self.seed,
+                                  validation=self.mrl_validation())
         baseline = dataclasses.replace(self.baseline, output_dir=paths["baseline.output_dir"],
                                        sft=dataclasses.replace(self.baseline.sft, seed=self.seed))
         evaluation = dataclasses.replace(self.eval, source=self.eval.source or self.mrl.data_source)

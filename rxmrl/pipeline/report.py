@@ -25,6 +25,20 @@ SHORT_LABELS = {"warm_start": "warm start", "mrl": "MRL", "baseline": "stateless
                 "random": "random"}
 
 
+MRL_PLOT = "Reward per curriculum stage over MRL training"
+
+
+def mrl_plot_caption(config: PipelineConfig) -> str:
+    """What the MRL training curve shows: which reward, and how its answers were drawn."""
+    from rxmrl.model.sampling import describe_sampling
+    from rxmrl.training.mrl.validation import training_reward_label
+
+    mrl = config.mrl
+    rollouts, validation = (describe_sampling(s.build()) for s in (mrl.mrl.sampling, mrl.mrl.eval_sampling))
+    return (f"Lines: the {training_reward_label(mrl)} of each rollout, answers {rollouts} (`mrl.sampling`); stars: "
+            f"the same reward on each epoch's validation episodes, answers {validation} (`mrl.eval_sampling`).")
+
+
 def load_results(run_dir: str | Path) -> dict[str, dict[str, Any]]:
     """``eval/MODEL.json`` of every model that has one, in the fixed model order."""
     folder = Path(run_dir) / "eval"
@@ -78,16 +92,21 @@ def published_table() -> str:
 
 
 def comparison_table(comparison: dict[str, Any]) -> str:
-    """MRL vs warm start on each curriculum stage's validation episodes (``mrl/comparison.json``)."""
-    lines = ["| stage | steps | strategy | reward: warm start | MRL | difference [95% CI] | MRL without memory "
-             "| fact recall: warm start | MRL | difference [95% CI] |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    """MRL vs warm start on each curriculum stage's validation episodes (``mrl/comparison.json``): the training
+    reward, then the paired difference under each validation preset (``reward/<preset>``), then fact recall."""
+    presets = list(comparison["stages"][0].get("differences", {})) if comparison["stages"] else []
+    similarity = comparison.get("validation_similarity", "")
+    extra = "".join(f" `{key[len('reward/'):]}` ({similarity}): MRL − warm start [95% CI] |" for key in presets)
+    lines = ["| stage | steps | strategy | training reward: warm start | MRL | difference [95% CI] "
+             f"| MRL without memory |{extra} fact recall: warm start | MRL | difference [95% CI] |",
+             "|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(presets) + "---:|---:|---:|"]
     for row in comparison["stages"]:
         recall = row.get("fact_recall_difference")  # absent in runs written before it was recorded
         recall = _signed_interval(recall) if recall else "–"
+        by_preset = "".join(f" {_signed_interval(row['differences'][key])} |" for key in presets)
         lines.append(f"| {row['stage']} | {row['steps']} | {row['strategy']} | {row['warm_start']['reward']:.3f} "
                      f"| {row['mrl']['reward']:.3f} | {_signed_interval(row['difference'])} "
-                     f"| {row['mrl_no_memory']['reward']:.3f} | {row['warm_start']['fact_recall']:.3f} "
+                     f"| {row['mrl_no_memory']['reward']:.3f} |{by_preset} {row['warm_start']['fact_recall']:.3f} "
                      f"| {row['mrl']['fact_recall']:.3f} | {recall} |")
     return "\n".join(lines)
 
@@ -111,6 +130,16 @@ def retention_table(retention: dict[str, Any]) -> str:
 
 def _signed_stat(stat: dict[str, float]) -> str:
     return f"{stat['mean']:+.3f} [{stat['ci_low']:+.3f}, {stat['ci_high']:+.3f}]"
+
+
+def comparison_note(comparison: dict[str, Any]) -> str:
+    """Which rewards and which sampling the per-stage comparison used (absent in older runs: left out)."""
+    parts = []
+    if comparison.get("training_reward"):
+        parts.append(f"The {comparison['training_reward']} is the one MRL trained with")
+    if comparison.get("sampling"):
+        parts.append(f"the validation answers are {comparison['sampling']} (`mrl.eval_sampling`)")
+    return ("; ".join(parts) + ".") if parts else ""
 
 
 def _signed_interval(d: dict[str, float]) -> str:
@@ -164,7 +193,7 @@ def write_plots(run_dir: Path, results: dict[str, dict[str, Any]], latency: list
         comparison = _read_json(run_dir / "mrl" / "comparison.json") or {"stages": []}
         warm = {row["stage"]: row["warm_start"]["reward"] for row in comparison["stages"]}
         plot_mrl_rewards(read_metrics(metrics), folder / "mrl_reward_per_stage.png", warm)
-        plots["Reward per curriculum stage over MRL training"] = "plots/mrl_reward_per_stage.png"
+        plots[MRL_PLOT] = "plots/mrl_reward_per_stage.png"
     if results:
         plot_reward_histograms({LABELS[n]: r["episode_rewards"] for n, r in results.items()},
                                folder / "reward_histograms.png", bins)
@@ -203,7 +232,8 @@ def write_report(run_dir: str | Path, config: PipelineConfig | None = None) -> P
                      f"{s['episodes']} episodes of `{s.get('config')}` / `{s.get('split')}` (a saved interaction, "
                      f"then {len(s['steps'])} follow-ups), the same episodes for every model; reward "
                      f"`{s.get('scoring')}` on 0-10, per episode the mean of its step rewards; bootstrap 95% "
-                     "intervals over episodes. Models: " + ", ".join(f"{LABELS[n]} = `{model_dirs(run_dir)[n]}`"
+                     f"intervals over episodes. The trained models' answers: {s.get('sampling', 'greedy')} "
+                     "(`eval.sampling`). Models: " + ", ".join(f"{LABELS[n]} = `{model_dirs(run_dir)[n]}`"
                                                                     for n in results) + ".", "",
                      results_table(results, latency)]
         if config is None or config.report.published:
@@ -211,8 +241,9 @@ def write_report(run_dir: str | Path, config: PipelineConfig | None = None) -> P
     else:
         sections += ["", "*No evaluation results (`eval/*.json`) yet.*"]
     if comparison:
+        note = comparison_note(comparison)
         sections += ["", "## MRL against its warm start (per curriculum stage, validation episodes)", "",
-                     comparison_table(comparison)]
+                     *([note, ""] if note else []), comparison_table(comparison)]
     retention = _read_json(run_dir / "retention" / "retention.json")
     if retention:
         sections += ["", "## Retention: recall with the conversation in memory", "",
@@ -228,7 +259,8 @@ def write_report(run_dir: str | Path, config: PipelineConfig | None = None) -> P
 
         sections += ["", "## Reward audit: how much each reward measures memory", "",
                      f"{audit['episodes']} episodes of `{audit['config']}` / `{audit['split']}`, similarity "
-                     f"`{audit['similarity']}`, scored against the {audit['saved_data']}; every case answers the "
+                     f"`{audit['similarity']}`, scored against the {audit['saved_data']}, the models' answers "
+                     f"{audit.get('sampling', 'greedy')}; every case answers the "
                      "same episodes (`rxmrl reward audit`, cases in `rxmrl/evaluation/audit_cases.py`). A reward "
                      "that measures retention puts the oracle far above the wrong facts and the history dump, "
                      "gives a constant answer no more than another episode's, and pays the models for their "
@@ -241,7 +273,9 @@ def write_report(run_dir: str | Path, config: PipelineConfig | None = None) -> P
                      "the KV cache); the RxT memory update runs after the answer and is timed on its own.", "",
                      format_latency_table([LatencyRow(**row) for row in latency])]
     sections += ["", "## Plots", ""]
+    captions = {MRL_PLOT: mrl_plot_caption(config)} if config is not None else {}
     for title, relative in plots.items():
-        sections += [f"### {title}", "", f"![{title}]({relative})", ""]
+        caption = [captions[title], ""] if title in captions else []
+        sections += [f"### {title}", "", *caption, f"![{title}]({relative})", ""]
     sections += ["## Wall time per phase", "", timings_table(run_dir), ""]
     return write_text(run_dir / "report.md", "\n".join(sections))

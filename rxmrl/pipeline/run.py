@@ -117,6 +117,7 @@ def phase_eval(config: PipelineConfig) -> dict[str, Any]:
     evaluation resumes at the first model without a file."""
     from rxmrl.envs import BatchedMrlEnv
     from rxmrl.evaluation import evaluate, load_agent
+    from rxmrl.model.sampling import describe_sampling
     from rxmrl.tokenizer import RxTokenizer
 
     ev, dirs = config.eval, model_dirs(config.run_dir)
@@ -127,15 +128,16 @@ def phase_eval(config: PipelineConfig) -> dict[str, Any]:
                         similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=ev.seed,
                         device=device, saved_data=ev.saved_data)
     episodes = [e for pool in env.sampler.pools.values() for e in pool]
+    sampling = ev.sampling.build()
     # not "reward": the summary's reward statistics use that key
     meta = {"config": ev.curriculum_config, "split": ev.split,
-            "scoring": f"{ev.reward} ({ev.similarity}, {ev.saved_data})"}
+            "scoring": f"{ev.reward} ({ev.similarity}, {ev.saved_data})", "sampling": describe_sampling(sampling)}
     written = {}
     for name in ev.models:
         path = Path(config.run_dir) / "eval" / f"{name}.json"
         if not path.is_file():
             agent = load_agent(dirs[name], episodes, tokenizer=tokenizer, seed=ev.seed,
-                               max_new_tokens=ev.max_new_tokens, device=device)
+                               max_new_tokens=ev.max_new_tokens, device=device, sampling=sampling)
             result = evaluate(agent, env, ev.num_episodes, seed=ev.seed, meta=meta)
             write_json(path, evaluation_record(name, dirs[name], result))
             reward = result.reward()
@@ -201,7 +203,7 @@ def phase_audit(config: PipelineConfig) -> dict[str, Any]:
         config=ev.curriculum_config, split=ev.split, num_episodes=ev.num_episodes,
         data_seed=config.supervised.data.seed, batch_size=ev.batch_size,
         checkpoints={labels[m]: dirs[m] for m in config.audit.models}, max_new_tokens=ev.max_new_tokens,
-        seed=ev.seed, device=ev.resolved_device())
+        seed=ev.seed, device=ev.resolved_device(), sampling=ev.sampling.build())
     audit = audit_rewards(settings, RxTokenizer.load(dirs["warm_start"]))
     print(audit.format_table(), flush=True)
     return write_audit(audit, Path(config.run_dir) / "audit")

@@ -14,6 +14,11 @@ temporary folder, fsynced, then renamed into place; re-saving a step that exists
 in one atomic step. A killed write leaves only a temporary, which ``latest()`` ignores and the next save
 removes (once its writer is dead). The last ``keep_last`` step checkpoints are kept; ``best`` is never
 pruned. The weights are checked by the trainers before they save (nothing non-finite reaches the disk).
+
+Both trainers (the supervised ``Trainer`` and ``MrlTrainer``) save and restore through the same functions:
+:func:`save_training_checkpoint` (every rank's RNG, rank 0 writes), :func:`latest_checkpoint`,
+:func:`optimizer_state` / :func:`restore_optimizer` (moments and schedule position from the checkpoint,
+hyperparameters from the run that resumes) and :func:`restore_rng`, together :func:`resume_training`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ from torch import nn
 
 from rxmrl.config import ConfigError
 from rxmrl.runtime import atomic_directory, recover, remove_stale
+from rxmrl.training.distributed import DistEnv, barrier, broadcast_object, gather_objects
+from rxmrl.training.rng import get_rng_state, set_rng_state
+from rxmrl.training.schedule import set_base_lrs
 
 _STEP_DIR = re.compile(r"step-(\d+)")
 MODEL_FILE, STATE_FILE, META_FILE = "model.safetensors", "state.pt", "meta.json"
@@ -84,6 +92,70 @@ class CheckpointManager:
     def _prune(self) -> None:
         for step in self.complete_steps()[:-self.keep_last]:
             shutil.rmtree(self.directory / f"step-{step:08d}", ignore_errors=True)
+
+
+# ------------------------------------------------------------------ what both trainers save and restore
+
+
+def save_training_checkpoint(checkpoints: CheckpointManager | None, model: nn.Module, state: dict[str, Any],
+                             step: int, env: DistEnv, best: bool = False) -> Path | None:
+    """Write ``state`` (plus every rank's RNG, under ``rng``) as checkpoint ``step-N``; every rank calls it.
+
+    Rank 0 writes, the others wait at a barrier; all get the path back (None without a run directory).
+    """
+    state = {**state, "rng": gather_objects(get_rng_state(), env)}
+    path = checkpoints.save(model, state, step, best=best) if env.is_main and checkpoints is not None else None
+    barrier(env)
+    return broadcast_object(path, env)
+
+
+def latest_checkpoint(checkpoints: CheckpointManager | None, env: DistEnv) -> Path | None:
+    """Rank 0's latest complete checkpoint, on every rank (None: nothing to resume)."""
+    latest = checkpoints.latest() if checkpoints is not None and env.is_main else None
+    return broadcast_object(latest, env)
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LambdaLR,
+                    scaler: torch.amp.GradScaler) -> dict[str, Any]:
+    """AdamW moments, schedule position and loss scale. The schedule's shape (``lr_lambdas``) is left out:
+    it comes from the configuration of the run that resumes."""
+    scheduler_state = dict(scheduler.state_dict(), lr_lambdas=[None] * len(scheduler.lr_lambdas))
+    return {"optimizer": optimizer.state_dict(), "scheduler": scheduler_state, "scaler": scaler.state_dict()}
+
+
+def restore_optimizer(state: dict[str, Any], optimizer: torch.optim.Optimizer,
+                      scheduler: torch.optim.lr_scheduler.LambdaLR, scaler: torch.amp.GradScaler) -> None:
+    """Load :func:`optimizer_state` back, keeping this run's hyperparameters.
+
+    The checkpoint keeps its moments and schedule position; learning rates, weight decay and betas are the
+    ones configured now, so a setting changed between attempts takes effect from the resumed step.
+    """
+    configured = [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    for group, wanted in zip(optimizer.param_groups, configured, strict=True):
+        group.update(wanted)
+    set_base_lrs(scheduler, [group["initial_lr"] for group in optimizer.param_groups])
+    scaler.load_state_dict(state["scaler"])
+
+
+def resume_training(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LambdaLR, scaler: torch.amp.GradScaler,
+                    env: DistEnv) -> dict[str, Any]:
+    """Load checkpoint ``path`` into a run: weights (moved to the run's device), optimiser moments, schedule
+    position and loss scale (:func:`restore_optimizer`) and this rank's RNG; returns the saved state for the
+    trainer's own parts (data or curriculum position, metrics position)."""
+    state = load_checkpoint(path, model, map_location="cpu")
+    model.to(env.device)
+    restore_optimizer(state, optimizer, scheduler, scaler)
+    restore_rng(state, env)
+    return state
+
+
+def restore_rng(state: dict[str, Any], env: DistEnv) -> None:
+    """This rank's random generators as saved (rank 0's when the world grew since)."""
+    rng = state["rng"]
+    set_rng_state(rng[env.rank] if env.rank < len(rng) else rng[0])
 
 
 def load_checkpoint(path: str | Path, model: nn.Module, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -2,14 +2,16 @@
 
 ``torchrun`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``. With them
 we join a process group (NCCL on CUDA, gloo on CPU), each rank takes ``cuda:LOCAL_RANK`` (or the CPU), and
-the model is wrapped in DistributedDataParallel, which averages gradients during ``backward``. Without
-them everything still works as a single process with ``world_size = 1``. Only rank 0 writes files.
+gradients are averaged across ranks: the supervised ``Trainer`` wraps its model in DistributedDataParallel
+(which averages during ``backward`` and overlaps it with the backward pass), MRL calls
+:func:`all_reduce_gradients` after its ``loss.backward()``. Without them everything still works as a single
+process with ``world_size = 1``. Only rank 0 writes files.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +65,40 @@ def wrap_ddp(model: nn.Module, env: DistEnv, find_unused_parameters: bool = True
     device_ids = [env.device.index] if env.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
                                                find_unused_parameters=find_unused_parameters)
+
+
+def broadcast_parameters(model: nn.Module, env: DistEnv) -> None:
+    """Rank 0's weights and buffers on every rank (what DDP does when it wraps a model)."""
+    if env.distributed:
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, src=0)
+
+
+def all_reduce_gradients(parameters: Sequence[nn.Parameter], env: DistEnv) -> None:
+    """Average the gradients of ``parameters`` over the ranks, in place, in one all-reduce.
+
+    ``g ← (1/W) Σ_r g_r``, what DDP does during ``backward``, written out for a loop that owns its update
+    (MRL). A rank without a gradient for a parameter (an MoE expert no token of its shard was routed to)
+    contributes zeros; a parameter no rank has a gradient for keeps ``grad = None``, so AdamW skips it, as
+    under DDP. Every rank must pass the same parameters in the same order.
+    """
+    if not env.distributed:
+        return
+    params = list(parameters)
+    if not params:
+        return
+    grads = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
+             for p in params]
+    present = torch.tensor([float(p.grad is not None) for p in params], dtype=grads[0].dtype, device=grads[0].device)
+    flat = torch.cat([*grads, present])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    counts = flat[-len(params):]
+    offset = 0
+    for param, count in zip(params, counts.tolist(), strict=True):
+        size = param.numel()
+        if count > 0:
+            param.grad = (flat[offset:offset + size] / env.world_size).view_as(param).clone()
+        offset += size
 
 
 def unwrap(model: nn.Module) -> nn.Module:

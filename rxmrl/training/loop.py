@@ -1,6 +1,15 @@
-"""The training loop every stage shares (supervised stages 1-4, and the update phase of MRL).
+"""The supervised stages' training loop, and the plain functions every trainer calls.
 
-A stage supplies a model and a ``step_fn(model, batch) -> (loss, metrics)``; the ``Trainer`` does the rest:
+MRL writes its own loop (:mod:`rxmrl.training.mrl.trainer`: rollout -> advantages -> PPO epochs); what the
+two share lives in plain functions, one home each: here the NaN guard (:func:`check_finite`,
+:func:`check_weights_finite`), mixed precision (:func:`autocast_dtype`, :func:`autocast`,
+:func:`grad_scaler`), the start and end of a run (:func:`start_run`: print, resume, note changes, save the
+config; :func:`close_run`) and :func:`to_device`; the optimiser and clipping in :mod:`.optim`; schedules
+in :mod:`.schedule`; checkpoints in :mod:`.checkpoint`; DDP and the gradient all-reduce in
+:mod:`.distributed`; the metrics writer in :mod:`.metrics`.
+
+A supervised stage supplies a model and a ``step_fn(model, batch) -> (loss, metrics)``; the ``Trainer``
+does the rest:
 
     for each optimizer step s:
         for each of A micro-batches:            # gradient accumulation, A = grad_accum_steps
@@ -9,7 +18,7 @@ A stage supplies a model and a ``step_fn(model, batch) -> (loss, metrics)``; the
             backward(loss / A)                   # DDP averages gradients across ranks on the last one
         g ← clip(g, grad_clip); AdamW step; lr ← base_lr · m(s+1); zero grads
         every log_every: metrics (mean over steps and ranks) → metrics.jsonl + TensorBoard
-        every eval_every: eval_fn(model) → "eval/*" metrics; a better ``best_metric`` saves ``best``
+        every eval_every (an argument, 0: never): eval_fn(model) → "eval/*"; a better ``best_metric`` saves ``best``
         every checkpoint_every and at the end: atomic checkpoint, if every weight is finite
 
 Exact resume: a checkpoint restores weights, optimizer moments, schedule position, AMP scaler, every RNG
@@ -52,23 +61,25 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from rxmrl.config import changed_keys, format_config, save_config
-from rxmrl.runtime import RunError, replace_directory
-from rxmrl.training.checkpoint import CheckpointManager, load_checkpoint
-from rxmrl.training.distributed import (DistEnv, all_reduce_mean, any_rank, barrier, broadcast_object,
-                                        gather_objects, init_distributed, lock_run_dir, wrap_ddp)
+from rxmrl.runtime import RunError, RunLock, replace_directory
+from rxmrl.training.checkpoint import (CheckpointManager, latest_checkpoint, optimizer_state, resume_training,
+                                       save_training_checkpoint)
+from rxmrl.training.distributed import (DistEnv, all_reduce_mean, any_rank, barrier, init_distributed,
+                                        lock_run_dir, wrap_ddp)
 from rxmrl.training.metrics import MetricsLogger
-from rxmrl.training.optim import GroupOf, OptimConfig, build_optimizer, set_trainable
-from rxmrl.training.rng import get_rng_state, seed_everything, set_rng_state
+from rxmrl.training.optim import (GroupOf, OptimConfig, build_optimizer, clip_gradients, clip_sets, learning_rates,
+                                  set_trainable)
+from rxmrl.training.rng import seed_everything
 from rxmrl.training.schedule import ScheduleConfig, build_scheduler
 
 StepFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, Mapping[str, Any]]"]
@@ -93,8 +104,105 @@ def is_non_finite_sampling(error: BaseException) -> bool:
     return isinstance(error, RuntimeError) and any(words in str(error) for words in _NON_FINITE_SAMPLING)
 
 
+def check_finite(value: float, what: str, *, step: int, env: DistEnv, optimizer: torch.optim.Optimizer | None = None,
+                 checkpoints: CheckpointManager | None = None, diverged: Path | None = None) -> None:
+    """The NaN guard: raise :class:`NonFiniteLossError` on every rank if ``value`` is NaN/inf on any.
+
+    ``step`` is the number of optimizer steps done, so the message names step ``step + 1``. Gradients are
+    dropped (``optimizer``), so no update happens. ``diverged``: the checkpoint holding exactly the weights
+    that gave ``value`` (a loss, a gradient, sampling); a resume from it would meet the same NaN, so it is
+    moved aside to ``diverged-step-N`` and the one before is named instead.
+    """
+    if not any_rank(not math.isfinite(value), env):
+        return
+    if optimizer is not None:
+        optimizer.zero_grad(set_to_none=True)
+    aside = set_aside_diverged(diverged, env) if diverged is not None and checkpoints is not None else ""
+    raise NonFiniteLossError(f"non-finite {what} ({value}) at step {step + 1} on rank {env.rank} or another rank; "
+                             f"no update was applied. {aside}{last_finite_checkpoint(checkpoints)}")
+
+
+def check_weights_finite(model: nn.Module, what: str, *, step: int, env: DistEnv,
+                         checkpoints: CheckpointManager | None = None) -> None:
+    """Raise :class:`NonFiniteLossError` on every rank if any weight is NaN/inf, before ``what`` is saved.
+
+    A step whose loss and gradients were finite can still blow the weights up (a huge learning rate);
+    saving them would make the poisoned step the one a resume starts from.
+    """
+    poisoned = next((name for name, tensor in model.state_dict().items()
+                     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
+    if any_rank(poisoned is not None, env):
+        raise NonFiniteLossError(f"non-finite weights after step {step} ({poisoned or 'on another rank'} holds "
+                                 f"NaN/inf); the {what} was not saved. {last_finite_checkpoint(checkpoints)}")
+
+
+def set_aside_diverged(path: Path, env: DistEnv) -> str:
+    """Move the checkpoint of weights that just gave a NaN out of ``latest()``'s sight; says so."""
+    aside = path.with_name(f"diverged-{path.name}")
+    if env.is_main:
+        replace_directory(path, aside)
+    barrier(env)
+    return f"{path.name} holds the weights that gave it, so it was moved aside to {aside.name}. "
+
+
+def last_finite_checkpoint(checkpoints: CheckpointManager | None) -> str:
+    """Where a resume would start, and how (the one line a diverged run ends with)."""
+    if checkpoints is None:
+        return "Last finite checkpoint: none (no run directory)"
+    last = checkpoints.latest()
+    if last is None:
+        return (f"Last finite checkpoint: none yet in {checkpoints.directory}; running the same command again "
+                "starts from the beginning (lower the learning rate first)")
+    return (f"Last finite checkpoint: {last}; running the same command again resumes from it (lower the "
+            "learning rate first)")
+
+
+def autocast_dtype(amp: bool, amp_dtype: str, device: torch.device) -> torch.dtype | None:
+    """The dtype a step's forward runs in: ``amp_dtype`` on CUDA with ``amp``, else None (float32)."""
+    dtype = getattr(torch, amp_dtype)
+    return dtype if amp and device.type == "cuda" else None
+
+
+def autocast(dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` on CUDA in ``dtype``; nothing for None."""
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def grad_scaler(dtype: torch.dtype | None) -> torch.amp.GradScaler:
+    """The loss scaler float16 needs (its small exponent underflows gradients); a no-op otherwise."""
+    return torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+
+def start_run(run_config: Any, run_dir: Path | None, env: DistEnv, resume: Callable[[], bool]) -> bool:
+    """Print ``run_config``, call ``resume()`` (True: resumed from a checkpoint), note which settings changed
+    since the earlier attempt (they apply from the resumed step), then save ``config.toml`` -- after the
+    resume, so a refused one leaves the earlier attempt's config in place. Returns ``resume()``'s answer."""
+    saved = run_dir / "config.toml" if run_dir is not None and run_config is not None else None
+    changed = changed_keys(saved, run_config) if saved is not None and env.is_main else []
+    if run_config is not None and env.is_main:
+        print(format_config(run_config), flush=True)
+    resumed = resume()
+    if resumed and changed and env.is_main:
+        print(f"note: {saved} of the earlier attempt differs in {', '.join(changed)}; the new values apply "
+              "from the resumed step", flush=True)
+    if saved is not None and env.is_main:
+        save_config(run_config, saved)
+    return resumed
+
+
+def close_run(metrics: MetricsLogger, lock: RunLock | None) -> None:
+    """The end of a trainer's hold on its run directory: metric files closed, the lock released."""
+    metrics.close()
+    if lock is not None:
+        lock.release()
+
+
 @dataclass
 class LoopConfig:
+    MOVED: ClassVar[dict[str, str]] = {
+        key: "only stage 4 evaluates during training: stage4.probe_every" for key in
+        ("eval_every", "best_metric", "best_mode")}
+
     max_steps: int = 1000  # optimizer steps in total (a resumed run continues up to this)
     grad_accum_steps: int = 1  # micro-batches per optimizer step
     grad_clip: float | None = 1.0  # max global L2 norm of the gradients; None: no clipping
@@ -104,9 +212,6 @@ class LoopConfig:
     log_every: int = 10  # steps between metric records
     checkpoint_every: int = 0  # steps between checkpoints; 0: only at the end
     keep_last: int = 3  # step checkpoints kept (``best`` is kept besides)
-    eval_every: int = 0  # steps between ``eval_fn`` calls; 0: never
-    best_metric: str = "loss"  # key of ``eval_fn``'s result that decides ``best``
-    best_mode: Literal["min", "max"] = "min"
     seed: int = 0  # seeds python/numpy/torch (plus the rank) when the trainer starts
     resume: bool = True  # continue from the latest complete checkpoint in the run directory
     amp: bool = True  # autocast on CUDA (ignored on CPU)
@@ -151,20 +256,22 @@ class Trainer:
                  trainable_schedule: Callable[[Trainer], Collection[str] | None] | None = None,
                  run_dir: str | Path | None = None, env: DistEnv | None = None,
                  stateful: Mapping[str, Stateful] | None = None, eval_fn: EvalFn | None = None,
+                 eval_every: int = 0, best_metric: str = "loss", best_mode: Literal["min", "max"] = "min",
                  run_config: Any = None, desc: str = "train") -> None:
         self.config = config or LoopConfig()
         self.env = env or init_distributed()
         self.model = model.to(self.env.device)
         self.step_fn, self.data, self.group_of = step_fn, data, group_of
         self.trainable_schedule, self.eval_fn, self.desc = trainable_schedule, eval_fn, desc
+        # every eval_every steps (0: never) eval_fn runs; a better best_metric of its result saves ``best``
+        self.eval_every, self.best_metric, self.best_mode = eval_every, best_metric, best_mode
         self.stateful = dict(stateful or {})
         self.run_dir = Path(run_dir) if run_dir is not None else None
         seed_everything(self.config.seed + self.env.rank)
         self.optimizer = build_optimizer(self.model, optim or OptimConfig(), group_of)
         self.scheduler = build_scheduler(self.optimizer, schedule or ScheduleConfig(), self.config.max_steps)
-        use_amp = self.config.amp and self.env.device.type == "cuda"
-        self.autocast_dtype = getattr(torch, self.config.amp_dtype) if use_amp else None
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and self.config.amp_dtype == "float16")
+        self.autocast_dtype = autocast_dtype(self.config.amp, self.config.amp_dtype, self.env.device)
+        self.scaler = grad_scaler(self.autocast_dtype)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", self.config.keep_last) \
             if self.run_dir is not None else None
         self._lock = lock_run_dir(self.run_dir, self.env) if self.run_dir is not None else None
@@ -190,24 +297,16 @@ class Trainer:
         if data is not None and not hasattr(data, "state_dict") and self.checkpoints is not None:
             warnings.warn(f"{type(data).__name__} has no state_dict(): a resumed run restarts its data order "
                           "(use rxmrl.training.data_order.ResumableBatches for exact resume)", stacklevel=3)
-        saved = self.run_dir / "config.toml" if self.run_dir is not None and run_config is not None else None
-        changed = changed_keys(saved, run_config) if saved is not None and self.env.is_main else []
-        if run_config is not None and self.env.is_main:
-            print(format_config(run_config), flush=True)
-        resumed = self.config.resume and self.checkpoints is not None and self.resume()
-        if resumed and changed and self.env.is_main:
-            print(f"note: {saved} of the earlier attempt differs in {', '.join(changed)}; the new values apply "
-                  "from the resumed step", flush=True)
+        start_run(run_config, self.run_dir, self.env,
+                  lambda: self.config.resume and self.checkpoints is not None and self.resume())
         if self.step == 0:  # starting over: records of an attempt that left no checkpoint do not count
             self.metrics.rewind(0, 0)
-        if saved is not None and self.env.is_main:  # after the resume: a refused config is not recorded
-            save_config(run_config, saved)
 
     # ------------------------------------------------------------------------------ freezing
     def set_trainable(self, groups: Collection[str] | None) -> None:
         """Train only these named groups (None: all); frozen ones stay bit-identical. Rebuilds DDP."""
         chosen = set_trainable(self.model, groups, self.group_of)
-        self._clip_sets = self._partition_for_clipping()
+        self._clip_sets = clip_sets(self.model, self.group_of, self.config.clip_apart)
         if chosen != self.trainable or self._wrapped is None:
             self.trainable = chosen
             self._wrapped = wrap_ddp(_StepModule(self.model, self.step_fn), self.env,
@@ -251,31 +350,27 @@ class Trainer:
         result.last_metrics, result.final_loss = self.last_metrics, self.last_loss
         return result
 
-    def train_step(self, micro_batches: Sequence[Any] | None = None) -> dict[str, float]:
-        """One optimizer step over ``grad_accum_steps`` micro-batches; returns their mean metrics.
-
-        ``micro_batches`` (e.g. MRL's minibatches of rollouts) replaces drawing from ``data``.
-        """
+    def train_step(self) -> dict[str, float]:
+        """One optimizer step over ``grad_accum_steps`` micro-batches of ``data``; returns their mean metrics."""
         assert self._wrapped is not None
         self.model.train()
-        if micro_batches is None:
-            micro_batches = [next(self.data) if self.data is not None else None
-                             for _ in range(self.config.grad_accum_steps)]
+        micro_batches = [next(self.data) if self.data is not None else None
+                         for _ in range(self.config.grad_accum_steps)]
         accum = len(micro_batches)
         totals: dict[str, float] = {}
         for micro, batch in enumerate(micro_batches):
-            batch = _to_device(batch, self.env.device)
+            batch = to_device(batch, self.env.device)
             last = micro == accum - 1
             sync = contextlib.nullcontext() if last or not self.env.distributed else self._wrapped.no_sync()
             with sync:
-                with self._autocast():
+                with autocast(self.autocast_dtype):
                     loss, metrics = self._wrapped(batch)
                 self.check_finite(float(loss.detach()), f"loss (micro-batch {micro})")
                 self.scaler.scale(loss / accum).backward()
             for key, value in {"loss": loss, **dict(metrics)}.items():
                 totals[key] = totals.get(key, 0.0) + float(torch.as_tensor(value).detach()) / accum
         self.scaler.unscale_(self.optimizer)
-        norms = self._clip_gradients()
+        norms = clip_gradients(self._clip_sets, self.config.grad_clip)
         grad_norm = norms.pop("grad_norm")
         if not self.scaler.is_enabled():  # with fp16 the scaler skips such steps itself
             self.check_finite(grad_norm, "gradient norm")
@@ -289,89 +384,22 @@ class Trainer:
         totals.update(norms)
         return totals
 
-    def _partition_for_clipping(self) -> dict[str, list[nn.Parameter]]:
-        """Trainable parameters by clip set: each ``clip_apart`` group, then the rest under ``""``.
-
-        Built when the trainable set changes, so a step does not walk the parameter names again.
-        """
-        sets: dict[str, list[nn.Parameter]] = {group: [] for group in (*self.config.clip_apart, "")}
-        for name, parameter in self.model.named_parameters():
-            if parameter.requires_grad:
-                group = self.group_of(name) if self.group_of is not None else "default"
-                sets[group if group in self.config.clip_apart else ""].append(parameter)
-        return {group: params for group, params in sets.items() if params}
-
-    def _clip_gradients(self) -> dict[str, float]:
-        """Clip to ``grad_clip``: ``clip_apart`` groups each on their own, the rest together.
-
-        Returns the norms before clipping: ``grad_norm`` (all gradients, for the finiteness check and the log)
-        and ``grad_norm/<group>`` for each group clipped apart.
-        """
-        clip = self.config.grad_clip if self.config.grad_clip else float("inf")
-        norms = {group: float(torch.nn.utils.clip_grad_norm_(params, clip))
-                 for group, params in self._clip_sets.items()}
-        total = math.sqrt(sum(norm ** 2 for norm in norms.values()))
-        return {"grad_norm": total, **{f"grad_norm/{group}": norm for group, norm in norms.items() if group}}
-
     def check_finite(self, value: float, what: str, weights_at_fault: bool = True) -> None:
-        """Raise ``NonFiniteLossError`` on every rank if ``value`` is NaN/inf on any (e.g. a reward in MRL).
+        """:func:`check_finite` at this step; ``weights_at_fault``: the current weights produced ``value``."""
+        check_finite(value, what, step=self.step, env=self.env, optimizer=self.optimizer,
+                     checkpoints=self.checkpoints, diverged=self._checkpoint_of_these_weights(weights_at_fault))
 
-        Gradients are dropped, so no update happens. When the weights produced ``value`` (a loss, a gradient,
-        sampling: ``weights_at_fault``) and a checkpoint holds exactly these weights, a resume from it would
-        meet the same NaN: it is moved aside to ``diverged-step-N`` and the one before is named instead.
-        """
-        if any_rank(not math.isfinite(value), self.env):
-            self.optimizer.zero_grad(set_to_none=True)
-            aside = self._set_aside_diverged() if weights_at_fault else ""
-            raise NonFiniteLossError(
-                f"non-finite {what} ({value}) at step {self.step + 1} on rank {self.env.rank} or another "
-                f"rank; no update was applied. {aside}{self._last_finite_checkpoint()}")
-
-    def _set_aside_diverged(self) -> str:
-        """Move the checkpoint of the current weights (they just gave a NaN) out of ``latest()``'s sight."""
-        path = self.last_checkpoint
-        if self.checkpoints is None or path is None or self._last_checkpoint_step != self.step:
-            return ""
-        aside = path.with_name(f"diverged-{path.name}")
-        if self.env.is_main:
-            replace_directory(path, aside)
-        barrier(self.env)
-        self.last_checkpoint = self._last_checkpoint_step = None
-        return f"{path.name} holds the weights that gave it, so it was moved aside to {aside.name}. "
+    def _checkpoint_of_these_weights(self, weights_at_fault: bool) -> Path | None:
+        """The checkpoint holding exactly the current weights, when they are to blame."""
+        return self.last_checkpoint if weights_at_fault and self._last_checkpoint_step == self.step else None
 
     def check_weights_finite(self, what: str = "checkpoint") -> None:
-        """Raise ``NonFiniteLossError`` on every rank if any weight is NaN/inf, before ``what`` is saved.
-
-        A step whose loss and gradients were finite can still blow the weights up (a huge learning rate);
-        saving them would make the poisoned step the one a resume starts from.
-        """
-        poisoned = next((name for name, tensor in self.model.state_dict().items()
-                         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
-        if any_rank(poisoned is not None, self.env):
-            raise NonFiniteLossError(
-                f"non-finite weights after step {self.step} ({poisoned or 'on another rank'} holds NaN/inf); "
-                f"the {what} was not saved. {self._last_finite_checkpoint()}")
-
-    def _last_finite_checkpoint(self) -> str:
-        """Where a resume would start, and how (the one line a diverged run ends with)."""
-        if self.checkpoints is None:
-            return "Last finite checkpoint: none (no run directory)"
-        last = self.last_checkpoint or self.checkpoints.latest()
-        if last is None:
-            return (f"Last finite checkpoint: none yet in {self.checkpoints.directory}; running the same command "
-                    "again starts from the beginning (lower the learning rate first)")
-        return (f"Last finite checkpoint: {last}; running the same command again resumes from it (lower the "
-                "learning rate first)")
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
+        check_weights_finite(self.model, what, step=self.step, env=self.env, checkpoints=self.checkpoints)
 
     def _log_window(self, sums: dict[str, float], steps: int, seconds: float) -> dict[str, float]:
         """Record the mean of each metric over the window's steps and all ranks, plus rates and speed."""
         record = all_reduce_mean({k: v / steps for k, v in sums.items()}, self.env)
-        record.update({f"lr/{g['group']}": g["lr"] for g in self.optimizer.param_groups})  # one per named group
+        record.update(learning_rates(self.optimizer))
         record.update(steps_per_second=steps / max(seconds, 1e-9), epoch=self.epoch)
         self.metrics.log(self.step, record)
         self.last_metrics = record
@@ -379,16 +407,16 @@ class Trainer:
 
     def _maybe_evaluate(self) -> bool:
         """Run ``eval_fn`` when due; True if its ``best_metric`` improved (so ``best`` is saved)."""
-        every = self.config.eval_every
+        every = self.eval_every
         if self.eval_fn is None or not every or self.step % every:
             return False
         self.model.eval()
         with torch.no_grad():
             values = all_reduce_mean(dict(self.eval_fn(self.model)), self.env)
         self.metrics.log(self.step, {f"eval/{k}": v for k, v in values.items()})
-        value = values[self.config.best_metric]
+        value = values[self.best_metric]
         better = self.best_value is None or (
-            value < self.best_value if self.config.best_mode == "min" else value > self.best_value)
+            value < self.best_value if self.best_mode == "min" else value > self.best_value)
         if better:
             self.best_value = value
         return better and self.checkpoints is not None
@@ -400,43 +428,26 @@ class Trainer:
         Refuses (``NonFiniteLossError``) when a weight is not finite, so the last checkpoint stays a good one.
         """
         self.check_weights_finite()
-        rng_per_rank = gather_objects(get_rng_state(), self.env)
-        path = None
-        if self.env.is_main and self.checkpoints is not None:
-            # The schedule's shape comes from the current config, not the checkpoint.
-            scheduler_state = dict(self.scheduler.state_dict(), lr_lambdas=[None] * len(self.scheduler.lr_lambdas))
-            state = {
-                "step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": scheduler_state,
-                "scaler": self.scaler.state_dict(), "rng": rng_per_rank, "best_value": self.best_value,
-                "trainable": sorted(self.trainable), "world_size": self.env.world_size,
-                "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
-                "extra": {name: obj.state_dict() for name, obj in self.stateful.items()},
-                "metrics_position": self.metrics.position(), "window": dict(self.window),
-                "window_steps": self.window_steps, "last_loss": self.last_loss, "last_metrics": self.last_metrics,
-            }
-            path = self.checkpoints.save(self.model, state, self.step, best=best)
-        barrier(self.env)
-        self.last_checkpoint = broadcast_object(path, self.env)
+        state = {
+            "step": self.step, **optimizer_state(self.optimizer, self.scheduler, self.scaler),
+            "best_value": self.best_value, "trainable": sorted(self.trainable), "world_size": self.env.world_size,
+            "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
+            "extra": {name: obj.state_dict() for name, obj in self.stateful.items()},
+            "metrics_position": self.metrics.position(), "window": dict(self.window),
+            "window_steps": self.window_steps, "last_loss": self.last_loss, "last_metrics": self.last_metrics,
+        } if self.env.is_main else {}
+        self.last_checkpoint = save_training_checkpoint(self.checkpoints, self.model, state, self.step, self.env,
+                                                        best=best)
         self._last_checkpoint_step = self.step
         return self.last_checkpoint
 
     def resume(self, path: str | Path | None = None) -> bool:
         """Restore from ``path`` or the latest complete checkpoint; False when there is none."""
-        if path is None:
-            latest = self.checkpoints.latest() if self.checkpoints is not None and self.env.is_main else None
-            path = broadcast_object(latest, self.env)
+        path = path if path is not None else latest_checkpoint(self.checkpoints, self.env)
         if path is None:
             return False
-        state = load_checkpoint(path, self.model, map_location="cpu")
-        self.model.to(self.env.device)
+        state = resume_training(path, self.model, self.optimizer, self.scheduler, self.scaler, self.env)
         self.set_trainable(state["trainable"])
-        configured = [{k: v for k, v in g.items() if k not in ("params", "lr")} for g in self.optimizer.param_groups]
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self._apply_configured_hyperparameters(configured)
-        self.scaler.load_state_dict(state["scaler"])
-        rng = state["rng"]
-        set_rng_state(rng[self.env.rank] if self.env.rank < len(rng) else rng[0])
         if state["data"] is not None and hasattr(self.data, "load_state_dict"):
             self.data.load_state_dict(state["data"])
         for name, obj in self.stateful.items():
@@ -450,21 +461,10 @@ class Trainer:
             print(f"resumed from {path} at step {self.step}", flush=True)
         return True
 
-    def _apply_configured_hyperparameters(self, configured: list[dict[str, Any]]) -> None:
-        """After loading a checkpoint's optimizer and schedule: this run's learning rates, weight decay and
-        betas (the checkpoint keeps its moments and schedule position), so a changed setting takes effect."""
-        for i, (group, wanted) in enumerate(zip(self.optimizer.param_groups, configured, strict=True)):
-            group.update(wanted)
-            self.scheduler.base_lrs[i] = group["initial_lr"]
-            group["lr"] = group["initial_lr"] * self.scheduler.lr_lambdas[i](self.scheduler.last_epoch)
-        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-
     def close(self) -> None:
         """Close the metric files and release the run directory (also on errors, as a context manager)."""
-        self.metrics.close()
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        close_run(self.metrics, self._lock)
+        self._lock = None
 
     def __enter__(self) -> Trainer:
         return self
@@ -473,11 +473,12 @@ class Trainer:
         self.close()
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Every tensor of a (nested) batch on ``device``; other values as they are."""
     if isinstance(batch, torch.Tensor):
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
-        return {k: _to_device(v, device) for k, v in batch.items()}
+        return {k: to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
-        return type(batch)(_to_device(v, device) for v in batch)
+        return type(batch)(to_device(v, device) for v in batch)
     return batch

@@ -16,7 +16,8 @@ stays bit-identical while the optimizer's state layout never changes -- which ke
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -100,3 +101,35 @@ def set_trainable(model: nn.Module, trainable: Sequence[str] | set[str] | None,
 
 def trainable_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
     return (p for p in model.parameters() if p.requires_grad)
+
+
+def clip_sets(model: nn.Module, group_of: GroupOf | None, apart: Collection[str] = ()) -> dict[str, list[nn.Parameter]]:
+    """Trainable parameters by clip set: each group in ``apart``, then all the rest under ``""``.
+
+    Computed when the trainable set changes, so a step does not walk the parameter names again.
+    """
+    sets: dict[str, list[nn.Parameter]] = {group: [] for group in (*apart, "")}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            group = group_of(name) if group_of is not None else "default"
+            sets[group if group in apart else ""].append(parameter)
+    return {group: params for group, params in sets.items() if params}
+
+
+def clip_gradients(sets: Mapping[str, Sequence[nn.Parameter]], max_norm: float | None) -> dict[str, float]:
+    """Clip each set's gradients to L2 norm ``max_norm`` on its own (None: no clipping).
+
+    A group clipped apart (MRL's ``critic``) keeps its own budget: under one global norm the value loss's
+    large gradient (critic norm ~15 against the policy's < 1, measured) would shrink the policy's step.
+    Returns the norms before clipping: ``grad_norm`` over every gradient, ``sqrt(sum_s ||g_s||^2)`` (for the
+    finiteness check and the log), and ``grad_norm/<group>`` for each group clipped apart.
+    """
+    clip = max_norm if max_norm else float("inf")
+    norms = {group: float(torch.nn.utils.clip_grad_norm_(params, clip)) for group, params in sets.items()}
+    total = math.sqrt(sum(norm ** 2 for norm in norms.values()))
+    return {"grad_norm": total, **{f"grad_norm/{group}": norm for group, norm in norms.items() if group}}
+
+
+def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """``lr/<group>`` of every named group (its two torch groups share one rate)."""
+    return {f"lr/{group['group']}": group["lr"] for group in optimizer.param_groups}

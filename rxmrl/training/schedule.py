@@ -11,6 +11,7 @@ Adam's early, badly estimated second moments; the floor keeps late curriculum st
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -53,3 +54,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, config: ScheduleConfig,
     total = config.total_steps if config.total_steps is not None else max_steps
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, WarmupCosine(config.warmup_steps, total, config.min_lr_ratio))
+
+
+def set_base_lrs(scheduler: torch.optim.lr_scheduler.LambdaLR, base_lrs: Sequence[float]) -> None:
+    """Give each torch group a new base rate and the rate m(s) times it at the schedule's position ``s``.
+
+    A stage's own learning rates (MRL) and a resumed run's changed settings take effect at once, without
+    moving the schedule: ``lr_i = base_i · m(s)``.
+    """
+    for i, (group, base) in enumerate(zip(scheduler.optimizer.param_groups, base_lrs, strict=True)):
+        scheduler.base_lrs[i] = group["initial_lr"] = base
+        group["lr"] = base * scheduler.lr_lambdas[i](scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rxmrl.training.stages.joint import JointStageConfig
+from rxmrl.training.stages.joint import InteractionStageConfig, JointStageConfig
 from rxmrl.training.stages.memory_attention import MemoryAttentionStageConfig
 from rxmrl.training.stages.memory_aware import MemoryAwareStageConfig
 
@@ -80,7 +80,7 @@ class SupervisedConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     stage1: JointStageConfig = field(default_factory=JointStageConfig)
-    stage2: JointStageConfig = field(default_factory=lambda: JointStageConfig(num_examples=4000))
+    stage2: InteractionStageConfig = field(default_factory=lambda: InteractionStageConfig(num_examples=4000))
     stage3: MemoryAttentionStageConfig = field(default_factory=MemoryAttentionStageConfig)
     stage4: MemoryAwareStageConfig = field(default_factory=MemoryAwareStageConfig)
 
@@ -185,7 +185,7 @@ def run_stage(config: SupervisedConfig, stage: int, model, tokenizer, env) -> tu
     if stage == 3:
         return train_memory_attention(model, rows, config.stage3, env, **common), None
     validation = validation_episodes(config)
-    probe_every = config.stage4.loop.eval_every
+    probe_every = config.stage4.probe_every
 
     def eval_fn(m) -> dict[str, float]:
         result = memory_matters(m, tokenizer, validation, max_length=config.stage4.max_length)

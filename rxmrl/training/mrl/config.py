@@ -1,19 +1,27 @@
-"""Every knob of MRL in one typed tree: objective, rollout, critic, curriculum stages, run.
+"""Every knob of MRL in one typed tree: objective, rollout, critic, curriculum stages, optimiser, validation, run.
 
 ``MrlRunConfig`` is what ``rxmrl train mrl --config FILE`` loads (TOML, ``--set key=value`` overrides);
-each field carries a comment saying what it does. Defaults follow the published IMPO/PPO values.
+each field carries a comment saying what it does, and every field is read by a run (a test holds it to
+that). Defaults follow the published IMPO/PPO values. In ``rxmrl run``'s config the whole tree is the
+``[mrl]`` section: ``[optim]`` here is ``[mrl.optim]`` there, ``[[stages]]`` is ``[[mrl.stages]]``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
-from rxmrl.training.loop import LoopConfig
-from rxmrl.training.optim import OptimConfig
-from rxmrl.training.schedule import ScheduleConfig
+from typing import ClassVar, Literal
 
 COMPONENTS = ("embedding", "decoder", "memory_cross_attention", "encoder", "memory_attention", "stm", "critic")
+
+
+def check_components(lrs: dict[str, float], key: str) -> None:
+    """One line naming ``key`` when a learning-rate table names an unknown component or a negative rate."""
+    unknown = sorted(set(lrs) - set(COMPONENTS))
+    if unknown:
+        raise ValueError(f"{key} names unknown component(s) {unknown}; known: {list(COMPONENTS)}")
+    negative = {name: lr for name, lr in lrs.items() if lr < 0}
+    if negative:
+        raise ValueError(f"{key} has negative learning rate(s) {negative}; expected rates >= 0")
 
 
 @dataclass
@@ -61,9 +69,10 @@ class SamplingSettings:
 class CriticConfig:
     """The value model: an encoder copied from the warm start plus a value head."""
 
+    MOVED: ClassVar[dict[str, str]] = {"lr": "the critic's learning rate is optim.group_lr.critic"}
+
     max_len: int = 512  # tokens of (saved interaction + current query) the critic reads (longer than the policy's)
     memory_aware: bool = False  # add a cross-attention from the critic's states to the (detached) STM
-    lr: float = 1e-4  # critic learning rate
 
 
 @dataclass
@@ -80,7 +89,8 @@ class StageConfig:
     eval_episodes: int | None = 64  # validation episodes per evaluation; "none": all
     epochs: int = 1  # passes over the stage's episodes
     trainable: list[str] = field(default_factory=lambda: ["memory_cross_attention", "memory_attention", "critic"])
-    group_lr: dict[str, float] = field(default_factory=dict)  # per-component learning rates for this stage
+    # this stage's learning rates per component, over [optim] group_lr and lr (see OptimSettings)
+    group_lr: dict[str, float] = field(default_factory=dict)
     teacher_forcing: bool = False  # write the reference answer (not the agent's) into memory
     random_reset_ratio: float = 0.0  # probability an episode keeps the previous episode's STM instead of a reset
 
@@ -96,6 +106,7 @@ class StageConfig:
             raise ValueError(f"trainable names unknown component(s) {sorted(unknown)}; known: {list(COMPONENTS)}")
         if not 0.0 <= self.random_reset_ratio <= 1.0 or not 0.0 <= self.long_range_ratio <= 1.0:
             raise ValueError("random_reset_ratio and long_range_ratio must lie in [0, 1]")
+        check_components(self.group_lr, "group_lr")
 
 
 @dataclass
@@ -159,8 +170,95 @@ class RewardSettings:
 
 
 @dataclass
+class OptimSettings:
+    """AdamW over the named components, their learning rates (per component and per stage), gradient
+    clipping and the schedule: the one home of MRL's optimiser settings.
+
+    The learning rate of component ``c`` in stage ``s`` at optimizer step ``t`` of the curriculum::
+
+        lr(c, s, t) = base(c, s) · m(t),     base(c, s) = stages[s].group_lr[c]  if set, else
+                                                          group_lr[c]           if set, else  lr
+
+    with ``m`` the warm-up + cosine multiplier of :mod:`rxmrl.training.schedule` (``warmup_steps``,
+    ``min_lr_ratio``) over the optimizer steps of the whole curriculum; the defaults keep it at 1. The
+    critic's gradients are clipped to ``grad_clip`` on their own and the policy's together, so the value
+    loss's large gradient never shrinks the policy's step.
+    """
+
+    lr: float = 5e-5  # base learning rate of every component without one of its own
+    weight_decay: float = 0.0  # AdamW's decoupled decay of matrices (never norms, biases, embeddings)
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW's moment decay rates
+    eps: float = 1e-8  # AdamW's denominator floor
+    # component -> learning rate (embedding, decoder, memory_cross_attention, encoder, memory_attention, stm,
+    # critic). A table replaces this default as a whole: name the critic in it. The critic's rate is unused by
+    # grpo / rloo, which train no critic.
+    group_lr: dict[str, float] = field(default_factory=lambda: {"critic": 1e-4})
+    grad_clip: float | None = 1.0  # max L2 norm of the critic's gradients and of the policy's ("none": no clip)
+    warmup_steps: int = 0  # optimizer steps of linear warm-up of every rate
+    min_lr_ratio: float = 1.0  # cosine floor as a share of each rate (1.0: constant after the warm-up)
+
+    def __post_init__(self) -> None:
+        if self.lr < 0 or self.weight_decay < 0 or self.eps <= 0:
+            raise ValueError(f"lr={self.lr}, weight_decay={self.weight_decay}, eps={self.eps}: expected lr >= 0, "
+                             "weight_decay >= 0, eps > 0")
+        if not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ValueError(f"betas={list(self.betas)}: expected two decay rates in [0, 1)")
+        check_components(self.group_lr, "group_lr")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError(f"grad_clip={self.grad_clip}: expected a norm > 0, or \"none\" for no clipping")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps}: expected >= 0")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio}: expected a share in [0, 1]")
+
+    def base_lr(self, component: str, stage: StageConfig) -> float:
+        """``base(c, s)`` of the class docstring."""
+        return stage.group_lr.get(component, self.group_lr.get(component, self.lr))
+
+
+@dataclass
+class ValidationSettings:
+    """How the validation episodes after every epoch are scored, and what picks a stage's best checkpoint.
+
+    The episodes are played once (``mrl.eval_sampling``) and scored by the training reward (``[reward]``:
+    summary key ``reward``) and by each preset here over ``similarity`` (key ``reward/<preset>``), so
+    validation can report the reward the final evaluation uses (``rxmrl run`` makes these its ``[eval]``
+    reward and similarity unless set).
+    """
+
+    presets: list[str] = field(default_factory=list)  # rewards validation scores with, besides the training one
+    similarity: Literal["encoder", "policy-embedding", "random-embedding"] = "encoder"  # of those presets
+    # the summary key that picks each stage's best-stage-N: reward (the training reward), reward/<preset>
+    # (one of presets) or fact_recall; "": reward/<first preset>, or reward without presets
+    select: str = ""
+
+    def __post_init__(self) -> None:
+        from rxmrl.rewards import check_preset
+
+        for preset in self.presets:
+            check_preset(preset, "validation.presets")
+        if len(set(self.presets)) != len(self.presets):
+            raise ValueError(f"validation.presets={self.presets}: a preset is named twice")
+        choices = ["reward", *(f"reward/{p}" for p in self.presets), "fact_recall"]
+        if self.select and self.select not in choices:
+            raise ValueError(f"validation.select={self.select!r}: expected one of {choices} (reward/<preset> needs "
+                             "the preset in validation.presets)")
+
+    @property
+    def selected(self) -> str:
+        """The summary key that picks the best checkpoint (``select`` with its default resolved)."""
+        return self.select or (f"reward/{self.presets[0]}" if self.presets else "reward")
+
+
+@dataclass
 class MrlRunConfig:
-    """A whole MRL run: warm start, data, curriculum, algorithm and the shared loop's settings."""
+    """A whole MRL run: warm start, data, curriculum, algorithm, optimiser, validation and run settings."""
+
+    MOVED: ClassVar[dict[str, str]] = {
+        "loop": "MRL runs its own loop: grad_clip is in [optim]; checkpoint_every, keep_last, progress, "
+                "tensorboard, amp and amp_dtype are top-level keys; the other loop keys were never read",
+        "schedule": "the schedule is optim.warmup_steps and optim.min_lr_ratio (over the whole curriculum)",
+    }
 
     init: str = ""  # warm-start checkpoint: a model dir (config.json + model.safetensors) or a checkpoint dir
     tokenizer: str = ""  # tokenizer path ("": the dir of init if it has one, else the embedded default)
@@ -170,12 +268,14 @@ class MrlRunConfig:
     stages: list[StageConfig] = field(default_factory=lambda: [StageConfig(steps=2), StageConfig(steps=4)])
     mrl: MrlConfig = field(default_factory=MrlConfig)
     reward: RewardSettings = field(default_factory=RewardSettings)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=5e-5, weight_decay=0.0))
-    schedule: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(warmup_steps=0, min_lr_ratio=1.0))
-    loop: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=1, grad_clip=1.0, log_every=1,
-                                                                clip_apart=("critic",)))
-    checkpoint_every: int = 1  # iterations (rollout + update) between checkpoints
-    progress: bool = True  # tqdm bar with the live reward
+    optim: OptimSettings = field(default_factory=OptimSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+    checkpoint_every: int = 1  # iterations (rollout + update) between checkpoints; every epoch's end saves one
+    keep_last: int = 3  # step checkpoints kept (the stage's best is kept besides)
+    progress: bool = True  # tqdm bar with the live reward (on a terminal)
+    tensorboard: bool = True  # TensorBoard events beside metrics.jsonl
+    amp: bool = True  # autocast the update's forward on CUDA (ignored on CPU)
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"  # float16 adds a gradient scaler
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -183,6 +283,8 @@ class MrlRunConfig:
         if self.checkpoint_every < 1:
             raise ValueError(f"checkpoint_every={self.checkpoint_every}: expected >= 1 (iterations between "
                              "checkpoints; the end of every epoch saves one too)")
+        if self.keep_last < 1:
+            raise ValueError(f"keep_last={self.keep_last}: expected >= 1 step checkpoints to keep")
 
     def validate(self) -> None:
         for i in range(1, len(self.stages)):

@@ -4,7 +4,7 @@ A stage draws episodes of its ``steps`` (from the ``steps-N`` subset, cumulative
 ``mixed`` takes ``round(ratio·n)`` long-range episodes and the rest cumulative. Epoch ``e`` of stage ``s``
 visits them in the permutation seeded by ``(seed, s, e)``, in batches of ``batch_episodes`` -- the last,
 smaller batch included (nothing is dropped). :class:`CurriculumState` is the run's position (stage, epoch,
-batch), the best validation reward per stage and the STM carried for random resets; the shared loop saves
+batch), the best validation value per stage and the STM carried for random resets; the trainer saves
 it in every checkpoint, so a resumed run continues with exactly the batches an uninterrupted run would see.
 """
 
@@ -88,13 +88,13 @@ def rank_minibatches(size: int, global_episodes: int, steps: int, world_size: in
 
 @dataclass
 class CurriculumState:
-    """Where the run stands; saved in every checkpoint through the shared loop's ``stateful``."""
+    """Where the run stands; saved in every checkpoint (``curriculum``)."""
 
     stage: int = 0
     epoch: int = 0
     batch: int = 0  # batches of this epoch already trained
     iterations: int = 0  # rollouts trained in total
-    best: dict[int, float] = field(default_factory=dict)  # stage -> best validation reward
+    best: dict[int, float] = field(default_factory=dict)  # stage -> best value of validation.select
     carried: tuple[torch.Tensor, torch.Tensor] | None = None  # (policy STM, reference STM) for random resets
     timings: dict[str, float] = field(default_factory=dict)  # seconds of rollout / reward / update so far
     layout: dict[str, Any] = field(default_factory=dict)  # seed, batch size, (steps, episodes) per stage

@@ -1,8 +1,14 @@
-"""Validation of a policy in the rollout: reward per episode and per step, fact recall, bootstrap intervals."""
+"""Validation of a policy in the rollout: reward per episode and per step, fact recall, bootstrap intervals.
+
+The episodes are played once; the env's reward (the training reward) scores them, and any number of other
+rewards (``scorers``: envs of the same episodes, e.g. the final evaluation's preset over the sentence
+encoder) score the very same answers, each under its own name.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -23,45 +29,56 @@ class Evaluation:
     step_rewards: Tensor
     fact_recall: float  # over all steps with facts
     episode_fact_recall: Tensor | None = None  # [E] per episode over its steps with facts; NaN: none has facts
+    episode_rewards_by: dict[str, Tensor] = field(default_factory=dict)  # scorer name -> [E] per-episode means
 
     def summary(self) -> dict[str, float]:
+        """``reward`` (mean, ``_min``, ``_max``, ``_step_t``: the env's own reward), ``fact_recall`` and each
+        scorer's mean as ``reward/<name>``."""
         r = self.episode_rewards
         out = {"reward": float(r.mean()), "reward_min": float(r.min()), "reward_max": float(r.max()),
                "fact_recall": self.fact_recall}
         out.update({f"reward_step_{t}": float(v) for t, v in enumerate(self.step_rewards)})
+        out.update({f"reward/{name}": float(values.mean()) for name, values in self.episode_rewards_by.items()})
         return out
 
 
 @torch.no_grad()
 def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: StageData, sampling: SamplingConfig,
                     batch_size: int = 32, max_answer_tokens: int = 48,
-                    max_interaction_len: int = 256, seed: int = 0, write_memory: bool = True) -> Evaluation:
+                    max_interaction_len: int = 256, seed: int = 0, write_memory: bool = True,
+                    scorers: Mapping[str, BatchedMrlEnv] | None = None) -> Evaluation:
     """Play every episode of ``data`` in ``env`` (in order, no teacher forcing) with a seeded generator (STM
     noise and any sampling), so evaluation never moves the training RNG and repeats exactly.
     ``write_memory=False``: the no-memory ablation (the policy answers from a fresh STM every time). Fact
-    recall averages the steps whose data has facts (the env gives NaN for the others)."""
+    recall averages the steps whose data has facts (the env gives NaN for the others). ``scorers``: other
+    rewards of the same answers (:func:`collect_rollout`), reported per episode under their names."""
     was_training = policy.training
     policy.eval()
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     episode_rewards, step_rewards, recalls = [], [], []
+    scorers = dict(scorers or {})
+    by_name: dict[str, list[Tensor]] = {name: [] for name in scorers}
     steps = env.steps
     for start in range(0, len(data), batch_size):
         rows = range(start, min(start + batch_size, len(data)))
         episodes = stage_episodes([data.episodes[i] for i in rows], [data.long_range[i] for i in rows], steps)
         rollout = collect_rollout(policy, env, episodes, sampling, max_answer_tokens=max_answer_tokens,
                                   max_interaction_len=max_interaction_len, generator=generator,
-                                  write_memory=write_memory)
+                                  write_memory=write_memory, scorers=scorers)
         rewards = rollout.rewards.view(steps, len(rows))  # [N, B]
         episode_rewards.append(rewards.mean(0))
+        for name, scored in rollout.scored_by.items():
+            by_name[name].append(scored.view(steps, len(rows)).mean(0))
         step_rewards.append(rewards)
         if "fact_recall" in rollout.components:
             recalls.append(rollout.components["fact_recall"].view(steps, len(rows)))  # [N, B], NaN: no facts
     policy.train(was_training)
     per_step = torch.cat(step_rewards, dim=1).mean(1)
+    others = {name: torch.cat(values) for name, values in by_name.items()}
     if not recalls:
-        return Evaluation(torch.cat(episode_rewards), per_step, float("nan"))
+        return Evaluation(torch.cat(episode_rewards), per_step, float("nan"), episode_rewards_by=others)
     recall = torch.cat(recalls, dim=1)  # [N, E]
-    return Evaluation(torch.cat(episode_rewards), per_step, float(recall.nanmean()), recall.nanmean(0))
+    return Evaluation(torch.cat(episode_rewards), per_step, float(recall.nanmean()), recall.nanmean(0), others)
 
 
 def bootstrap_mean_difference(after: Tensor, before: Tensor, samples: int = 10_000, seed: int = 0,

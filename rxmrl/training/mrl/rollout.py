@@ -38,7 +38,7 @@ and written with the same ids. Interactions are ``[BOS][Q] q [A] a [EOS]`` -- wh
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -47,6 +47,7 @@ from torch import Tensor
 
 from rxmrl.data import Episode
 from rxmrl.envs.batched import BatchedMrlEnv
+from rxmrl.envs.episodes import cut_to_steps
 from rxmrl.envs.padded import PaddedIds
 from rxmrl.model import ReactiveTransformer, SamplingConfig, pad_batch, query_tokens
 from rxmrl.rewards import WordStatistics
@@ -55,25 +56,13 @@ from rxmrl.tokenizer import RxTokenizer
 
 
 # -------------------------------------------------------------------------------- stage episodes
-def select_follow_ups(episode: Episode, steps: int, long_range: bool, where: str = "") -> Episode:
-    """The first ``steps`` follow-ups (long-range: the first ``steps-1`` and the final question).
-
-    Raises when the episode is shorter: episodes are never silently cut to the shortest in a batch.
-    """
-    n = episode.num_follow_ups
-    if n < steps:
-        raise ValueError(f"episode {where} has {n} follow-ups, the stage needs {steps}")
-    keep = list(range(steps)) if not long_range else [*range(steps - 1), n - 1]
-    facts = None if episode.facts is None else [episode.facts[j] for j in keep]
-    return Episode(episode.query, episode.answer, [episode.interactions[j] for j in keep], facts, episode.strategy)
-
-
 def stage_episodes(episodes: Sequence[Episode], long_range: Sequence[bool], steps: int) -> list[Episode]:
-    """Episodes cut to a stage's ``steps`` (:func:`select_follow_ups`) and tagged with the trainer's strategy,
-    ready for ``BatchedMrlEnv.reset(options={"episodes": ...})`` (which reads each episode's ``strategy``)."""
+    """Episodes cut to a stage's ``steps`` (:func:`rxmrl.envs.episodes.cut_to_steps`) and tagged with the
+    trainer's strategy, ready for ``BatchedMrlEnv.reset(options={"episodes": ...})`` (which reads each
+    episode's ``strategy``)."""
     pairs = enumerate(zip(episodes, long_range, strict=True))
-    return [replace(select_follow_ups(e, steps, lr, str(i)), strategy="long_range" if lr else "cumulative")
-            for i, (e, lr) in pairs]
+    return [replace(cut_to_steps(e, steps, lr, f"episode {i} of the batch"),
+                    strategy="long_range" if lr else "cumulative") for i, (e, lr) in pairs]
 
 
 # ------------------------------------------------------------------------------------ the rollout
@@ -109,6 +98,7 @@ class Rollout:
     advantages: Tensor | None = None  # [M], filled by compute_advantages
     returns: Tensor | None = None  # [M]
     timings: dict[str, float] = field(default_factory=dict)  # seconds: generate / reference / critic / memory / reward
+    scored_by: dict[str, Tensor] = field(default_factory=dict)  # name -> [M] rewards of collect_rollout's scorers
 
     @property
     def size(self) -> int:
@@ -208,6 +198,7 @@ def collect_rollout(
     write_memory: bool = True,
     keep_encoded: bool = False,
     group_size: int = 1,
+    scorers: Mapping[str, BatchedMrlEnv] | None = None,
 ) -> Rollout:
     """Play ``episodes`` (see :func:`stage_episodes`) in ``env`` with ``policy`` (see the module docstring).
 
@@ -218,11 +209,19 @@ def collect_rollout(
     scored against the interactions as written). ``keep_encoded=True`` records each write's encoded data:
     with the encoder and embedding frozen the update reuses it instead of re-encoding every interaction on
     every pass (identical values: no dropout). ``group_size > 1``: G answers per step from one STM, the
-    episode continuing with one drawn at random (see the module docstring).
+    episode continuing with one drawn at random (see the module docstring). ``scorers`` (evaluation, one
+    answer per step): more envs of the same steps, each with its own reward, reset with the same episodes and
+    stepped with the same answers; their rewards land in ``rollout.scored_by[name]``.
     """
     timings = dict.fromkeys(("memory", "generate", "reference", "critic", "reward"), 0.0)
     device = policy.device
-    start = env.reset(options={"episodes": list(episodes), "teacher_forcing": teacher_forcing})
+    scorers = dict(scorers or {})
+    if scorers and group_size != 1:
+        raise ValueError(f"scorers score one answer per step; group_size={group_size}")
+    options = {"episodes": list(episodes), "teacher_forcing": teacher_forcing}
+    start = env.reset(options=options)
+    for other in scorers.values():
+        other.reset(options=options)
     size, steps = len(start.episodes), env.steps
     stm, ref_stm = initial_memory(policy, size, random_reset_ratio, *(carried or (None, None)), generator)
     written = [truncate_interactions(start.saved_interaction, max_interaction_len)]  # interaction k, as written
@@ -256,8 +255,9 @@ def collect_rollout(
         answers = answer_rows(out.tokens, out.mask)  # [B·G]
         if group_size == 1:
             result = scored = env.step(answers)
+            scored_by = {name: other.step(answers).rewards.float().cpu() for name, other in scorers.items()}
         else:  # score the whole group, then go on with one member drawn without looking at the rewards
-            scored = env.score_alternatives(answers, group_size=group_size)
+            scored, scored_by = env.score_alternatives(answers, group_size=group_size), {}
             rows = continuing_members(size, group_size, generator).to(answers.ids.device)
             result = env.step(PaddedIds(answers.ids[rows], answers.lengths[rows]).trimmed())
         timings["reward"] += time.perf_counter() - clock
@@ -281,7 +281,7 @@ def collect_rollout(
                              encoded=group(encoded) if keep_encoded and encoded is not None else None,
                              stm_prev=group(stm_prev), stm_read=group(stm), critic_ids=c_ids, critic_mask=c_mask,
                              rewards=scored.rewards.float().cpu(), values=values.float().cpu(),
-                             components=components))
+                             components=components, scored_by=scored_by))
     return _stack(per_step, size, stm, ref_stm, timings, group_size)
 
 
@@ -331,6 +331,7 @@ def _stack(per_step: list[dict], size: int, stm: Tensor, ref_stm: Tensor, timing
         values=torch.cat([s["values"] for s in per_step]),
         steps=torch.arange(len(per_step)).repeat_interleave(size * group_size),
         components={k: torch.cat([s["components"][k] for s in per_step]) for k in names},
+        scored_by={k: torch.cat([s["scored_by"][k] for s in per_step]) for k in per_step[0]["scored_by"]},
         num_episodes=size, num_steps=len(per_step), group_size=group_size, final_stm=stm, final_ref_stm=ref_stm,
         timings=timings,
     )

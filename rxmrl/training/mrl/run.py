@@ -6,8 +6,10 @@ from pathlib import Path
 
 from rxmrl.model import ReactiveTransformer
 from rxmrl.training.mrl.config import MrlRunConfig
-from rxmrl.training.mrl.evaluate import bootstrap_mean_difference
+from rxmrl.model.sampling import describe_sampling
+from rxmrl.training.mrl.evaluate import Evaluation, bootstrap_mean_difference
 from rxmrl.training.mrl.trainer import MrlResult, MrlTrainer
+from rxmrl.training.mrl.validation import training_reward_label
 
 
 def load_warm_start(init: str | Path, tokenizer_path: str | Path = ""):
@@ -36,9 +38,10 @@ def run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
     """Train the curriculum, then compare warm start and MRL on each stage's validation episodes.
 
     Writes ``RUN_DIR/comparison.json``: per stage, mean/min/max reward and fact recall of both policies, the
-    paired bootstrap 95% intervals of the differences in per-episode reward and fact recall, and the
-    no-memory ablation of both (STM never written): MRL should beat it if the gain comes from memory, not
-    from answer style.
+    paired bootstrap 95% intervals of the differences in per-episode reward (the training reward and each
+    ``[validation]`` preset) and fact recall, and the no-memory ablation of both (STM never written): MRL
+    should beat it if the gain comes from memory, not from answer style. It names the training reward, the
+    validation presets and similarity, and the sampling the validation answers were drawn with.
     """
     from rxmrl.config import validate
     from rxmrl.training.distributed import init_distributed, lock_run_dir
@@ -60,32 +63,51 @@ def _run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
     # The frozen reference is the warm start, also when the run resumed from a checkpoint.
     warm = {i: trainer.evaluate(i, policy=trainer.reference) for i in range(len(config.stages))}
     result = trainer.fit()
-    rows = []
-    for i, stage in enumerate(config.stages):
-        after = trainer.evaluate(i)
-        warm_blank = trainer.evaluate(i, policy=trainer.reference, write_memory=False)
-        after_blank = trainer.evaluate(i, write_memory=False)
-        mean, low, high = bootstrap_mean_difference(after.episode_rewards, warm[i].episode_rewards)
-        memory_gain = bootstrap_mean_difference(after.episode_rewards, after_blank.episode_rewards)
-        recall = (bootstrap_mean_difference(after.episode_fact_recall, warm[i].episode_fact_recall)
-                  if after.episode_fact_recall is not None else (float("nan"),) * 3)
-        interval = lambda values: dict(zip(("mean", "ci95_low", "ci95_high"), values))  # noqa: E731
-        rows.append({"stage": i, "steps": stage.steps, "strategy": stage.strategy,
-                     "warm_start": warm[i].summary(), "mrl": after.summary(),
-                     "difference": interval((mean, low, high)), "fact_recall_difference": interval(recall),
-                     "warm_start_no_memory": warm_blank.summary(), "mrl_no_memory": after_blank.summary(),
-                     "mrl_memory_gain": interval(memory_gain)})
-        print(f"stage {i} ({stage.steps} steps, {stage.strategy}): reward warm start "
-              f"{warm[i].summary()['reward']:.3f} -> MRL {after.summary()['reward']:.3f}, difference {mean:+.3f} "
-              f"[{low:+.3f}, {high:+.3f}] 95% CI; fact recall {warm[i].fact_recall:.3f} -> {after.fact_recall:.3f}, "
-              f"difference per episode {recall[0]:+.3f} [{recall[1]:+.3f}, {recall[2]:+.3f}]", flush=True)
-        print(f"  no-memory ablation: warm start {warm_blank.summary()['reward']:.3f}, MRL "
-              f"{after_blank.summary()['reward']:.3f}; MRL with vs without memory {memory_gain[0]:+.3f} "
-              f"[{memory_gain[1]:+.3f}, {memory_gain[2]:+.3f}]", flush=True)
+    rows = [compare_stage(trainer, i, warm[i]) for i in range(len(config.stages))]
     total = sum(result.timings.values()) or 1.0
     print("time: " + ", ".join(f"{k} {v:.1f}s ({100 * v / total:.0f}%)" for k, v in result.timings.items())
           + f" over {result.iterations} iterations", flush=True)
-    if trainer.trainer.env.is_main:
+    if trainer.env.is_main:
+        scoring = {"training_reward": training_reward_label(config), "validation_presets": config.validation.presets,
+                   "validation_similarity": config.validation.similarity,
+                   "sampling": describe_sampling(trainer.eval_sampling)}
         write_json(Path(trainer.run_dir) / "comparison.json",
-                   {"stages": rows, "timings": result.timings, "iterations": result.iterations}, nan_as_null=False)
+                   {"stages": rows, **scoring, "timings": result.timings, "iterations": result.iterations},
+                   nan_as_null=False)
     return result, rows
+
+
+def compare_stage(trainer: MrlTrainer, index: int, warm: Evaluation) -> dict:
+    """One stage's row of ``comparison.json``: both policies' summaries (with and without memory) and the
+    paired bootstrap intervals of MRL - warm start per episode, for the training reward (``difference``),
+    every ``[validation]`` preset (``differences["reward/<preset>"]``) and fact recall; printed too."""
+    stage = trainer.config.stages[index]
+    after = trainer.evaluate(index)
+    warm_blank = trainer.evaluate(index, policy=trainer.reference, write_memory=False, presets=False)
+    after_blank = trainer.evaluate(index, write_memory=False, presets=False)  # the training reward only
+    interval = lambda values: dict(zip(("mean", "ci95_low", "ci95_high"), values))  # noqa: E731
+    difference = bootstrap_mean_difference(after.episode_rewards, warm.episode_rewards)
+    by_preset = {f"reward/{name}": interval(bootstrap_mean_difference(values, warm.episode_rewards_by[name]))
+                 for name, values in after.episode_rewards_by.items()}
+    memory_gain = bootstrap_mean_difference(after.episode_rewards, after_blank.episode_rewards)
+    recall = (bootstrap_mean_difference(after.episode_fact_recall, warm.episode_fact_recall)
+              if after.episode_fact_recall is not None else (float("nan"),) * 3)
+    label = training_reward_label(trainer.config)
+    print(f"stage {index} ({stage.steps} steps, {stage.strategy}): {label} warm start {warm.summary()['reward']:.3f} "
+          f"-> MRL {after.summary()['reward']:.3f}, difference {_signed(difference)} 95% CI; fact recall "
+          f"{warm.fact_recall:.3f} -> {after.fact_recall:.3f}, difference per episode {_signed(recall)}", flush=True)
+    for key, stat in by_preset.items():
+        print(f"  {key} ({trainer.config.validation.similarity}): warm start {warm.summary()[key]:.3f} -> MRL "
+              f"{after.summary()[key]:.3f}, difference {_signed(tuple(stat.values()))}", flush=True)
+    print(f"  no-memory ablation: warm start {warm_blank.summary()['reward']:.3f}, MRL "
+          f"{after_blank.summary()['reward']:.3f}; MRL with vs without memory {_signed(memory_gain)}", flush=True)
+    return {"stage": index, "steps": stage.steps, "strategy": stage.strategy,
+            "warm_start": warm.summary(), "mrl": after.summary(), "difference": interval(difference),
+            "differences": by_preset, "fact_recall_difference": interval(recall),
+            "warm_start_no_memory": warm_blank.summary(), "mrl_no_memory": after_blank.summary(),
+            "mrl_memory_gain": interval(memory_gain)}
+
+
+def _signed(values: tuple[float, float, float]) -> str:
+    mean, low, high = values
+    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]"

@@ -1,47 +1,59 @@
-"""The MRL loop: for each curriculum stage and epoch, rollout -> advantages -> PPO epochs over minibatches.
+"""The MRL loop, written out: for each curriculum stage and epoch, rollout -> advantages -> PPO epochs.
 
 ::
 
     for stage in stages:                                   # e.g. 2 -> 4 -> 8 -> 16 steps
-        freeze all but stage.trainable; set the stage's learning rates
+        freeze all but stage.trainable; base lrs = stage.group_lr over [optim] group_lr over [optim] lr
         for epoch in range(stage.epochs):
-            for batch of episodes (the last, smaller one too):
-                rollout    = collect_rollout(policy, env, batch, reference, critic)  # no grad; env scores
-                             # grpo / rloo: G answers per step from one STM, no critic (rollout.py)
-                A, R       = compute_advantages(rewards(rollout), rollout.values)   # + fact share
+            for batch of episodes (the last, smaller one too):                         # iteration()
+                rollout = collect_rollout(policy, env, batch, reference, critic)       # no grad; env scores
+                          # grpo / rloo: G answers per step from one STM, no critic (rollout.py)
+                A, R    = compute_advantages(rewards(rollout), rollout.values)         # + fact share
                 for ppo_epoch in range(ppo_epochs):
                     for minibatch of (episode, step) samples:
                         STM_t = MemAttn(STM_{t-1}, Encoder(interaction t))      # recomputed: memory learns
-                        loss  = mrl_loss(score(answer_t | STM_t), critic, ...)   # the one loss function
-                        Trainer.train_step([minibatch])                          # clip, AdamW, NaN guard
-                checkpoint (weights, optimizers, RNG, curriculum position)
-            evaluate on validation; keep the stage's best (model dir first, then the checkpoint recording it)
+                        log pi_theta(answer_t | query_t, STM_t), V_t = critic(saved data + query_t, STM_t)
+                        loss  = mrl_loss(...)                                    # the one loss function
+                        loss.backward(); average gradients over ranks
+                        clip the critic's gradients and the policy's apart; AdamW step; schedule step
+                checkpoint every checkpoint_every iterations (weights, optimiser, RNG, curriculum position)
+            validate: the training reward and [validation] presets on the stage's validation episodes;
+            keep the stage's best by validation.select (model dir first, then the checkpoint recording it)
 
 Gradients reach memory attention (and the encoder when unfrozen) through one memory write: ``STM_{t-1}``
 is the recorded STM, ``STM_t`` is recomputed with the current weights, and the decoder reads it.
+
+The pieces every trainer shares are plain functions: the optimiser and clipping (:mod:`..optim`), the
+schedule (:mod:`..schedule`), checkpoints (:mod:`..checkpoint`), the gradient all-reduce
+(:mod:`..distributed`), the NaN guard and mixed precision (:mod:`..loop`) and the metrics writer
+(:mod:`..metrics`). A killed run resumes from its latest checkpoint to the weights an uninterrupted run ends
+with, bit for bit.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from rxmrl.envs.batched import BatchedMrlEnv
+from rxmrl.envs.scoring import build_reward
 from rxmrl.model import ReactiveTransformer
 from rxmrl.rewards.facts import mix_fact_recall
 from rxmrl.runtime import atomic_directory
-from rxmrl.training.distributed import init_distributed
-from rxmrl.training.loop import Trainer, is_non_finite_sampling
+from rxmrl.training.checkpoint import (CheckpointManager, latest_checkpoint, optimizer_state, resume_training,
+                                       save_training_checkpoint)
+from rxmrl.training.distributed import all_reduce_gradients, broadcast_parameters, init_distributed, lock_run_dir
+from rxmrl.training.loop import (autocast, autocast_dtype, check_finite, check_weights_finite, close_run,
+                                 grad_scaler, is_non_finite_sampling, start_run, to_device)
+from rxmrl.training.metrics import MetricsLogger
 from rxmrl.training.mrl.advantages import compute_advantages, explained_variance
 from rxmrl.training.mrl.config import MrlRunConfig, StageConfig
 from rxmrl.training.mrl.critic import Critic
@@ -50,9 +62,14 @@ from rxmrl.training.mrl.curriculum import (CurriculumState, StageData, epoch_bat
 from rxmrl.training.mrl.evaluate import Evaluation, evaluate_policy
 from rxmrl.training.mrl.objective import LossInputs, mrl_loss
 from rxmrl.training.mrl.rollout import Rollout, collect_rollout, rollout_env, stage_episodes
+from rxmrl.training.mrl.validation import validation_line, validation_scorers
+from rxmrl.training.optim import OptimConfig, build_optimizer, clip_gradients, clip_sets, learning_rates, set_trainable
+from rxmrl.training.rng import seed_everything
+from rxmrl.training.schedule import ScheduleConfig, build_scheduler, set_base_lrs
 
 MEMORY_SYSTEM = ("embedding", "encoder", "memory_attention", "stm")
 ENCODER_INPUTS = ("embedding", "encoder")  # what the encoded data of a write depends on
+CLIPPED_APART = ("critic",)  # the value loss's large gradient must not shrink the policy's step
 
 
 class MrlModel(nn.Module):
@@ -65,22 +82,13 @@ class MrlModel(nn.Module):
 
 
 def component_of(model: MrlModel):
-    """``group_of`` for the shared loop: the policy's ``parameter_groups()`` names, plus ``critic``."""
+    """``group_of`` of the optimiser: the policy's ``parameter_groups()`` names, plus ``critic``."""
     by_id = {id(p): group for group, params in model.policy.parameter_groups().items() for p in params}
     names = {f"policy.{name}": by_id[id(p)] for name, p in model.policy.named_parameters()}
 
     def group_of(name: str) -> str:
         return "critic" if name.startswith("critic.") else names[name]
     return group_of
-
-
-def build_reward(settings, policy: ReactiveTransformer, tokenizer):
-    """The rollouts' reward (:func:`rxmrl.envs.scoring.build_reward`); ``policy-embedding`` takes a frozen copy
-    of the warm start's embedding."""
-    from rxmrl.envs.scoring import build_reward as build
-
-    embedding = policy.embedding.weight if settings.similarity == "policy-embedding" else None
-    return build(settings.preset, settings.similarity, tokenizer, embedding=embedding)
 
 
 def stage_word_statistics(reward, source: str, stage: StageConfig):
@@ -101,52 +109,92 @@ class MrlResult:
 
 
 class MrlTrainer:
-    """Runs a curriculum on a warm-started policy (see the module docstring)."""
+    """Runs a curriculum on a warm-started policy (see the module docstring); holds ``run_dir``'s lock
+    from construction to :meth:`close` (``fit`` closes it)."""
 
     def __init__(self, config: MrlRunConfig, policy: ReactiveTransformer, tokenizer, *, reward=None,
                  run_dir: str | Path | None = None) -> None:
         self.config, self.tokenizer = config, tokenizer
         self.run_dir = Path(run_dir if run_dir is not None else config.run_dir)
-        torch.manual_seed(config.seed)  # the critic's fresh head (the Trainer reseeds before training)
-        self.reference = ReactiveTransformer(policy.config)
+        self.env = init_distributed()  # episodes are sharded by rank
+        policy = policy.to(self.env.device)
+        torch.manual_seed(config.seed)  # the critic's fresh head (every RNG is reseeded per rank below)
+        self.reference = ReactiveTransformer(policy.config).to(self.env.device)
         self.reference.load_state_dict(policy.state_dict())
         self.reference.eval().requires_grad_(False)
-        self.reward = reward if reward is not None else build_reward(config.reward, policy, tokenizer)
+        self.reward = reward if reward is not None else build_reward(
+            config.reward.preset, config.reward.similarity, tokenizer, policy=policy)  # policy-embedding: a copy
         critic = Critic(policy, config.mrl.critic.memory_aware) if config.mrl.uses_critic else None
-        self.model = MrlModel(policy, critic)
+        self.model = MrlModel(policy, critic).to(self.env.device)
+        broadcast_parameters(self.model, self.env)
         self.sampling = config.mrl.sampling.build()
         self.eval_sampling = config.mrl.eval_sampling.build()
-        self.stage_data = [self._load(stage, i) for i, stage in enumerate(config.stages)]
+        self.stage_data = [self._load(stage) for stage in config.stages]
         # one batched env per stage (its steps); every reset plays the episodes the curriculum chose
-        self.envs = [rollout_env(stage_episodes(train.episodes, train.long_range, stage.steps), stage.steps,
-                                 self.reward, tokenizer, device=policy.device,
-                                 max_answer_tokens=config.mrl.max_answer_tokens,
-                                 saved_data=config.reward.saved_data,
-                                 word_statistics=stage_word_statistics(self.reward, config.data_source, stage))
-                     for stage, (train, _) in zip(config.stages, self.stage_data, strict=True)]
+        self.envs = [self._stage_env(stage, train, self.reward) for stage, (train, _) in
+                     zip(config.stages, self.stage_data, strict=True)]
+        self.validation_envs = [validation_scorers(config, stage, train, policy, tokenizer, self._stage_env)
+                                for stage, (train, _) in zip(config.stages, self.stage_data, strict=True)]
         self.state = CurriculumState(layout=self.layout())
-        self._recompute_memory = True
-        self._keep_encoded = False
-        self.world_size = init_distributed().world_size  # episodes are sharded by rank
-        critic_lr = {"critic": config.mrl.critic.lr} if critic is not None else {}
-        optim = dataclasses.replace(config.optim, group_lr={**critic_lr, **config.optim.group_lr})
-        loop = dataclasses.replace(config.loop, max_steps=max(1, self.total_updates()), seed=config.seed)
-        self.trainer = Trainer(self.model, self._step_fn, None, config=loop, optim=optim, schedule=config.schedule,
-                               group_of=component_of(self.model), trainable=self._trainable(config.stages[0]),
-                               run_dir=self.run_dir, stateful={"curriculum": self.state}, run_config=config,
-                               desc="mrl")
+        self.step = 0  # optimizer steps so far
+        self._recompute_memory, self._keep_encoded = True, False
+        seed_everything(config.seed + self.env.rank)
+        self.group_of = component_of(self.model)
+        self.optimizer = build_optimizer(self.model, self._adamw(), self.group_of)
+        self.scheduler = build_scheduler(self.optimizer, ScheduleConfig(config.optim.warmup_steps, None,
+                                                                        config.optim.min_lr_ratio),
+                                         max(1, self.total_updates()))
+        self.autocast_dtype = autocast_dtype(config.amp, config.amp_dtype, self.env.device)
+        self.scaler = grad_scaler(self.autocast_dtype)
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", config.keep_last)
+        self.last_checkpoint: Path | None = None
+        self._last_checkpoint_step: int | None = None
+        self._lock = lock_run_dir(self.run_dir, self.env)
+        self.metrics = MetricsLogger(self.run_dir, self.env.is_main, config.tensorboard)
+        try:
+            self._set_trainable(self._trainable(config.stages[0]))
+            start_run(config, self.run_dir, self.env, self._resume)
+            if self.step == 0:  # starting over: records of an attempt that left no checkpoint do not count
+                self.metrics.rewind(0, 0)
+        except BaseException:  # a refused resume: leave the run directory to the next process
+            self.close()
+            raise
 
     # ----------------------------------------------------------------------------------- setup
-    def _load(self, stage: StageConfig, index: int) -> tuple[StageData, StageData]:
-        seed = self.config.seed
-        train = load_stage_data(stage, self.config.data_source, stage.split, stage.num_episodes, seed)
-        valid = load_stage_data(stage, self.config.data_source, stage.eval_split, stage.eval_episodes, seed)
-        return train, valid
+    def _load(self, stage: StageConfig) -> tuple[StageData, StageData]:
+        seed, source = self.config.seed, self.config.data_source
+        return (load_stage_data(stage, source, stage.split, stage.num_episodes, seed),
+                load_stage_data(stage, source, stage.eval_split, stage.eval_episodes, seed))
+
+    def _stage_env(self, stage: StageConfig, train: StageData, reward) -> BatchedMrlEnv:
+        """A batched env of the stage's steps scoring with ``reward`` (its episodes come at every reset)."""
+        return rollout_env(stage_episodes(train.episodes, train.long_range, stage.steps), stage.steps, reward,
+                           self.tokenizer, device=self.env.device, max_answer_tokens=self.config.mrl.max_answer_tokens,
+                           saved_data=self.config.reward.saved_data,
+                           word_statistics=stage_word_statistics(reward, self.config.data_source, stage))
+
+    def _adamw(self) -> OptimConfig:
+        """AdamW of ``[optim]``; the critic's rate only where a critic trains (grpo / rloo have none)."""
+        optim = self.config.optim
+        group_lr = {g: lr for g, lr in optim.group_lr.items() if g != "critic" or self.model.critic is not None}
+        return OptimConfig(lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas, eps=optim.eps,
+                           group_lr=group_lr)
 
     def _trainable(self, stage: StageConfig) -> list[str]:
-        present = set(self.model.policy.parameter_groups()) | ({"critic"} if self.model.critic is not None else set())
-        present = {g for g in present if g == "critic" or self.model.policy.parameter_groups()[g]}
+        """The stage's trainable components this model has (e.g. no critic for grpo / rloo)."""
+        present = {g for g, params in self.model.policy.parameter_groups().items() if params}
+        if self.model.critic is not None:
+            present.add("critic")
         return [g for g in stage.trainable if g in present]
+
+    def _set_trainable(self, components: list[str]) -> None:
+        """Freeze the rest (bit-identical); what the update recomputes and which gradients clip together."""
+        set_trainable(self.model, components, self.group_of)
+        self.trainable = sorted(components)
+        self.trainable_parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.clip_sets = clip_sets(self.model, self.group_of, CLIPPED_APART)
+        self._recompute_memory = any(g in MEMORY_SYSTEM for g in components)
+        self._keep_encoded = not any(g in ENCODER_INPUTS for g in components)
 
     def layout(self) -> dict[str, Any]:
         """What a saved curriculum position means: a resume with another layout is refused."""
@@ -160,27 +208,21 @@ class MrlTrainer:
         for stage, (train, _) in zip(self.config.stages, self.stage_data, strict=True):
             for start in range(0, len(train), mrl.batch_episodes):
                 episodes = min(mrl.batch_episodes, len(train) - start)
-                samples = math.ceil(episodes / self.world_size) * stage.steps * mrl.group_size  # per rank
+                samples = math.ceil(episodes / self.env.world_size) * stage.steps * mrl.group_size  # per rank
                 total += stage.epochs * mrl.ppo_epochs * math.ceil(samples / mrl.minibatch_size)
         return total
 
     def _enter_stage(self, stage: StageConfig) -> None:
-        trainable = self._trainable(stage)
-        self.trainer.set_trainable(trainable)
-        self._recompute_memory = any(g in MEMORY_SYSTEM for g in trainable)
-        self._keep_encoded = not any(g in ENCODER_INPUTS for g in trainable)
-        lrs = {"critic": self.config.mrl.critic.lr, **self.config.optim.group_lr, **stage.group_lr}
-        scheduler = self.trainer.scheduler
-        for i, group in enumerate(self.trainer.optimizer.param_groups):
-            base = lrs.get(group["group"], self.config.optim.lr)
-            scheduler.base_lrs[i] = group["initial_lr"] = base
-            group["lr"] = base * scheduler.lr_lambdas[i](scheduler.last_epoch)
+        """The stage's trainable components and base learning rates (the schedule keeps its position)."""
+        self._set_trainable(self._trainable(stage))
+        set_base_lrs(self.scheduler, [self.config.optim.base_lr(group["group"], stage)
+                                      for group in self.optimizer.param_groups])
 
     # ------------------------------------------------------------------------------ the loop
     def fit(self) -> MrlResult:
         result = MrlResult()
         cfg, state = self.config, self.state
-        show = cfg.progress and sys.stderr.isatty()
+        show = cfg.progress and self.env.is_main and sys.stderr.isatty()
         try:
             while state.stage < len(cfg.stages):
                 stage = cfg.stages[state.stage]
@@ -198,69 +240,109 @@ class MrlTrainer:
                     bar.update(1)
                     bar.set_postfix(reward=f"{record['rollout/reward']:.3f}", refresh=False)
                     if state.iterations % cfg.checkpoint_every == 0:
-                        self.trainer.save_checkpoint()
+                        self.save_checkpoint()
                 bar.close()
-                result.evaluations.append(self._end_epoch(stage, valid))
+                result.evaluations.append(self._end_epoch(stage))
             result.iterations, result.timings = state.iterations, dict(state.timings)
             result.final_dir = self.run_dir / "final"
-            self.trainer.check_weights_finite("final model")
-            if self.trainer.env.is_main:
+            self._check_weights_finite("final model")
+            if self.env.is_main:
                 self._save_policy(result.final_dir)
         finally:
-            self.trainer.close()
+            self.close()
         return result
 
-    def training_rewards(self, rollout: Rollout) -> torch.Tensor:
+    def training_rewards(self, rollout: Rollout) -> Tensor:
         """The rewards the advantages are computed from: the env's, with ``reward.fact_weight`` paid for recall."""
         scale = getattr(getattr(self.reward, "config", None), "scale", 10.0)  # a custom reward: the 0-10 range
         return mix_fact_recall(rollout.rewards, rollout.components["fact_recall"], self.config.reward.fact_weight,
                                scale)  # weight 0: the rollout's own rewards, unchanged
 
     def iteration(self, stage: StageConfig, data: StageData, indices: list[int]) -> dict[str, float]:
-        """One rollout of this rank's shard of the global batch ``indices`` and its PPO epochs."""
-        mrl, env = self.config.mrl, self.trainer.env
+        """One rollout of this rank's shard of the global batch ``indices``, its advantages and PPO epochs."""
+        mrl, objective, policy = self.config.mrl, self.config.mrl.objective, self.model.policy
         clock = time.perf_counter()
-        try:
-            rollout = self.collect(stage, data, rank_shard(indices, env.rank, env.world_size))
-        except FloatingPointError:  # the env refused a non-finite reward: stop as for any other NaN
-            self.trainer.check_finite(math.nan, "reward", weights_at_fault=False)
-            raise
-        except RuntimeError as error:  # the sampler met NaN/inf logits: the weights diverged
-            if not is_non_finite_sampling(error):
-                raise
-            self.trainer.check_finite(math.nan, "sampling probabilities (the policy's logits)")
-            raise
+        rollout = self.collect(stage, data, rank_shard(indices, self.env.rank, self.env.world_size))
         rollout_seconds = time.perf_counter() - clock
-        self.trainer.check_finite(float(rollout.rewards.sum()), "reward", weights_at_fault=False)
+        self._check_finite(float(rollout.rewards.sum()), "reward", weights_at_fault=False)
         rewards = self.training_rewards(rollout)
         rollout.advantages, rollout.returns = compute_advantages(
             rewards, rollout.values, rollout.num_steps, mrl.advantages.estimator, mrl.advantages.gamma,
             mrl.advantages.lam, mrl.advantages.normalize, group_size=rollout.group_size)
+
         clock = time.perf_counter()
+        self.model.train()
         sums: dict[str, float] = {}
         updates = 0
         for _ in range(mrl.ppo_epochs):
             order = torch.randperm(rollout.size)
             for index in rank_minibatches(rollout.size, len(indices), stage.steps * mrl.group_size,
-                                          env.world_size, mrl.minibatch_size, order):
-                metrics = self.trainer.train_step([minibatch(rollout, index)])
-                for key, value in metrics.items():
-                    sums[key] = sums.get(key, 0.0) + value
+                                          self.env.world_size, mrl.minibatch_size, order):
+                batch = to_device(minibatch(rollout, index), self.env.device)
+                with autocast(self.autocast_dtype):
+                    stm = self.recompute_stm(batch)  # STM_t with the current weights: the memory system learns
+                    scored = policy.score(batch["queries"], batch["answers"], stm, answer_mask=batch["mask"],
+                                          sampling=self.sampling, with_logits=False)  # log pi_theta, entropy
+                    values, returns = self.value(batch, stm)
+                    loss, terms = mrl_loss(LossInputs(
+                        log_probs=scored.log_probs, old_log_probs=batch["old_log_probs"],
+                        ref_log_probs=batch["ref_log_probs"], entropy=scored.entropy, mask=batch["mask"],
+                        advantages=batch["advantages"], values=values, old_values=batch["values"], returns=returns,
+                        stm=stm, stm_prev=batch["stm_prev"], steps=batch["steps"], moe_aux=scored.aux_loss),
+                        objective)
+                self._check_finite(float(loss.detach()), "loss")
+                self.scaler.scale(loss).backward()
+                all_reduce_gradients(self.trainable_parameters, self.env)
+                self.scaler.unscale_(self.optimizer)
+                norms = clip_gradients(self.clip_sets, self.config.optim.grad_clip)  # the critic apart
+                if not self.scaler.is_enabled():  # with float16 the scaler skips such steps itself
+                    self._check_finite(norms["grad_norm"], "gradient norm")
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.step += 1
+                for key, value in {"loss": loss.detach(), **terms, **norms}.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
                 updates += 1
-        update_seconds = time.perf_counter() - clock
         record = {f"train/{k}": v / updates for k, v in sums.items()}
-        record.update(rollout_metrics(rollout))
+        record.update(self._iteration_record(stage, rollout, rewards, rollout_seconds, time.perf_counter() - clock))
+        self.metrics.log(self.step, record)
+        return record
+
+    def recompute_stm(self, batch: dict[str, Any]) -> Tensor:
+        """``STM_t = MemAttn(STM_{t-1}, ED_t)`` with the current weights (the recorded ``STM_t`` when the
+        memory system is frozen); ``ED_t`` from the rollout when the encoder and embedding are frozen."""
+        policy = self.model.policy
+        if not self._recompute_memory:
+            return batch["stm_read"]
+        if batch.get("encoded") is not None:
+            return policy.memory_attention(batch["stm_prev"], batch["encoded"], batch["write_mask"])
+        return policy.write_memory(batch["stm_prev"], batch["write_ids"], batch["write_mask"])
+
+    def value(self, batch: dict[str, Any], stm: Tensor) -> tuple[Tensor, Tensor]:
+        """``(V_t, R_t)``: the critic's value of (saved data + query, STM_t) and its target; the group
+        estimators have no critic, so no value loss (``V = V_old = R = 0``)."""
+        if self.model.critic is None:
+            return batch["values"], batch["values"]
+        return self.model.critic(batch["critic_ids"], batch["critic_mask"], stm), batch["returns"]
+
+    def _iteration_record(self, stage: StageConfig, rollout: Rollout, rewards: Tensor, rollout_seconds: float,
+                          update_seconds: float) -> dict[str, float]:
+        """What an iteration logs besides the update's means: the rollout, time, position, learning rates."""
+        record = rollout_metrics(rollout)
         if rewards is not rollout.rewards:
             record["rollout/training_reward"] = float(rewards.mean())  # with the fact-recall share
         reward_seconds = rollout.timings["reward"]
         record.update({"time/rollout": rollout_seconds - reward_seconds, "time/reward": reward_seconds,
                        "time/update": update_seconds, "curriculum/stage": self.state.stage,
                        "curriculum/steps": stage.steps, "curriculum/epoch": self.state.epoch})
-        record.update({f"lr/{g['group']}": g["lr"] for g in self.trainer.optimizer.param_groups})
-        self.trainer.metrics.log(self.trainer.step, record)
+        record.update(learning_rates(self.optimizer))
         return record
 
     def collect(self, stage: StageConfig, data: StageData, indices: list[int]) -> Rollout:
+        """The rollout of ``indices`` (no gradients; the env scores). A policy whose logits went NaN/inf
+        stops the run through the NaN guard, as does a reward the env refused as non-finite."""
         mrl = self.config.mrl
         episodes = stage_episodes([data.episodes[i] for i in indices], [data.long_range[i] for i in indices],
                                   stage.steps)
@@ -268,76 +350,78 @@ class MrlTrainer:
         policy.eval()
         if critic is not None:
             critic.eval()
-        rollout = collect_rollout(
-            policy, self._env(stage), episodes, self.sampling, reference=self.reference, critic=critic,
-            max_answer_tokens=mrl.max_answer_tokens, max_interaction_len=mrl.max_interaction_len,
-            critic_max_len=mrl.critic.max_len, teacher_forcing=stage.teacher_forcing,
-            random_reset_ratio=stage.random_reset_ratio, carried=self.state.carried,
-            keep_encoded=self._recompute_memory and self._keep_encoded, group_size=mrl.group_size)
+        try:
+            rollout = collect_rollout(
+                policy, self._env(stage), episodes, self.sampling, reference=self.reference, critic=critic,
+                max_answer_tokens=mrl.max_answer_tokens, max_interaction_len=mrl.max_interaction_len,
+                critic_max_len=mrl.critic.max_len, teacher_forcing=stage.teacher_forcing,
+                random_reset_ratio=stage.random_reset_ratio, carried=self.state.carried,
+                keep_encoded=self._recompute_memory and self._keep_encoded, group_size=mrl.group_size)
+        except FloatingPointError:  # the env refused a non-finite reward
+            self._check_finite(math.nan, "reward", weights_at_fault=False)
+            raise
+        except RuntimeError as error:  # the sampler met NaN/inf logits: the weights diverged
+            if not is_non_finite_sampling(error):
+                raise
+            self._check_finite(math.nan, "sampling probabilities (the policy's logits)")
+            raise
         if stage.random_reset_ratio > 0:
             self.state.carried = (rollout.final_stm.cpu(), rollout.final_ref_stm.cpu())
         return rollout
 
     def _env(self, stage: StageConfig) -> BatchedMrlEnv:
         """The batched env built for ``stage`` (one per curriculum stage: its number of steps)."""
+        return self.envs[self._stage_index(stage)]
+
+    def _stage_index(self, stage: StageConfig) -> int:
         index = next((i for i, s in enumerate(self.config.stages) if s is stage), self.state.stage)
         if self.envs[index].steps != stage.steps:
             raise ValueError(f"stage with steps={stage.steps} is not one of this trainer's stages")
-        return self.envs[index]
+        return index
 
-    def _step_fn(self, model: MrlModel, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Loss of one minibatch: recompute STM_t, score the answers, value them, assemble with ``mrl_loss``."""
-        policy = model.policy
-        if self._recompute_memory and batch.get("encoded") is not None:  # encoder frozen: ED from the rollout
-            stm = policy.memory_attention(batch["stm_prev"], batch["encoded"], batch["write_mask"])
-        elif self._recompute_memory:
-            stm = policy.write_memory(batch["stm_prev"], batch["write_ids"], batch["write_mask"])
-        else:
-            stm = batch["stm_read"]
-        scored = policy.score(batch["queries"], batch["answers"], stm, answer_mask=batch["mask"],
-                              sampling=self.sampling, with_logits=False)
-        if model.critic is not None:
-            values, returns = model.critic(batch["critic_ids"], batch["critic_mask"], stm), batch["returns"]
-        else:  # group estimators: no critic, so no value loss (V = V_old = R = 0)
-            values = returns = batch["values"]
-        inputs = LossInputs(
-            log_probs=scored.log_probs, old_log_probs=batch["old_log_probs"], ref_log_probs=batch["ref_log_probs"],
-            entropy=scored.entropy, mask=batch["mask"], advantages=batch["advantages"],
-            values=values, old_values=batch["values"], returns=returns, stm=stm,
-            stm_prev=batch["stm_prev"], steps=batch["steps"], moe_aux=scored.aux_loss)
-        return mrl_loss(inputs, self.config.mrl.objective)
+    # ---------------------------------------------------------------------------- the NaN guard
+    def _check_finite(self, value: float, what: str, weights_at_fault: bool = True) -> None:
+        """:func:`rxmrl.training.loop.check_finite` at this step; ``weights_at_fault``: the current weights
+        produced ``value`` (a checkpoint of exactly them is moved aside)."""
+        diverged = self.last_checkpoint if weights_at_fault and self._last_checkpoint_step == self.step else None
+        check_finite(value, what, step=self.step, env=self.env, optimizer=self.optimizer,
+                     checkpoints=self.checkpoints, diverged=diverged)
+
+    def _check_weights_finite(self, what: str) -> None:
+        check_weights_finite(self.model, what, step=self.step, env=self.env, checkpoints=self.checkpoints)
 
     # ---------------------------------------------------------------------------- evaluation
     def evaluate(self, stage_index: int | None = None, split: str = "valid",
-                 policy: ReactiveTransformer | None = None, write_memory: bool = True) -> Evaluation:
-        """Validation (or ``split="train"``) episodes of a stage, played by ``policy`` (default: the one trained)."""
+                 policy: ReactiveTransformer | None = None, write_memory: bool = True,
+                 presets: bool = True) -> Evaluation:
+        """Validation (or ``split="train"``) episodes of a stage, played by ``policy`` (default: the one
+        trained) and scored by the training reward and (``presets``) the ``[validation]`` presets."""
         index = self.state.stage if stage_index is None else stage_index
-        stage = self.config.stages[index]
         data = self.stage_data[index][1 if split == "valid" else 0]
         mrl = self.config.mrl
         policy = policy if policy is not None else self.model.policy
         return evaluate_policy(policy, self.envs[index], data, self.eval_sampling, max(32, mrl.batch_episodes),
                                mrl.max_answer_tokens, mrl.max_interaction_len, seed=self.config.seed,
-                               write_memory=write_memory)
+                               write_memory=write_memory, scorers=self.validation_envs[index] if presets else None)
 
-    def _end_epoch(self, stage: StageConfig, valid: StageData) -> dict[str, Any]:
-        """Evaluate, advance the curriculum position, checkpoint (``best`` + a model dir when it improved)."""
-        index = self.state.stage
+    def _end_epoch(self, stage: StageConfig) -> dict[str, Any]:
+        """Validate, advance the curriculum position, checkpoint (``best`` + a model dir when it improved)."""
+        index, selected = self.state.stage, self.config.validation.selected
         summary = self.evaluate(index).summary()
-        self.trainer.metrics.log(self.trainer.step, {f"eval/stage{index}/{k}": v for k, v in summary.items()})
-        improved = index not in self.state.best or summary["reward"] > self.state.best[index]
+        self.metrics.log(self.step, {f"eval/stage{index}/{k}": v for k, v in summary.items()})
+        improved = index not in self.state.best or summary[selected] > self.state.best[index]
         if improved:  # the folder first, then the checkpoint that records it (a kill between redoes both)
-            self.trainer.check_weights_finite(f"best-stage-{index} model")
-            if self.trainer.env.is_main:
+            self._check_weights_finite(f"best-stage-{index} model")
+            if self.env.is_main:
                 self._save_policy(self.run_dir / f"best-stage-{index}")
-            self.state.best[index] = summary["reward"]
+            self.state.best[index] = summary[selected]
         epoch = self.state.epoch
         self.state.next_epoch(stage.epochs)
-        self.trainer.save_checkpoint(best=improved)
-        if self.trainer.env.is_main:
-            print(f"stage {index} ({stage.steps} steps) epoch {epoch}: validation reward {summary['reward']:.3f} "
-                  f"(min {summary['reward_min']:.3f}, max {summary['reward_max']:.3f}), fact recall "
-                  f"{summary['fact_recall']:.3f}{' (best)' if improved else ''}", flush=True)
+        self.save_checkpoint(best=improved)
+        if self.env.is_main:
+            print(f"stage {index} ({stage.steps} steps) epoch {epoch}, "
+                  f"{validation_line(summary, self.config)}{f' (best by {selected})' if improved else ''}",
+                  flush=True)
         return {"stage": index, "epoch": epoch, "steps": stage.steps, **summary}
 
     def _save_policy(self, directory: Path) -> Path:
@@ -348,8 +432,42 @@ class MrlTrainer:
             self.tokenizer.save(temporary)
         return directory
 
+    # ---------------------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, best: bool = False) -> Path | None:
+        """Everything an exact resume needs, atomically; every rank calls it. Refused (NaN guard) when a
+        weight is not finite, so the last checkpoint stays a good one."""
+        self._check_weights_finite("checkpoint")
+        state = {"step": self.step, **optimizer_state(self.optimizer, self.scheduler, self.scaler),
+                 "trainable": self.trainable, "world_size": self.env.world_size,
+                 "curriculum": self.state.state_dict(), "metrics_position": self.metrics.position()}
+        self.last_checkpoint = save_training_checkpoint(self.checkpoints, self.model, state, self.step, self.env,
+                                                        best=best)
+        self._last_checkpoint_step = self.step
+        return self.last_checkpoint
 
-def minibatch(rollout: Rollout, index: torch.Tensor) -> dict[str, Any]:
+    def _resume(self) -> bool:
+        """Continue from the run directory's latest checkpoint (False: there is none): weights, optimiser,
+        schedule position, RNG, curriculum position; ``metrics.jsonl`` cut back to it."""
+        path = latest_checkpoint(self.checkpoints, self.env)
+        if path is None:
+            return False
+        state = resume_training(path, self.model, self.optimizer, self.scheduler, self.scaler, self.env)
+        self._set_trainable(state["trainable"])
+        self.state.load_state_dict(state["curriculum"])
+        self.step = state["step"]
+        self.last_checkpoint, self._last_checkpoint_step = Path(path), self.step
+        self.metrics.rewind(state["metrics_position"], self.step)
+        if self.env.is_main:  # after the trainer's own state: a refused resume never says it resumed
+            print(f"resumed from {path} at step {self.step}", flush=True)
+        return True
+
+    def close(self) -> None:
+        """Close the metric files and release the run directory."""
+        close_run(self.metrics, self._lock)
+        self._lock = None
+
+
+def minibatch(rollout: Rollout, index: Tensor) -> dict[str, Any]:
     """The samples ``index`` of a rollout, answer columns trimmed to the longest answer among them."""
     mask = rollout.mask[index]
     width = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1

@@ -13,7 +13,7 @@
 
 from rxmrl.training.stages.batching import episode_rows, interaction_rows, story_rows
 from rxmrl.training.stages.common import StageLoop, model_group_of
-from rxmrl.training.stages.joint import JointStageConfig, joint_step, train_joint
+from rxmrl.training.stages.joint import InteractionStageConfig, JointStageConfig, joint_step, train_joint
 from rxmrl.training.stages.memory_attention import (
     MemoryAttentionStageConfig, memory_attention_step, pool_mean, pool_segments, train_memory_attention,
 )
@@ -22,7 +22,7 @@ from rxmrl.training.stages.memory_aware import (
 )
 
 __all__ = [
-    "JointStageConfig", "MemoryAttentionStageConfig", "MemoryAwareStageConfig", "StageLoop", "episode_rows",
+    "InteractionStageConfig", "JointStageConfig", "MemoryAttentionStageConfig", "MemoryAwareStageConfig", "StageLoop", "episode_rows",
     "follow_up_logits", "interaction_rows", "joint_step", "memory_attention_step", "memory_aware_step",
     "model_group_of", "pool_mean", "pool_segments", "story_rows", "train_joint", "train_memory_attention",
     "train_memory_aware", "trainable_groups",

@@ -64,13 +64,14 @@ def make_trainer(model: ReactiveTransformer, step_fn: StepFn, rows: Sequence[Any
                  collate: Callable[[list[Any]], Any], settings: StageLoop, env: DistEnv, *,
                  run_dir: str | Path | None, desc: str, trainable: Collection[str] | None = None,
                  trainable_schedule: Callable[[Trainer], Collection[str] | None] | None = None,
-                 eval_fn: EvalFn | None = None, run_config: Any = None) -> Trainer:
-    """The shared ``Trainer`` over a stage's rows with the model's named parameter groups."""
+                 eval_fn: EvalFn | None = None, eval_every: int = 0, run_config: Any = None) -> Trainer:
+    """The shared ``Trainer`` over a stage's rows with the model's named parameter groups (``eval_fn`` every
+    ``eval_every`` steps; its lowest ``loss`` keeps ``best``)."""
     batches = resumable_batches(rows, settings.batch_size, collate, settings.loop.seed, env)
     return Trainer(model, step_fn, batches, config=settings.loop, optim=settings.optim,
                    schedule=settings.schedule, group_of=model_group_of(model), trainable=trainable,
                    trainable_schedule=trainable_schedule, run_dir=run_dir, env=env, eval_fn=eval_fn,
-                   run_config=run_config, desc=desc)
+                   eval_every=eval_every, run_config=run_config, desc=desc)
 
 
 def unwrap_model(model: nn.Module) -> ReactiveTransformer:

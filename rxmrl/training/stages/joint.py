@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,8 @@ from rxmrl.training.stages.common import StageLoop, make_trainer, unwrap_model
 class JointStageConfig(StageLoop):
     """Stage 1 (stories) or stage 2 (interactions)."""
 
+    MOVED: ClassVar[dict[str, str]] = {"answer_only": "answer_only is a setting of stage 2 (interactions) only"}
+
     num_examples: int = 2000  # stories (stage 1) or interactions (stage 2) to train on
     max_length: int = 128  # tokens per sequence, special tokens included
     ar_weight: float = 1.0  # α
@@ -46,7 +48,13 @@ class JointStageConfig(StageLoop):
     moe_aux_weight: float = 0.01  # λ, MoE load balancing
     mask_prob: float = 0.15  # share of tokens the encoder sees corrupted
     memory_noise: float = 0.15  # σ of the Gaussian noise on the detached encoder outputs, relative to their RMS
-    answer_only: bool = False  # stage 2: AR targets only on answer tokens + [EOS] (False: every token)
+
+
+@dataclass
+class InteractionStageConfig(JointStageConfig):
+    """Stage 2 (interactions): stage 1's settings, and which tokens are AR targets."""
+
+    answer_only: bool = False  # AR targets only on answer tokens + [EOS] (False: every token)
 
 
 def joint_step(model: nn.Module, batch: dict[str, Tensor], config: JointStageConfig) -> tuple[Tensor, dict[str, Any]]:

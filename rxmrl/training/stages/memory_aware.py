@@ -61,11 +61,16 @@ class MemoryAwareStageConfig(StageLoop):
     unfreeze_unit: Literal["step", "epoch"] = "step"  # what the two thresholds below count
     unfreeze_memory_attention_at: int = 0  # memory attention trains from here on
     unfreeze_encoder_at: int = 0  # encoder + embedding train from here on (>= the one above)
+    # steps between memory probes on the validation episodes (metrics eval/*; the lowest loss with memory keeps
+    # the checkpoint best); 0: only the probe after the stage
+    probe_every: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.fact_weight <= 0:
             raise ValueError(f"fact_weight={self.fact_weight} must be > 0 (1 weights fact tokens like the rest)")
+        if self.probe_every < 0:
+            raise ValueError(f"probe_every={self.probe_every}: expected >= 0 steps between memory probes (0: none)")
         if self.unfreeze_encoder_at < self.unfreeze_memory_attention_at:
             raise ValueError(f"unfreeze_encoder_at={self.unfreeze_encoder_at} comes before "
                              f"unfreeze_memory_attention_at={self.unfreeze_memory_attention_at}; "
@@ -138,5 +143,6 @@ def train_memory_aware(model: nn.Module, episodes: list[list[Row]], config: Memo
 
     with make_trainer(rxt, step_fn, episodes, pad_episodes, config, env, run_dir=run_dir, desc=desc,
                       trainable=trainable_groups(0, config, available), trainable_schedule=schedule,
-                      eval_fn=eval_fn, run_config=run_config) as trainer:
+                      eval_fn=eval_fn, eval_every=config.probe_every if eval_fn is not None else 0,
+                      run_config=run_config) as trainer:
         return trainer.fit()
