@@ -106,6 +106,19 @@ def test_a_token_filtered_by_the_current_policy_gives_a_finite_loss():
     assert torch.isfinite(total)
 
 
+def test_a_token_the_policy_nearly_filters_out_cannot_own_the_reference_kl():
+    """log pi_theta at the floor while the reference gives the token -1: x = 49 would make k3 ~ 1e21 and its
+    gradient swamp the minibatch; the cap keeps it at exp(10) - 11."""
+    batch = _tiny_batch()
+    batch.log_probs = batch.log_probs.clone().requires_grad_(False)
+    batch.log_probs[0, 0] = -49.0
+    batch.log_probs.requires_grad_(True)
+    _, metrics = mrl_loss(batch, ObjectiveConfig())
+    k3 = lambda x: math.exp(x) - x - 1  # noqa: E731
+    capped = (k3(10.0) + k3(-1 - -2) + k3(-1 - -0.5)) / 3
+    assert metrics["loss/reference_kl"].item() == pytest.approx(capped, rel=1e-5)
+
+
 def test_every_epoch_batch_is_used_including_the_last_smaller_one():
     from rxmrl.training.mrl import epoch_batches
 

@@ -113,3 +113,21 @@ def test_teacher_forcing_writes_the_reference_answer_and_still_scores_the_policy
         rows = slice(2 * t, 2 * t + 2)
         out = fresh.step(answer_rows(rollout.answers[rows], rollout.mask[rows]))
         torch.testing.assert_close(rollout.rewards[rows], out.rewards, atol=1e-6, rtol=0)
+
+
+def test_validation_with_teacher_forcing_holds_every_fact_and_writes_the_reference(tokenizer):
+    """The retention protocol: memory gets the reference answers, so every fact asked about is held (held
+    recall = recall); with the policy's own writes most follow-ups ask about scenes memory never got."""
+    from rxmrl.training.mrl.evaluate import evaluate_policy
+
+    policy = tiny_policy(tokenizer.vocab_size)
+    stage = StageConfig(steps=4)
+    data = load_stage_data(stage, "embedded", "validation", 6)
+    reward = build_reward("default", "random-embedding", tokenizer)
+    env = rollout_env(stage_episodes(data.episodes, data.long_range, 4), 4, reward, tokenizer, max_answer_tokens=6)
+    forced = evaluate_policy(policy, env, data, SamplingConfig(greedy=True), 6, 6, teacher_forcing=True)
+    own = evaluate_policy(policy, env, data, SamplingConfig(greedy=True), 6, 6, teacher_forcing=False)
+    assert forced.held_fact_recall == pytest.approx(forced.fact_recall)
+    assert not torch.isnan(forced.episode_held_fact_recall).any()
+    assert torch.isnan(own.episode_held_fact_recall).any() or own.held_fact_recall != own.fact_recall
+    assert not torch.equal(forced.step_rewards, own.step_rewards)  # what memory holds changes the answers

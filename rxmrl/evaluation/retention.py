@@ -26,7 +26,7 @@ from rxmrl.envs import BatchedMrlEnv
 from rxmrl.envs.agents import RxTAgent
 from rxmrl.evaluation.compare import Comparison, compare
 from rxmrl.evaluation.reward_range import EvaluationResult, evaluate
-from rxmrl.model import ReactiveTransformer
+from rxmrl.model import ReactiveTransformer, SamplingConfig
 
 
 @dataclass
@@ -78,8 +78,10 @@ def _interval(stat, signed: bool = False) -> str:
 
 def measure_retention(models: Mapping[str, ReactiveTransformer], env: BatchedMrlEnv,
                       num_episodes: int | None = None, *, baseline: str | None = None, max_new_tokens: int = 48,
-                      seed: int = 0, meta: Mapping[str, Any] | None = None) -> Retention:
-    """Every model on the same episodes of ``env`` with memory and with a reset memory (greedy answers).
+                      sampling: SamplingConfig | None = None, seed: int = 0,
+                      meta: Mapping[str, Any] | None = None) -> Retention:
+    """Every model on the same episodes of ``env`` with memory and with a reset memory (greedy answers unless
+    ``sampling`` says otherwise).
 
     ``env`` must write the reference answers (``teacher_forcing=True``): that is the protocol. ``baseline``
     (one of ``models``) is what the others' gain is measured against.
@@ -92,7 +94,8 @@ def measure_retention(models: Mapping[str, ReactiveTransformer], env: BatchedMrl
     with_memory, reset = {}, {}
     for name, model in models.items():
         for write_memory, results in ((True, with_memory), (False, reset)):
-            agent = RxTAgent(model, env.tokenizer, max_new_tokens=max_new_tokens, seed=seed, write_memory=write_memory)
+            agent = RxTAgent(model, env.tokenizer, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed,
+                             write_memory=write_memory)
             agent.name = name if write_memory else f"{name} (reset memory)"
             results[name] = evaluate(agent, env, num_episodes, seed=seed, meta=dict(meta or {}))
     gap = {name: compare(with_memory[name], reset[name]) for name in models}

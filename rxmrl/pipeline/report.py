@@ -98,8 +98,9 @@ def comparison_table(comparison: dict[str, Any]) -> str:
     similarity = comparison.get("validation_similarity", "")
     extra = "".join(f" `{key[len('reward/'):]}` ({similarity}): MRL − warm start [95% CI] |" for key in presets)
     lines = ["| stage | steps | strategy | training reward: warm start | MRL | difference [95% CI] "
-             f"| MRL without memory |{extra} fact recall: warm start | MRL | difference [95% CI] |",
-             "|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(presets) + "---:|---:|---:|"]
+             f"| MRL without memory |{extra} fact recall: warm start | MRL | difference [95% CI] "
+             "| MRL: memory − reset [95% CI] |",
+             "|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(presets) + "---:|---:|---:|---:|"]
     for row in comparison["stages"]:
         recall = row.get("fact_recall_difference")  # absent in runs written before it was recorded
         recall = _signed_interval(recall) if recall else "–"
@@ -107,7 +108,8 @@ def comparison_table(comparison: dict[str, Any]) -> str:
         lines.append(f"| {row['stage']} | {row['steps']} | {row['strategy']} | {row['warm_start']['reward']:.3f} "
                      f"| {row['mrl']['reward']:.3f} | {_signed_interval(row['difference'])} "
                      f"| {row['mrl_no_memory']['reward']:.3f} |{by_preset} {row['warm_start']['fact_recall']:.3f} "
-                     f"| {row['mrl']['fact_recall']:.3f} | {recall} |")
+                     f"| {row['mrl']['fact_recall']:.3f} | {recall} "
+                     f"| {_signed_interval(row['mrl_memory_recall_gain']) if 'mrl_memory_recall_gain' in row else '–'} |")
     return "\n".join(lines)
 
 
@@ -139,6 +141,9 @@ def comparison_note(comparison: dict[str, Any]) -> str:
         parts.append(f"The {comparison['training_reward']} is the one MRL trained with")
     if comparison.get("sampling"):
         parts.append(f"the validation answers are {comparison['sampling']} (`mrl.eval_sampling`)")
+    if comparison.get("memory_writes") == "reference":
+        parts.append("validation writes the reference answers into memory (`validation.teacher_forcing`: every "
+                     "fact asked about is in memory)")
     return ("; ".join(parts) + ".") if parts else ""
 
 
@@ -248,7 +253,8 @@ def write_report(run_dir: str | Path, config: PipelineConfig | None = None) -> P
     if retention:
         sections += ["", "## Retention: recall with the conversation in memory", "",
                      "The follow-ups of the evaluation episodes, with the reference conversation written into memory "
-                     "(the model still answers every follow-up itself, greedily), and with a memory that is never "
+                     "(the model still answers every follow-up itself, " + next(iter(retention["models"].values()))["with_memory"]
+                     .get("sampling", "greedy") + "), and with a memory that is never "
                      "written. Under the agent's own writes most follow-ups ask about a scene only the reference "
                      "answer told, so recall there mostly measures guessing (the *held facts* column above counts "
                      "only facts memory was given). Differences are paired over episodes, 95% bootstrap intervals.",

@@ -179,9 +179,13 @@ def phase_retention(config: PipelineConfig) -> dict[str, Any]:
                         similarity=ev.similarity, tokenizer=RxTokenizer.load(dirs["warm_start"]), order="sequential",
                         seed=ev.seed, device=device, saved_data=ev.saved_data, teacher_forcing=True)
     models = {name: ReactiveTransformer.from_pretrained(dirs[name], device=device) for name in config.retention.models}
-    meta = {"config": ev.curriculum_config, "split": ev.split, "scoring": f"{ev.reward} ({ev.similarity})"}
+    from rxmrl.model.sampling import describe_sampling
+
+    sampling = ev.sampling.build()
+    meta = {"config": ev.curriculum_config, "split": ev.split, "scoring": f"{ev.reward} ({ev.similarity})",
+            "sampling": describe_sampling(sampling)}
     result = measure_retention(models, env, ev.num_episodes, baseline=config.retention.models[0],
-                               max_new_tokens=ev.max_new_tokens, seed=ev.seed, meta=meta)
+                               max_new_tokens=ev.max_new_tokens, sampling=sampling, seed=ev.seed, meta=meta)
     print(result.format_table(), flush=True)
     folder = Path(config.run_dir) / "retention"
     write_text(folder / "retention.txt", result.format_table() + "\n")

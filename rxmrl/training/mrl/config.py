@@ -229,8 +229,12 @@ class ValidationSettings:
     presets: list[str] = field(default_factory=list)  # rewards validation scores with, besides the training one
     similarity: Literal["encoder", "policy-embedding", "random-embedding"] = "encoder"  # of those presets
     # the summary key that picks each stage's best-stage-N: reward (the training reward), reward/<preset>
-    # (one of presets) or fact_recall; "": reward/<first preset>, or reward without presets
+    # (one of presets), fact_recall or held_fact_recall; "": reward/<first preset>, or reward without presets
     select: str = ""
+    # write the reference answers into memory while validating (the retention protocol of
+    # rxmrl.evaluation.retention): every fact the follow-ups ask about is then in memory, so fact recall
+    # measures what memory carries; false: the policy's own answers, as the final reward-range evaluation
+    teacher_forcing: bool = False
 
     def __post_init__(self) -> None:
         from rxmrl.rewards import check_preset
@@ -239,7 +243,7 @@ class ValidationSettings:
             check_preset(preset, "validation.presets")
         if len(set(self.presets)) != len(self.presets):
             raise ValueError(f"validation.presets={self.presets}: a preset is named twice")
-        choices = ["reward", *(f"reward/{p}" for p in self.presets), "fact_recall"]
+        choices = ["reward", *(f"reward/{p}" for p in self.presets), "fact_recall", "held_fact_recall"]
         if self.select and self.select not in choices:
             raise ValueError(f"validation.select={self.select!r}: expected one of {choices} (reward/<preset> needs "
                              "the preset in validation.presets)")

@@ -30,13 +30,15 @@ class Evaluation:
     fact_recall: float  # over all steps with facts
     episode_fact_recall: Tensor | None = None  # [E] per episode over its steps with facts; NaN: none has facts
     episode_rewards_by: dict[str, Tensor] = field(default_factory=dict)  # scorer name -> [E] per-episode means
+    held_fact_recall: float = float("nan")  # over the facts memory holds (rxmrl.rewards.held_fact_recall)
+    episode_held_fact_recall: Tensor | None = None  # [E]; NaN: memory holds none of the episode's facts
 
     def summary(self) -> dict[str, float]:
-        """``reward`` (mean, ``_min``, ``_max``, ``_step_t``: the env's own reward), ``fact_recall`` and each
-        scorer's mean as ``reward/<name>``."""
+        """``reward`` (mean, ``_min``, ``_max``, ``_step_t``: the env's own reward), ``fact_recall``,
+        ``held_fact_recall`` and each scorer's mean as ``reward/<name>``."""
         r = self.episode_rewards
         out = {"reward": float(r.mean()), "reward_min": float(r.min()), "reward_max": float(r.max()),
-               "fact_recall": self.fact_recall}
+               "fact_recall": self.fact_recall, "held_fact_recall": self.held_fact_recall}
         out.update({f"reward_step_{t}": float(v) for t, v in enumerate(self.step_rewards)})
         out.update({f"reward/{name}": float(values.mean()) for name, values in self.episode_rewards_by.items()})
         return out
@@ -46,16 +48,17 @@ class Evaluation:
 def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: StageData, sampling: SamplingConfig,
                     batch_size: int = 32, max_answer_tokens: int = 48,
                     max_interaction_len: int = 256, seed: int = 0, write_memory: bool = True,
-                    scorers: Mapping[str, BatchedMrlEnv] | None = None) -> Evaluation:
-    """Play every episode of ``data`` in ``env`` (in order, no teacher forcing) with a seeded generator (STM
-    noise and any sampling), so evaluation never moves the training RNG and repeats exactly.
+                    scorers: Mapping[str, BatchedMrlEnv] | None = None, teacher_forcing: bool = False) -> Evaluation:
+    """Play every episode of ``data`` in ``env`` (in order) with a seeded generator (STM noise and any
+    sampling), so evaluation never moves the training RNG and repeats exactly. ``teacher_forcing``: the
+    reference answers are written into memory (the retention protocol), else the policy's own.
     ``write_memory=False``: the no-memory ablation (the policy answers from a fresh STM every time). Fact
     recall averages the steps whose data has facts (the env gives NaN for the others). ``scorers``: other
     rewards of the same answers (:func:`collect_rollout`), reported per episode under their names."""
     was_training = policy.training
     policy.eval()
     generator = torch.Generator(device=policy.device).manual_seed(seed)
-    episode_rewards, step_rewards, recalls = [], [], []
+    episode_rewards, step_rewards, recalls, held = [], [], [], []
     scorers = dict(scorers or {})
     by_name: dict[str, list[Tensor]] = {name: [] for name in scorers}
     steps = env.steps
@@ -64,7 +67,7 @@ def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: Stage
         episodes = stage_episodes([data.episodes[i] for i in rows], [data.long_range[i] for i in rows], steps)
         rollout = collect_rollout(policy, env, episodes, sampling, max_answer_tokens=max_answer_tokens,
                                   max_interaction_len=max_interaction_len, generator=generator,
-                                  write_memory=write_memory, scorers=scorers)
+                                  write_memory=write_memory, scorers=scorers, teacher_forcing=teacher_forcing)
         rewards = rollout.rewards.view(steps, len(rows))  # [N, B]
         episode_rewards.append(rewards.mean(0))
         for name, scored in rollout.scored_by.items():
@@ -72,13 +75,15 @@ def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: Stage
         step_rewards.append(rewards)
         if "fact_recall" in rollout.components:
             recalls.append(rollout.components["fact_recall"].view(steps, len(rows)))  # [N, B], NaN: no facts
+            held.append(rollout.components["held_fact_recall"].view(steps, len(rows)))
     policy.train(was_training)
     per_step = torch.cat(step_rewards, dim=1).mean(1)
     others = {name: torch.cat(values) for name, values in by_name.items()}
     if not recalls:
         return Evaluation(torch.cat(episode_rewards), per_step, float("nan"), episode_rewards_by=others)
-    recall = torch.cat(recalls, dim=1)  # [N, E]
-    return Evaluation(torch.cat(episode_rewards), per_step, float(recall.nanmean()), recall.nanmean(0), others)
+    recall, held_recall = torch.cat(recalls, dim=1), torch.cat(held, dim=1)  # [N, E]
+    return Evaluation(torch.cat(episode_rewards), per_step, float(recall.nanmean()), recall.nanmean(0), others,
+                      float(held_recall.nanmean()), held_recall.nanmean(0))
 
 
 def bootstrap_mean_difference(after: Tensor, before: Tensor, samples: int = 10_000, seed: int = 0,

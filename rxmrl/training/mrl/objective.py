@@ -37,8 +37,16 @@ LOG_PROB_FLOOR = -50.0
 its log-prob is -inf. Flooring keeps the ratio ~0 (clipped for A > 0) and the KL terms finite instead of NaN."""
 
 
+KL_LOG_RATIO_CAP = 10.0
+"""``x`` of the k3 estimator is capped at ``±KL_LOG_RATIO_CAP``. A token the current policy nearly filters out
+(``log pi_theta`` near the floor) while the reference likes it gives ``x ≈ 48`` and ``exp(x) ≈ 1e21``: one
+token then owns the minibatch's gradient norm, and clipping scales every other token's update to nothing."""
+
+
 def _k3(log_ratio: Tensor) -> Tensor:
-    """``KL(p || q) ≈ exp(x) - x - 1`` with ``x = log q(a) - log p(a)``, ``a ~ p``: unbiased, always >= 0."""
+    """``KL(p || q) ≈ exp(x) - x - 1`` with ``x = log q(a) - log p(a)``, ``a ~ p``: unbiased, always >= 0
+    (``x`` capped at ``±KL_LOG_RATIO_CAP``)."""
+    log_ratio = log_ratio.clamp(-KL_LOG_RATIO_CAP, KL_LOG_RATIO_CAP)
     return torch.expm1(log_ratio) - log_ratio
 
 
@@ -53,6 +61,7 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
         policy      L_clip = -< min(rho·A, clip(rho, 1-eps, 1+eps)·A) >                 token-level PPO
         entropy     H      =  < H(pi_theta) >                                            bonus, -c_H·H
         ref KL      KL_ref =  < exp(x) - x - 1 >,  x = log pi_ref - log pi_theta         k3 of KL(pi_theta||pi_ref)
+                                                            (x capped at ±10 in both KL terms)
         stab. KL    KL_old =  < rho - 1 - log rho >                                      k3 of KL(pi_old||pi_theta)
         memory      L_mem  =  mean_m sqrt(t_m + 1) · c_mem · MSE(STM_t, STM_{t-1})       IMPO memory regularisation
         value       L_V    =  ½ mean_m max((V - R)², (V_old + clip(V - V_old, ±c_V) - R)²)

@@ -70,7 +70,8 @@ def _run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
     if trainer.env.is_main:
         scoring = {"training_reward": training_reward_label(config), "validation_presets": config.validation.presets,
                    "validation_similarity": config.validation.similarity,
-                   "sampling": describe_sampling(trainer.eval_sampling)}
+                   "sampling": describe_sampling(trainer.eval_sampling),
+                   "memory_writes": "reference" if config.validation.teacher_forcing else "policy"}
         write_json(Path(trainer.run_dir) / "comparison.json",
                    {"stages": rows, **scoring, "timings": result.timings, "iterations": result.iterations},
                    nan_as_null=False)
@@ -90,8 +91,11 @@ def compare_stage(trainer: MrlTrainer, index: int, warm: Evaluation) -> dict:
     by_preset = {f"reward/{name}": interval(bootstrap_mean_difference(values, warm.episode_rewards_by[name]))
                  for name, values in after.episode_rewards_by.items()}
     memory_gain = bootstrap_mean_difference(after.episode_rewards, after_blank.episode_rewards)
+    nan = (float("nan"),) * 3
     recall = (bootstrap_mean_difference(after.episode_fact_recall, warm.episode_fact_recall)
-              if after.episode_fact_recall is not None else (float("nan"),) * 3)
+              if after.episode_fact_recall is not None else nan)
+    recall_gap = (bootstrap_mean_difference(after.episode_fact_recall, after_blank.episode_fact_recall)
+                  if after.episode_fact_recall is not None else nan)  # what MRL's memory carries
     label = training_reward_label(trainer.config)
     print(f"stage {index} ({stage.steps} steps, {stage.strategy}): {label} warm start {warm.summary()['reward']:.3f} "
           f"-> MRL {after.summary()['reward']:.3f}, difference {_signed(difference)} 95% CI; fact recall "
@@ -100,12 +104,13 @@ def compare_stage(trainer: MrlTrainer, index: int, warm: Evaluation) -> dict:
         print(f"  {key} ({trainer.config.validation.similarity}): warm start {warm.summary()[key]:.3f} -> MRL "
               f"{after.summary()[key]:.3f}, difference {_signed(tuple(stat.values()))}", flush=True)
     print(f"  no-memory ablation: warm start {warm_blank.summary()['reward']:.3f}, MRL "
-          f"{after_blank.summary()['reward']:.3f}; MRL with vs without memory {_signed(memory_gain)}", flush=True)
+          f"{after_blank.summary()['reward']:.3f}; MRL with vs without memory {_signed(memory_gain)}, fact recall "
+          f"{_signed(recall_gap)}", flush=True)
     return {"stage": index, "steps": stage.steps, "strategy": stage.strategy,
             "warm_start": warm.summary(), "mrl": after.summary(), "difference": interval(difference),
             "differences": by_preset, "fact_recall_difference": interval(recall),
             "warm_start_no_memory": warm_blank.summary(), "mrl_no_memory": after_blank.summary(),
-            "mrl_memory_gain": interval(memory_gain)}
+            "mrl_memory_gain": interval(memory_gain), "mrl_memory_recall_gain": interval(recall_gap)}
 
 
 def _signed(values: tuple[float, float, float]) -> str:

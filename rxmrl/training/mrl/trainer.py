@@ -402,7 +402,8 @@ class MrlTrainer:
         policy = policy if policy is not None else self.model.policy
         return evaluate_policy(policy, self.envs[index], data, self.eval_sampling, max(32, mrl.batch_episodes),
                                mrl.max_answer_tokens, mrl.max_interaction_len, seed=self.config.seed,
-                               write_memory=write_memory, scorers=self.validation_envs[index] if presets else None)
+                               write_memory=write_memory, scorers=self.validation_envs[index] if presets else None,
+                               teacher_forcing=self.config.validation.teacher_forcing)
 
     def _end_epoch(self, stage: StageConfig) -> dict[str, Any]:
         """Validate, advance the curriculum position, checkpoint (``best`` + a model dir when it improved)."""
