@@ -361,7 +361,8 @@ def test_a_validation_select_of_an_unnamed_preset_is_one_clear_line():
     from rxmrl.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"^validation.select: validation.select='reward/memory': expected one of "
-                                          r"\['reward', 'reward/default', 'fact_recall'\] \(reward/<preset> needs "
+                                          r"\['reward', 'reward/default', 'fact_recall', 'held_fact_recall'\] "
+                                          r"\(reward/<preset> needs "
                                           r"the preset in validation.presets\)$"):
         tiny_config('validation.presets=["default"]', "validation.select=reward/memory")
     with pytest.raises(ConfigError, match=r"^optim.group_lr: group_lr names unknown component\(s\) \['decodr'\]; "
