@@ -2,10 +2,15 @@
 
 Workload: a tiny RxT (dim 128, 4 layers, 4 heads, SQA 2 query / 2 kv heads, MoE 4 experts top-2, STM 64
 slots, vocab 5000), 32 episodes of 4 follow-ups in batches of 16, 10 PPO epochs. A randomly initialised
-policy rarely emits [EOS], so every answer runs to ``--answer-tokens``.
+policy rarely emits [EOS], so every answer runs to ``--answer-tokens``. The embedded tokenizer, asked for
+5000 tokens, has only 1178: filler tokens (``<filler-i>``, which no episode text contains) grow it to the
+issue's 5000 (``--vocab-size``; 0 keeps its own size), so answers sample from 5000 ids as a trained
+tokenizer's would, and both frameworks read the same tokenizer. The vocabulary size moves the comparison:
+the reference framework's update takes full-vocabulary softmaxes at every padded position, ours projects
+only the answer positions and normalises over their top k.
 
     python experiments/bench_mrl.py [--answer-tokens 80] [--ppo-epochs 10] [--threads N] [--device cpu|cuda]
-        [--estimator impo [grpo rloo ...]] [--group-size 4]
+        [--estimator impo [grpo rloo ...]] [--group-size 4] [--vocab-size V]
         [--reference-python /work/rxlm-venv/bin/python] [--repeats N]
 
 ``--estimator`` takes one or more of impo, grpo, rloo (``mrl.advantages.estimator``); grpo and rloo sample
@@ -51,6 +56,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--answer-tokens", type=int, default=80)
     parser.add_argument("--estimator", nargs="+", choices=ESTIMATORS, default=["impo"])
     parser.add_argument("--group-size", type=int, default=4, help="answers per step for grpo / rloo (impo: 1)")
+    parser.add_argument("--vocab-size", type=int, default=5000,
+                        help="vocabulary (the issue's 5000): the embedded tokenizer's 1178 tokens grown with filler "
+                             "tokens; 0 keeps the tokenizer's own size")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (1 is faster on a busy machine)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--reference-python", default=None,
@@ -76,6 +84,17 @@ def run_config(args: argparse.Namespace, estimator: str, group_size: int):
     config.stages = [StageConfig(steps=args.steps, num_episodes=args.episodes, eval_episodes=1,
                                  trainable=["memory_cross_attention", "memory_attention", "decoder", "critic"])]
     return config
+
+
+def bench_tokenizer(vocab_size: int):
+    """The embedded tokenizer grown to ``vocab_size`` with filler tokens (in memory; the cached file is kept)."""
+    from rxmrl.tokenizer import default_tokenizer
+
+    tokenizer = default_tokenizer(5000)
+    missing = vocab_size - tokenizer.vocab_size
+    if missing > 0:
+        tokenizer.tokenizer.add_tokens([f"<filler-{i}>" for i in range(missing)])
+    return tokenizer
 
 
 def bench_model(vocab_size: int, device: str):
@@ -110,12 +129,11 @@ def write_workload(trainer, tokenizer, directory: Path, steps: int) -> Path:
 
 def time_ours(args: argparse.Namespace, estimator: str, workload_dir: Path | None = None) -> dict:
     """One epoch of our trainer; figures in the reference script's JSON keys."""
-    from rxmrl.tokenizer import default_tokenizer
     from rxmrl.training.mrl.curriculum import epoch_batches
     from rxmrl.training.mrl.trainer import MrlTrainer
 
     group_size = 1 if estimator == "impo" else args.group_size
-    tokenizer = default_tokenizer(5000)
+    tokenizer = bench_tokenizer(args.vocab_size)
     policy = bench_model(tokenizer.vocab_size, args.device)
     config = run_config(args, estimator, group_size)
     with tempfile.TemporaryDirectory() as run_dir:

@@ -12,11 +12,14 @@ them from the outside)::
 dataset of the same shape (its own word-level tokenizer, random words of similar lengths).
 
 The workload, as in bench_mrl.py: an RxT of dim 128, 4 layers, 4 heads (SQA: 2 query / 2 key-value heads in
-every attention), a MoE decoder of 4 experts top-2 (hidden 256), a dense encoder (hidden 384), self-interlayer
-memory attention with sigmoid per-slot elementwise gates, 64 STM slots, vocab 5000; 32 episodes x 4 follow-ups
-(cumulative strategy) in batches of 16, 10 update passes, top-k 50 sampling, lr 5e-5 (critic 1e-4), no weight
-decay; trainable: decoder, its memory cross-attention, memory attention and the critic (encoder and the shared
-embedding frozen, as ours); the critic is a copy of the encoder with rxlm's value head.
+every attention), a MoE decoder of 4 experts top-2 (hidden 256, no shared expert, no MoE bias), a dense
+encoder (hidden 384), self-interlayer memory attention with sigmoid per-slot elementwise gates, 64 STM
+slots, the tokenizer's vocabulary (or ``--vocab-size``: 5000 in the issue; our embedded tokenizer, asked for
+5000, has 1178 tokens); 32 episodes x 4 follow-ups (cumulative strategy) in batches of 16, 10 update passes,
+top-k 50 sampling, lr 5e-5 (critic 1e-4), no weight decay; trainable: decoder, its memory cross-attention,
+memory attention and the critic (encoder and the shared embedding frozen, as ours); the critic is a copy of
+the encoder with rxlm's value head. The printed parameter counts differ a little from ours by design
+(rxlm's LM head has a bias, its memory attention no slot identities, its critic head is a gated unit).
 
 Deviations forced by rxlm (on CPU or at all), each also listed in the printed JSON under ``deviations``:
 
@@ -28,22 +31,28 @@ Deviations forced by rxlm (on CPU or at all), each also listed in the printed JS
    every generated token (same logits; a little more work for rxlm: 4 layers x 64 slots x 2 projections
    per token).
 4. The answer-length limit: rxlm generates until a row's query + answer fills the padded width
-   ``max_seq_len`` (no separate answer limit), so ``max_seq_len`` = mean tokenised follow-up query length
-   (with [BOS][Q]) + 1 ([A]) + ``--answer-tokens``: rows with longer queries get shorter answers and vice
-   versa, the mean is the limit. The generated token count is measured and reported, and the comparison
-   is per answer token. The same width pads every query, answer and written interaction (rxlm pads to
-   ``max_seq_len``; the critic to ``critic_max_len`` = 512, our critic's limit).
+   ``max_seq_len`` (there is no separate answer limit), so ``max_seq_len`` = mean tokenised follow-up query
+   length (with [BOS][Q]) + 1 ([A]) + ``--answer-tokens``: rows with longer queries get shorter answers and
+   vice versa, the mean is the limit (and at least the longest query + [A] + 1 token: its sampler writes [A]
+   after the query and indexes past the width otherwise). The generated tokens are counted and reported,
+   and the comparison is per answer token. The same width pads every query, answer and written interaction
+   (rxlm pads to ``max_seq_len``; the critic's input to ``critic_max_len`` = 512, our critic's limit).
 5. ``train_epoch`` updates on ``trajectories[:-1]``: every collected batch but the last (here 16 of the 32
    episodes). By default its ``rl_step`` is handed the whole epoch's trajectories instead, so the update
-   passes cover the same 32 episodes as ours (``--as-shipped`` keeps rxlm's behaviour and reports the
-   episodes it updated on).
+   passes cover the same 32 episodes as ours (``--as-shipped`` keeps rxlm's behaviour; the JSON reports the
+   episodes updated on).
 6. Freezing: rxlm's unfreeze strategies have no "decoder + memory, encoder frozen" stage, so the stage's
    ``unfreeze_epoch`` hook (a callable, part of its curriculum API) sets ``requires_grad`` to ours.
-7. Its self-attention KV cache is used while generating (``use_self_attn_cache=True``, its default and its
+7. ``separate_memory_lr=True`` (with every learning rate 5e-5): the other optimizer layout lists the
+   embedding's parameters twice and AdamW refuses to build.
+8. ``use_amp=True`` with ``dtype=float32``: without AMP its ``_move_batch`` casts token ids to float32 and
+   ``smart_concat``'s gather fails; CPU autocast does not support float32 and switches itself off, and the
+   gradient scalers disable themselves without CUDA, so the run is plain float32, as ours on CPU.
+9. Its self-attention KV cache is used while generating (``use_self_attn_cache=True``, its default and its
    fast path); the quirks file notes its stream differs from full recompute, which does not change the
    amount of work.
-8. Memory warm-up off, no random STM resets (every episode starts from a fresh STM), no replay buffer, no
-   evaluation dataset, no TensorBoard writer (``log_dir=None``): the epoch is collect + update only, as ours.
+10. Memory warm-up off, no random STM resets (every episode starts from a fresh STM), no replay buffer, no
+    evaluation dataset, no TensorBoard writer (``log_dir=None``): the epoch is collect + update, as ours.
 
 Timings (seconds, ``time.perf_counter`` around its methods): ``rollout`` = ``collect_trajectories`` (memory
 writes, generation, rewards) + ``get_pre_update_log_probs(for_ref_model=True)`` (reference log-probs) +
@@ -78,6 +87,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--ppo-epochs", type=int, default=10)
     parser.add_argument("--answer-tokens", type=int, default=80)
     parser.add_argument("--critic-max-len", type=int, default=512)
+    parser.add_argument("--vocab-size", type=int, default=None, help="model vocabulary rows (default: the tokenizer's)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--as-shipped", action="store_true",
@@ -137,11 +147,11 @@ def model_configs(vocab: int, seq_len: int) -> tuple[dict, dict, dict]:
     return decoder, encoder, memory
 
 
-def build_models(tokenizer, seq_len: int, batch: int):
+def build_models(vocab: int, seq_len: int, batch: int):
     from rxlm.rxt.models import RxTAlpha
     from rxlm.training.models import MrlActorModel, MrlCriticModel
 
-    decoder, encoder, memory = model_configs(len(tokenizer), seq_len)
+    decoder, encoder, memory = model_configs(vocab, seq_len)
     ids = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, "query_token_id": 3, "answer_token_id": 4}
     rxt = RxTAlpha(decoder, encoder, memory, ids, memory_attention_variant="self-interlayer")
     rxt.share_components()
@@ -244,20 +254,22 @@ def main(argv=None) -> None:
     episodes = [dict(e, interactions=e["interactions"][:args.steps]) for e in workload["episodes"]]
     query_lengths = [2 + len(tokenizer(i["query"], add_special_tokens=False)["input_ids"])
                      for e in episodes for i in e["interactions"]]
-    max_seq_len = round(statistics.mean(query_lengths)) + 1 + args.answer_tokens  # deviation 4
+    # deviation 4; its sampler writes [A] after the query, so the longest query must leave room for it
+    max_seq_len = max(round(statistics.mean(query_lengths)) + 1 + args.answer_tokens, max(query_lengths) + 2)
     seq_len = max(max_seq_len, args.critic_max_len)  # RoPE tables: the critic reads critic_max_len tokens
 
-    actor, reference, critic = build_models(tokenizer, seq_len, args.batch)
+    actor, reference, critic = build_models(max(args.vocab_size or 0, len(tokenizer)), seq_len, args.batch)
     precompute_disabled = disable_stm_kv_precompute(actor) | disable_stm_kv_precompute(reference)
     dataset = MrlCurriculumDataset(episodes, tokenizer, max_seq_len=max_seq_len)
     reward = MrlRewardModel(actor.encoder.model.embedding)
-    config = dict(lr=5e-5, separate_memory_lr=True, memory_lr=5e-5, memory_attn_lr=5e-5, critic_lr=1e-4, critic_encoder_lr=1e-4, weight_decay=0.0, critic_weight_decay=0.0,
+    config = dict(lr=5e-5, separate_memory_lr=True, memory_lr=5e-5, memory_attn_lr=5e-5,  # deviation 7
+                  critic_lr=1e-4, critic_encoder_lr=1e-4, weight_decay=0.0, critic_weight_decay=0.0,
                   max_seq_len=max_seq_len, critic_max_len=args.critic_max_len, update_epochs=args.ppo_epochs,
                   pad_token_id=0, end_token_id=2, answer_token_id=4, callbacks=[], freeze_embeddings=True,
                   use_memory_warmup=False, use_self_attn_cache=True)
     trainer = MRLTrainer(actor, critic, reference, reward, torch.device("cpu"), config, IMPOAlgorithm(),
                          sampler_config=dict(temperature=1.0, top_k=50, top_p=None), log_dir=None,
-                         use_amp=True, dtype=torch.float32)  # deviation: see the module docstring
+                         use_amp=True, dtype=torch.float32)  # deviation 8
 
     timers, captured = Timers(), {}
     keep_result(trainer, "collect_trajectories", captured, "collected")
@@ -283,8 +295,9 @@ def main(argv=None) -> None:
             (trainer, "train_epoch", "epoch", None)):
         timers.wrap(obj, name, label, when)
 
-    stage = dict(steps=args.steps, epochs=1, dataset=dataset, eval_dataset=None, strategy=MrlStrategy.MULTI_STEP_STRATEGY,
-                 unfreeze_epoch=freeze_like_ours(actor), random_resets=False, use_memory_warmup=False)
+    stage = dict(steps=args.steps, epochs=1, dataset=dataset, eval_dataset=None,
+                 strategy=MrlStrategy.MULTI_STEP_STRATEGY, unfreeze_epoch=freeze_like_ours(actor),
+                 random_resets=False, use_memory_warmup=False)
     wall = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*(autocast|pin_memory).*")
@@ -311,7 +324,9 @@ def main(argv=None) -> None:
             (f"answer limit via max_seq_len={max_seq_len} (mean query {statistics.mean(query_lengths):.1f} + [A] "
              f"+ {args.answer_tokens})", True),
             ("update on all collected batches, not trajectories[:-1]", not args.as_shipped),
-            ("requires_grad set by the unfreeze_epoch hook (encoder + embedding frozen)", True)) if on],
+            ("requires_grad set by the unfreeze_epoch hook (encoder + embedding frozen)", True),
+            ("separate_memory_lr=True (the shared layout lists the embedding twice)", True),
+            ("use_amp=True, dtype float32 (its non-AMP path casts ids to float)", True)) if on],
     }), flush=True)
 
 
