@@ -95,3 +95,14 @@ def test_run_config_sets_the_estimator_and_group(bench):
     assert (config.mrl.advantages.estimator, config.mrl.group_size, config.mrl.ppo_epochs) == ("rloo", 4, 10)
     assert config.mrl.max_answer_tokens == 80 and config.stages[0].steps == 4
     assert not config.mrl.uses_critic
+
+
+def test_bench_tokenizer_grows_to_the_issue_vocabulary_without_changing_the_text_ids(bench):
+    from rxmrl.tokenizer import default_tokenizer
+
+    tokenizer = default_tokenizer(5000)
+    grown = bench.bench_tokenizer(5000)
+    assert grown.vocab_size == 5000 and tokenizer.vocab_size < 5000  # the cached tokenizer is left as it was
+    text = "Sam went home. [Q] Where is the ball?"
+    assert grown.encode(text) == tokenizer.encode(text)
+    assert grown.decode([tokenizer.vocab_size]) == "<filler-0>"
