@@ -234,7 +234,7 @@ def format_table(ours: list[dict], reference: dict) -> str:
 def describe(run: dict) -> str:
     parts = ", ".join(f"{k[:-2]} {v:.2f}" for k, v in run.get("parts", {}).items())
     params = run.get("parameters", {})
-    return (f"  {run['label']}: {parts}; {run['answers']} answers; parameters actor {params.get('actor', 0):,}, "
+    return (f"  {run['label']}: {parts}; {round(run['answers'])} answers; parameters actor {params.get('actor', 0):,}, "
             f"critic {params.get('critic', 0):,}")
 
 
