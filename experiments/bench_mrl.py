@@ -219,10 +219,10 @@ def format_table(ours: list[dict], reference: dict) -> str:
     lines = [header, "-" * len(header)]
     for run in ours:
         lines.append(f"{run['label']:<30} {run['rollout_s']:>9.2f} {run['update_pass_s']:>13.2f} "
-                     f"{run['epoch_s']:>8.2f} {run['answer_tokens']:>13d} {run['s_per_token']:>14.5f} "
+                     f"{run['epoch_s']:>8.2f} {round(run['answer_tokens']):>13d} {run['s_per_token']:>14.5f} "
                      f"{reference['epoch_s'] / run['epoch_s']:>13.1f}x "
                      f"{reference['s_per_token'] / run['s_per_token']:>17.1f}x")
-    tokens = f"~{reference['answer_tokens']}" if reference.get("tokens_assumed") else str(reference["answer_tokens"])
+    tokens = f"{'~' if reference.get('tokens_assumed') else ''}{round(reference['answer_tokens'])}"
     lines.append(f"{reference['label']:<30} {reference['rollout_s']:>9.2f} {reference['update_pass_s']:>13.2f} "
                  f"{reference['epoch_s']:>8.2f} {tokens:>13} {reference['s_per_token']:>14.5f} "
                  f"{'1.0x':>14} {'1.0x':>18}")
@@ -234,7 +234,7 @@ def format_table(ours: list[dict], reference: dict) -> str:
 def describe(run: dict) -> str:
     parts = ", ".join(f"{k[:-2]} {v:.2f}" for k, v in run.get("parts", {}).items())
     params = run.get("parameters", {})
-    return (f"  {run['label']}: {parts}; {run['answers']} answers; parameters actor {params.get('actor', 0):,}, "
+    return (f"  {run['label']}: {parts}; {round(run['answers'])} answers; parameters actor {params.get('actor', 0):,}, "
             f"critic {params.get('critic', 0):,}")
 
 
@@ -249,11 +249,11 @@ def main(argv=None) -> None:
         for repeat in range(args.repeats):
             for estimator in args.estimator:
                 run = time_ours(args, estimator, Path(workload_dir) if not workload.exists() else None)
-                print(f"[{repeat + 1}/{args.repeats}] {run['label']}: epoch {run['epoch_s']:.2f} s", flush=True)
+                print(f"[{repeat + 1}/{args.repeats}] {json.dumps(run)}", flush=True)
                 ours[estimator].append(run)
             if args.reference_python:
                 run = time_reference(args.reference_python, args, workload)
-                print(f"[{repeat + 1}/{args.repeats}] {run['label']}: epoch {run['epoch_s']:.2f} s", flush=True)
+                print(f"[{repeat + 1}/{args.repeats}] {json.dumps(run)}", flush=True)
                 theirs.append(run)
     answers = args.episodes * args.steps
     rows = [with_derived(median_figures(runs), args.ppo_epochs, answers, args.answer_tokens) for runs in ours.values()]

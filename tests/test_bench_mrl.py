@@ -68,6 +68,15 @@ def test_reference_output_parsing_takes_the_last_json_line(bench):
         bench.parse_reference_output("Traceback (most recent call last):\n  boom\n")
 
 
+def test_table_of_an_even_number_of_repeats(bench):
+    runs = [figures("ours impo G=1", 2.0, 1.0, e, t) for e, t in ((10.0, 10_239), (12.0, 10_240))]
+    reference = [figures("rxlm 0.3.80 impo G=1", 20.0, 10.0, e, t) for e, t in ((100.0, 9_861), (120.0, 9_862))]
+    ours = bench.with_derived(bench.median_figures(runs), 10, 128, 80)
+    table = bench.format_table([ours], bench.with_derived(bench.median_figures(reference), 10, 128, 80))
+    assert row_of(table, "ours impo G=1")[2:4] == ["11.00", "10240"]  # median 10239.5 printed whole
+    assert row_of(table, "rxlm 0.3.80 impo G=1")[2:4] == ["110.00", "9862"]
+
+
 def test_medians_of_repeats(bench):
     runs = [figures("ours impo G=1", r, 1.0, e, 100) for r, e in ((1.0, 9.0), (3.0, 7.0), (2.0, 8.0))]
     merged = bench.median_figures(runs)
