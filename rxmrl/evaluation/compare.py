@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from rxmrl.evaluation.reward_range import EvaluationResult, Stat
 
 
@@ -33,15 +31,12 @@ class Comparison:
 
     def format_table(self, level: float = 0.95) -> str:
         r = self.reward_difference
-
-        def interval(f: Stat) -> str:
-            return "n/a" if np.isnan(f.mean) else f"{f.mean:+.3f} [{f.ci_low:+.3f}, {f.ci_high:+.3f}]"
         return "\n".join([
             "A: " + self.a.format_table(level), "", "B: " + self.b.format_table(level), "",
             f"paired difference A - B over {self.a.num_episodes} episodes ({level:.0%} bootstrap CI):",
             f"  reward      {r.mean:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
-            f"  fact recall {interval(self.fact_recall_difference)}",
-            f"  held facts  {interval(self.held_fact_recall_difference)}",
+            f"  fact recall {self.fact_recall_difference.interval(signed=True)}",
+            f"  held facts  {self.held_fact_recall_difference.interval(signed=True)}",
         ])
 
 

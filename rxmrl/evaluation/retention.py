@@ -64,16 +64,11 @@ class Retention:
                  header]
         for name, result in self.with_memory.items():
             gain = self.gain[name].fact_recall_difference if name in self.gain else None
-            lines.append(f"{name:<14}{_interval(result.recall(level)):>24}"
-                         f"{_interval(self.reset_memory[name].recall(level)):>24}"
-                         f"{_interval(self.gap[name].fact_recall_difference, signed=True):>26}"
-                         f"{(_interval(gain, signed=True) if gain is not None else '-'):>28}")
+            lines.append(f"{name:<14}{result.recall(level).interval():>24}"
+                         f"{self.reset_memory[name].recall(level).interval():>24}"
+                         f"{self.gap[name].fact_recall_difference.interval(signed=True):>26}"
+                         f"{(gain.interval(signed=True) if gain is not None else '-'):>28}")
         return "\n".join(lines)
-
-
-def _interval(stat, signed: bool = False) -> str:
-    sign = "+" if signed else ""
-    return f"{stat.mean:{sign}.3f} [{stat.ci_low:{sign}.3f}, {stat.ci_high:{sign}.3f}]"
 
 
 def measure_retention(models: Mapping[str, ReactiveTransformer], env: BatchedMrlEnv,

@@ -38,6 +38,13 @@ class Stat:
         low, high = bootstrap_interval(kept, level, seed=seed)
         return cls(float(kept.mean()), low, high, float(kept.min()), float(kept.max()))
 
+    def interval(self, digits: int = 3, signed: bool = False) -> str:
+        """``mean [low, high]`` (``+`` signs for differences), or ``n/a`` when nothing was measured."""
+        if math.isnan(self.mean):
+            return "n/a"
+        f = f"{'+' if signed else ''}.{digits}f"
+        return f"{self.mean:{f}} [{self.ci_low:{f}}, {self.ci_high:{f}}]"
+
     def as_dict(self) -> dict[str, float]:
         """Plain numbers for JSON: mean, ci_low, ci_high, min, max."""
         return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high, "min": self.min, "max": self.max}
@@ -118,12 +125,9 @@ class EvaluationResult:
                  f"{'':<14}{'reward mean [' + pct + ' CI]':>28}{'min':>7}{'max':>7}"
                  f"{'fact recall [' + pct + ' CI]':>30}{'held facts [' + pct + ' CI]':>30}"]
 
-        def interval(stat: Stat) -> str:
-            return "n/a" if math.isnan(stat.mean) else f"{stat.mean:.3f} [{stat.ci_low:.3f}, {stat.ci_high:.3f}]"
-
         def line(label: str, reward: Stat, recall: Stat, held: Stat) -> str:
-            return (f"{label:<14}{f'{reward.mean:.2f} [{reward.ci_low:.2f}, {reward.ci_high:.2f}]':>28}"
-                    f"{reward.min:>7.2f}{reward.max:>7.2f}{interval(recall):>30}{interval(held):>30}")
+            return (f"{label:<14}{reward.interval(2):>28}"
+                    f"{reward.min:>7.2f}{reward.max:>7.2f}{recall.interval():>30}{held.interval():>30}")
 
         lines.append(line("episode", self.reward(level), self.recall(level), self.held_recall(level)))
         for i in range(self.step_rewards.shape[1]):
@@ -182,6 +186,7 @@ def evaluate(agent: Agent, env: BatchedMrlEnv, num_episodes: int | None = None, 
     seconds = time.perf_counter() - started
     return EvaluationResult(
         agent=getattr(agent, "name", type(agent).__name__), step_rewards=np.concatenate(rewards),
-        fact_recall=np.concatenate(recalls), held_fact_recall=np.concatenate(held), components={k: np.concatenate(v) for k, v in components.items()},
+        fact_recall=np.concatenate(recalls), held_fact_recall=np.concatenate(held),
+        components={k: np.concatenate(v) for k, v in components.items()},
         modes=modes, seconds=seconds, meta=dict(meta or {}),
     )

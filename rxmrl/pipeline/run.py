@@ -37,7 +37,8 @@ PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "baseline", "eval", "ret
                            "report")
 PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
                 "mrl": "MRL curriculum", "baseline": "stateless baseline (TRL SFT)",
-                "eval": "reward-range evaluation", "retention": "retention (reference conversation in memory)", "audit": "reward audit", "latency": "latency per turn",
+                "eval": "reward-range evaluation", "retention": "retention (reference conversation in memory)",
+                "audit": "reward audit", "latency": "latency per turn",
                 "report": "report"}
 CONFIG_FILE, TIMINGS_FILE = "config.toml", "timings.json"
 
@@ -112,10 +113,21 @@ def phase_baseline(config: PipelineConfig) -> dict[str, Any]:
             "loss_before": result.loss_before, "loss_after": result.loss_after}
 
 
+def evaluation_env(config: PipelineConfig, tokenizer, teacher_forcing: bool = False):
+    """The batched env of ``[eval]``'s episodes (same order, same reward) that the eval and retention phases
+    play; ``teacher_forcing``: the reference answers are written into memory (the retention protocol)."""
+    from rxmrl.envs import BatchedMrlEnv
+
+    ev = config.eval
+    return BatchedMrlEnv(ev.batch_size, ev.source, ev.steps, ev.split, config=ev.curriculum_config,
+                         num_episodes=ev.num_episodes, data_seed=config.supervised.data.seed, reward=ev.reward,
+                         similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=ev.seed,
+                         device=ev.resolved_device(), saved_data=ev.saved_data, teacher_forcing=teacher_forcing)
+
+
 def phase_eval(config: PipelineConfig) -> dict[str, Any]:
     """Every model on one env (same episodes, same order, same reward); one JSON per model, so a killed
     evaluation resumes at the first model without a file."""
-    from rxmrl.envs import BatchedMrlEnv
     from rxmrl.evaluation import evaluate, load_agent
     from rxmrl.model.sampling import describe_sampling
     from rxmrl.tokenizer import RxTokenizer
@@ -123,10 +135,7 @@ def phase_eval(config: PipelineConfig) -> dict[str, Any]:
     ev, dirs = config.eval, model_dirs(config.run_dir)
     tokenizer = RxTokenizer.load(dirs["warm_start"])
     device = ev.resolved_device()
-    env = BatchedMrlEnv(ev.batch_size, ev.source, ev.steps, ev.split, config=ev.curriculum_config,
-                        num_episodes=ev.num_episodes, data_seed=config.supervised.data.seed, reward=ev.reward,
-                        similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=ev.seed,
-                        device=device, saved_data=ev.saved_data)
+    env = evaluation_env(config, tokenizer)
     episodes = [e for pool in env.sampler.pools.values() for e in pool]
     sampling = ev.sampling.build()
     # not "reward": the summary's reward statistics use that key
@@ -167,20 +176,15 @@ def phase_retention(config: PipelineConfig) -> dict[str, Any]:
     and MRL paired against its warm start, on the evaluation's episodes (greedy answers)."""
     if not config.retention.enabled:
         return {"skipped": "retention.enabled = false"}
-    from rxmrl.envs import BatchedMrlEnv
     from rxmrl.evaluation.retention import measure_retention
     from rxmrl.model import ReactiveTransformer
+    from rxmrl.model.sampling import describe_sampling
     from rxmrl.tokenizer import RxTokenizer
 
     ev, dirs = config.eval, model_dirs(config.run_dir)
-    device = ev.resolved_device()
-    env = BatchedMrlEnv(ev.batch_size, ev.source, ev.steps, ev.split, config=ev.curriculum_config,
-                        num_episodes=ev.num_episodes, data_seed=config.supervised.data.seed, reward=ev.reward,
-                        similarity=ev.similarity, tokenizer=RxTokenizer.load(dirs["warm_start"]), order="sequential",
-                        seed=ev.seed, device=device, saved_data=ev.saved_data, teacher_forcing=True)
-    models = {name: ReactiveTransformer.from_pretrained(dirs[name], device=device) for name in config.retention.models}
-    from rxmrl.model.sampling import describe_sampling
-
+    env = evaluation_env(config, RxTokenizer.load(dirs["warm_start"]), teacher_forcing=True)
+    models = {name: ReactiveTransformer.from_pretrained(dirs[name], device=ev.resolved_device())
+              for name in config.retention.models}
     sampling = ev.sampling.build()
     meta = {"config": ev.curriculum_config, "split": ev.split, "scoring": f"{ev.reward} ({ev.similarity})",
             "sampling": describe_sampling(sampling)}
@@ -242,7 +246,8 @@ def phase_report(config: PipelineConfig) -> dict[str, Any]:
 
 PHASE_FUNCTIONS: dict[str, Callable[[PipelineConfig], dict[str, Any]]] = {
     "data": phase_data, "supervised": phase_supervised, "mrl": phase_mrl, "baseline": phase_baseline,
-    "eval": phase_eval, "retention": phase_retention, "audit": phase_audit, "latency": phase_latency, "report": phase_report}
+    "eval": phase_eval, "retention": phase_retention, "audit": phase_audit, "latency": phase_latency,
+    "report": phase_report}
 
 
 # ------------------------------------------------------------------------------------------ driver
