@@ -217,6 +217,7 @@ MRL_FAULTS = [
     "exchange:checkpoints/step-00000003:1",  # swapped in, the old copy not yet deleted
     "two-renames:checkpoints/step-00000006:1",  # no atomic exchange: the old folder aside, the new not in
     "rename:best-stage-1:1",
+    "torn:checkpoints/best/model.safetensors:1",  # before the step checkpoint a resume would start after
     "torn:final/config.json:1",
     "torn:comparison.json:1",
 ]

@@ -54,12 +54,17 @@ class CheckpointManager:
         self.keep_last = keep_last
 
     def save(self, model: nn.Module, state: dict[str, Any], step: int, best: bool = False) -> Path:
-        """Write ``step-N`` (and copy it to ``best`` when asked) atomically; prune old ones."""
+        """Write ``best`` (when asked), then ``step-N``, each atomically; prune old ones.
+
+        ``best`` goes first because ``step-N`` is what a resume starts from: a kill between the two then
+        resumes before this step and writes both again, where the other order would resume after it with a
+        stale ``best``.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         remove_stale(self.directory)
-        final = self._write(model, state, step, f"step-{step:08d}")
         if best:
             self._write(model, state, step, "best")
+        final = self._write(model, state, step, f"step-{step:08d}")
         self._prune()
         return final
 
