@@ -207,6 +207,12 @@ class BatchedMrlEnv:
             raise ValueError(f"group_size={group_size}: expected >= 1")
         return self._score(self._validate(answers, lengths, rows=len(self._episodes) * group_size), group_size)
 
+    def current_references(self) -> PaddedIds:
+        """The current step's reference answers, ``[A] a [EOS]`` rows: a candidate answer of its own (DMPO's
+        accepted answer) before the step is taken."""
+        self._require_step()
+        return self._references[self._step]
+
     def _require_step(self) -> None:
         if self._step is None:
             raise RuntimeError("call reset() before step()")

@@ -242,6 +242,20 @@ def test_mrl_killed_inside_every_kind_of_write_and_at_random_ends_as_the_uninter
         RxTokenizer.load(killed / folder)
 
 
+@pytest.mark.slow
+def test_dmpo_killed_inside_writes_and_at_random_ends_as_the_uninterrupted_run(attempts, tmp_path, warm_start):
+    dmpo = ("mrl.algorithm=dmpo", "mrl.group_size=2", "mrl.dmpo.min_margin=0")
+    reference, killed, shaken = tmp_path / "reference", tmp_path / "killed", tmp_path / "random"
+    seconds = reference_run(attempts, mrl_command(reference, warm_start, *dmpo), tmp_path / "reference.log")
+    faults = ["torn:checkpoints/step-00000002/state.pt:1", "rename:best-stage-0:1",
+              "torn:checkpoints/best/model.safetensors:1"]
+    play(attempts, faults, mrl_command(killed, warm_start, *dmpo), killed, tmp_path / "killed.log")
+    assert_same_run(killed, reference)
+    random_kills(attempts, mrl_command(shaken, warm_start, *dmpo), shaken, tmp_path / "random.log", seconds, seed=19)
+    assert_same_run(shaken, reference)
+    assert "train/loss/dpo" in (reference / "metrics.jsonl").read_text()
+
+
 PIPELINE_FAULTS = [
     "torn:phases/data.json:1",
     "torn:warmstart/stage-2/run/checkpoints/step-00000002/state.pt:1",

@@ -25,17 +25,27 @@ def test_the_reads_recorder_finds_a_field_nothing_reads():
     assert set(reads.unread()) == declared_leaves(MrlRunConfig) - {"stages.*.epochs", "mrl.sampling.top_k"}
 
 
-def test_a_one_iteration_mrl_run_reads_every_field_of_its_config(tokenizer, tmp_path):
+def one_iteration_reads(tokenizer, tmp_path, name: str, *extra: str) -> FieldReads:
+    """The fields a one-iteration MRL run reads (``extra``: more overrides)."""
     from rxmrl.training.mrl.run import run_mrl
 
     warm = tmp_path / "warm"
-    tiny_policy(tokenizer.vocab_size).save_pretrained(warm)
-    tokenizer.save(warm)
-    config = tiny_config(f"init={warm}", f"run_dir={tmp_path / 'run'}", "mrl.ppo_epochs=1",
+    if not warm.exists():
+        tiny_policy(tokenizer.vocab_size).save_pretrained(warm)
+        tokenizer.save(warm)
+    config = tiny_config(f"init={warm}", f"run_dir={tmp_path / name}", "mrl.ppo_epochs=1",
                          'validation.presets=["default"]', "validation.similarity=random-embedding",
-                         "validation.select=reward/default", steps=(2,))
+                         "validation.select=reward/default", *extra, steps=(2,))
     config.stages[0].num_episodes = 3  # one batch of 3 episodes: one iteration
     reads = FieldReads(config)
     with reads.recording():
         run_mrl(config)
-    assert reads.unread() == [], f"settings no part of the run reads: {reads.unread()}"
+    return reads
+
+
+def test_a_one_iteration_mrl_run_reads_every_field_of_its_config(tokenizer, tmp_path):
+    ppo = one_iteration_reads(tokenizer, tmp_path, "ppo")
+    dmpo = one_iteration_reads(tokenizer, tmp_path, "dmpo", "mrl.algorithm=dmpo", "mrl.group_size=2",
+                               "mrl.dmpo.anchor_coef=0.1")
+    assert [f for f in ppo.unread() if not f.startswith("mrl.dmpo.")] == [], "settings a PPO run never reads"
+    assert [f for f in dmpo.unread() if f.startswith("mrl.dmpo.")] == [], "DMPO settings a DMPO run never reads"

@@ -110,8 +110,36 @@ class StageConfig:
 
 
 @dataclass
+class DmpoConfig:
+    """Direct Memory and Preference Optimization (``algorithm = "dmpo"``): preference pairs drawn from one STM
+    per step, the loss of :func:`rxmrl.training.mrl.dmpo.dmpo_loss`."""
+
+    beta: float = 0.1  # DPO temperature: how far the log-ratio margin may move from the reference's
+    # reward points (0-10 scale) the accepted answer must beat the rejected one by; closer pairs are left out
+    min_margin: float = 1.0
+    # the candidates of a step: the reference answer and mrl.group_size answers sampled from the STM, or the
+    # sampled answers only
+    candidates: Literal["reference+samples", "samples"] = "reference+samples"
+    # online: the policy being trained samples the candidates of every iteration; offline: the frozen warm
+    # start samples them (pairs that never follow the policy)
+    pairs: Literal["online", "offline"] = "online"
+    # weight of the anchored term |log pi_theta(y_n) - log pi_ref(y_n)| on the neutral (middle-reward)
+    # candidate; 0: plain DPO. Needs three candidates a step
+    anchor_coef: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.beta <= 0 or self.min_margin < 0 or self.anchor_coef < 0:
+            raise ValueError(f"beta={self.beta}, min_margin={self.min_margin}, anchor_coef={self.anchor_coef}: "
+                             "expected beta > 0, min_margin >= 0, anchor_coef >= 0")
+
+
+@dataclass
 class MrlConfig:
-    """The RL algorithm: rollouts, PPO epochs, objective, advantages."""
+    """The RL algorithm: rollouts, PPO epochs (or DMPO passes), objective, advantages."""
+
+    # ppo: the clipped policy-gradient loss (mrl_loss) with advantages.estimator; dmpo: preference pairs from
+    # one STM per step (mrl.dmpo, the loss dmpo_loss), no advantages and no critic
+    algorithm: Literal["ppo", "dmpo"] = "ppo"
 
     batch_episodes: int = 16  # episodes collected per rollout (one iteration)
     minibatch_size: int = 32  # (episode, step) samples per optimizer step; the last, smaller one trains too
@@ -126,6 +154,7 @@ class MrlConfig:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     advantages: AdvantageConfig = field(default_factory=AdvantageConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
+    dmpo: DmpoConfig = field(default_factory=DmpoConfig)
 
     def __post_init__(self) -> None:
         for name in ("batch_episodes", "minibatch_size", "ppo_epochs", "max_answer_tokens", "group_size"):
@@ -134,10 +163,30 @@ class MrlConfig:
 
     @property
     def uses_critic(self) -> bool:
-        """impo and gae compare a reward with the critic's value; grpo and rloo with the answer's group."""
-        return self.advantages.estimator in ("impo", "gae")
+        """impo and gae compare a reward with the critic's value; grpo and rloo with the answer's group; dmpo
+        compares answers by their rewards alone."""
+        return self.algorithm == "ppo" and self.advantages.estimator in ("impo", "gae")
+
+    @property
+    def candidates_per_step(self) -> int:
+        """Answers of one (episode, step) in a rollout: the group, plus the reference answer for dmpo's
+        ``reference+samples``."""
+        return self.group_size + (self.algorithm == "dmpo" and self.dmpo.candidates == "reference+samples")
+
+    @property
+    def samples_per_step(self) -> int:
+        """What one (episode, step) adds to the update's samples: its answers (ppo) or its one pair (dmpo)."""
+        return 1 if self.algorithm == "dmpo" else self.group_size
 
     def validate(self) -> None:
+        if self.algorithm == "dmpo":
+            if self.candidates_per_step < 2:
+                raise ValueError(f"dmpo pairs two answers of one STM: with dmpo.candidates={self.dmpo.candidates!r} "
+                                 f"set group_size >= 2 (got {self.group_size})")
+            if self.dmpo.anchor_coef > 0 and self.candidates_per_step < 3:
+                raise ValueError(f"dmpo.anchor_coef={self.dmpo.anchor_coef} anchors a third (neutral) answer: "
+                                 f"raise group_size (now {self.candidates_per_step} candidates a step)")
+            return
         if self.uses_critic and self.group_size != 1:
             raise ValueError(f"advantages.estimator={self.advantages.estimator!r} baselines each answer with the "
                              f"critic: set group_size = 1 (got {self.group_size}), or use grpo / rloo")
@@ -291,6 +340,12 @@ class MrlRunConfig:
             raise ValueError(f"keep_last={self.keep_last}: expected >= 1 step checkpoints to keep")
 
     def validate(self) -> None:
+        if self.mrl.algorithm == "dmpo":
+            forced = [i for i, stage in enumerate(self.stages) if stage.teacher_forcing]
+            if forced:
+                raise ValueError(f"stages.{forced[0]}.teacher_forcing = true: dmpo writes the accepted answer into "
+                                 "memory (with the default candidates that is the reference whenever it wins); set "
+                                 "teacher_forcing = false")
         for i in range(1, len(self.stages)):
             if self.stages[i].steps <= self.stages[i - 1].steps:
                 raise ValueError(f"stages.{i}.steps={self.stages[i].steps} does not exceed stages.{i - 1}.steps="

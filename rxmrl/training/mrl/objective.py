@@ -50,6 +50,13 @@ def _k3(log_ratio: Tensor) -> Tensor:
     return torch.expm1(log_ratio) - log_ratio
 
 
+def memory_regulariser(stm: Tensor, stm_prev: Tensor, steps: Tensor, coef: float) -> tuple[Tensor, Tensor]:
+    """IMPO's memory term ``mean_m sqrt(t_m + 1) · c_mem · MSE(STM_t, STM_{t-1})`` and the per-sample MSE
+    ``[M]`` (later steps of an episode may change memory less); shared by :func:`mrl_loss` and DMPO."""
+    mse = (stm - stm_prev.to(stm)).pow(2).flatten(1).mean(1)  # [M]
+    return (torch.sqrt(steps.float() + 1) * coef * mse).mean(), mse
+
+
 def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str, Tensor]]:
     r"""Total IMPO loss of a minibatch, and every term (detached) by name.
 
@@ -92,8 +99,7 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
     ref_kl = token_mean(_k3((ref_log_probs - log_probs).masked_fill(~batch.mask, 0.0)))
     stab_kl = token_mean(_k3(log_ratio))  # tokens were sampled from pi_old: k3 of KL(pi_old || pi_theta)
 
-    mse = (batch.stm - batch.stm_prev.to(batch.stm)).pow(2).flatten(1).mean(1)  # [M]
-    memory_loss = (torch.sqrt(batch.steps.float() + 1) * cfg.memory_coef * mse).mean()
+    memory_loss, mse = memory_regulariser(batch.stm, batch.stm_prev, batch.steps, cfg.memory_coef)
 
     values, old_values, returns = batch.values.float(), batch.old_values.float(), batch.returns.float()
     clipped = old_values + (values - old_values).clamp(-cfg.value_clip, cfg.value_clip)

@@ -28,6 +28,13 @@ trajectory stays the policy's own and unbiased::
 
 Samples are then ``(t·B + b)·G + g``; no critic is needed (``critic=None``: values 0).
 
+DMPO's candidates (``with_reference=True``, ``continue_with="best"``) add the step's reference answer as
+member ``G`` of every group (K = G + 1 members), and the episode goes on with the member of the highest
+reward -- the accepted answer -- so memory takes the accepted answer and never a rejected one::
+
+        answers_{t,b,G} = reference_t                       # scored, and log-probs recorded, like a sample
+        c_b = argmax_k r_{t,b,k}                            # ties: the last of them (stable order)
+
 The write of interaction ``t`` happens before answer ``t`` (so the last interaction is never written: no
 write after the last step). The frozen reference policy has its own STM, reset (or kept) with the policy's
 and written with the same ids. Interactions are ``[BOS][Q] q [A] a [EOS]`` -- what
@@ -92,7 +99,7 @@ class Rollout:
     components: dict[str, Tensor]  # name -> [M]
     num_episodes: int
     num_steps: int
-    group_size: int = 1  # answers sampled per (episode, step) from one STM
+    group_size: int = 1  # answers per (episode, step) from one STM (sampled, plus DMPO's reference answer)
     final_stm: Tensor | None = None  # [B, L, S, D] policy STM at the end (for random resets)
     final_ref_stm: Tensor | None = None
     advantages: Tensor | None = None  # [M], filled by compute_advantages
@@ -199,6 +206,9 @@ def collect_rollout(
     keep_encoded: bool = False,
     group_size: int = 1,
     scorers: Mapping[str, BatchedMrlEnv] | None = None,
+    with_reference: bool = False,
+    continue_with: str = "random",
+    score_sampling: SamplingConfig | None = None,
 ) -> Rollout:
     """Play ``episodes`` (see :func:`stage_episodes`) in ``env`` with ``policy`` (see the module docstring).
 
@@ -211,12 +221,20 @@ def collect_rollout(
     every pass (identical values: no dropout). ``group_size > 1``: G answers per step from one STM, the
     episode continuing with one drawn at random (see the module docstring). ``scorers`` (evaluation, one
     answer per step): more envs of the same steps, each with its own reward, reset with the same episodes and
-    stepped with the same answers; their rewards land in ``rollout.scored_by[name]``.
+    stepped with the same answers; their rewards land in ``rollout.scored_by[name]``. ``with_reference``:
+    the reference answer joins every group as its last member; ``continue_with="best"``: the episode goes on
+    with the group's highest-reward member instead of a random one (DMPO). ``score_sampling``: the
+    distribution the reference policy's log-probs are taken under (default: ``sampling``; DMPO: the model's
+    own, ``GREEDY``).
     """
+    if continue_with not in ("random", "best"):
+        raise ValueError(f"continue_with={continue_with!r}: expected 'random' or 'best'")
+    score_sampling = sampling if score_sampling is None else score_sampling
+    members = group_size + with_reference  # answers per episode and step
     timings = dict.fromkeys(("memory", "generate", "reference", "critic", "reward"), 0.0)
     device = policy.device
     scorers = dict(scorers or {})
-    if scorers and group_size != 1:
+    if scorers and members != 1:
         raise ValueError(f"scorers score one answer per step; group_size={group_size}")
     options = {"episodes": list(episodes), "teacher_forcing": teacher_forcing}
     start = env.reset(options=options)
@@ -241,24 +259,34 @@ def collect_rollout(
         timings["memory"] += time.perf_counter() - clock
         clock = time.perf_counter()
         queries = [q for q in query.to_lists() for _ in range(group_size)]  # [B·G], a group per episode
-        group = _Repeat(group_size)
-        out = policy.generate(queries, group(stm), max_answer_tokens, sampling, generator=generator)
+        out = policy.generate(queries, _Repeat(group_size)(stm), max_answer_tokens, sampling, generator=generator)
+        tokens, token_mask, old_lp = out.tokens, out.mask, out.log_probs
+        if with_reference:  # the reference answer as member G, recorded as a sample is
+            ref_tokens, ref_mask = answer_tokens(env.current_references(), max_answer_tokens)
+            ref_tokens, ref_mask = ref_tokens.to(device), ref_mask.to(device)
+            ref_old = policy.score(query.to_lists(), ref_tokens, stm, answer_mask=ref_mask, sampling=sampling,
+                                   with_logits=False).log_probs
+            tokens, token_mask, old_lp = (append_member(a, b, group_size, pad) for a, b, pad in
+                                          ((tokens, ref_tokens, 0), (token_mask, ref_mask, False), (old_lp, ref_old, 0.0)))
+            queries = [q for q in query.to_lists() for _ in range(members)]
+        group = _Repeat(members)
         timings["generate"] += time.perf_counter() - clock
         clock = time.perf_counter()
         if reference is not None:
-            ref_lp = reference.score(queries, out.tokens, group(ref_stm), answer_mask=out.mask,
-                                     sampling=sampling, with_logits=False).log_probs
+            ref_lp = reference.score(queries, tokens, group(ref_stm), answer_mask=token_mask,
+                                     sampling=score_sampling, with_logits=False).log_probs
         else:
-            ref_lp = out.log_probs.clone()
+            ref_lp = old_lp.clone()
         timings["reference"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        answers = answer_rows(out.tokens, out.mask)  # [B·G]
-        if group_size == 1:
+        answers = answer_rows(tokens, token_mask)  # [B·K]
+        if members == 1:
             result = scored = env.step(answers)
             scored_by = {name: other.step(answers).rewards.float().cpu() for name, other in scorers.items()}
-        else:  # score the whole group, then go on with one member drawn without looking at the rewards
-            scored, scored_by = env.score_alternatives(answers, group_size=group_size), {}
-            rows = continuing_members(size, group_size, generator).to(answers.ids.device)
+        else:  # score the whole group, then go on with one member: drawn without looking at the rewards, or
+            scored, scored_by = env.score_alternatives(answers, group_size=members), {}  # DMPO's accepted one
+            rows = (continuing_members(size, members, generator) if continue_with == "random"
+                    else best_members(scored.rewards, members)).to(answers.ids.device)
             result = env.step(PaddedIds(answers.ids[rows], answers.lengths[rows]).trimmed())
         timings["reward"] += time.perf_counter() - clock
         clock = time.perf_counter()  # the value reads the saved data the step is about (not the answer)
@@ -276,13 +304,13 @@ def collect_rollout(
         components = {k: v.float().cpu() for k, v in scored.components.items()}
         components["fact_recall"] = scored.fact_recall.float().cpu()  # NaN where the data has no facts
         components["held_fact_recall"] = scored.held_fact_recall.float().cpu()  # NaN: memory holds none
-        per_step.append(dict(queries=queries, tokens=out.tokens, mask=out.mask, old=out.log_probs, ref=ref_lp,
+        per_step.append(dict(queries=queries, tokens=tokens, mask=token_mask, old=old_lp, ref=ref_lp,
                              write_ids=group(ids), write_mask=group(mask),
                              encoded=group(encoded) if keep_encoded and encoded is not None else None,
                              stm_prev=group(stm_prev), stm_read=group(stm), critic_ids=c_ids, critic_mask=c_mask,
                              rewards=scored.rewards.float().cpu(), values=values.float().cpu(),
                              components=components, scored_by=scored_by))
-    return _stack(per_step, size, stm, ref_stm, timings, group_size)
+    return _stack(per_step, size, stm, ref_stm, timings, members)
 
 
 def continuing_members(episodes: int, group_size: int, generator: torch.Generator | None) -> Tensor:
@@ -291,6 +319,40 @@ def continuing_members(episodes: int, group_size: int, generator: torch.Generato
     device = generator.device if generator is not None else None
     choice = torch.randint(group_size, (episodes,), generator=generator, device=device)
     return torch.arange(episodes, device=choice.device) * group_size + choice
+
+
+def member_order(rewards: Tensor, members: int) -> Tensor:
+    """``[B, K]`` each group's members from the lowest reward to the highest (a stable sort: of tied members
+    the later one ranks higher), for rewards ``[B·K]`` in groups of ``K`` consecutive rows."""
+    return rewards.float().view(-1, members).argsort(dim=1, stable=True)
+
+
+def best_members(rewards: Tensor, members: int) -> Tensor:
+    """``[B]`` rows ``b·K + k`` of each group's highest-reward member (:func:`member_order`'s last)."""
+    best = member_order(rewards, members)[:, -1]
+    return torch.arange(best.shape[0], device=best.device) * members + best
+
+
+def answer_tokens(rows: PaddedIds, max_tokens: int) -> tuple[Tensor, Tensor]:
+    """``[A] a [EOS]`` rows as generated answers ``(tokens [B, T], mask [B, T])`` (what
+    :func:`answer_rows` inverts), cut to ``max_tokens`` keeping a final ``[EOS]`` as generation would stop."""
+    lengths = (rows.lengths - 1).clamp(min=0, max=max_tokens)  # without [A]
+    width = max(1, int(lengths.max()))
+    tokens = rows.ids[:, 1:width + 1].clone()
+    tokens = torch.nn.functional.pad(tokens, (0, width - tokens.shape[1]), value=PAD_ID)
+    mask = torch.arange(width, device=tokens.device)[None, :] < lengths[:, None]
+    cut = (rows.lengths - 1) > max_tokens
+    if bool(cut.any()):  # then width == max_tokens
+        tokens[cut, max_tokens - 1] = EOS_ID
+    return tokens.masked_fill(~mask, PAD_ID), mask
+
+
+def append_member(samples: Tensor, extra: Tensor, group_size: int, pad) -> Tensor:
+    """``[B·G, T, ...]`` groups and ``[B, T', ...]`` one more member each -> ``[B·(G+1), max(T, T'), ...]``,
+    the extra one last in its group."""
+    both = _pad_cat([samples, extra], pad)  # one width
+    grouped = both[:samples.shape[0]].view(-1, group_size, *both.shape[1:])
+    return torch.cat([grouped, both[samples.shape[0]:].unsqueeze(1)], 1).flatten(0, 1)
 
 
 class _Repeat:

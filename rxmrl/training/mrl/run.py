@@ -71,7 +71,8 @@ def _run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
         scoring = {"training_reward": training_reward_label(config), "validation_presets": config.validation.presets,
                    "validation_similarity": config.validation.similarity,
                    "sampling": describe_sampling(trainer.eval_sampling),
-                   "memory_writes": "reference" if config.validation.teacher_forcing else "policy"}
+                   "memory_writes": "reference" if config.validation.teacher_forcing else "policy",
+                   "algorithm": config.mrl.algorithm}
         write_json(Path(trainer.run_dir) / "comparison.json",
                    {"stages": rows, **scoring, "timings": result.timings, "iterations": result.iterations},
                    nan_as_null=False)
@@ -97,14 +98,15 @@ def compare_stage(trainer: MrlTrainer, index: int, warm: Evaluation) -> dict:
     recall_gap = (bootstrap_mean_difference(after.episode_fact_recall, after_blank.episode_fact_recall)
                   if after.episode_fact_recall is not None else nan)  # what MRL's memory carries
     label = training_reward_label(trainer.config)
+    name = "DMPO" if trainer.config.mrl.algorithm == "dmpo" else "MRL"  # what trained the policy
     print(f"stage {index} ({stage.steps} steps, {stage.strategy}): {label} warm start {warm.summary()['reward']:.3f} "
-          f"-> MRL {after.summary()['reward']:.3f}, difference {_signed(difference)} 95% CI; fact recall "
+          f"-> {name} {after.summary()['reward']:.3f}, difference {_signed(difference)} 95% CI; fact recall "
           f"{warm.fact_recall:.3f} -> {after.fact_recall:.3f}, difference per episode {_signed(recall)}", flush=True)
     for key, stat in by_preset.items():
-        print(f"  {key} ({trainer.config.validation.similarity}): warm start {warm.summary()[key]:.3f} -> MRL "
+        print(f"  {key} ({trainer.config.validation.similarity}): warm start {warm.summary()[key]:.3f} -> {name} "
               f"{after.summary()[key]:.3f}, difference {_signed(tuple(stat.values()))}", flush=True)
-    print(f"  no-memory ablation: warm start {warm_blank.summary()['reward']:.3f}, MRL "
-          f"{after_blank.summary()['reward']:.3f}; MRL with vs without memory {_signed(memory_gain)}, fact recall "
+    print(f"  no-memory ablation: warm start {warm_blank.summary()['reward']:.3f}, {name} "
+          f"{after_blank.summary()['reward']:.3f}; {name} with vs without memory {_signed(memory_gain)}, fact recall "
           f"{_signed(recall_gap)}", flush=True)
     return {"stage": index, "steps": stage.steps, "strategy": stage.strategy,
             "warm_start": warm.summary(), "mrl": after.summary(), "difference": interval(difference),

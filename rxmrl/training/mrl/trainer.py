@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 
 from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.envs.scoring import build_reward
-from rxmrl.model import ReactiveTransformer
+from rxmrl.model import GREEDY, ReactiveTransformer
 from rxmrl.rewards.facts import mix_fact_recall
 from rxmrl.runtime import atomic_directory
 from rxmrl.training.checkpoint import (CheckpointManager, latest_checkpoint, optimizer_state, resume_training,
@@ -59,6 +59,7 @@ from rxmrl.training.mrl.config import MrlRunConfig, StageConfig
 from rxmrl.training.mrl.critic import Critic
 from rxmrl.training.mrl.curriculum import (CurriculumState, StageData, epoch_batches, load_stage_data, rank_minibatches,
                                            rank_shard)
+from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, preference_pairs, sequence_log_probs
 from rxmrl.training.mrl.evaluate import Evaluation, evaluate_policy
 from rxmrl.training.mrl.objective import LossInputs, mrl_loss
 from rxmrl.training.mrl.rollout import Rollout, collect_rollout, rollout_env, stage_episodes
@@ -208,7 +209,7 @@ class MrlTrainer:
         for stage, (train, _) in zip(self.config.stages, self.stage_data, strict=True):
             for start in range(0, len(train), mrl.batch_episodes):
                 episodes = min(mrl.batch_episodes, len(train) - start)
-                samples = math.ceil(episodes / self.env.world_size) * stage.steps * mrl.group_size  # per rank
+                samples = math.ceil(episodes / self.env.world_size) * stage.steps * mrl.samples_per_step  # per rank
                 total += stage.epochs * mrl.ppo_epochs * math.ceil(samples / mrl.minibatch_size)
         return total
 
@@ -266,17 +267,29 @@ class MrlTrainer:
         rollout_seconds = time.perf_counter() - clock
         self._check_finite(float(rollout.rewards.sum()), "reward", weights_at_fault=False)
         rewards = self.training_rewards(rollout)
+        clock = time.perf_counter()
+        self.model.train()
+        if mrl.algorithm == "dmpo":
+            sums, updates = self._dmpo_update(stage, rollout, rewards, len(indices))
+        else:
+            sums, updates = self._ppo_update(stage, rollout, rewards, len(indices))
+        record = {f"train/{k}": v / updates for k, v in sums.items()}
+        record.update(self._iteration_record(stage, rollout, rewards, rollout_seconds, time.perf_counter() - clock))
+        self.metrics.log(self.step, record)
+        return record
+
+    def _ppo_update(self, stage: StageConfig, rollout: Rollout, rewards: Tensor,
+                    global_episodes: int) -> tuple[dict[str, float], int]:
+        """Advantages, then ``ppo_epochs`` passes of ``mrl_loss`` over the rollout's samples."""
+        mrl, objective, policy = self.config.mrl, self.config.mrl.objective, self.model.policy
         rollout.advantages, rollout.returns = compute_advantages(
             rewards, rollout.values, rollout.num_steps, mrl.advantages.estimator, mrl.advantages.gamma,
             mrl.advantages.lam, mrl.advantages.normalize, group_size=rollout.group_size)
-
-        clock = time.perf_counter()
-        self.model.train()
         sums: dict[str, float] = {}
         updates = 0
         for _ in range(mrl.ppo_epochs):
             order = torch.randperm(rollout.size)
-            for index in rank_minibatches(rollout.size, len(indices), stage.steps * mrl.group_size,
+            for index in rank_minibatches(rollout.size, global_episodes, stage.steps * mrl.group_size,
                                           self.env.world_size, mrl.minibatch_size, order):
                 batch = to_device(minibatch(rollout, index), self.env.device)
                 with autocast(self.autocast_dtype):
@@ -290,25 +303,64 @@ class MrlTrainer:
                         advantages=batch["advantages"], values=values, old_values=batch["values"], returns=returns,
                         stm=stm, stm_prev=batch["stm_prev"], steps=batch["steps"], moe_aux=scored.aux_loss),
                         objective)
-                self._check_finite(float(loss.detach()), "loss")
-                self.scaler.scale(loss).backward()
-                all_reduce_gradients(self.trainable_parameters, self.env)
-                self.scaler.unscale_(self.optimizer)
-                norms = clip_gradients(self.clip_sets, self.config.optim.grad_clip)  # the critic apart
-                if not self.scaler.is_enabled():  # with float16 the scaler skips such steps itself
-                    self._check_finite(norms["grad_norm"], "gradient norm")
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.step += 1
-                for key, value in {"loss": loss.detach(), **terms, **norms}.items():
-                    sums[key] = sums.get(key, 0.0) + float(value)
+                self._optimizer_step(loss, terms, sums)
                 updates += 1
-        record = {f"train/{k}": v / updates for k, v in sums.items()}
-        record.update(self._iteration_record(stage, rollout, rewards, rollout_seconds, time.perf_counter() - clock))
-        self.metrics.log(self.step, record)
-        return record
+        return sums, updates
+
+    def _dmpo_update(self, stage: StageConfig, rollout: Rollout, rewards: Tensor,
+                     global_episodes: int) -> tuple[dict[str, float], int]:
+        """``ppo_epochs`` passes of ``dmpo_loss`` over the rollout's pairs (one per episode and step).
+
+        Every pair slot makes minibatches (a pair under ``min_margin`` has weight 0), so the number of
+        optimizer steps never depends on the rewards. The accepted and rejected answers of a pair read one
+        STM, recomputed once from the accepted row's write."""
+        mrl, dmpo, policy = self.config.mrl, self.config.mrl.dmpo, self.model.policy
+        pairs = preference_pairs(rewards, rollout.group_size, dmpo.min_margin)
+        anchored = dmpo.anchor_coef > 0 and pairs.neutral is not None
+        rollout.advantages = rollout.returns = torch.zeros_like(rewards)  # no advantages: minibatch() fills them
+        sums: dict[str, float] = {}
+        updates = 0
+        for _ in range(mrl.ppo_epochs):
+            order = torch.randperm(pairs.keep.numel())
+            for index in rank_minibatches(pairs.keep.numel(), global_episodes, stage.steps, self.env.world_size,
+                                          mrl.minibatch_size, order):
+                roles = [pairs.accepted[index], pairs.rejected[index]] + ([pairs.neutral[index]] if anchored else [])
+                batch = to_device(minibatch(rollout, torch.cat(roles)), self.env.device)
+                count = index.numel()
+                with autocast(self.autocast_dtype):
+                    shared = {k: batch[k][:count] for k in ("stm_prev", "stm_read", "write_ids", "write_mask")}
+                    shared["encoded"] = None if batch["encoded"] is None else batch["encoded"][:count]
+                    stm = self.recompute_stm(shared)  # the accepted row's write: the pair's STM_t
+                    scored = policy.score(batch["queries"], batch["answers"], stm.repeat(len(roles), 1, 1, 1),
+                                          answer_mask=batch["mask"], sampling=GREEDY, with_logits=False)
+                    mine = sequence_log_probs(scored.log_probs, batch["mask"]).split(count)
+                    ref = sequence_log_probs(batch["ref_log_probs"], batch["mask"]).split(count)
+                    loss, terms = dmpo_loss(DmpoInputs(
+                        policy_accepted=mine[0], policy_rejected=mine[1], ref_accepted=ref[0], ref_rejected=ref[1],
+                        keep=pairs.keep[index].to(self.env.device), stm=stm, stm_prev=shared["stm_prev"],
+                        steps=batch["steps"][:count], policy_neutral=mine[2] if anchored else None,
+                        ref_neutral=ref[2] if anchored else None, moe_aux=scored.aux_loss),
+                        dmpo.beta, dmpo.anchor_coef, mrl.objective.memory_coef, mrl.objective.moe_aux_coef)
+                self._optimizer_step(loss, terms, sums)
+                updates += 1
+        return sums, updates
+
+    def _optimizer_step(self, loss: Tensor, terms: dict[str, Tensor], sums: dict[str, float]) -> None:
+        """Backward, all-reduce, clip (the critic apart), AdamW and schedule step; the terms summed into ``sums``."""
+        self._check_finite(float(loss.detach()), "loss")
+        self.scaler.scale(loss).backward()
+        all_reduce_gradients(self.trainable_parameters, self.env)
+        self.scaler.unscale_(self.optimizer)
+        norms = clip_gradients(self.clip_sets, self.config.optim.grad_clip)  # the critic apart
+        if not self.scaler.is_enabled():  # with float16 the scaler skips such steps itself
+            self._check_finite(norms["grad_norm"], "gradient norm")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        for key, value in {"loss": loss.detach(), **terms, **norms}.items():
+            sums[key] = sums.get(key, 0.0) + float(value)
 
     def recompute_stm(self, batch: dict[str, Any]) -> Tensor:
         """``STM_t = MemAttn(STM_{t-1}, ED_t)`` with the current weights (the recorded ``STM_t`` when the
@@ -350,13 +402,18 @@ class MrlTrainer:
         policy.eval()
         if critic is not None:
             critic.eval()
+        dmpo = mrl.algorithm == "dmpo"
+        if dmpo and mrl.dmpo.pairs == "offline":  # the frozen warm start samples the candidates
+            policy = self.reference
         try:
             rollout = collect_rollout(
                 policy, self._env(stage), episodes, self.sampling, reference=self.reference, critic=critic,
                 max_answer_tokens=mrl.max_answer_tokens, max_interaction_len=mrl.max_interaction_len,
                 critic_max_len=mrl.critic.max_len, teacher_forcing=stage.teacher_forcing,
                 random_reset_ratio=stage.random_reset_ratio, carried=self.state.carried,
-                keep_encoded=self._recompute_memory and self._keep_encoded, group_size=mrl.group_size)
+                keep_encoded=self._recompute_memory and self._keep_encoded, group_size=mrl.group_size,
+                with_reference=dmpo and mrl.dmpo.candidates == "reference+samples",
+                continue_with="best" if dmpo else "random", score_sampling=GREEDY if dmpo else None)
         except FloatingPointError:  # the env refused a non-finite reward
             self._check_finite(math.nan, "reward", weights_at_fault=False)
             raise
