@@ -100,3 +100,29 @@ def test_run_command_reports_config_errors_in_one_line(capsys):
     assert "error: unknown key 'eval.stepz'" in capsys.readouterr().out
     assert main(["run", str(QUICKSTART), "--phases", "eval,plots"]) == 2
     assert "unknown phase(s) ['plots']" in capsys.readouterr().out
+
+
+def test_dmpo_is_the_mrl_run_with_the_dmpo_algorithm_and_joins_eval_and_retention_when_enabled():
+    off = load_config(PipelineConfig, QUICKSTART, ["run_dir=/tmp/exp"]).resolved()
+    assert "dmpo" not in off.eval.models and "dmpo" not in off.retention.models
+    on = load_config(PipelineConfig, QUICKSTART, ["run_dir=/tmp/exp", "dmpo.enabled=true",
+                                                  "dmpo.group_size=3"]).resolved()
+    assert on.eval.models[:3] == ["warm_start", "mrl", "dmpo"] and on.retention.models == ["warm_start", "mrl", "dmpo"]
+    assert on.audit.models == ["warm_start", "mrl"]  # the audit only when named
+    run = on.dmpo_run()
+    assert (run.run_dir, run.init, run.mrl.algorithm, run.mrl.group_size) == (
+        "/tmp/exp/dmpo", "/tmp/exp/warmstart/stage-4", "dmpo", 3)
+    assert [s.teacher_forcing for s in on.mrl.stages] == [True, True, True]  # MRL's own stages keep theirs
+    assert [s.teacher_forcing for s in run.stages] == [False, False, False]
+    assert ([s.num_episodes for s in run.stages], run.optim, run.reward) == (
+        [s.num_episodes for s in on.mrl.stages], on.mrl.optim, on.mrl.reward)  # the same budget and rates
+    with pytest.raises(ConfigError, match=r"eval.models names dmpo, but dmpo.enabled = false"):
+        load_config(PipelineConfig, QUICKSTART, ['eval.models=["warm_start", "dmpo"]'])
+
+
+def test_a_dmpo_run_the_mrl_section_cannot_make_is_refused_before_any_phase(capsys, tmp_path):
+    assert main(["run", str(QUICKSTART), "--set", f"run_dir={tmp_path}", "--set", "dmpo.enabled=true",
+                 "--set", "dmpo.group_size=1", "--set", "mrl.mrl.dmpo.candidates=samples"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("error: the [dmpo] run ([mrl] with mrl.algorithm = dmpo): mrl.mrl: dmpo pairs two answers")
+    assert out.count("\n") == 1 and not (tmp_path / "phases").exists()

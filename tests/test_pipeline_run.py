@@ -16,11 +16,16 @@ QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.t
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def overrides(run_dir) -> list[str]:
+    """The tiny quickstart, DMPO beside MRL."""
+    return [*tiny_overrides(run_dir), "dmpo.enabled=true"]
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A run killed during the baseline phase, then the same command again (as a user would re-run it)."""
     run_dir = tmp_path_factory.mktemp("quickstart")
-    config = load_config(PipelineConfig, QUICKSTART, tiny_overrides(run_dir))
+    config = load_config(PipelineConfig, QUICKSTART, overrides(run_dir))
     killed, resumed = [], []
 
     def kill(_config):
@@ -47,12 +52,12 @@ def test_every_setting_of_the_run_config_is_read_by_its_phases(run):
 
 
 def lines_about(lines, phase):
-    return [line for line in lines if re.match(rf"\[\d/\d\] {phase} ", line)]
+    return [line for line in lines if re.match(rf"\[\d+/\d+\] {phase} ", line)]
 
 
 def test_an_interrupted_run_resumes_at_the_interrupted_phase(run):
-    assert run["markers_after_kill"] == ["data", "mrl", "supervised"]
-    for phase in ("data", "supervised", "mrl"):
+    assert run["markers_after_kill"] == ["data", "dmpo", "mrl", "supervised"]
+    for phase in ("data", "supervised", "mrl", "dmpo"):
         assert "skipped" in lines_about(run["resumed"], phase)[0]
     for phase in ("baseline", "eval", "latency", "report"):
         assert lines_about(run["resumed"], phase)[-1].split(": ")[-1].startswith("done in")
@@ -104,9 +109,9 @@ def numbers(cell: str) -> list[float]:
 def test_report_table_numbers_match_the_eval_json(run):
     report = (run["dir"] / "report.md").read_text()
     rows = table_rows(report, "| model | reward mean")
-    assert len(rows) == 5
+    assert len(rows) == 6
     latency = json.loads((run["dir"] / "latency.json").read_text())
-    for row, name in zip(rows, ["warm_start", "mrl", "baseline", "oracle", "random"]):
+    for row, name in zip(rows, ["warm_start", "mrl", "dmpo", "baseline", "oracle", "random"], strict=True):
         summary = json.loads((run["dir"] / "eval" / f"{name}.json").read_text())["summary"]
         reward, recall, held = summary["reward"], summary["fact_recall"], summary["held_fact_recall"]
         assert numbers(row[1]) == pytest.approx([reward["mean"], reward["ci_low"], reward["ci_high"]], abs=0.005)
@@ -116,7 +121,8 @@ def test_report_table_numbers_match_the_eval_json(run):
             assert row[5] == "n/a"
         else:
             assert numbers(row[5]) == pytest.approx([held["mean"], held["ci_low"], held["ci_high"]], abs=0.0005)
-        key = {"warm_start": "rxt_seconds", "mrl": "rxt_seconds", "baseline": "stateless_seconds"}.get(name)
+        key = {"warm_start": "rxt_seconds", "mrl": "rxt_seconds", "dmpo": "rxt_seconds",
+               "baseline": "stateless_seconds"}.get(name)
         if key:
             assert numbers(row[6]) == pytest.approx([latency[-1][key] * 1e3], abs=0.05)
         else:
@@ -129,10 +135,10 @@ def test_report_table_numbers_match_the_eval_json(run):
 
 def test_report_retention_table_matches_the_retention_json(run):
     retention = json.loads((run["dir"] / "retention" / "retention.json").read_text())
-    assert retention["baseline"] == "warm_start" and list(retention["models"]) == ["warm_start", "mrl"]
+    assert retention["baseline"] == "warm_start" and list(retention["models"]) == ["warm_start", "mrl", "dmpo"]
     rows = table_rows((run["dir"] / "report.md").read_text(), "| model | fact recall [95% CI] | reset memory")
-    assert [row[0] for row in rows] == ["RxT warm start (stage 4)", "RxT after MRL"]
-    for row, name in zip(rows, ["warm_start", "mrl"]):
+    assert [row[0] for row in rows] == ["RxT warm start (stage 4)", "RxT after MRL", "RxT after DMPO"]
+    for row, name in zip(rows, ["warm_start", "mrl", "dmpo"]):
         model = retention["models"][name]
         for cell, stat in zip(row[1:4], [model["with_memory"]["fact_recall"], model["reset_memory"]["fact_recall"],
                                          model["gap"]["fact_recall"]]):
@@ -140,6 +146,19 @@ def test_report_retention_table_matches_the_retention_json(run):
     gain = retention["models"]["mrl"]["gain"]["fact_recall"]
     assert numbers(rows[1][4]) == pytest.approx([gain["mean"], gain["ci_low"], gain["ci_high"]], abs=0.0005)
     assert rows[0][4] == "–"
+
+
+def test_the_report_compares_dmpo_with_its_warm_start_per_stage_as_the_dmpo_run_wrote_it(run):
+    comparison = json.loads((run["dir"] / "dmpo" / "comparison.json").read_text())
+    assert comparison["algorithm"] == "dmpo"
+    report = (run["dir"] / "report.md").read_text()
+    assert "## DMPO against its warm start" in report and "## MRL against its warm start" in report
+    rows = table_rows(report, "| stage | steps | strategy | training reward: warm start | DMPO |")
+    assert len(rows) == len(comparison["stages"]) == 3
+    for row, stage in zip(rows, comparison["stages"]):
+        assert numbers(row[4]) == pytest.approx([stage["mrl"]["reward"]], abs=0.0005)  # the trained policy
+    assert "train/loss/dpo" in (run["dir"] / "dmpo" / "metrics.jsonl").read_text()
+    assert not any(stage.teacher_forcing for stage in run["config"].resolved().dmpo_run().stages)
 
 
 def test_report_audit_table_matches_the_audit_json(run):
@@ -197,7 +216,7 @@ def test_rerun_skips_finished_phases_and_redoes_only_missing_models(run):
 
 
 def test_rerun_with_a_changed_config_names_the_changed_keys(run):
-    changed = load_config(PipelineConfig, QUICKSTART, [*tiny_overrides(run["dir"]), "eval.max_new_tokens=5"])
+    changed = load_config(PipelineConfig, QUICKSTART, [*overrides(run["dir"]), "eval.max_new_tokens=5"])
     lines = []
     run_pipeline(changed, ["report"], say=lines.append)
     notes = [line for line in lines if line.startswith("note:")]

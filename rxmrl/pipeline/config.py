@@ -22,7 +22,8 @@ from rxmrl.rewards.presets import check_preset
 from rxmrl.training.mrl.config import MrlRunConfig, SamplingSettings, ValidationSettings
 from rxmrl.training.supervised import SupervisedConfig
 
-MODELS = ("warm_start", "mrl", "baseline", "oracle", "random")
+MODELS = ("warm_start", "mrl", "dmpo", "baseline", "oracle", "random")
+RXT_MODELS = ("warm_start", "mrl", "dmpo")  # the reactive models (memory to ablate)
 
 
 @dataclass
@@ -43,7 +44,8 @@ class EvalSection:
     max_new_tokens: int = 48  # answer length limit of the trained models
     # how the trained models answer ([eval.sampling]): greedy unless asked; the report states it
     sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(greedy=True))
-    models: list[str] = field(default_factory=lambda: list(MODELS))  # which rows to evaluate
+    # which rows to evaluate (dmpo joins by itself when [dmpo] is enabled)
+    models: list[str] = field(default_factory=lambda: [m for m in MODELS if m != "dmpo"])
     seed: int = 0  # episode order, the random agent, sampling
     device: str = "auto"  # where the models answer: auto (cuda when available) | cpu | cuda | cuda:1 ...
 
@@ -75,13 +77,14 @@ class AuditSection:
     enabled: bool = True
     # presets to audit ([]: those the run trains and evaluates with, mrl.reward.preset and eval.reward)
     presets: list[str] = field(default_factory=list)
-    models: list[str] = field(default_factory=lambda: ["warm_start", "mrl"])  # audited with vs without memory
+    # audited with vs without memory (dmpo too when named: it is not added by itself)
+    models: list[str] = field(default_factory=lambda: ["warm_start", "mrl"])
 
     def __post_init__(self) -> None:
         for preset in self.presets:
             check_preset(preset, "audit.presets")
-        if any(m not in ("warm_start", "mrl") for m in self.models):
-            raise ValueError(f"models {self.models}: expected a subset of ['warm_start', 'mrl'] (RxT models)")
+        if any(m not in RXT_MODELS for m in self.models):
+            raise ValueError(f"models {self.models}: expected a subset of {list(RXT_MODELS)} (RxT models)")
 
 
 @dataclass
@@ -90,11 +93,27 @@ class RetentionSection:
     written into memory, each RxT model with and with a reset memory, MRL paired against its warm start."""
 
     enabled: bool = True
-    models: list[str] = field(default_factory=lambda: ["warm_start", "mrl"])  # RxT models, the first the baseline
+    # RxT models, the first the baseline (dmpo joins by itself when [dmpo] is enabled)
+    models: list[str] = field(default_factory=lambda: ["warm_start", "mrl"])
 
     def __post_init__(self) -> None:
-        if not self.models or any(m not in ("warm_start", "mrl") for m in self.models):
-            raise ValueError(f"retention.models {self.models}: expected a non-empty subset of ['warm_start', 'mrl']")
+        if not self.models or any(m not in RXT_MODELS for m in self.models):
+            raise ValueError(f"retention.models {self.models}: expected a non-empty subset of {list(RXT_MODELS)}")
+
+
+@dataclass
+class DmpoSection:
+    """DMPO beside MRL (``rxmrl train dmpo``): the ``[mrl]`` run -- warm start, curriculum, episodes, epochs,
+    learning rates, reward, validation -- with ``mrl.algorithm = "dmpo"``, ``group_size`` sampled answers per
+    step and the stages' teacher forcing off (DMPO writes its accepted answer), into ``RUN_DIR/dmpo``. Its
+    own settings are ``[mrl.mrl.dmpo]``. Enabled, it is evaluated, retained and reported beside MRL."""
+
+    enabled: bool = False
+    group_size: int = 2  # answers sampled per step from one STM, besides the reference answer
+
+    def __post_init__(self) -> None:
+        if self.group_size < 1:
+            raise ValueError(f"dmpo.group_size={self.group_size}: expected >= 1")
 
 
 @dataclass
@@ -130,6 +149,7 @@ class PipelineConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     audit: AuditSection = field(default_factory=AuditSection)
     retention: RetentionSection = field(default_factory=RetentionSection)
+    dmpo: DmpoSection = field(default_factory=DmpoSection)
     latency: LatencySection = field(default_factory=LatencySection)
     report: ReportSection = field(default_factory=ReportSection)
 
@@ -144,6 +164,10 @@ class PipelineConfig:
             if value not in (0, self.seed):
                 raise ValueError(f"{key} = {value}: the pipeline seeds every phase from the top-level seed "
                                  f"(now {self.seed}); set seed instead")
+        named = [f"{section}.models" for section in ("eval", "audit", "retention")
+                 if "dmpo" in getattr(self, section).models]
+        if named and not self.dmpo.enabled:
+            raise ValueError(f"{named[0]} names dmpo, but dmpo.enabled = false: enable [dmpo] or leave it out")
         for key, value in self._section_paths().items():
             if value not in (defaults[key], placed[key]):
                 raise ValueError(f"{key} = {value!r}: the pipeline places this phase at {placed[key]!r} under "
@@ -152,12 +176,20 @@ class PipelineConfig:
     def phase_paths(self) -> dict[str, str]:
         """Where each phase writes (and where MRL starts from), all under ``run_dir``."""
         return {"supervised.run_dir": str(self.run_dir / "warmstart"), "mrl.run_dir": str(self.run_dir / "mrl"),
-                "mrl.init": str(self.run_dir / "warmstart" / "stage-4"),
+                "dmpo.run_dir": str(self.run_dir / "dmpo"), "mrl.init": str(self.run_dir / "warmstart" / "stage-4"),
                 "baseline.output_dir": str(self.run_dir / "baseline")}
 
     def _section_paths(self) -> dict[str, str]:
         return {"supervised.run_dir": str(self.supervised.run_dir), "mrl.run_dir": self.mrl.run_dir,
                 "mrl.init": self.mrl.init, "baseline.output_dir": self.baseline.output_dir}
+
+    def dmpo_run(self) -> MrlRunConfig:
+        """The DMPO run of ``[dmpo]`` (call on :meth:`resolved`): ``[mrl]`` with the DMPO algorithm, its group
+        size, no teacher-forced stage and ``RUN_DIR/dmpo`` as its run directory."""
+        mrl = self.mrl
+        algorithm = dataclasses.replace(mrl.mrl, algorithm="dmpo", group_size=self.dmpo.group_size)
+        stages = [dataclasses.replace(stage, teacher_forcing=False) for stage in mrl.stages]
+        return dataclasses.replace(mrl, run_dir=self.phase_paths()["dmpo.run_dir"], mrl=algorithm, stages=stages)
 
     def mrl_validation(self) -> ValidationSettings:
         """``[mrl.validation]``, or -- when it names no preset -- the final evaluation's reward and similarity,
@@ -176,5 +208,15 @@ class PipelineConfig:
                                   validation=self.mrl_validation())
         baseline = dataclasses.replace(self.baseline, output_dir=paths["baseline.output_dir"],
                                        sft=dataclasses.replace(self.baseline.sft, seed=self.seed))
-        evaluation = dataclasses.replace(self.eval, source=self.eval.source or self.mrl.data_source)
-        return dataclasses.replace(self, supervised=supervised, mrl=mrl, baseline=baseline, eval=evaluation)
+        evaluation = dataclasses.replace(self.eval, source=self.eval.source or self.mrl.data_source,
+                                         models=self._with_dmpo(self.eval.models))
+        retention = dataclasses.replace(self.retention, models=self._with_dmpo(self.retention.models))
+        return dataclasses.replace(self, supervised=supervised, mrl=mrl, baseline=baseline, eval=evaluation,
+                                   retention=retention)
+
+    def _with_dmpo(self, models: list[str]) -> list[str]:
+        """``models`` with dmpo after mrl (or at the end) when ``[dmpo]`` is enabled and they leave it out."""
+        if not self.dmpo.enabled or "dmpo" in models:
+            return list(models)
+        at = models.index("mrl") + 1 if "mrl" in models else len(models)
+        return [*models[:at], "dmpo", *models[at:]]

@@ -2,7 +2,8 @@
 
 Sources: ``eval/MODEL.json`` (reward range and fact recall per model), ``audit/audit.json`` (the reward
 audit), ``latency.json`` (per-turn latency),
-``mrl/metrics.jsonl`` (reward over MRL training), ``mrl/comparison.json`` (MRL vs warm start per stage),
+``mrl/metrics.jsonl`` (reward over MRL training), ``mrl/comparison.json`` and ``dmpo/comparison.json`` (MRL
+and DMPO vs warm start per stage),
 ``phases/*.json`` and ``warmstart/stage-N/stage.json`` (wall times). Nothing is recomputed here, so the
 report and the files cannot disagree; a missing file leaves its section out with a note.
 """
@@ -19,9 +20,9 @@ from rxmrl.pipeline.plots import plot_fact_recall, plot_mrl_rewards, plot_reward
 from rxmrl.pipeline.run import model_dirs, read_timings
 from rxmrl.runtime import write_text
 
-LABELS = {"warm_start": "RxT warm start (stage 4)", "mrl": "RxT after MRL", "baseline": "stateless LLM baseline",
+LABELS = {"warm_start": "RxT warm start (stage 4)", "mrl": "RxT after MRL", "dmpo": "RxT after DMPO", "baseline": "stateless LLM baseline",
           "oracle": "oracle (reference answers)", "random": "random (other episodes' answers)"}
-SHORT_LABELS = {"warm_start": "warm start", "mrl": "MRL", "baseline": "stateless", "oracle": "oracle",
+SHORT_LABELS = {"warm_start": "warm start", "mrl": "MRL", "dmpo": "DMPO", "baseline": "stateless", "oracle": "oracle",
                 "random": "random"}
 
 
@@ -64,7 +65,7 @@ def latency_by_model(rows: list[dict[str, Any]]) -> dict[str, float]:
     if not rows:
         return {}
     last = rows[-1]
-    return {"warm_start": last["rxt_seconds"] * 1e3, "mrl": last["rxt_seconds"] * 1e3,
+    return {"warm_start": last["rxt_seconds"] * 1e3, "mrl": last["rxt_seconds"] * 1e3, "dmpo": last["rxt_seconds"] * 1e3,
             "baseline": last["stateless_seconds"] * 1e3}
 
 
@@ -91,15 +92,16 @@ def published_table() -> str:
     return "\n".join(lines)
 
 
-def comparison_table(comparison: dict[str, Any]) -> str:
-    """MRL vs warm start on each curriculum stage's validation episodes (``mrl/comparison.json``): the training
-    reward, then the paired difference under each validation preset (``reward/<preset>``), then fact recall."""
+def comparison_table(comparison: dict[str, Any], name: str = "MRL") -> str:
+    """MRL (or DMPO: ``name``) vs warm start on each curriculum stage's validation episodes
+    (``mrl/comparison.json``, ``dmpo/comparison.json``): the training reward, then the paired difference under
+    each validation preset (``reward/<preset>``), then fact recall."""
     presets = list(comparison["stages"][0].get("differences", {})) if comparison["stages"] else []
     similarity = comparison.get("validation_similarity", "")
-    extra = "".join(f" `{key[len('reward/'):]}` ({similarity}): MRL − warm start [95% CI] |" for key in presets)
-    lines = ["| stage | steps | strategy | training reward: warm start | MRL | difference [95% CI] "
-             f"| MRL without memory |{extra} fact recall: warm start | MRL | difference [95% CI] "
-             "| MRL: memory − reset [95% CI] |",
+    extra = "".join(f" `{key[len('reward/'):]}` ({similarity}): {name} − warm start [95% CI] |" for key in presets)
+    lines = [f"| stage | steps | strategy | training reward: warm start | {name} | difference [95% CI] "
+             f"| {name} without memory |{extra} fact recall: warm start | {name} | difference [95% CI] "
+             f"| {name}: memory − reset [95% CI] |",
              "|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(presets) + "---:|---:|---:|---:|"]
     for row in comparison["stages"]:
         recall = row.get("fact_recall_difference")  # absent in runs written before it was recorded
@@ -134,11 +136,11 @@ def _signed_stat(stat: dict[str, float]) -> str:
     return f"{stat['mean']:+.3f} [{stat['ci_low']:+.3f}, {stat['ci_high']:+.3f}]"
 
 
-def comparison_note(comparison: dict[str, Any]) -> str:
+def comparison_note(comparison: dict[str, Any], name: str = "MRL") -> str:
     """Which rewards and which sampling the per-stage comparison used (absent in older runs: left out)."""
     parts = []
     if comparison.get("training_reward"):
-        parts.append(f"The {comparison['training_reward']} is the one MRL trained with")
+        parts.append(f"The {comparison['training_reward']} is the one {name} trained with")
     if comparison.get("sampling"):
         parts.append(f"the validation answers are {comparison['sampling']} (`mrl.eval_sampling`)")
     if comparison.get("memory_writes") == "reference":
@@ -224,7 +226,6 @@ def write_report(run_dir: str | Path, config: PipelineConfig | None = None) -> P
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     latency = _read_json(run_dir / "latency.json") or []
-    comparison = _read_json(run_dir / "mrl" / "comparison.json")
     bins = config.report.histogram_bins if config else 20
     plots = write_plots(run_dir, results, latency, bins)
     first = next(iter(results.values()), None)
@@ -245,10 +246,12 @@ def write_report(run_dir: str | Path, config: PipelineConfig | None = None) -> P
             sections += ["", published_table()]
     else:
         sections += ["", "*No evaluation results (`eval/*.json`) yet.*"]
-    if comparison:
-        note = comparison_note(comparison)
-        sections += ["", "## MRL against its warm start (per curriculum stage, validation episodes)", "",
-                     *([note, ""] if note else []), comparison_table(comparison)]
+    for folder, name in (("mrl", "MRL"), ("dmpo", "DMPO")):
+        comparison = _read_json(run_dir / folder / "comparison.json")
+        if comparison:
+            note = comparison_note(comparison, name)
+            sections += ["", f"## {name} against its warm start (per curriculum stage, validation episodes)", "",
+                         *([note, ""] if note else []), comparison_table(comparison, name)]
     retention = _read_json(run_dir / "retention" / "retention.json")
     if retention:
         sections += ["", "## Retention: recall with the conversation in memory", "",

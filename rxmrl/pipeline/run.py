@@ -5,8 +5,9 @@ Phases (each a function of the resolved :class:`~rxmrl.pipeline.config.PipelineC
     data        tokenizer + the evaluation episodes load (fails in seconds, not after training)
     supervised  the four warm-start stages            -> RUN_DIR/warmstart/stage-N/
     mrl         the MRL curriculum from stage 4        -> RUN_DIR/mrl/ (metrics.jsonl, final/, comparison.json)
+    dmpo        DMPO on the same curriculum, when [dmpo] is enabled -> RUN_DIR/dmpo/ (the same files)
     baseline    the stateless LLM, SFT with TRL        -> RUN_DIR/baseline/
-    eval        warm start, MRL, baseline, oracle, random on the same episodes -> RUN_DIR/eval/MODEL.json
+    eval        warm start, MRL (DMPO), baseline, oracle, random on the same episodes -> RUN_DIR/eval/MODEL.json
     retention   recall with the reference conversation in memory, vs reset memory, MRL vs warm start
                                                        -> RUN_DIR/retention/retention.json
     audit       the reward audit of the presets trained and evaluated with -> RUN_DIR/audit/
@@ -33,10 +34,10 @@ from typing import Any
 from rxmrl.pipeline.config import PipelineConfig
 from rxmrl.runtime import RunLock, WallClock, torch_threads, write_json, write_text
 
-PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "baseline", "eval", "retention", "audit", "latency",
-                           "report")
+PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "dmpo", "baseline", "eval", "retention", "audit",
+                           "latency", "report")
 PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
-                "mrl": "MRL curriculum", "baseline": "stateless baseline (TRL SFT)",
+                "mrl": "MRL curriculum", "dmpo": "DMPO on the same curriculum", "baseline": "stateless baseline (TRL SFT)",
                 "eval": "reward-range evaluation", "retention": "retention (reference conversation in memory)",
                 "audit": "reward audit", "latency": "latency per turn",
                 "report": "report"}
@@ -54,7 +55,7 @@ def model_dirs(run_dir: Path) -> dict[str, str]:
     """What each evaluated model name loads (``rxmrl.evaluation.load_agent`` specs)."""
     run_dir = Path(run_dir)
     return {"warm_start": str(run_dir / "warmstart" / "stage-4"), "mrl": str(run_dir / "mrl" / "final"),
-            "baseline": str(run_dir / "baseline"), "oracle": "oracle", "random": "random"}
+            "dmpo": str(run_dir / "dmpo" / "final"), "baseline": str(run_dir / "baseline"), "oracle": "oracle", "random": "random"}
 
 
 def read_timings(run_dir: Path) -> dict[str, float]:
@@ -96,11 +97,22 @@ def phase_supervised(config: PipelineConfig) -> dict[str, Any]:
 
 
 def phase_mrl(config: PipelineConfig) -> dict[str, Any]:
+    return train_curriculum(config.mrl)
+
+
+def phase_dmpo(config: PipelineConfig) -> dict[str, Any]:
+    if not config.dmpo.enabled:
+        return {"skipped": "dmpo.enabled = false"}
+    return train_curriculum(config.dmpo_run())
+
+
+def train_curriculum(run) -> dict[str, Any]:
+    """``run_mrl`` of an MRL or DMPO run config; what its phase marker records."""
     from rxmrl.training.mrl.run import run_mrl
 
-    result, rows = run_mrl(config.mrl)
+    result, _ = run_mrl(run)
     return {"iterations": result.iterations, "timings": result.timings,
-            "final": str(result.final_dir), "comparison": str(Path(config.mrl.run_dir) / "comparison.json")}
+            "final": str(result.final_dir), "comparison": str(Path(run.run_dir) / "comparison.json")}
 
 
 def phase_baseline(config: PipelineConfig) -> dict[str, Any]:
@@ -205,7 +217,7 @@ def phase_audit(config: PipelineConfig) -> dict[str, Any]:
     from rxmrl.tokenizer import RxTokenizer
 
     ev, dirs = config.eval, model_dirs(config.run_dir)
-    labels = {"warm_start": "warm start", "mrl": "MRL"}
+    labels = {"warm_start": "warm start", "mrl": "MRL", "dmpo": "DMPO"}
     settings = AuditSettings(
         presets=audit_presets(config), similarity=ev.similarity, saved_data=ev.saved_data, source=ev.source,
         config=ev.curriculum_config, split=ev.split, num_episodes=ev.num_episodes,
@@ -245,7 +257,8 @@ def phase_report(config: PipelineConfig) -> dict[str, Any]:
 
 
 PHASE_FUNCTIONS: dict[str, Callable[[PipelineConfig], dict[str, Any]]] = {
-    "data": phase_data, "supervised": phase_supervised, "mrl": phase_mrl, "baseline": phase_baseline,
+    "data": phase_data, "supervised": phase_supervised, "mrl": phase_mrl, "dmpo": phase_dmpo,
+    "baseline": phase_baseline,
     "eval": phase_eval, "retention": phase_retention, "audit": phase_audit, "latency": phase_latency,
     "report": phase_report}
 
@@ -286,10 +299,16 @@ def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: C
 
 
 def check_config(config: PipelineConfig, changed: list[str]) -> None:
-    """What the sections' own checks cannot see, refused before any phase starts (``ConfigError``):
-    a model size changed under a run directory that already holds supervised stages of the old one."""
-    from rxmrl.config import ConfigError
+    """What the sections' own checks cannot see, refused before any phase starts (``ConfigError``): a DMPO
+    run that ``[mrl]`` + ``[dmpo]`` cannot make, or a model size changed under a run directory that already
+    holds supervised stages of the old one."""
+    from rxmrl.config import ConfigError, validate
 
+    if config.dmpo.enabled:
+        try:
+            validate(config.dmpo_run(), "mrl")
+        except ConfigError as error:
+            raise ConfigError(f"the [dmpo] run ([mrl] with mrl.algorithm = dmpo): {error}") from error
     warm = Path(config.supervised.run_dir)
     started = sorted(p.name for p in warm.glob("stage-*") if p.is_dir()) if warm.is_dir() else []
     resized = [key for key in changed if key.startswith("supervised.model.")]
