@@ -231,3 +231,20 @@ def test_rxmrl_train_dmpo_runs_the_curriculum_with_the_dpo_loss(tokenizer, tmp_p
     assert len(trained) == 2 and all("train/loss/value" not in r for r in trained)
     assert json.loads((run / "comparison.json").read_text())["algorithm"] == "dmpo"
     assert (run / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("pairs", ["online", "offline"])
+def test_offline_pairs_come_from_the_frozen_warm_start_and_online_ones_from_the_policy(tokenizer, tmp_path, pairs):
+    cfg = tiny_config(*DMPO, f"mrl.dmpo.pairs={pairs}")
+    trainer = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
+    stage, (data, _) = cfg.stages[0], trainer.stage_data[0]
+
+    def answers():
+        torch.manual_seed(7)
+        return trainer.collect(stage, data, [0, 1, 2]).answers
+    before = answers()
+    with torch.no_grad():
+        for parameter in trainer.model.policy.decoder.parameters():
+            parameter.add_(torch.randn_like(parameter))
+    assert torch.equal(answers(), before) == (pairs == "offline")
+    trainer.close()

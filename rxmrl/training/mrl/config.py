@@ -121,7 +121,8 @@ class DmpoConfig:
     # sampled answers only
     candidates: Literal["reference+samples", "samples"] = "reference+samples"
     # online: the policy being trained samples the candidates of every iteration; offline: the frozen warm
-    # start samples them (pairs that never follow the policy)
+    # start samples them, so the pairs are the warm start's and never follow the policy. Online is the default:
+    # its rejected answers are the mistakes the policy makes now, where offline ones go stale as it moves
     pairs: Literal["online", "offline"] = "online"
     # weight of the anchored term |log pi_theta(y_n) - log pi_ref(y_n)| on the neutral (middle-reward)
     # candidate; 0: plain DPO. Needs three candidates a step

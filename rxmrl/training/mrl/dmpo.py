@@ -20,6 +20,11 @@ gradient of ``l_theta`` reaches memory attention and the encoder (when trainable
 answer reads; the reference policy ``pi_ref`` (the frozen warm start, with its own STM written from the
 same accepted interactions) only supplies ``l_ref``. No reward model is trained and no advantage is
 estimated: the reward only orders the candidates.
+
+Pairs are rebuilt every iteration (``dmpo.pairs``): ``online`` samples the candidates from the policy being
+trained, ``offline`` from the frozen warm start -- the pairs of a fixed distribution, as a preference dataset
+built once from the warm start would hold, without storing one. Online is the default because its rejected
+answers are the policy's current mistakes; offline ones describe a policy that no longer exists.
 """
 
 from __future__ import annotations
