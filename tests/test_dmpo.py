@@ -18,7 +18,7 @@ from rxmrl.training.mrl import MrlTrainer, collect_rollout, load_stage_data
 from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, preference_pairs, sequence_log_probs
 from rxmrl.training.mrl.rollout import answer_rows, answer_tokens, rollout_env, stage_episodes
 
-from test_mrl_trainer import one_thread, tiny_config, tiny_policy, tokenizer  # noqa: F401  (fixtures)
+from test_mrl_trainer import finish, interrupted_and_resumed, one_thread, tiny_config, tiny_policy, tokenizer  # noqa: F401
 
 DMPO = ["mrl.algorithm=dmpo", "mrl.group_size=2"]
 
@@ -178,23 +178,8 @@ def test_gradients_reach_memory_attention_and_the_encoder_and_the_reference_stay
 
 def test_dmpo_resumes_exactly_after_an_interruption(tokenizer, tmp_path):
     cfg = tiny_config(*DMPO, "mrl.dmpo.anchor_coef=0.1", 'stages.0.trainable=["memory_attention", "decoder"]')
-    full = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "full")
-    full.fit()
-    interrupted = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "resumed")
-    original, calls = interrupted.iteration, []
-
-    def stop_on_second(*args):
-        if calls:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return original(*args)
-    interrupted.iteration = stop_on_second
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.fit()
-    resumed = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "resumed")
-    resumed.fit()
-    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
+    full, resumed = interrupted_and_resumed(cfg, tokenizer, tmp_path)
+    finish(full, resumed)
     assert any(not torch.equal(a, b) for a, b in zip(full.model.state_dict().values(),
                                                      tiny_policy(tokenizer.vocab_size).state_dict().values()))
 

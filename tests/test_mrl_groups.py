@@ -14,7 +14,7 @@ from rxmrl.training.mrl.advantages import group_advantages
 from rxmrl.training.mrl.rollout import continuing_members, rollout_env, stage_episodes
 from rxmrl.envs.scoring import build_reward
 
-from test_mrl_trainer import one_thread, tiny_config, tiny_policy, tokenizer  # noqa: F401  (fixtures)
+from test_mrl_trainer import finish, interrupted_and_resumed, one_thread, tiny_config, tiny_policy, tokenizer  # noqa: F401
 
 
 def test_equal_rewards_in_a_group_give_zero_advantage():
@@ -126,24 +126,9 @@ def test_score_alternatives_scores_each_member_like_a_step_and_leaves_the_env_wh
 @pytest.mark.parametrize("estimator", ["grpo", "rloo"])
 def test_group_estimators_train_without_a_critic_and_resume_exactly(tokenizer, tmp_path, estimator):
     cfg = tiny_config(f"mrl.advantages.estimator={estimator}", "mrl.group_size=3")
-    full = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "full")
+    full, resumed = interrupted_and_resumed(cfg, tokenizer, tmp_path)
     assert full.model.critic is None and "critic" not in full._trainable(cfg.stages[0])
-    full.fit()
-    interrupted = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "resumed")
-    original, calls = interrupted.iteration, []
-
-    def stop_on_second(*args):
-        if calls:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return original(*args)
-    interrupted.iteration = stop_on_second
-    with pytest.raises(KeyboardInterrupt):
-        interrupted.fit()
-    resumed = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "resumed")
-    resumed.fit()
-    for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
-        assert torch.equal(a, b), name
+    finish(full, resumed)
     from rxmrl.training.metrics import read_metrics
 
     records = [r for r in read_metrics(tmp_path / "full" / "metrics.jsonl") if "rollout/reward" in r]

@@ -135,14 +135,15 @@ def test_frozen_components_stay_bit_identical_and_the_last_smaller_batch_trains(
     assert all(changed.values()), changed
 
 
-def test_resume_equals_an_uninterrupted_run(tokenizer, tmp_path):
-    cfg = tiny_config("stages.0.random_reset_ratio=0.5")
+def interrupted_and_resumed(cfg, tokenizer, tmp_path):
+    """An uninterrupted run, and one interrupted in its second iteration then built again to resume.
+
+    Returns ``(full, resumed)`` trainers (``resumed`` before its ``fit``: its position can be checked; call
+    ``finish``)."""
     full = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "full")
     full.fit()
-
     interrupted = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "resumed")
-    original = interrupted.iteration
-    calls = []
+    original, calls = interrupted.iteration, []
 
     def stop_on_second(*args):
         if calls:
@@ -153,10 +154,20 @@ def test_resume_equals_an_uninterrupted_run(tokenizer, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         interrupted.fit()
     resumed = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "resumed")
-    assert resumed.state.batch == 1 and resumed.step == 4
+    return full, resumed
+
+
+def finish(full, resumed) -> None:
+    """Run ``resumed`` to the end: it must end with ``full``'s weights, bit for bit."""
     resumed.fit()
     for (name, a), b in zip(full.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_resume_equals_an_uninterrupted_run(tokenizer, tmp_path):
+    full, resumed = interrupted_and_resumed(tiny_config("stages.0.random_reset_ratio=0.5"), tokenizer, tmp_path)
+    assert resumed.state.batch == 1 and resumed.step == 4
+    finish(full, resumed)
 
 
 def test_critic_explained_variance_rises_on_a_fixed_batch(tokenizer):

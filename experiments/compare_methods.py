@@ -1,0 +1,103 @@
+"""Training methods side by side on one warm start: MRL estimators and DMPO, each over its seeds.
+
+    python experiments/compare_methods.py --warm-start DIR impo=RUN_A,RUN_B dmpo=RUN_C,RUN_D [--episodes 64]
+
+Each RUN is the run directory of ``rxmrl train mrl`` or ``rxmrl train dmpo`` from that warm start, on the same
+curriculum (the same episodes and epochs). Per run, one row of:
+
+- retention on ``steps-8`` validation (:mod:`rxmrl.evaluation.retention`: the reference conversation in memory,
+  greedy answers): fact recall, the memory gap (memory - reset memory) and the gain over the warm start, with
+  paired 95% bootstrap intervals over the same episodes;
+- the last curriculum stage's validation rewards from the run's ``comparison.json``: every ``[validation]``
+  preset (e.g. ``memory`` and ``default``), and its difference to the warm start with its interval;
+- training wall time per iteration and in total (rollout + reward + update, evaluations left out).
+
+Then one line per method: the mean over its seeds of each figure. Markdown on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("methods", nargs="+", metavar="NAME=RUN[,RUN...]", help="a method and its seeds' run dirs")
+    parser.add_argument("--warm-start", required=True, help="the model dir every run started from")
+    parser.add_argument("--config", default="steps-8")
+    parser.add_argument("--episodes", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    methods = {}
+    for spec in args.methods:
+        name, _, runs = spec.partition("=")
+        if not runs:
+            parser.error(f"{spec!r}: expected NAME=RUN[,RUN...]")
+        methods[name] = [Path(run) for run in runs.split(",")]
+    for runs in methods.values():
+        for run in runs:
+            if not (run / "comparison.json").is_file() or not (run / "final").is_dir():
+                parser.error(f"{run}: not a finished run directory (comparison.json and final/)")
+
+    import torch
+
+    from rxmrl.envs import BatchedMrlEnv
+    from rxmrl.evaluation.retention import measure_retention
+    from rxmrl.model import ReactiveTransformer
+    from rxmrl.tokenizer import RxTokenizer
+
+    torch.set_num_threads(args.threads)
+    tokenizer = RxTokenizer.load(args.warm_start)
+    steps = int(args.config.split("-")[1])
+    env = BatchedMrlEnv(32, "embedded", steps, "validation", config=args.config, num_episodes=args.episodes,
+                        reward="default", similarity="random-embedding", tokenizer=tokenizer, order="sequential",
+                        seed=0, teacher_forcing=True)
+    models = {"warm start": ReactiveTransformer.from_pretrained(args.warm_start)}
+    labels = {}
+    for name, runs in methods.items():
+        for seed, run in enumerate(runs):
+            labels[run] = f"{name} #{seed}"
+            models[labels[run]] = ReactiveTransformer.from_pretrained(run / "final")
+    retention = measure_retention(models, env, args.episodes, baseline="warm start")
+
+    first = json.loads((next(iter(labels)) / "comparison.json").read_text())
+    presets = list(first["stages"][-1]["differences"])
+    print(f"Retention: {args.config} validation, {args.episodes} episodes, reference conversation in memory, greedy. "
+          f"Rewards: the last stage's validation ({first['validation_similarity']}), run minus warm start.\n")
+    header = ["run", "fact recall", "memory gap", "gain over warm start",
+              *(f"{p[len('reward/'):]} reward (diff.)" for p in presets), "s / iteration", "training s"]
+    print("| " + " | ".join(header) + " |")
+    print("|---|" + "---:|" * (len(header) - 1))
+    base = retention.with_memory["warm start"]
+    last = first["stages"][-1]["warm_start"]
+    print(f"| warm start | {base.recall().mean:.3f} | {retention.gap['warm start'].fact_recall_difference.interval(signed=True)} | – | "
+          + " | ".join(f"{last[p]:.3f}" for p in presets) + " | – | – |")
+    means: dict[str, list[list[float]]] = {}
+    for run, label in labels.items():
+        comparison = json.loads((run / "comparison.json").read_text())
+        row = comparison["stages"][-1]
+        seconds = sum(comparison["timings"].values())
+        recall = retention.with_memory[label].recall().mean
+        gap, gain = retention.gap[label].fact_recall_difference, retention.gain[label].fact_recall_difference
+        diffs = [row["differences"][p] for p in presets]
+        print(f"| {label} | {recall:.3f} | {gap.interval(signed=True)} | {gain.interval(signed=True)} | "
+              + " | ".join(f"{row['mrl'][p]:.3f} ({d['mean']:+.3f} [{d['ci95_low']:+.3f}, {d['ci95_high']:+.3f}])"
+                           for p, d in zip(presets, diffs))
+              + f" | {seconds / comparison['iterations']:.2f} | {seconds:.0f} |")
+        values = [recall, gap.mean, gain.mean, *(d["mean"] for d in diffs), seconds / comparison["iterations"],
+                  seconds]
+        means.setdefault(label.split(" #")[0], []).append(values)
+    print("\nMean over seeds:\n")
+    print("| method | seeds | fact recall | memory gap | gain over warm start | "
+          + " | ".join(f"{p[len('reward/'):]} diff." for p in presets) + " | s / iteration | training s |")
+    print("|---|---:|" + "---:|" * (len(presets) + 5))
+    for name, rows in means.items():
+        mean = [sum(column) / len(column) for column in zip(*rows)]
+        print(f"| {name} | {len(rows)} | {mean[0]:.3f} | {mean[1]:+.3f} | {mean[2]:+.3f} | "
+              + " | ".join(f"{v:+.3f}" for v in mean[3:3 + len(presets)]) + f" | {mean[-2]:.2f} | {mean[-1]:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
