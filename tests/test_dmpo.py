@@ -15,7 +15,7 @@ from rxmrl.envs.padded import PaddedIds
 from rxmrl.envs.scoring import build_reward
 from rxmrl.model import GREEDY, SamplingConfig
 from rxmrl.training.mrl import MrlTrainer, collect_rollout, load_stage_data
-from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, preference_pairs, sequence_log_probs
+from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, memory_credit, preference_pairs, sequence_log_probs
 from rxmrl.training.mrl.rollout import answer_rows, answer_tokens, rollout_env, stage_episodes
 
 from test_mrl_trainer import finish, interrupted_and_resumed, one_thread, tiny_config, tiny_policy, tokenizer  # noqa: F401
@@ -77,6 +77,16 @@ def test_sequence_log_probs_average_over_real_tokens_only():
     lp = torch.tensor([[-1.0, -3.0, -100.0], [-2.0, -100.0, -100.0]])
     mask = torch.tensor([[True, True, False], [True, False, False]])
     assert sequence_log_probs(lp, mask).tolist() == [-2.0, -2.0]
+
+
+def test_memory_credit_weighs_the_tokens_memory_made_likelier_and_the_weighted_mean_uses_them():
+    with_memory = torch.tensor([[-1.0, -0.5, -3.0]])
+    blank = torch.tensor([[-1.0, -2.5, -2.0]])  # memory made token 1 likelier by 2 nats, token 2 less likely
+    weights = memory_credit(with_memory, blank, strength=2.0)
+    assert weights.tolist() == [[1.0, 5.0, 1.0]]
+    mask = torch.tensor([[True, True, True]])
+    assert float(sequence_log_probs(with_memory, mask, weights)) == pytest.approx((-1 - 2.5 - 3) / 7)
+    assert memory_credit(with_memory, blank, 0.0).eq(1).all()
 
 
 # ------------------------------------------------------------------------------------------- pairs
@@ -157,6 +167,27 @@ def test_the_reference_answer_is_the_last_member_scored_from_the_same_stm(tokeni
     # the reference policy's log-probs are the model's own distribution (here: the same weights)
     scored = rollout.ref_log_probs.masked_fill(~rollout.mask, 0).sum()
     assert math.isfinite(float(scored)) and float(scored) < 0
+
+
+def test_the_blank_reference_scores_every_answer_from_a_memory_never_written(tokenizer):
+    policy = tiny_policy(tokenizer.vocab_size).eval()
+    data = load_stage_data(tiny_config().stages[0], "embedded", "train", 2)
+    episodes = stage_episodes(data.episodes, data.long_range, 2)
+    reward = build_reward("default", "policy-embedding", tokenizer, policy=policy)
+    env = rollout_env(episodes, 2, reward, tokenizer, max_answer_tokens=6)
+    rollout = collect_rollout(policy, env, episodes, SamplingConfig(), reference=policy, max_answer_tokens=6,
+                              group_size=2, with_reference=True, continue_with="best", score_sampling=GREEDY,
+                              with_blank_reference=True, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    policy.initial_stm(len(episodes), generator)  # the episodes' own start, then the blank one
+    blank = policy.initial_stm(len(episodes), generator).repeat_interleave(3, 0)
+    first = slice(0, len(episodes) * 3)  # step 0: the STM of the first write differs from a blank one
+    scored = policy.score(rollout.queries[first], rollout.answers[first], blank, answer_mask=rollout.mask[first],
+                          sampling=GREEDY).log_probs
+    assert rollout.ref_blank_log_probs.shape == rollout.ref_log_probs.shape
+    assert not torch.allclose(rollout.ref_blank_log_probs, rollout.ref_log_probs)
+    torch.testing.assert_close(rollout.ref_blank_log_probs[first].masked_fill(~rollout.mask[first], 0),
+                               scored.masked_fill(~rollout.mask[first], 0), atol=1e-4, rtol=0)
 
 
 # ------------------------------------------------------------------------------------------- trainer

@@ -46,6 +46,6 @@ def one_iteration_reads(tokenizer, tmp_path, name: str, *extra: str) -> FieldRea
 def test_a_one_iteration_mrl_run_reads_every_field_of_its_config(tokenizer, tmp_path):
     ppo = one_iteration_reads(tokenizer, tmp_path, "ppo")
     dmpo = one_iteration_reads(tokenizer, tmp_path, "dmpo", "mrl.algorithm=dmpo", "mrl.group_size=2",
-                               "mrl.dmpo.anchor_coef=0.1")
+                               "mrl.dmpo.anchor_coef=0.1", "mrl.dmpo.memory_credit=1")
     assert [f for f in ppo.unread() if not f.startswith("mrl.dmpo.")] == [], "settings a PPO run never reads"
     assert [f for f in dmpo.unread() if f.startswith("mrl.dmpo.")] == [], "DMPO settings a DMPO run never reads"

@@ -127,11 +127,14 @@ class DmpoConfig:
     # weight of the anchored term |log pi_theta(y_n) - log pi_ref(y_n)| on the neutral (middle-reward)
     # candidate; 0: plain DPO. Needs three candidates a step
     anchor_coef: float = 0.0
+    # token weights 1 + memory_credit · max(0, log pi_ref(token | STM) - log pi_ref(token | blank STM)): the
+    # tokens memory makes likelier decide a pair (dmpo.memory_credit); 0: every token alike
+    memory_credit: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.beta <= 0 or self.min_margin < 0 or self.anchor_coef < 0:
-            raise ValueError(f"beta={self.beta}, min_margin={self.min_margin}, anchor_coef={self.anchor_coef}: "
-                             "expected beta > 0, min_margin >= 0, anchor_coef >= 0")
+        if self.beta <= 0 or self.min_margin < 0 or self.anchor_coef < 0 or self.memory_credit < 0:
+            raise ValueError(f"beta={self.beta}, min_margin={self.min_margin}, anchor_coef={self.anchor_coef}, "
+                             f"memory_credit={self.memory_credit}: expected beta > 0 and the others >= 0")
 
 
 @dataclass

@@ -10,6 +10,8 @@ own distribution, averaged over the answer's tokens as the reference design does
 never decides a pair)::
 
     z_p      = beta · [ (l_theta(y_w) - l_ref(y_w)) - (l_theta(y_l) - l_ref(y_l)) ]
+               (with memory_credit > 0, l is a weighted mean: token j weighs
+                1 + memory_credit · max(0, log pi_ref(y_j | STM_t) - log pi_ref(y_j | blank STM)))
     L_DPO    = - sum_p keep_p · log sigmoid(z_p) / max(1, sum_p keep_p)
     L_anchor = anchor_coef · mean_p keep_p · | l_theta(y_n) - l_ref(y_n) |        y_n: the middle candidate
     L_mem    = mean_p sqrt(t_p + 1) · c_mem · MSE(STM_t, STM_{t-1})                IMPO's memory term
@@ -66,10 +68,19 @@ def preference_pairs(rewards: Tensor, members: int, min_margin: float) -> Pairs:
     return Pairs(base + accepted, base + rejected, neutral, (margin >= min_margin) & (margin > 0), margin)
 
 
-def sequence_log_probs(token_log_probs: Tensor, mask: Tensor) -> Tensor:
-    """``[M]`` mean log-prob over each answer's real tokens (``mask``)."""
-    mask = mask.to(token_log_probs.dtype)
-    return (token_log_probs * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+def sequence_log_probs(token_log_probs: Tensor, mask: Tensor, weights: Tensor | None = None) -> Tensor:
+    """``[M]`` mean log-prob over each answer's real tokens (``mask``), weighted by ``weights`` ``[M, T]``."""
+    weights = mask.to(token_log_probs.dtype) * (1.0 if weights is None else weights.to(token_log_probs.dtype))
+    return (token_log_probs * weights).sum(1) / weights.sum(1).clamp_min(1e-8)
+
+
+def memory_credit(ref_log_probs: Tensor, ref_blank_log_probs: Tensor, strength: float) -> Tensor:
+    """``[M, T]`` token weights ``1 + strength · max(0, log pi_ref(y_j | STM_t) - log pi_ref(y_j | STM_blank))``.
+
+    The tokens the frozen warm start finds likelier *because of its memory* (a fact told earlier in the
+    conversation) weigh more in both ``l_theta`` and ``l_ref``, so a pair's margin is decided by what memory
+    carries rather than by the ~90% of an answer that the query alone predicts."""
+    return 1.0 + strength * (ref_log_probs - ref_blank_log_probs).clamp_min(0.0)
 
 
 @dataclass

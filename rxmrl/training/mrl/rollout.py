@@ -106,6 +106,8 @@ class Rollout:
     returns: Tensor | None = None  # [M]
     timings: dict[str, float] = field(default_factory=dict)  # seconds: generate / reference / critic / memory / reward
     scored_by: dict[str, Tensor] = field(default_factory=dict)  # name -> [M] rewards of collect_rollout's scorers
+    # [M, T] the reference policy's log-probs from a memory never written (with_blank_reference: DMPO's credit)
+    ref_blank_log_probs: Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -209,6 +211,7 @@ def collect_rollout(
     with_reference: bool = False,
     continue_with: str = "random",
     score_sampling: SamplingConfig | None = None,
+    with_blank_reference: bool = False,
 ) -> Rollout:
     """Play ``episodes`` (see :func:`stage_episodes`) in ``env`` with ``policy`` (see the module docstring).
 
@@ -225,7 +228,8 @@ def collect_rollout(
     the reference answer joins every group as its last member; ``continue_with="best"``: the episode goes on
     with the group's highest-reward member instead of a random one (DMPO). ``score_sampling``: the
     distribution the reference policy's log-probs are taken under (default: ``sampling``; DMPO: the model's
-    own, ``GREEDY``).
+    own, ``GREEDY``). ``with_blank_reference``: the reference policy also scores every answer from a fresh,
+    never written STM (``rollout.ref_blank_log_probs``), so the update can tell the tokens memory made likelier.
     """
     if continue_with not in ("random", "best"):
         raise ValueError(f"continue_with={continue_with!r}: expected 'random' or 'best'")
@@ -242,6 +246,9 @@ def collect_rollout(
         other.reset(options=options)
     size, steps = len(start.episodes), env.steps
     stm, ref_stm = initial_memory(policy, size, random_reset_ratio, *(carried or (None, None)), generator)
+    if with_blank_reference and reference is None:
+        raise ValueError("with_blank_reference needs the reference policy")
+    blank = reference.initial_stm(size, generator) if with_blank_reference else None
     written = [truncate_interactions(start.saved_interaction, max_interaction_len)]  # interaction k, as written
     written_rows = [written[0].to_lists()]
     query = start.query
@@ -277,6 +284,8 @@ def collect_rollout(
                                      sampling=score_sampling, with_logits=False).log_probs
         else:
             ref_lp = old_lp.clone()
+        blank_lp = (reference.score(queries, tokens, group(blank), answer_mask=token_mask, sampling=score_sampling,
+                                    with_logits=False).log_probs if blank is not None else None)
         timings["reference"] += time.perf_counter() - clock
         clock = time.perf_counter()
         answers = answer_rows(tokens, token_mask)  # [B·K]
@@ -304,7 +313,7 @@ def collect_rollout(
         components = {k: v.float().cpu() for k, v in scored.components.items()}
         components["fact_recall"] = scored.fact_recall.float().cpu()  # NaN where the data has no facts
         components["held_fact_recall"] = scored.held_fact_recall.float().cpu()  # NaN: memory holds none
-        per_step.append(dict(queries=queries, tokens=tokens, mask=token_mask, old=old_lp, ref=ref_lp,
+        per_step.append(dict(queries=queries, tokens=tokens, mask=token_mask, old=old_lp, ref=ref_lp, blank=blank_lp,
                              write_ids=group(ids), write_mask=group(mask),
                              encoded=group(encoded) if keep_encoded and encoded is not None else None,
                              stm_prev=group(stm_prev), stm_read=group(stm), critic_ids=c_ids, critic_mask=c_mask,
@@ -381,6 +390,8 @@ def _stack(per_step: list[dict], size: int, stm: Tensor, ref_stm: Tensor, timing
         mask=_pad_cat([s["mask"] for s in per_step], False),
         old_log_probs=_pad_cat([s["old"] for s in per_step], 0.0),
         ref_log_probs=_pad_cat([s["ref"] for s in per_step], 0.0),
+        ref_blank_log_probs=(None if per_step[0]["blank"] is None
+                             else _pad_cat([s["blank"] for s in per_step], 0.0)),
         write_ids=_pad_cat([s["write_ids"] for s in per_step], 0),
         write_mask=_pad_cat([s["write_mask"] for s in per_step], False),
         encoded=(None if per_step[0]["encoded"] is None

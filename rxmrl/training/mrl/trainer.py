@@ -59,7 +59,7 @@ from rxmrl.training.mrl.config import MrlRunConfig, StageConfig
 from rxmrl.training.mrl.critic import Critic
 from rxmrl.training.mrl.curriculum import (CurriculumState, StageData, epoch_batches, load_stage_data, rank_minibatches,
                                            rank_shard)
-from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, preference_pairs, sequence_log_probs
+from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, memory_credit, preference_pairs, sequence_log_probs
 from rxmrl.training.mrl.evaluate import Evaluation, evaluate_policy
 from rxmrl.training.mrl.objective import LossInputs, mrl_loss
 from rxmrl.training.mrl.rollout import Rollout, collect_rollout, rollout_env, stage_episodes
@@ -333,8 +333,10 @@ class MrlTrainer:
                     stm = self.recompute_stm(shared)  # the accepted row's write: the pair's STM_t
                     scored = policy.score(batch["queries"], batch["answers"], stm.repeat(len(roles), 1, 1, 1),
                                           answer_mask=batch["mask"], sampling=GREEDY, with_logits=False)
-                    mine = sequence_log_probs(scored.log_probs, batch["mask"]).split(count)
-                    ref = sequence_log_probs(batch["ref_log_probs"], batch["mask"]).split(count)
+                    weights = (None if rollout.ref_blank_log_probs is None else memory_credit(
+                        batch["ref_log_probs"], batch["ref_blank_log_probs"], dmpo.memory_credit))
+                    mine = sequence_log_probs(scored.log_probs, batch["mask"], weights).split(count)
+                    ref = sequence_log_probs(batch["ref_log_probs"], batch["mask"], weights).split(count)
                     loss, terms = dmpo_loss(DmpoInputs(
                         policy_accepted=mine[0], policy_rejected=mine[1], ref_accepted=ref[0], ref_rejected=ref[1],
                         keep=pairs.keep[index].to(self.env.device), stm=stm, stm_prev=shared["stm_prev"],
@@ -413,7 +415,8 @@ class MrlTrainer:
                 random_reset_ratio=stage.random_reset_ratio, carried=self.state.carried,
                 keep_encoded=self._recompute_memory and self._keep_encoded, group_size=mrl.group_size,
                 with_reference=dmpo and mrl.dmpo.candidates == "reference+samples",
-                continue_with="best" if dmpo else "random", score_sampling=GREEDY if dmpo else None)
+                continue_with="best" if dmpo else "random", score_sampling=GREEDY if dmpo else None,
+                with_blank_reference=dmpo and mrl.dmpo.memory_credit > 0)
         except FloatingPointError:  # the env refused a non-finite reward
             self._check_finite(math.nan, "reward", weights_at_fault=False)
             raise
@@ -541,6 +544,8 @@ def minibatch(rollout: Rollout, index: Tensor) -> dict[str, Any]:
         "queries": [rollout.queries[i] for i in rows],
         "answers": rollout.answers[index, :width], "mask": mask[:, :width],
         "old_log_probs": rollout.old_log_probs[index, :width], "ref_log_probs": rollout.ref_log_probs[index, :width],
+        "ref_blank_log_probs": (None if rollout.ref_blank_log_probs is None
+                                else rollout.ref_blank_log_probs[index, :width]),
         "write_ids": rollout.write_ids[index, :write_width], "write_mask": write_mask[:, :write_width],
         "encoded": None if rollout.encoded is None else rollout.encoded[index, :, :write_width],
         "stm_prev": rollout.stm_prev[index], "stm_read": rollout.stm_read[index],
