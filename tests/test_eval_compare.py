@@ -87,3 +87,28 @@ def test_compare_prints_both_tables_and_the_difference(tiny_checkpoint, capsys):
     assert code == 0
     assert "A: agent random" in out and "B: agent rxt" in out
     assert "paired difference A - B over 3 episodes (95% bootstrap CI)" in out and "published rows" in out
+
+
+def test_compare_pairs_each_agent_with_the_last_one_the_baseline(tiny_checkpoint, capsys):
+    code = main(["eval", "--compare", str(tiny_checkpoint), "random", "oracle", "--config", "steps-2",
+                 "--episodes", "3", "--similarity", "random-embedding", "--max-new-tokens", "4", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert summary["baseline"]["name"] == "oracle" and [a["name"] for a in summary["agents"]] == [
+        str(tiny_checkpoint), "random"]
+    for agent, difference in zip(summary["agents"], summary["differences"], strict=True):
+        assert difference["reward"]["mean"] == pytest.approx(agent["reward"]["mean"]
+                                                              - summary["baseline"]["reward"]["mean"])
+        assert difference["reward"]["ci_high"] < 0  # nobody answers like the references
+    assert main(["eval", "--compare", "oracle"]) == 2
+    assert "--compare needs two agents or more" in capsys.readouterr().err
+
+
+def test_compare_of_three_prints_every_row_and_each_difference_to_the_baseline(tiny_checkpoint, capsys):
+    code = main(["eval", "--compare", "random", str(tiny_checkpoint), "oracle", "--config", "steps-2",
+                 "--episodes", "3", "--similarity", "random-embedding", "--max-new-tokens", "4"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("baseline oracle: agent oracle")
+    assert f"\n{tiny_checkpoint}: agent rxt" in out and "\nrandom: agent random" in out
+    assert "paired differences to the baseline over 3 episodes (95% bootstrap CI):" in out
+    assert f"  {tiny_checkpoint}: reward -" in out and "  random: reward -" in out

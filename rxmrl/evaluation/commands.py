@@ -2,6 +2,7 @@
 
     rxmrl eval --agent runs/quickstart/mrl/final --config steps-8      # our row, then the published rows
     rxmrl eval --compare runs/quickstart/mrl/final runs/quickstart/warmstart/stage-4
+    rxmrl eval --compare runs/quickstart/mrl/final runs/quickstart/dmpo/final runs/quickstart/warmstart/stage-4
 
 The top level stays light (only argparse); torch, the env and the encoder load inside the handler.
 """
@@ -18,8 +19,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="reward range (mean/min/max, per step) and fact recall of an agent on a curriculum split")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--agent", help="oracle | random | a checkpoint folder (save_pretrained)")
-    which.add_argument("--compare", nargs=2, metavar=("A", "B"),
-                       help="two agents on the same episodes: both rows and the paired difference A - B")
+    which.add_argument("--compare", nargs="+", metavar="AGENT",
+                       help="agents on the same episodes, the last the baseline: every row and each one's paired "
+                            "difference to the baseline (two: A - B)")
     parser.add_argument("--config", default="steps-8", help="curriculum config, steps-N or steps-N-lr")
     parser.add_argument("--split", default="validation", help="train | validation | supervised")
     parser.add_argument("--source", default="embedded", help="embedded | a local folder/file | a hub id")
@@ -119,10 +121,15 @@ def _eval(args: argparse.Namespace) -> int:
 
     try:
         if args.compare:
-            from rxmrl.evaluation.compare import compare
+            from rxmrl.evaluation.compare import compare, compare_with_baseline
 
-            first, second = (run_eval(argparse.Namespace(**{**vars(args), "agent": spec})) for spec in args.compare)
-            result = compare(first, second)
+            if len(args.compare) < 2:
+                raise ValueError(f"--compare needs two agents or more, got {args.compare}")
+            results = [run_eval(argparse.Namespace(**{**vars(args), "agent": spec})) for spec in args.compare]
+            if len(results) == 2:
+                result = compare(*results)
+            else:
+                result = compare_with_baseline(results[:-1], results[-1], args.compare)
         else:
             result = run_eval(args)
     except (CurriculumValidationError, FileNotFoundError, ValueError) as error:

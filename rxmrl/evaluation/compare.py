@@ -1,4 +1,4 @@
-"""Two agents on the same episodes: both reward ranges and the paired difference.
+"""Agents on the same episodes: their reward ranges and the paired difference (of two, or each to a baseline).
 
 Both agents play the same episodes in the same order, so per-episode rewards pair up; the difference of
 means is estimated from the per-episode differences ``d_n = r^A_n - r^B_n`` with a percentile bootstrap over
@@ -50,3 +50,37 @@ def compare(a: EvaluationResult, b: EvaluationResult, level: float = 0.95) -> Co
     held = a.episode_held_fact_recall - b.episode_held_fact_recall
     return Comparison(a, b, Stat.of(a.episode_rewards - b.episode_rewards, level),
                       Stat.of(recall, level), Stat.of(held, level))
+
+
+@dataclass(frozen=True)
+class BaselineComparison:
+    """Several agents, each paired with one baseline on the same episodes (e.g. MRL and DMPO vs the warm start)."""
+
+    comparisons: list[Comparison]  # agent - baseline, one per agent
+    names: list[str]  # what the agents and then the baseline were given as (their results all say "rxt")
+
+    def summary(self) -> dict[str, Any]:
+        return {"baseline": {"name": self.names[-1], **self.comparisons[0].b.summary()},
+                "agents": [{"name": n, **c.a.summary()} for n, c in zip(self.names, self.comparisons)],
+                "differences": [{"name": n, **c.summary()["difference"]} for n, c in zip(self.names, self.comparisons)]}
+
+    def format_table(self, level: float = 0.95) -> str:
+        baseline = self.comparisons[0].b
+        lines = [f"baseline {self.names[-1]}: {baseline.format_table(level)}"]
+        for name, c in zip(self.names, self.comparisons):
+            lines += ["", f"{name}: {c.a.format_table(level)}"]
+        lines += ["", f"paired differences to the baseline over {baseline.num_episodes} episodes "
+                      f"({level:.0%} bootstrap CI):"]
+        for name, c in zip(self.names, self.comparisons):
+            lines.append(f"  {name}: reward {c.reward_difference.interval(signed=True)}, fact recall "
+                         f"{c.fact_recall_difference.interval(signed=True)}, held facts "
+                         f"{c.held_fact_recall_difference.interval(signed=True)}")
+        return "\n".join(lines)
+
+
+def compare_with_baseline(results: list[EvaluationResult], baseline: EvaluationResult, names: list[str],
+                          level: float = 0.95) -> BaselineComparison:
+    """:func:`compare` of every result with ``baseline``; ``names``: the results' and then the baseline's."""
+    if len(names) != len(results) + 1:
+        raise ValueError(f"{len(names)} names for {len(results)} results and a baseline")
+    return BaselineComparison([compare(result, baseline, level) for result in results], list(names))
