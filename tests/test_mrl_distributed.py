@@ -1,5 +1,5 @@
-"""MRL under two gloo processes: each rank rolls out its own shard of every global batch, DDP keeps the
-ranks' parameters identical, and a last batch with fewer episodes than ranks still trains."""
+"""MRL (PPO and DMPO) under two gloo processes: each rank rolls out its own shard of every global batch, DDP
+keeps the ranks' parameters identical, and a last batch with fewer episodes than ranks still trains."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -33,13 +34,13 @@ def test_rank_shards_cover_a_batch_once_and_minibatch_counts_match():
     assert [m.tolist() for m in single] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # one process: plain chunks
 
 
-def _worker(rank: int, world_size: int, port: int, out: str) -> None:
+def _worker(rank: int, world_size: int, port: int, out: str, *overrides: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     init_distributed()
     tokenizer = default_tokenizer()
-    trainer = MrlTrainer(tiny_config(), tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=Path(out) / "run")
+    trainer = MrlTrainer(tiny_config(*overrides), tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=Path(out) / "run")
     seen: list[list[int]] = []
     collect = trainer.collect
 
@@ -54,8 +55,9 @@ def _worker(rank: int, world_size: int, port: int, out: str) -> None:
     cleanup()
 
 
-def test_two_ranks_roll_out_disjoint_shards_and_stay_identical(tmp_path):
-    mp.spawn(_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("algorithm", [(), ("mrl.algorithm=dmpo", "mrl.group_size=2")], ids=["ppo", "dmpo"])
+def test_two_ranks_roll_out_disjoint_shards_and_stay_identical(tmp_path, algorithm):
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path), *algorithm), nprocs=2, join=True)
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
     assert ranks[0]["step"] == ranks[1]["step"] > 0
     # tiny_config: 4 episodes in global batches of 3 -> [3 episodes split 2 + 1], [1 episode, repeated]
