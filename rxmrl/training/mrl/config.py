@@ -172,10 +172,14 @@ class MrlConfig:
         return self.algorithm == "ppo" and self.advantages.estimator in ("impo", "gae")
 
     @property
+    def with_reference(self) -> bool:
+        """Whether the reference answer joins each step's candidates (dmpo's ``reference+samples``)."""
+        return self.algorithm == "dmpo" and self.dmpo.candidates == "reference+samples"
+
+    @property
     def candidates_per_step(self) -> int:
-        """Answers of one (episode, step) in a rollout: the group, plus the reference answer for dmpo's
-        ``reference+samples``."""
-        return self.group_size + (self.algorithm == "dmpo" and self.dmpo.candidates == "reference+samples")
+        """Answers of one (episode, step) in a rollout: the group, plus the reference answer (``with_reference``)."""
+        return self.group_size + self.with_reference
 
     @property
     def samples_per_step(self) -> int:

@@ -32,7 +32,7 @@ DMPO's candidates (``with_reference=True``, ``continue_with="best"``) add the st
 member ``G`` of every group (K = G + 1 members), and the episode goes on with the member of the highest
 reward -- the accepted answer -- so memory takes the accepted answer and never a rejected one::
 
-        answers_{t,b,G} = reference_t                       # scored, and log-probs recorded, like a sample
+        answers_{t,b,G} = reference_t                       # scored like a sample; old log-probs 0 (not sampled)
         c_b = argmax_k r_{t,b,k}                            # ties: the last of them (stable order)
 
 The write of interaction ``t`` happens before answer ``t`` (so the last interaction is never written: no
@@ -268,11 +268,10 @@ def collect_rollout(
         queries = [q for q in query.to_lists() for _ in range(group_size)]  # [B·G], a group per episode
         out = policy.generate(queries, _Repeat(group_size)(stm), max_answer_tokens, sampling, generator=generator)
         tokens, token_mask, old_lp = out.tokens, out.mask, out.log_probs
-        if with_reference:  # the reference answer as member G, recorded as a sample is
+        if with_reference:  # the reference answer as member G; no policy sampled it: no behaviour log-probs (0)
             ref_tokens, ref_mask = answer_tokens(env.current_references(), max_answer_tokens)
             ref_tokens, ref_mask = ref_tokens.to(device), ref_mask.to(device)
-            ref_old = policy.score(query.to_lists(), ref_tokens, stm, answer_mask=ref_mask, sampling=sampling,
-                                   with_logits=False).log_probs
+            ref_old = torch.zeros(ref_tokens.shape, device=device)
             tokens, token_mask, old_lp = (append_member(a, b, group_size, pad) for a, b, pad in
                                           ((tokens, ref_tokens, 0), (token_mask, ref_mask, False), (old_lp, ref_old, 0.0)))
             queries = [q for q in query.to_lists() for _ in range(members)]

@@ -414,7 +414,7 @@ class MrlTrainer:
                 critic_max_len=mrl.critic.max_len, teacher_forcing=stage.teacher_forcing,
                 random_reset_ratio=stage.random_reset_ratio, carried=self.state.carried,
                 keep_encoded=self._recompute_memory and self._keep_encoded, group_size=mrl.group_size,
-                with_reference=dmpo and mrl.dmpo.candidates == "reference+samples",
+                with_reference=mrl.with_reference,
                 continue_with="best" if dmpo else "random", score_sampling=GREEDY if dmpo else None,
                 with_blank_reference=dmpo and mrl.dmpo.memory_credit > 0)
         except FloatingPointError:  # the env refused a non-finite reward
