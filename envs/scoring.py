@@ -77,12 +77,14 @@ def embedding_table(policy: Any) -> torch.Tensor:
 
 
 def similarity_backend(similarity: str | SimilarityBackend, tokenizer: RxTokenizer, *,
-                       policy: Any = None) -> SimilarityBackend:
-    """The backend a similarity name stands for (see the module docstring); a backend passes through."""
+                       policy: Any = None, cache_all: bool = False) -> SimilarityBackend:
+    """The backend a similarity name stands for (see the module docstring); a backend passes through.
+    ``cache_all``: the sentence encoder memoises every text it embeds, answers too (token pooling is cheap
+    and never caches)."""
     if not isinstance(similarity, str):
         return similarity
     if similarity == "encoder":
-        return SentenceEncoderSimilarity(decode=tokenizer.decode)
+        return SentenceEncoderSimilarity(decode=tokenizer.decode, cache_all=cache_all)
     if similarity == "random-embedding":
         return token_similarity(tokenizer)
     if similarity == "policy-embedding":

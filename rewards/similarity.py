@@ -173,7 +173,9 @@ class SentenceEncoderSimilarity:
     """Cosine through a frozen sentence-transformers encoder (default: bundled all-MiniLM-L6-v2).
 
     ``decode`` (ids -> text) enables ``embed_ids``. Embeddings asked for with ``cache=True`` (references,
-    saved interactions) are memoised by text, up to ``cache_size`` entries.
+    saved interactions) are memoised by text, up to ``cache_size`` entries; ``cache_all=True`` memoises the
+    answers too, for scoring that sees the same answers again (the audit rescores every case's answers
+    under each reward, so each text is encoded once).
     """
 
     def __init__(
@@ -184,8 +186,10 @@ class SentenceEncoderSimilarity:
         device: str | torch.device | None = None,
         batch_size: int = 256,
         cache_size: int = 65536,
+        cache_all: bool = False,
     ) -> None:
         self.model_path = model
+        self.cache_all = cache_all
         self.decode = decode
         self.device = device
         self.batch_size = batch_size
@@ -212,7 +216,7 @@ class SentenceEncoderSimilarity:
 
     def embed_texts(self, texts: Sequence[str], *, cache: bool = False) -> torch.Tensor:
         texts = list(texts)
-        if not cache:
+        if not (cache or self.cache_all):
             return self._encode(texts)
         return self._cache.lookup(texts, lambda idx: self._encode([texts[i] for i in idx]))
 

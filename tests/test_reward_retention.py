@@ -212,6 +212,22 @@ def test_sentence_encoder_embeds_only_the_generated_answers_once_targets_are_cac
     assert encoded == [["second answer", "third answer"]]
 
 
+def test_a_shared_cache_all_backend_encodes_each_answer_once_under_every_reward(monkeypatch):
+    # the audit scores every case's answers under each preset with one backend
+    backend = SentenceEncoderSimilarity(cache_all=True)
+    rewards = [MemoryRetentionReward("default", backend), MemoryRetentionReward("rxnn-len", backend)]
+    encoded = []
+    original = backend._encode
+    monkeypatch.setattr(backend, "_encode", lambda texts: encoded.append(list(texts)) or original(texts))
+    first = [reward.score_texts(["an answer"], [QUERY_ANSWER], [SAVED]) for reward in rewards]
+    assert sorted(t for batch in encoded for t in batch) == sorted({"an answer", QUERY_ANSWER, SAVED})
+    encoded.clear()
+    again = [reward.score_texts(["an answer"], [QUERY_ANSWER], [SAVED]) for reward in rewards]
+    assert encoded == []
+    for a, b in zip(first, again):
+        assert float(a.reward[0]) == float(b.reward[0])
+
+
 def test_sentence_encoder_scores_ids_through_decode():
     vocab = {7: "tom", 8: "flies", 9: "kite", 10: "bread"}
     backend = SentenceEncoderSimilarity(decode=lambda ids: " ".join(vocab[i] for i in ids))

@@ -106,6 +106,22 @@ def test_memory_aware_training_unfreezes_decoder_then_memory_attention_then_enco
     assert len(first.losses) == 3
 
 
+def test_before_unfreeze_decoder_at_only_memory_cross_attention_of_the_decoder_trains(tmp_path):
+    rows = episodes(8, steps=2)
+    config = MemoryAwareStageConfig(batch_size=4, unfreeze_decoder_at=2,
+                                    **quiet_loop(2, schedule={"total_steps": 4}))
+    model = tiny_model()
+    before = group_snapshot(model)
+    train_memory_aware(model, rows, config, ENV, run_dir=tmp_path)
+    assert changed(before, model) == {"memory_cross_attention", "memory_attention", "encoder", "embedding"}
+    before = group_snapshot(model)
+    config.loop.max_steps = 4
+    train_memory_aware(model, rows, config, ENV, run_dir=tmp_path)
+    assert "decoder" in changed(before, model)
+    with pytest.raises(ValueError, match="unfreeze_"):
+        MemoryAwareStageConfig(unfreeze_decoder_at=-1)
+
+
 def test_memory_aware_training_lowers_the_follow_up_loss():
     config = MemoryAwareStageConfig(batch_size=4, **quiet_loop(30))
     result = train_memory_aware(tiny_model(), episodes(16, steps=2), config, ENV)

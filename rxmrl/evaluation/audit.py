@@ -176,7 +176,7 @@ def load_reward_callable(spec: str, tokenizer) -> Callable[..., Any]:
 def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[str], None] | None = None) -> Audit:
     """Builds the envs (one per reward, same episodes) and the cases of ``settings``, and runs the audit."""
     from rxmrl.envs.agents import OracleAgent, RxTAgent
-    from rxmrl.envs.scoring import build_reward
+    from rxmrl.envs.scoring import build_reward, similarity_backend
     from rxmrl.evaluation import audit_cases as cases_module
     from rxmrl.evaluation.agents import load_agent, load_tokenizer_for
     from rxmrl.model.sampling import GREEDY, describe_sampling
@@ -203,7 +203,9 @@ def audit_rewards(settings: AuditSettings, tokenizer=None, progress: Callable[[s
                              tokenizer=tokenizer, order="sequential", seed=settings.seed,
                              saved_data=settings.saved_data)
 
-    rewards = {p: build_reward(p, settings.similarity, tokenizer, policy=first_model) for p in settings.presets}
+    # one backend for every preset, memoising answers too: each case's answers are rescored under every reward
+    backend = similarity_backend(settings.similarity, tokenizer, policy=first_model, cache_all=True)
+    rewards = {p: build_reward(p, backend, tokenizer) for p in settings.presets}
     rewards.update({spec: load_reward_callable(spec, tokenizer) for spec in settings.callables})
     envs = {name: env(reward) for name, reward in rewards.items()}
     first = next(iter(envs.values()))

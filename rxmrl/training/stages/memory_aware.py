@@ -13,23 +13,26 @@ so the memory system learns to *write* what the decoder later needs to *read*. T
 curriculum repeat facts of earlier interactions, so their loss falls below what a fresh memory allows only
 when memory works (:func:`rxmrl.training.memory_probe.memory_matters` measures exactly that).
 
-How long it takes (measured on the nano preset, embedded curriculum): reading facts out of memory is a
-late, sudden skill, like an induction head. With the plain mean over answer tokens, whether it appeared
-within 1500 steps depended on the seed: of three loop seeds from one stage-3 checkpoint, one learned it
-(fact-token loss gap, reset − with memory, 0.46 at 1500 steps, first visible at ~750) and two did not
-(gap ≤ 0.01). Fact tokens are ~7% of the answer tokens, so their gradient is small next to the rest of
-the language-modelling loss. ``fact_weight`` counts them more (a weighted mean; it needs the curriculum's
-``facts`` column, see :mod:`rxmrl.training.stages.facts`): with weight 5 all three seeds learned it,
-earlier (fact gap 0.17, 0.77 and 0.47 at 500 steps; 0.82, 1.75 and 2.13 at 1500), and the loss on all
-answer tokens with memory ended lower too (0.50-0.54 vs 0.55). Three model fixes were needed before any gap
-appeared: memory keys/values normalised in the decoder (``memory_kv_norm``), noise relative to the
-encoder states' RMS in stages 1-2, and a per-slot identity in memory attention's queries.
+Why facts are weighted: reading a fact out of memory is a late, sudden skill, like an induction head, and
+fact tokens are ~7% of the answer tokens, so under a plain mean their gradient is small next to the rest of
+the language-modelling loss and the skill appears within a stage's budget on some seeds only. ``fact_weight``
+w counts them more, a weighted mean over answer tokens j::
 
-Gradual unfreezing: the decoder (and its memory cross-attention) trains from the start; memory attention
-(with a learned initial STM) joins after ``unfreeze_memory_attention_at`` steps (or epochs, see ``unfreeze_unit``), the encoder and the
-shared embedding after ``unfreeze_encoder_at``. A component that is frozen stays bit-identical. Starting
-with the decoder lets it adapt to the STM that the pre-trained memory attention writes before that writer
-moves, so early, noisy decoder gradients do not wreck the memory system.
+    L_t = sum_j w_j · CE_j / sum_j w_j,    w_j = w on fact tokens (the curriculum's ``facts`` column,
+                                            :mod:`rxmrl.training.stages.facts`), 1 elsewhere
+
+The weight a config uses, and the seeds it was measured on, are in its header (``experiments/warmstart.toml``).
+The model needed three fixes before memory mattered at all: memory keys/values normalised in the decoder
+(``memory_kv_norm``), noise relative to the encoder states' RMS in stages 1-2, and a per-slot identity in
+memory attention's queries.
+
+Gradual unfreezing: the decoder's memory cross-attention trains from the start and the decoder's own layers
+after ``unfreeze_decoder_at`` steps (default 0: together; later, the loss can first fall only by reading
+memory); memory attention (with a learned initial STM) joins after ``unfreeze_memory_attention_at`` steps (or
+epochs, see ``unfreeze_unit``), the encoder and the shared embedding after ``unfreeze_encoder_at``. A
+component that is frozen stays bit-identical. Starting with the reader lets it adapt to the STM that the
+pre-trained memory attention writes before that writer moves, so early, noisy decoder gradients do not wreck
+the memory system.
 """
 
 from __future__ import annotations
@@ -47,9 +50,6 @@ from rxmrl.training.loop import EvalFn, Trainer, TrainResult
 from rxmrl.training.stages.batching import Row, next_token_loss, pad_episodes, trim
 from rxmrl.training.stages.common import StageLoop, make_trainer, model_groups, unwrap_model
 
-DECODER_GROUPS = ("decoder", "memory_cross_attention")
-
-
 @dataclass
 class MemoryAwareStageConfig(StageLoop):
     """Stage 4."""
@@ -61,6 +61,9 @@ class MemoryAwareStageConfig(StageLoop):
     unfreeze_unit: Literal["step", "epoch"] = "step"  # what the two thresholds below count
     unfreeze_memory_attention_at: int = 0  # memory attention trains from here on
     unfreeze_encoder_at: int = 0  # encoder + embedding train from here on (>= the one above)
+    # the decoder's own layers (self-attention, feed-forward, head) train from here on; before, of the decoder
+    # only its memory cross-attention does, so the loss can fall only by reading memory
+    unfreeze_decoder_at: int = 0
     # steps between memory probes on the validation episodes (metrics eval/*; the lowest loss with memory keeps
     # the checkpoint best); 0: only the probe after the stage
     probe_every: int = 0
@@ -71,6 +74,8 @@ class MemoryAwareStageConfig(StageLoop):
             raise ValueError(f"fact_weight={self.fact_weight} must be > 0 (1 weights fact tokens like the rest)")
         if self.probe_every < 0:
             raise ValueError(f"probe_every={self.probe_every}: expected >= 0 steps between memory probes (0: none)")
+        if min(self.unfreeze_memory_attention_at, self.unfreeze_encoder_at, self.unfreeze_decoder_at) < 0:
+            raise ValueError("unfreeze_*_at must be >= 0")
         if self.unfreeze_encoder_at < self.unfreeze_memory_attention_at:
             raise ValueError(f"unfreeze_encoder_at={self.unfreeze_encoder_at} comes before "
                              f"unfreeze_memory_attention_at={self.unfreeze_memory_attention_at}; "
@@ -79,7 +84,7 @@ class MemoryAwareStageConfig(StageLoop):
 
 def trainable_groups(progress: int, config: MemoryAwareStageConfig, available: list[str]) -> list[str]:
     """The groups that train after ``progress`` steps (or epochs) of stage 4."""
-    groups = list(DECODER_GROUPS)
+    groups = ["memory_cross_attention"] + (["decoder"] if progress >= config.unfreeze_decoder_at else [])
     if progress >= config.unfreeze_memory_attention_at:
         groups += ["memory_attention", "stm"]  # "stm": the learned initial STM, when the config has one
     if progress >= config.unfreeze_encoder_at:
