@@ -3,7 +3,10 @@
 Every run is described by one tree of dataclasses (any tree: this module knows nothing about models or
 stages). The same tree is
 
-* loaded from TOML: ``load_config(RunConfig, "run.toml", ["model.dim=256"])``,
+* loaded from TOML: ``load_config(RunConfig, "run.toml", ["model.dim=256"])``; a table may start from
+  another file, ``include = "other.toml"`` (a path relative to the including file), whose keys its own
+  override (tables merge key by key, anything else is replaced), so one experiment composes the configs
+  of the single commands instead of copying them,
 * overridden with ``--set a.b.c=value`` strings whose values are coerced by the field annotations,
 * printed at the start of a run (``format_config``) and saved beside its checkpoints (``save_config``),
   so ``load_config(RunConfig, saved)`` rebuilds exactly the resolved configuration.
@@ -56,18 +59,49 @@ class ConfigError(ValueError):
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Build ``cls`` from a TOML file (or its defaults when ``path`` is None), then apply ``--set`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"{path}: invalid TOML: {error}") from error
+    data = read_toml(Path(path)) if path is not None else {}
     config = apply_overrides(from_dict(cls, data), overrides)
     validate(config)
     return config
+
+
+INCLUDE = "include"
+
+
+def read_toml(path: Path, including: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A TOML file as a mapping, every ``include = "file.toml"`` of its tables resolved (see the module
+    docstring); a missing, invalid or circular include is a ``ConfigError`` naming the file and the key."""
+    if not path.is_file():
+        where = f" (included by {str(including[-1])!r})" if including else ""
+        raise ConfigError(f"config file {str(path)!r} does not exist{where}")
+    if path.resolve() in including:
+        chain = " -> ".join(str(p) for p in (*including, path.resolve()))
+        raise ConfigError(f"config includes form a cycle: {chain}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: invalid TOML: {error}") from error
+    return _resolve_includes(data, path, (*including, path.resolve()), "")
+
+
+def _resolve_includes(table: dict[str, Any], path: Path, including: tuple[Path, ...], prefix: str) -> dict[str, Any]:
+    table = {key: _resolve_includes(value, path, including, _join(prefix, key)) if isinstance(value, dict)
+             else value for key, value in table.items()}
+    if INCLUDE not in table:
+        return table
+    target = table.pop(INCLUDE)
+    if not isinstance(target, str):
+        raise ConfigError(f"{path}: {_join(prefix, INCLUDE)} = {target!r}: expected the path of a TOML file")
+    return _merge(read_toml(path.parent / target, including), table)
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``: tables merge key by key, any other value replaces the base's."""
+    merged = dict(base)
+    for key, value in top.items():
+        merged[key] = (_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict)
+                       else value)
+    return merged
 
 
 def validate(config: Any, prefix: str = "") -> None:

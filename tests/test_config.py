@@ -79,6 +79,38 @@ trainable = ["decoder", "encoder"]
     assert config.stages[0].trainable == ["decoder", "encoder"]
 
 
+def test_a_table_includes_a_file_relative_to_its_own_and_overrides_its_keys(tmp_path):
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / "model.toml").write_text('include = "base.toml"\ndim = 96\n')
+    (tmp_path / "parts" / "base.toml").write_text('dim = 32\nnum_layers = 6\nattention = "mha"\n')
+    (tmp_path / "stages.toml").write_text("[[stages]]\nsteps = 8\n[[stages]]\nsteps = 16\n")
+    path = write(tmp_path, """
+include = "stages.toml"
+name = "composed"
+[model]
+include = "parts/model.toml"
+attention = "sqa"
+""")
+    config = load_config(RunConfig, path)
+    assert (config.model.dim, config.model.num_layers, config.model.attention) == (96, 6, "sqa")
+    assert [s.steps for s in config.stages] == [8, 16] and config.name == "composed"
+    (tmp_path / "more.toml").write_text('include = "stages.toml"\n[[stages]]\nsteps = 3\n')
+    assert [s.steps for s in load_config(RunConfig, write(tmp_path, 'include = "more.toml"')).stages] == [3]
+
+
+@pytest.mark.parametrize("text, files, fragment", [
+    ('[model]\ninclude = "gone.toml"', {}, r"gone.toml' does not exist \(included by"),
+    ('include = "a.toml"', {"a.toml": 'include = "run.toml"'}, "includes form a cycle"),
+    ('[model]\ninclude = 3', {}, r"model.include = 3: expected the path of a TOML file"),
+    ('include = "a.toml"', {"a.toml": "dim = "}, "a.toml: invalid TOML"),
+])
+def test_a_bad_include_names_the_file_and_the_key(tmp_path, text, files, fragment):
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(RunConfig, write(tmp_path, text))
+
+
 def test_set_overrides_are_coerced_from_the_annotations():
     config = apply_overrides(RunConfig(), [
         "model.dim=256", "model.dropout=0.1", "model.tied_embedding=false", "model.attention=mha",

@@ -147,6 +147,39 @@ def test_token_scores_equal_the_full_vocabulary_log_probs_and_entropy(settings):
     assert torch.allclose(entropy, safe_entropy(full), atol=1e-5)
 
 
+@pytest.mark.parametrize("settings", [dict(top_k=5), dict(top_k=5, top_p=0.6, temperature=0.7), dict(top_p=0.8),
+                                      dict(greedy=True)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_head_token_scores_give_the_values_and_gradients_of_the_full_logits(settings, bias):
+    """TopLogits' sparse backward is the dense one: d log p and d H reach hidden, weight and bias alike."""
+    from rxmrl.model import SamplingConfig, head_token_scores, token_scores
+    from rxmrl.model.sampling import TopLogits
+
+    generator = torch.Generator().manual_seed(0)
+    head = torch.nn.Linear(8, 40, bias=bias)
+    hidden = torch.randn(600, 8, generator=generator, requires_grad=True)  # > TopLogits.ROWS: several chunks
+    tokens = torch.randint(0, 40, (600,), generator=generator)
+    sampling = SamplingConfig(**settings)
+    results = []
+    for score in (lambda: token_scores(head(hidden), tokens, sampling),
+                  lambda: head_token_scores(hidden, head, tokens, sampling)):
+        head.zero_grad()
+        hidden.grad = None
+        log_p, entropy = score()
+        finite = torch.isfinite(log_p)
+        (log_p[finite].sum() + 0.5 * entropy.sum()).backward()
+        results.append((log_p, entropy, hidden.grad.clone(), head.weight.grad.clone(),
+                        head.bias.grad.clone() if bias else None))
+    (lp, h, g_hidden, g_weight, g_bias), (lp2, h2, g_hidden2, g_weight2, g_bias2) = results
+    assert torch.equal(torch.isinf(lp), torch.isinf(lp2))
+    assert torch.allclose(lp[torch.isfinite(lp)], lp2[torch.isfinite(lp2)], atol=1e-5)
+    assert torch.allclose(h, h2, atol=1e-5)
+    assert torch.allclose(g_hidden, g_hidden2, atol=1e-5) and torch.allclose(g_weight, g_weight2, atol=1e-5)
+    if bias:
+        assert torch.allclose(g_bias, g_bias2, atol=1e-5)
+    assert g_weight.abs().sum() > 0
+
+
 def test_token_scores_fall_back_to_the_full_vocabulary_on_ties_at_the_kth_logit():
     from rxmrl.model import SamplingConfig, processed_log_probs, token_scores
 

@@ -37,6 +37,7 @@ from rxmrl.model.sampling import (
     safe_entropy,
     sample,
     token_log_probs,
+    head_token_scores,
     token_scores,
 )
 
@@ -46,5 +47,6 @@ __all__ = [
     "ResidualGate", "RxTConfig", "SamplingConfig", "ScoreOutput", "ShortTermMemory", "answer_prompt",
     "answer_tokens", "count_parameters", "count_preset", "entropy", "get_preset", "interaction_ids", "pad_batch",
     "parameter_table", "processed_log_probs", "query_tokens", "safe_entropy", "sample", "token_log_probs",
+    "head_token_scores",
     "token_scores",
 ]

@@ -30,7 +30,7 @@ from rxmrl.model.encoder import Encoder
 from rxmrl.model.interaction import Ids, answer_prompt, interaction_ids, pad_batch
 from rxmrl.model.layers import MoE
 from rxmrl.model.memory import MemoryAttention, ResidualGate, ShortTermMemory
-from rxmrl.model.sampling import GREEDY, SamplingConfig, sample, token_scores
+from rxmrl.model.sampling import GREEDY, SamplingConfig, head_token_scores, sample, token_scores
 from rxmrl.special_tokens import EOS_ID, PAD_ID
 
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
@@ -247,7 +247,8 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
         distribution of ``sampling`` (:func:`~rxmrl.model.sampling.token_scores`), so they match the
         log-probs recorded while sampling. Differentiable (through the STM too). Only the N real answer
         positions are projected onto the vocabulary (``[N, V]``, not ``[B, P + T, V]``); ``with_logits=False``
-        skips the ``[B, T, V]`` logits altogether (what a PPO update needs).
+        skips the ``[B, T, V]`` logits altogether, and under top-k keeps no ``[N, V]`` logits in the graph
+        (:func:`~rxmrl.model.sampling.head_token_scores`): what a PPO update needs.
         """
         if not isinstance(answer_ids, Tensor):
             answer_ids, answer_mask = pad_batch(answer_ids, side="right", device=self.device)
@@ -260,9 +261,13 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
         mask = torch.cat((prompt_mask, answer_mask[:, :-1]), dim=1)
         hidden, aux = self.decoder.features(ids, stm, memory_mask=memory_mask, attention_mask=mask)
         hidden = hidden[:, prompt.shape[1] - 1 :]  # [B, T, D]: position P-1+j predicts answer j
-        logits = self.decoder.lm_head(hidden) if with_logits else None  # [B, T, V]
-        packed = logits[answer_mask] if with_logits else self.decoder.lm_head(hidden[answer_mask])  # [N, V]
-        token_lp, token_entropy = token_scores(packed, answer_ids[answer_mask], sampling)  # [N] each
+        if with_logits:
+            logits = self.decoder.lm_head(hidden)  # [B, T, V]
+            token_lp, token_entropy = token_scores(logits[answer_mask], answer_ids[answer_mask], sampling)  # [N]
+        else:  # no [N, V] logits in the graph under top-k (head_token_scores)
+            logits = None
+            token_lp, token_entropy = head_token_scores(hidden[answer_mask], self.decoder.lm_head,
+                                                        answer_ids[answer_mask], sampling)
         log_probs = hidden.new_zeros(answer_mask.shape, dtype=token_lp.dtype).masked_scatter(answer_mask, token_lp)
         entropy = hidden.new_zeros(answer_mask.shape, dtype=token_lp.dtype).masked_scatter(answer_mask,
                                                                                           token_entropy)

@@ -9,10 +9,12 @@ Greedy decoding takes the argmax and scores tokens under the plain softmax (temp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 
 @dataclass(frozen=True)
@@ -100,20 +102,44 @@ def token_scores(logits: Tensor, tokens: Tensor, config: SamplingConfig) -> tupl
     k-th logit (the full path keeps every tied token) the full ``[N, V]`` path is used, so results always
     equal ``token_log_probs`` and the entropy of ``processed_log_probs`` up to float rounding.
     """
-    tokens = tokens.long()
-    vocab = logits.shape[-1]
-    if config.greedy or config.top_k is None or config.top_k >= vocab:
-        log_probs = processed_log_probs(logits, config)
-        return log_probs.gather(-1, tokens[:, None]).squeeze(-1), safe_entropy(log_probs)
-    # Top k+1 of the raw logits (dividing by temperature > 0 keeps the order; only [N, k+1] values are
-    # scaled). The (k+1)-th scaled value equal to the k-th is a tie the full path would keep.
+    if _full_vocabulary(config, logits.shape[-1]):
+        return _full_scores(logits, tokens, config)
     top, index = logits.float().topk(config.top_k + 1, dim=-1)  # [N, k+1], descending
+    return _top_k_scores(top, index, tokens, config, lambda: logits)
+
+
+def head_token_scores(hidden: Tensor, head: nn.Linear, tokens: Tensor, config: SamplingConfig
+                      ) -> tuple[Tensor, Tensor]:
+    """:func:`token_scores` of the logits ``head(hidden)`` (``hidden [N, D]``), without ``[N, V]`` logits in
+    the autograd graph when ``top_k`` filters: :class:`TopLogits` keeps the k + 1 largest and sends their
+    gradient straight to ``hidden`` and the head. What a PPO update needs; same values and gradients."""
+    if _full_vocabulary(config, head.out_features):
+        return _full_scores(head(hidden), tokens, config)
+    top, index = TopLogits.apply(hidden, head.weight, head.bias, config.top_k + 1)
+    return _top_k_scores(top, index, tokens, config, lambda: head(hidden))
+
+
+def _full_vocabulary(config: SamplingConfig, vocab: int) -> bool:
+    return config.greedy or config.top_k is None or config.top_k >= vocab
+
+
+def _full_scores(logits: Tensor, tokens: Tensor, config: SamplingConfig) -> tuple[Tensor, Tensor]:
+    log_probs = processed_log_probs(logits, config)
+    return log_probs.gather(-1, tokens.long()[:, None]).squeeze(-1), safe_entropy(log_probs)
+
+
+def _top_k_scores(top: Tensor, index: Tensor, tokens: Tensor, config: SamplingConfig,
+                  full_logits: Callable[[], Tensor]) -> tuple[Tensor, Tensor]:
+    """The scores from the k + 1 largest raw logits ``top`` (descending) and their ids ``index``, ``[N, k+1]``.
+
+    Dividing by temperature > 0 keeps the order, so only ``[N, k+1]`` values are scaled. A (k+1)-th scaled
+    value equal to the k-th is a tie the full path would keep: then ``full_logits()`` is scored in full."""
+    tokens = tokens.long()
     top = top / config.temperature
     with torch.no_grad():
         ties = bool((top[:, -1] >= top[:, -2]).any())
     if ties:
-        log_probs = processed_log_probs(logits, config)
-        return log_probs.gather(-1, tokens[:, None]).squeeze(-1), safe_entropy(log_probs)
+        return _full_scores(full_logits(), tokens, config)
     top, index = top[:, :-1], index[:, :-1]  # [N, k]
     if config.top_p is not None and config.top_p < 1:
         probs = top.softmax(-1)
@@ -123,6 +149,50 @@ def token_scores(logits: Tensor, tokens: Tensor, config: SamplingConfig) -> tupl
     chosen = top_log_probs.masked_fill(~hit, 0.0).sum(-1)
     log_p = torch.where(hit.any(-1), chosen, torch.full_like(chosen, float("-inf")))
     return log_p, safe_entropy(top_log_probs)
+
+
+class TopLogits(torch.autograd.Function):
+    r"""The k largest logits of ``z = hidden · Wᵀ + b`` per row (float32, descending) and their ids.
+
+    Forward projects ``ROWS`` rows at a time and keeps only the top k, so no ``[N, V]`` tensor outlives a
+    chunk. The gradient of the kept values is a sparse ``G [N, V]`` with k entries a row, so backward is
+    ``∂hidden = G·W``, ``∂W = Gᵀ·hidden``, ``∂b = colsum G``: ``O(N·k·D)`` instead of the dense ``O(N·V·D)``
+    products and the ``[N, V]`` zero-filled gradient that ``topk``'s own backward builds.
+    """
+
+    ROWS = 256
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor | None, k: int) -> tuple[Tensor, Tensor]:
+        values, index = [], []
+        for start in range(0, hidden.shape[0], TopLogits.ROWS):
+            logits = F.linear(hidden[start:start + TopLogits.ROWS], weight, bias).float()
+            top = logits.topk(k, dim=-1)
+            values.append(top.values)
+            index.append(top.indices)
+        values = torch.cat(values) if values else hidden.new_empty(0, k, dtype=torch.float32)
+        index = torch.cat(index) if index else torch.empty(0, k, dtype=torch.long, device=hidden.device)
+        ctx.save_for_backward(hidden, weight, index)
+        ctx.has_bias = bias is not None
+        ctx.mark_non_differentiable(index)
+        return values, index
+
+    @staticmethod
+    def backward(ctx, grad_values: Tensor, _grad_index: Tensor):
+        hidden, weight, index = ctx.saved_tensors
+        rows, k = index.shape
+        positions = torch.stack((torch.arange(rows, device=index.device).repeat_interleave(k), index.reshape(-1)))
+        grad = torch.sparse_coo_tensor(positions, grad_values.reshape(-1).float(), (rows, weight.shape[0]),
+                                       check_invariants=False).coalesce()  # [N, V], k entries a row
+        grad_hidden = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_hidden = torch.sparse.mm(grad, weight.float()).to(hidden.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.sparse.mm(grad.t(), hidden.float()).to(weight.dtype)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = torch.zeros(weight.shape[0], device=weight.device).index_add_(
+                0, index.reshape(-1), grad_values.reshape(-1).float()).to(weight.dtype)
+        return grad_hidden, grad_weight, grad_bias, None
 
 
 def entropy(logits: Tensor, config: SamplingConfig) -> Tensor:
