@@ -14,29 +14,31 @@ curriculum (the same episodes and epochs). Per run, one row of:
 
 Then one line per method: the mean over its seeds of each figure. Markdown on stdout.
 
-Measured on 2026-12-02 (2-core CPU, two runs side by side at one torch thread each). Warm start: the
-quickstart's seed-0 stage 4 (it reads memory at one thread). Every run: experiments/mrl_quickstart.toml (three
-stages of 256 / 256 / 128 episodes, one epoch each, 40 iterations, the `memory` preset, its learning rates),
-`seed` 0 or 1; impo with a critic, grpo / rloo with `mrl.group_size = 4`, dmpo with `mrl.group_size = 2` plus the
-reference answer and its stages' teacher forcing off (DMPO writes its accepted answer). The rewards are each
-run's own last-stage validation episodes (a seed draws its own), paired with the warm start on them:
+Measured on 2026-12-02 (2-core AMD EPYC, two runs side by side at one torch thread each). Warm start: the
+quickstart's seed-0 stage 4 (memory cross-attention alone for its first 500 steps: it reads memory). Every
+run: experiments/mrl_quickstart.toml (three stages of 256 / 256 / 128 episodes, one epoch each, 40 iterations,
+the `memory` preset, its learning rates), `seed` 0 or 1; impo with a critic (group_size 1, "critic" trainable,
+its lr 3e-4), grpo / rloo with `mrl.group_size = 4`, dmpo with `mrl.group_size = 2` plus the reference answer
+and its stages' teacher forcing off (DMPO writes its accepted answer). The rewards are each run's own
+last-stage validation episodes (a seed draws its own), paired with the warm start on them:
 
-    run       fact recall  memory gap               gain over warm start     default (diff.)          memory (diff.)           s/iter  training s  run s
-    warm st.  0.321        +0.253 [+0.220, +0.291]  -                        -                        -                        -       -           -
-    impo #0   0.327        +0.265 [+0.232, +0.301]  +0.006 [-0.015, +0.027]  +0.168 [+0.104, +0.236]  +0.197 [+0.074, +0.329]  2.66    107         383
-    impo #1   0.328        +0.237 [+0.201, +0.274]  +0.007 [-0.018, +0.032]  +0.130 [+0.058, +0.205]  +0.157 [-0.000, +0.320]  2.51    100         381
-    grpo #0   0.333        +0.248 [+0.218, +0.282]  +0.012 [-0.015, +0.037]  +0.398 [+0.322, +0.473]  +0.379 [+0.219, +0.539]  5.99    240         474
-    grpo #1   0.345        +0.249 [+0.216, +0.283]  +0.023 [-0.005, +0.054]  +0.281 [+0.207, +0.357]  -0.019 [-0.171, +0.130]  6.22    249         512
-    rloo #0   0.320        +0.243 [+0.210, +0.278]  -0.001 [-0.022, +0.023]  +0.219 [+0.150, +0.290]  +0.292 [+0.149, +0.445]  6.34    254         517
-    rloo #1   0.332        +0.250 [+0.218, +0.283]  +0.011 [-0.014, +0.035]  +0.211 [+0.119, +0.308]  +0.178 [+0.005, +0.354]  6.52    261         499
-    dmpo #0   0.337        +0.253 [+0.216, +0.291]  +0.016 [-0.005, +0.034]  +0.116 [+0.057, +0.177]  +0.184 [+0.065, +0.308]  4.85    194         474
-    dmpo #1   0.340        +0.253 [+0.224, +0.285]  +0.019 [-0.004, +0.041]  +0.133 [+0.065, +0.206]  -0.053 [-0.198, +0.099]  3.51    140         410
+    run       fact recall  memory gap               gain over warm start     default (diff.)          memory (diff.)           s/iter  training s
+    warm st.  0.601        +0.511 [+0.475, +0.549]  -                        -                        -                        -       -
+    impo #0   0.594        +0.521 [+0.483, +0.559]  -0.007 [-0.027, +0.014]  +0.039 [-0.023, +0.101]  +0.120 [-0.002, +0.249]  1.29    52
+    impo #1   0.593        +0.504 [+0.463, +0.547]  -0.008 [-0.021, +0.007]  +0.152 [+0.076, +0.230]  +0.284 [+0.151, +0.416]  1.40    56
+    grpo #0   0.603        +0.522 [+0.484, +0.560]  +0.002 [-0.016, +0.020]  +0.241 [+0.164, +0.319]  +0.177 [+0.047, +0.316]  3.46    138
+    grpo #1   0.596        +0.505 [+0.467, +0.543]  -0.005 [-0.022, +0.013]  +0.297 [+0.222, +0.372]  +0.241 [+0.083, +0.406]  3.21    128
+    rloo #0   0.597        +0.514 [+0.477, +0.552]  -0.004 [-0.022, +0.014]  +0.275 [+0.195, +0.356]  +0.308 [+0.184, +0.438]  3.27    131
+    rloo #1   0.593        +0.511 [+0.473, +0.548]  -0.008 [-0.027, +0.011]  +0.234 [+0.157, +0.312]  +0.306 [+0.166, +0.450]  3.37    135
+    dmpo #0   0.604        +0.513 [+0.475, +0.551]  +0.003 [-0.014, +0.020]  +0.202 [+0.133, +0.271]  +0.265 [+0.161, +0.374]  1.68    67
+    dmpo #1   0.604        +0.504 [+0.465, +0.542]  +0.003 [-0.010, +0.016]  +0.195 [+0.124, +0.268]  +0.258 [+0.163, +0.357]  1.47    59
 
-No method raises recall beyond the noise of one seed (every interval of the gain holds 0; means +0.005 to
-+0.018), and every one keeps the memory gap (+0.25). grpo raises the `default` reward most (+0.34 on average)
-at 2.4x impo's time per iteration; impo stays the quickstart's estimator, the cheapest of equals on recall.
-DMPO variants, seed 0 only: ten times the learning rates -0.021 [-0.062, +0.016] (memory gap +0.209), ten
-times on the memory components only +0.009 [-0.016, +0.033], `memory_credit = 2` +0.003 [-0.018, +0.023].
+No method moves recall (every interval of the gain holds 0; means -0.007 to +0.003) and every one keeps the
+memory gap (+0.51). The `default` reward rises most under grpo (+0.27 on average) and rloo (+0.25), least
+under impo (+0.10; at seed 0 its first stage falls, -0.088 [-0.156, -0.021]); grpo and rloo take 2.5x impo's
+time per iteration. grpo is the quickstart's estimator: the largest `default` gain, never below the warm
+start at any stage of either seed. On the earlier warm start (stage 4 training the whole decoder from step 0,
+another CPU; recall 0.321, memory gap +0.253) the ranking on `default` was the same (grpo +0.34, impo +0.15).
 """
 
 from __future__ import annotations

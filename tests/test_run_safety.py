@@ -260,7 +260,7 @@ PIPELINE_FAULTS = [
     "torn:phases/data.json:1",
     "torn:warmstart/stage-2/run/checkpoints/step-00000002/state.pt:1",
     "rename:phases/supervised.json:1",
-    "torn:mrl/checkpoints/step-00000003/model.safetensors:1",
+    "torn:mrl/checkpoints/step-00000004/model.safetensors:1",  # grpo G = 4: four optimizer steps an iteration
     "torn:mrl/final/model.safetensors:1",
     "torn:eval/mrl.json:1",
     "rename:report.md:1",
