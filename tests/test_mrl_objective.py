@@ -157,8 +157,9 @@ def test_head_token_scores_give_the_values_and_gradients_of_the_full_logits(sett
 
     generator = torch.Generator().manual_seed(0)
     head = torch.nn.Linear(8, 40, bias=bias)
-    hidden = torch.randn(600, 8, generator=generator, requires_grad=True)  # > TopLogits.ROWS: several chunks
-    tokens = torch.randint(0, 40, (600,), generator=generator)
+    rows = 2 * TopLogits.ROWS + 88  # several chunks, the last one short
+    hidden = torch.randn(rows, 8, generator=generator, requires_grad=True)
+    tokens = torch.randint(0, 40, (rows,), generator=generator)
     sampling = SamplingConfig(**settings)
     results = []
     for score in (lambda: token_scores(head(hidden), tokens, sampling),

@@ -33,11 +33,11 @@ from rxmrl.model.sampling import (
     GREEDY,
     SamplingConfig,
     entropy,
+    head_token_scores,
     processed_log_probs,
     safe_entropy,
     sample,
     token_log_probs,
-    head_token_scores,
     token_scores,
 )
 
@@ -45,8 +45,7 @@ __all__ = [
     "GREEDY", "MEMORY_UPDATED", "MEMORY_UPDATE_STARTED", "PRESETS", "PUBLISHED", "Decoder",
     "DecoderCache", "Encoder", "GenerationOutput", "MemoryAttention", "ReactiveTransformer",
     "ResidualGate", "RxTConfig", "SamplingConfig", "ScoreOutput", "ShortTermMemory", "answer_prompt",
-    "answer_tokens", "count_parameters", "count_preset", "entropy", "get_preset", "interaction_ids", "pad_batch",
-    "parameter_table", "processed_log_probs", "query_tokens", "safe_entropy", "sample", "token_log_probs",
-    "head_token_scores",
-    "token_scores",
+    "answer_tokens", "count_parameters", "count_preset", "entropy", "get_preset", "head_token_scores",
+    "interaction_ids", "pad_batch", "parameter_table", "processed_log_probs", "query_tokens", "safe_entropy",
+    "sample", "token_log_probs", "token_scores",
 ]

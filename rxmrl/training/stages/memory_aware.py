@@ -50,6 +50,7 @@ from rxmrl.training.loop import EvalFn, Trainer, TrainResult
 from rxmrl.training.stages.batching import Row, next_token_loss, pad_episodes, trim
 from rxmrl.training.stages.common import StageLoop, make_trainer, model_groups, unwrap_model
 
+
 @dataclass
 class MemoryAwareStageConfig(StageLoop):
     """Stage 4."""
@@ -58,7 +59,7 @@ class MemoryAwareStageConfig(StageLoop):
     max_length: int = 128  # tokens per interaction
     moe_aux_weight: float = 0.01
     fact_weight: float = 1.0  # loss weight of fact tokens (rxmrl.training.stages.facts); needs a `facts` column
-    unfreeze_unit: Literal["step", "epoch"] = "step"  # what the two thresholds below count
+    unfreeze_unit: Literal["step", "epoch"] = "step"  # what the three unfreeze_*_at thresholds count
     unfreeze_memory_attention_at: int = 0  # memory attention trains from here on
     unfreeze_encoder_at: int = 0  # encoder + embedding train from here on (>= the one above)
     # the decoder's own layers (self-attention, feed-forward, head) train from here on; before, of the decoder
