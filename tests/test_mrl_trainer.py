@@ -395,3 +395,58 @@ def test_an_old_mrl_config_is_told_where_each_key_went(override, moved):
     with pytest.raises(ConfigError) as error:
         load_config(MrlRunConfig, None, [override])
     assert str(error.value).startswith(moved)
+
+
+def test_episode_samples_lay_whole_episodes_out_by_step_episode_and_member():
+    from rxmrl.training.mrl.trainer import episode_samples
+
+    index = episode_samples(torch.tensor([2, 0]), num_episodes=3, steps=2, group_size=2)
+    # sample (t·B + b)·G + g: step 0 of episodes 2 and 0, then their step 1
+    assert index.tolist() == [4, 5, 0, 1, 10, 11, 6, 7]
+    every = episode_samples(torch.randperm(3), num_episodes=3, steps=4, group_size=2)
+    assert sorted(every.tolist()) == list(range(24))
+
+
+@pytest.mark.parametrize("group", [1, 2])
+def test_the_episode_chain_rebuilds_the_rollouts_memory_and_its_gradient_reaches_earlier_writes(
+        tokenizer, tmp_path, group):
+    """``memory_backprop = "episode"``: with the rollout's weights the STM chain rebuilt from STM_0 is the one
+    the answers were sampled from (every group member reading its step's STM), and the last answer's loss
+    moves with the first write, which the one-write recompute cannot see."""
+    from rxmrl.training.mrl.trainer import episode_samples, minibatch
+
+    extra = ["mrl.memory_backprop=episode"] + (["mrl.group_size=2", "mrl.advantages.estimator=grpo"]
+                                               if group == 2 else [])
+    cfg = tiny_config(*extra, steps=(3,))
+    trainer = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
+    stage = cfg.stages[0]
+    trainer._enter_stage(stage)
+    torch.manual_seed(5)
+    rollout = trainer.collect(stage, trainer.stage_data[0][0], [0, 1, 2])
+    rollout.advantages = rollout.returns = torch.zeros_like(rollout.rewards)
+    batch = minibatch(rollout, episode_samples(torch.tensor([1, 2]), 3, 3, group))
+    with torch.no_grad():
+        stm, prev = trainer.recompute_stm_chain(batch, 3, group)
+    torch.testing.assert_close(stm, batch["stm_read"], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(prev, batch["stm_prev"], atol=1e-5, rtol=1e-4)
+
+    encoded = batch["encoded"].clone().requires_grad_(True)
+    stm, _ = trainer.recompute_stm_chain({**batch, "encoded": encoded}, 3, group)
+    stm[-1].sum().backward()  # STM_3 of the last episode: rows of step 0 are its first write
+    first_write = encoded.grad[:2 * group].flatten(1).abs().sum(1)  # the rows' copy of it: member 0's
+    assert first_write[group] > 0 and first_write[:group].sum() == 0  # its own episode's write, not the other's
+    trainer.close()
+
+
+def test_episode_minibatches_train_whole_episodes_with_the_scheduled_number_of_steps(tokenizer, tmp_path):
+    cfg = tiny_config("mrl.memory_backprop=episode", "mrl.minibatch_size=4")
+    trainer = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
+    before = trainer.total_updates()
+    result = trainer.fit()
+    # 4 episodes of 2 steps, batches of 3 then 1; 4 samples hold 2 episodes: 2 + 1 minibatches, x 2 PPO epochs
+    assert before == trainer.step == 6 and result is not None
+
+
+def test_episode_backprop_is_refused_for_dmpo():
+    with pytest.raises(ValueError, match="memory_backprop='episode' is for algorithm='ppo'"):
+        tiny_config("mrl.memory_backprop=episode", "mrl.algorithm=dmpo", "mrl.group_size=2").mrl.validate()

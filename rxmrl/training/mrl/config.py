@@ -153,6 +153,10 @@ class MrlConfig:
     # answers sampled per step from the identical STM and query (grpo / rloo groups: >= 2; impo / gae: 1); the
     # episode continues with one of them chosen uniformly at random, never by its reward
     group_size: int = 1
+    # how the loss reaches the memory writes (ppo): "write" recomputes each sample's STM_t from the recorded
+    # STM_{t-1}, so gradient crosses one write; "episode" trains whole episodes per minibatch and recomputes
+    # STM_1..STM_t from the episode's STM_0, so answer t's loss reaches writes 1..t (backprop through time)
+    memory_backprop: Literal["write", "episode"] = "write"
     sampling: SamplingSettings = field(default_factory=SamplingSettings)  # behaviour policy
     eval_sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(greedy=True))  # evaluation
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -187,7 +191,12 @@ class MrlConfig:
         return 1 if self.algorithm == "dmpo" else self.group_size
 
     def validate(self) -> None:
+        if self.memory_backprop not in ("write", "episode"):
+            raise ValueError(f"memory_backprop={self.memory_backprop!r}, expected 'write' or 'episode'")
         if self.algorithm == "dmpo":
+            if self.memory_backprop != "write":
+                raise ValueError("memory_backprop='episode' is for algorithm='ppo'; dmpo scores each pair from one "
+                                 "recomputed write")
             if self.candidates_per_step < 2:
                 raise ValueError(f"dmpo pairs two answers of one STM: with dmpo.candidates={self.dmpo.candidates!r} "
                                  f"set group_size >= 2 (got {self.group_size})")

@@ -20,8 +20,11 @@
             validate: the training reward and [validation] presets on the stage's validation episodes;
             keep the stage's best by validation.select (model dir first, then the checkpoint recording it)
 
-Gradients reach memory attention (and the encoder when unfrozen) through one memory write: ``STM_{t-1}``
-is the recorded STM, ``STM_t`` is recomputed with the current weights, and the decoder reads it.
+How gradients reach memory attention (and the encoder when unfrozen) is ``mrl.memory_backprop``:
+``"write"`` (default) crosses one memory write: ``STM_{t-1}`` is the recorded STM, ``STM_t`` is recomputed
+with the current weights, and the decoder reads it. ``"episode"`` takes whole episodes per minibatch and
+rebuilds ``STM_1..STM_N`` from the recorded ``STM_0``, so the loss of answer ``t`` reaches every write
+``1..t``: credit for keeping a fact reaches the write that stored it, not only the last one.
 
 The pieces every trainer shares are plain functions: the optimiser and clipping (:mod:`..optim`), the
 schedule (:mod:`..schedule`), checkpoints (:mod:`..checkpoint`), the gradient all-reduce
@@ -209,8 +212,13 @@ class MrlTrainer:
         for stage, (train, _) in zip(self.config.stages, self.stage_data, strict=True):
             for start in range(0, len(train), mrl.batch_episodes):
                 episodes = min(mrl.batch_episodes, len(train) - start)
-                samples = math.ceil(episodes / self.env.world_size) * stage.steps * mrl.samples_per_step  # per rank
-                total += stage.epochs * mrl.ppo_epochs * math.ceil(samples / mrl.minibatch_size)
+                per_rank = math.ceil(episodes / self.env.world_size)
+                if mrl.memory_backprop == "episode":
+                    chunks = math.ceil(per_rank / episodes_per_minibatch(mrl.minibatch_size,
+                                                                         stage.steps * mrl.group_size))
+                else:
+                    chunks = math.ceil(per_rank * stage.steps * mrl.samples_per_step / mrl.minibatch_size)
+                total += stage.epochs * mrl.ppo_epochs * chunks
         return total
 
     def _enter_stage(self, stage: StageConfig) -> None:
@@ -287,13 +295,16 @@ class MrlTrainer:
             mrl.advantages.lam, mrl.advantages.normalize, group_size=rollout.group_size)
         sums: dict[str, float] = {}
         updates = 0
+        by_episode = mrl.memory_backprop == "episode"
         for _ in range(mrl.ppo_epochs):
-            order = torch.randperm(rollout.size)
-            for index in rank_minibatches(rollout.size, global_episodes, stage.steps * mrl.group_size,
-                                          self.env.world_size, mrl.minibatch_size, order):
+            for index in self._ppo_minibatches(rollout, stage, global_episodes):
                 batch = to_device(minibatch(rollout, index), self.env.device)
                 with autocast(self.autocast_dtype):
-                    stm = self.recompute_stm(batch)  # STM_t with the current weights: the memory system learns
+                    if by_episode:  # STM_1..STM_N from STM_0: answer t's loss reaches writes 1..t
+                        stm, batch["stm_prev"] = self.recompute_stm_chain(batch, rollout.num_steps,
+                                                                          rollout.group_size)
+                    else:  # STM_t from the recorded STM_{t-1}: the loss reaches the last write
+                        stm = self.recompute_stm(batch)
                     scored = policy.score(batch["queries"], batch["answers"], stm, answer_mask=batch["mask"],
                                           sampling=self.sampling, with_logits=False)  # log pi_theta, entropy
                     values, returns = self.value(batch, stm)
@@ -363,6 +374,47 @@ class MrlTrainer:
         self.step += 1
         for key, value in {"loss": loss.detach(), **terms, **norms}.items():
             sums[key] = sums.get(key, 0.0) + float(value)
+
+    def _ppo_minibatches(self, rollout: Rollout, stage: StageConfig, global_episodes: int) -> list[Tensor]:
+        """One PPO epoch's minibatches: shuffled (episode, step) samples, or (``memory_backprop = "episode"``)
+        shuffled whole episodes, ``max(1, minibatch_size // (N·G))`` of them, each in step-major order."""
+        mrl = self.config.mrl
+        if mrl.memory_backprop == "write":
+            return rank_minibatches(rollout.size, global_episodes, stage.steps * mrl.group_size,
+                                    self.env.world_size, mrl.minibatch_size, torch.randperm(rollout.size))
+        per_step = rollout.num_steps * rollout.group_size
+        chunks = rank_minibatches(rollout.num_episodes, global_episodes, 1, self.env.world_size,
+                                  episodes_per_minibatch(mrl.minibatch_size, per_step),
+                                  torch.randperm(rollout.num_episodes))
+        return [episode_samples(episodes, rollout.num_episodes, rollout.num_steps, rollout.group_size)
+                for episodes in chunks]
+
+    def recompute_stm_chain(self, batch: dict[str, Any], steps: int, group_size: int) -> tuple[Tensor, Tensor]:
+        """``(STM_t, STM_{t-1})`` of whole episodes (samples ordered by step, episode, member, as
+        :func:`episode_samples` makes them), rebuilt from each episode's recorded ``STM_0``:
+
+            STM_t = MemAttn(STM_{t-1}, Encoder(interaction t)),  t = 1..N,
+
+        so ``∂L_t/∂θ_mem`` sums over writes ``1..t`` (the recorded chain when the memory system is frozen).
+        Every member of a group reads its step's one STM; the write is the interaction the episode went on
+        with, which all members of the next step share."""
+        if not self._recompute_memory:
+            return batch["stm_read"], batch["stm_prev"]
+        policy, rows = self.model.policy, batch["stm_prev"].shape[0] // steps
+        first = torch.arange(0, rows, group_size)  # member 0 of each episode, within a step's rows
+        state = batch["stm_prev"][first]  # STM_0
+        reads, prevs = [], []
+        for t in range(steps):
+            at = first + t * rows
+            mask = batch["write_mask"][at]
+            prevs.append(state)
+            if batch.get("encoded") is not None:
+                state = policy.memory_attention(state, batch["encoded"][at], mask)
+            else:
+                state = policy.write_memory(state, batch["write_ids"][at], mask)
+            reads.append(state)
+        spread = lambda chain: torch.cat(chain).repeat_interleave(group_size, dim=0)  # noqa: E731
+        return spread(reads), spread(prevs)
 
     def recompute_stm(self, batch: dict[str, Any]) -> Tensor:
         """``STM_t = MemAttn(STM_{t-1}, ED_t)`` with the current weights (the recorded ``STM_t`` when the
@@ -552,6 +604,19 @@ def minibatch(rollout: Rollout, index: Tensor) -> dict[str, Any]:
         **critic, "advantages": rollout.advantages[index], "returns": rollout.returns[index],
         "values": rollout.values[index], "steps": rollout.steps[index],
     }
+
+
+def episodes_per_minibatch(minibatch_size: int, samples_per_episode: int) -> int:
+    """Whole episodes per minibatch: as many as ``minibatch_size`` samples hold, at least one."""
+    return max(1, minibatch_size // samples_per_episode)
+
+
+def episode_samples(episodes: Tensor, num_episodes: int, steps: int, group_size: int) -> Tensor:
+    """Rollout sample indices of ``episodes``, ordered by step, then episode, then member: sample
+    ``(t·B + b)·G + g`` (the rollout's step-major layout) at position ``(t·E + e)·G + g``."""
+    t = torch.arange(steps).view(steps, 1, 1)
+    g = torch.arange(group_size).view(1, 1, group_size)
+    return ((t * num_episodes + episodes.view(1, -1, 1)) * group_size + g).flatten()
 
 
 def rollout_metrics(rollout: Rollout) -> dict[str, float]:
