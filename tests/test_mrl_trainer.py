@@ -439,12 +439,13 @@ def test_the_episode_chain_rebuilds_the_rollouts_memory_and_its_gradient_reaches
 
 
 def test_episode_minibatches_train_whole_episodes_with_the_scheduled_number_of_steps(tokenizer, tmp_path):
-    cfg = tiny_config("mrl.memory_backprop=episode", "mrl.minibatch_size=4")
+    cfg = tiny_config("mrl.memory_backprop=episode", "mrl.minibatch_size=3")
     trainer = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
     before = trainer.total_updates()
     result = trainer.fit()
-    # 4 episodes of 2 steps, batches of 3 then 1; 4 samples hold 2 episodes: 2 + 1 minibatches, x 2 PPO epochs
-    assert before == trainer.step == 6 and result is not None
+    # 4 episodes of 2 steps, batches of 3 then 1; 3 samples hold 1 episode: 3 + 1 minibatches, x 2 PPO epochs
+    # (samples in minibatches of 3 would take 2 + 1)
+    assert before == trainer.step == 8 and result is not None
 
 
 def test_episode_backprop_is_refused_for_dmpo():

@@ -191,8 +191,6 @@ class MrlConfig:
         return 1 if self.algorithm == "dmpo" else self.group_size
 
     def validate(self) -> None:
-        if self.memory_backprop not in ("write", "episode"):
-            raise ValueError(f"memory_backprop={self.memory_backprop!r}, expected 'write' or 'episode'")
         if self.algorithm == "dmpo":
             if self.memory_backprop != "write":
                 raise ValueError("memory_backprop='episode' is for algorithm='ppo'; dmpo scores each pair from one "

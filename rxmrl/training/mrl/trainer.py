@@ -400,31 +400,33 @@ class MrlTrainer:
         with, which all members of the next step share."""
         if not self._recompute_memory:
             return batch["stm_read"], batch["stm_prev"]
-        policy, rows = self.model.policy, batch["stm_prev"].shape[0] // steps
+        rows = batch["stm_prev"].shape[0] // steps
         first = torch.arange(0, rows, group_size)  # member 0 of each episode, within a step's rows
         state = batch["stm_prev"][first]  # STM_0
         reads, prevs = [], []
+        encoded = batch.get("encoded")
         for t in range(steps):
             at = first + t * rows
-            mask = batch["write_mask"][at]
             prevs.append(state)
-            if batch.get("encoded") is not None:
-                state = policy.memory_attention(state, batch["encoded"][at], mask)
-            else:
-                state = policy.write_memory(state, batch["write_ids"][at], mask)
+            state = self._write(state, batch["write_ids"][at], batch["write_mask"][at],
+                                None if encoded is None else encoded[at])
             reads.append(state)
-        spread = lambda chain: torch.cat(chain).repeat_interleave(group_size, dim=0)  # noqa: E731
-        return spread(reads), spread(prevs)
+        return (torch.cat(reads).repeat_interleave(group_size, dim=0),
+                torch.cat(prevs).repeat_interleave(group_size, dim=0))
 
     def recompute_stm(self, batch: dict[str, Any]) -> Tensor:
         """``STM_t = MemAttn(STM_{t-1}, ED_t)`` with the current weights (the recorded ``STM_t`` when the
         memory system is frozen); ``ED_t`` from the rollout when the encoder and embedding are frozen."""
-        policy = self.model.policy
         if not self._recompute_memory:
             return batch["stm_read"]
-        if batch.get("encoded") is not None:
-            return policy.memory_attention(batch["stm_prev"], batch["encoded"], batch["write_mask"])
-        return policy.write_memory(batch["stm_prev"], batch["write_ids"], batch["write_mask"])
+        return self._write(batch["stm_prev"], batch["write_ids"], batch["write_mask"], batch.get("encoded"))
+
+    def _write(self, stm_prev: Tensor, write_ids: Tensor, write_mask: Tensor, encoded: Tensor | None) -> Tensor:
+        """One memory write with the current weights: the recorded ``ED_t`` when the rollout kept it."""
+        policy = self.model.policy
+        if encoded is not None:
+            return policy.memory_attention(stm_prev, encoded, write_mask)
+        return policy.write_memory(stm_prev, write_ids, write_mask)
 
     def value(self, batch: dict[str, Any], stm: Tensor) -> tuple[Tensor, Tensor]:
         """``(V_t, R_t)``: the critic's value of (saved data + query, STM_t) and its target; the group
