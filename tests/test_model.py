@@ -368,3 +368,23 @@ def test_entropy_of_the_sampling_distribution_ignores_filtered_tokens():
     top2 = entropy(logits, SamplingConfig(top_k=2))
     assert top2[0].item() == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-6)
     assert torch.isfinite(top2).all() and top2[1] < top2[0]
+
+
+def test_inverse_transform_draws_follow_the_distribution_and_never_a_filtered_token():
+    from rxmrl.model.sampling import draw
+
+    probs = torch.tensor([[0.0, 0.5, 0.0, 0.3, 0.2], [0.1, 0.0, 0.0, 0.0, 0.9]])
+    generator = torch.Generator().manual_seed(0)
+    rows = probs.repeat_interleave(20000, 0)  # 20000 draws from each row
+    tokens = draw(rows * 3.0, generator).view(2, -1)  # unnormalised weights give the same distribution
+    counts = torch.stack([torch.bincount(t, minlength=5) for t in tokens]).float() / 20000
+    assert torch.equal(counts[probs == 0], torch.zeros(int((probs == 0).sum())))  # filtered: never drawn
+    assert (counts - probs).abs().max() < 0.015  # 4+ standard errors of a 20000-draw frequency
+
+
+def test_inverse_transform_refuses_non_finite_probabilities():
+    from rxmrl.model.sampling import NonFiniteProbabilitiesError, draw
+
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(NonFiniteProbabilitiesError, match="NaN/inf"):
+            draw(torch.tensor([[0.5, 0.5], [bad, 0.1]]))

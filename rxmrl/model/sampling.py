@@ -71,6 +71,30 @@ def token_log_probs(logits: Tensor, tokens: Tensor, config: SamplingConfig) -> T
     return log_probs.gather(-1, tokens.long().unsqueeze(-1)).squeeze(-1)
 
 
+class NonFiniteProbabilitiesError(RuntimeError):
+    """The logits held NaN/inf, so there is no distribution to sample from: the weights diverged."""
+
+
+def draw(probs: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    r"""One token per row of ``probs [B, V]`` (unnormalised, >= 0), by inverse transform sampling:
+
+        token = min{v : F_v > u · F_V},   F_v = sum_{j <= v} p_j  (float64),   u ~ U[0, 1) from ``generator``
+
+    Token ``v`` owns the interval ``[F_{v-1}, F_v)`` of length ``p_v``, so this is an exact draw from the
+    categorical and a filtered (zero-probability) token can never be drawn. It costs a cumulative sum and a
+    binary search per row; ``torch.multinomial`` draws V exponentials a row on the CPU, the largest part of a
+    generation step at V = 5000 (``experiments/bench_mrl.py``). Raises :class:`NonFiniteProbabilitiesError`
+    on NaN/inf probabilities (they propagate into the row's total).
+    """
+    cdf = probs.double().cumsum(-1)  # [B, V]
+    total = cdf[:, -1:]  # [B, 1]
+    if not bool(torch.isfinite(total).all() and (total > 0).all()):
+        raise NonFiniteProbabilitiesError("the sampling probabilities contain NaN/inf or sum to 0 "
+                                          "(the policy's logits are not finite)")
+    u = torch.rand(total.shape, generator=generator, dtype=torch.float64, device=probs.device) * total
+    return torch.searchsorted(cdf, u, right=True).squeeze(-1).clamp_(max=probs.shape[-1] - 1)
+
+
 def sample(
     logits: Tensor, config: SamplingConfig, generator: torch.Generator | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -79,7 +103,7 @@ def sample(
     if config.greedy:
         tokens = logits.argmax(-1)
     else:
-        tokens = torch.multinomial(log_probs.exp(), 1, generator=generator).squeeze(-1)
+        tokens = draw(log_probs.exp(), generator)
     return tokens, log_probs.gather(-1, tokens[:, None]).squeeze(-1)
 
 

@@ -71,6 +71,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rxmrl.config import changed_keys, format_config, save_config
+from rxmrl.model.sampling import NonFiniteProbabilitiesError
 from rxmrl.runtime import RunError, RunLock, replace_directory
 from rxmrl.training.checkpoint import (CheckpointManager, latest_checkpoint, optimizer_state, resume_training,
                                        save_training_checkpoint)
@@ -95,13 +96,9 @@ class NonFiniteLossError(RunError):
     """The loss, gradient norm, a reward or the weights became NaN/inf; nothing non-finite was saved."""
 
 
-# the sampler's words when a policy's logits are NaN/inf (torch.multinomial on a poisoned distribution)
-_NON_FINITE_SAMPLING = ("probability tensor contains", "invalid multinomial distribution")
-
-
 def is_non_finite_sampling(error: BaseException) -> bool:
-    """Whether ``error`` is torch's refusal to sample from NaN/inf probabilities."""
-    return isinstance(error, RuntimeError) and any(words in str(error) for words in _NON_FINITE_SAMPLING)
+    """Whether ``error`` is the sampler's refusal to sample from NaN/inf probabilities."""
+    return isinstance(error, NonFiniteProbabilitiesError)
 
 
 def check_finite(value: float, what: str, *, step: int, env: DistEnv, optimizer: torch.optim.Optimizer | None = None,
