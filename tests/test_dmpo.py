@@ -15,7 +15,8 @@ from rxmrl.envs.padded import PaddedIds
 from rxmrl.envs.scoring import build_reward
 from rxmrl.model import GREEDY, SamplingConfig
 from rxmrl.training.mrl import MrlTrainer, collect_rollout, load_stage_data
-from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, memory_credit, preference_pairs, sequence_log_probs
+from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, preference_pairs, sequence_log_probs
+from rxmrl.training.mrl.objective import memory_credit
 from rxmrl.training.mrl.rollout import answer_rows, answer_tokens, rollout_env, stage_episodes
 
 from test_mrl_trainer import finish, interrupted_and_resumed, one_thread, tiny_config, tiny_policy, tokenizer  # noqa: F401

@@ -56,6 +56,29 @@ def test_loss_assembly_matches_hand_computed_terms():
     assert m["value/clip_fraction"].item() == pytest.approx(0.5)
 
 
+def test_memory_credit_weights_the_policy_term_and_only_it():
+    from dataclasses import replace
+
+    from rxmrl.training.mrl.objective import memory_credit
+
+    cfg = ObjectiveConfig(moe_aux_coef=0.1)
+    plain = mrl_loss(_tiny_batch(), cfg)[1]
+    # token (0,1) weighs 3, the others 1; the padded column's weight must not count
+    weights = torch.tensor([[1.0, 3.0], [1.0, 50.0]])
+    weighted = mrl_loss(replace(_tiny_batch(), token_weights=weights), cfg)[1]
+    s1, s2, s3 = 1.2, math.exp(-0.5), -2.0  # the surrogates of the hand-computed test above
+    assert weighted["loss/policy"].item() == pytest.approx(-(s1 + 3 * s2 + s3) / 5, rel=1e-6)
+    for term in ("loss/entropy", "loss/reference_kl", "loss/stabilisation_kl", "loss/value", "loss/memory"):
+        assert weighted[term].item() == pytest.approx(plain[term].item(), rel=1e-6), term
+    ones = mrl_loss(replace(_tiny_batch(), token_weights=torch.ones(2, 2)), cfg)[1]
+    assert ones["loss/policy"].item() == pytest.approx(plain["loss/policy"].item(), rel=1e-6)
+    # what memory made likelier, capped: a token the blank memory filtered out (-inf) weighs 1 + c * 10
+    credit = memory_credit(torch.tensor([[-1.0, -0.5, -2.0]]), torch.tensor([[-3.0, float("-inf"), -1.0]]), 0.5)
+    assert credit.tolist() == [[2.0, 6.0, 1.0]]
+    with pytest.raises(ValueError, match="memory_credit"):
+        ObjectiveConfig(memory_credit=-1.0)
+
+
 def test_loss_gradient_flows_to_log_probs_values_and_memory():
     batch = _tiny_batch()
     for name in ("log_probs", "entropy", "values", "stm"):

@@ -451,3 +451,27 @@ def test_episode_minibatches_train_whole_episodes_with_the_scheduled_number_of_s
 def test_episode_backprop_is_refused_for_dmpo():
     with pytest.raises(ValueError, match="memory_backprop='episode' is for algorithm='ppo'"):
         tiny_config("mrl.memory_backprop=episode", "mrl.algorithm=dmpo", "mrl.group_size=2").mrl.validate()
+
+
+def test_ppo_memory_credit_scores_the_answers_from_a_blank_memory_and_weights_the_policy_term(tokenizer, tmp_path,
+                                                                                              monkeypatch):
+    import rxmrl.training.mrl.trainer as trainer_module
+
+    seen = []
+    real_loss = trainer_module.mrl_loss
+    monkeypatch.setattr(trainer_module, "mrl_loss", lambda batch, cfg: seen.append(batch) or real_loss(batch, cfg))
+    plain = MrlTrainer(tiny_config(), tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "plain")
+    data, _ = plain.stage_data[0]
+    assert plain.collect(plain.config.stages[0], data, [0, 1]).ref_blank_log_probs is None  # no extra pass
+    plain.close()
+    trainer = MrlTrainer(tiny_config("mrl.objective.memory_credit=2"), tiny_policy(tokenizer.vocab_size), tokenizer,
+                         run_dir=tmp_path / "credit")
+    stage = trainer.config.stages[0]
+    rollout = trainer.collect(stage, data, [0, 1])
+    assert rollout.ref_blank_log_probs is not None and rollout.ref_blank_log_probs.shape == rollout.ref_log_probs.shape
+    trainer.iteration(stage, data, [0, 1])
+    weights = [b.token_weights for b in seen]
+    assert weights and all(w is not None and w.shape == b.mask.shape for w, b in zip(weights, seen))
+    assert all(bool((w[b.mask] >= 1).all()) for w, b in zip(weights, seen))
+    assert any(bool((w[b.mask] > 1).any()) for w, b in zip(weights, seen))  # some token memory made likelier
+    trainer.close()

@@ -77,7 +77,9 @@ def build_optimizer(model: nn.Module, config: OptimConfig, group_of: GroupOf | N
     if unknown:
         raise ValueError(f"group_lr/group_weight_decay name unknown group(s) {sorted(unknown)}; "
                          f"the model has {sorted({g['group'] for g in param_groups})}")
-    return torch.optim.AdamW(param_groups, lr=config.lr, betas=config.betas, eps=config.eps)
+    # fused: one kernel over all tensors; on the CPU the per-tensor loop took ~15x longer (a d128 MRL step:
+    # 15 ms of optimizer per minibatch). The same update rule, in one pass.
+    return torch.optim.AdamW(param_groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=True)
 
 
 def set_trainable(model: nn.Module, trainable: Sequence[str] | set[str] | None,

@@ -36,6 +36,14 @@ class ObjectiveConfig:
     value_coef: float = 0.5  # weight of the critic's loss
     value_clip: float = 20.0  # clipped value loss: V_old +- value_clip (reward units, 0-10 scale)
     moe_aux_coef: float = 0.0  # MoE load-balancing auxiliary loss weight
+    # policy-term token weights 1 + memory_credit · clamp(log pi_ref(token | STM) - log pi_ref(token | blank STM),
+    # 0, 10) (a weighted token mean): the tokens memory made likelier carry the step's advantage; 0: all alike.
+    # Costs one more reference pass per rollout (the answers scored from a never-written STM)
+    memory_credit: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.memory_credit < 0:
+            raise ValueError(f"memory_credit={self.memory_credit}: expected >= 0")
 
 
 @dataclass

@@ -74,15 +74,6 @@ def sequence_log_probs(token_log_probs: Tensor, mask: Tensor, weights: Tensor | 
     return (token_log_probs * weights).sum(1) / weights.sum(1).clamp_min(1e-8)
 
 
-def memory_credit(ref_log_probs: Tensor, ref_blank_log_probs: Tensor, strength: float) -> Tensor:
-    """``[M, T]`` token weights ``1 + strength · max(0, log pi_ref(y_j | STM_t) - log pi_ref(y_j | STM_blank))``.
-
-    The tokens the frozen warm start finds likelier *because of its memory* (a fact told earlier in the
-    conversation) weigh more in both ``l_theta`` and ``l_ref``, so a pair's margin is decided by what memory
-    carries rather than by the ~90% of an answer that the query alone predicts."""
-    return 1.0 + strength * (ref_log_probs - ref_blank_log_probs).clamp_min(0.0)
-
-
 @dataclass
 class DmpoInputs:
     """One minibatch of P pairs: length-normalised sequence log-probs ``[P]`` and the accepted answers'

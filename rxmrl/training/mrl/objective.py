@@ -30,6 +30,7 @@ class LossInputs:
     stm_prev: Tensor  # [M, L, S, D] STM_{t-1} before the write (recorded)
     steps: Tensor  # [M] step index t in the episode
     moe_aux: Tensor | None = None  # scalar MoE load-balancing loss of the forward pass
+    token_weights: Tensor | None = None  # [M, T] weights of the policy term (memory_credit); None: all 1
 
 
 LOG_PROB_FLOOR = -50.0
@@ -41,6 +42,18 @@ KL_LOG_RATIO_CAP = 10.0
 """``x`` of the k3 estimator is capped at ``±KL_LOG_RATIO_CAP``. A token the current policy nearly filters out
 (``log pi_theta`` near the floor) while the reference likes it gives ``x ≈ 48`` and ``exp(x) ≈ 1e21``: one
 token then owns the minibatch's gradient norm, and clipping scales every other token's update to nothing."""
+
+
+def memory_credit(ref_log_probs: Tensor, ref_blank_log_probs: Tensor, strength: float) -> Tensor:
+    """``[M, T]`` token weights ``1 + strength · clamp(log pi_ref(y_j | STM_t) - log pi_ref(y_j | STM_blank), 0, 10)``.
+
+    The tokens the frozen warm start finds likelier *because of its memory* (a fact told earlier in the
+    conversation) weigh more, so the update is decided by what memory carries rather than by the ~90% of an
+    answer that the query alone predicts: DMPO's pair margin, and the policy term of :func:`mrl_loss`. Both
+    log-probs are floored at ``LOG_PROB_FLOOR`` and the difference capped at ``KL_LOG_RATIO_CAP`` nats: under
+    top-k the blank memory may filter a token out (``-inf``), and one such token must not own the update."""
+    gain = ref_log_probs.clamp_min(LOG_PROB_FLOOR) - ref_blank_log_probs.clamp_min(LOG_PROB_FLOOR)
+    return 1.0 + strength * gain.clamp(0.0, KL_LOG_RATIO_CAP)
 
 
 def _k3(log_ratio: Tensor) -> Tensor:
@@ -66,6 +79,7 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
     tokens::
 
         policy      L_clip = -< min(rho·A, clip(rho, 1-eps, 1+eps)·A) >                 token-level PPO
+                    (with memory_credit > 0: the mean weighted by :func:`memory_credit`'s w, sum w·x / sum w)
         entropy     H      =  < H(pi_theta) >                                            bonus, -c_H·H
         ref KL      KL_ref =  < exp(x) - x - 1 >,  x = log pi_ref - log pi_theta         k3 of KL(pi_theta||pi_ref)
                                                             (x capped at ±10 in both KL terms)
@@ -94,7 +108,11 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
     ratio = log_ratio.exp()
     adv = batch.advantages[:, None].to(ratio.dtype)  # [M, 1] -> broadcast over the step's tokens
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
-    policy_loss = -token_mean(surrogate)
+    if batch.token_weights is None:
+        policy_loss = -token_mean(surrogate)
+    else:  # a weighted token mean: the weights move credit between tokens, not the step size
+        weights = batch.token_weights.detach().float() * mask
+        policy_loss = -(surrogate * weights).sum() / weights.sum().clamp_min(1e-8)
     entropy = token_mean(batch.entropy)
     ref_kl = token_mean(_k3((ref_log_probs - log_probs).masked_fill(~batch.mask, 0.0)))
     stab_kl = token_mean(_k3(log_ratio))  # tokens were sampled from pi_old: k3 of KL(pi_old || pi_theta)

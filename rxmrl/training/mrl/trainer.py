@@ -62,9 +62,9 @@ from rxmrl.training.mrl.config import MrlRunConfig, StageConfig
 from rxmrl.training.mrl.critic import Critic
 from rxmrl.training.mrl.curriculum import (CurriculumState, StageData, epoch_batches, load_stage_data, rank_minibatches,
                                            rank_shard)
-from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, memory_credit, preference_pairs, sequence_log_probs
+from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, preference_pairs, sequence_log_probs
 from rxmrl.training.mrl.evaluate import Evaluation, evaluate_policy
-from rxmrl.training.mrl.objective import LossInputs, mrl_loss
+from rxmrl.training.mrl.objective import LossInputs, memory_credit, mrl_loss
 from rxmrl.training.mrl.rollout import Rollout, collect_rollout, rollout_env, stage_episodes
 from rxmrl.training.mrl.validation import validation_line, validation_scorers
 from rxmrl.training.optim import OptimConfig, build_optimizer, clip_gradients, clip_sets, learning_rates, set_trainable
@@ -308,12 +308,14 @@ class MrlTrainer:
                     scored = policy.score(batch["queries"], batch["answers"], stm, answer_mask=batch["mask"],
                                           sampling=self.sampling, with_logits=False)  # log pi_theta, entropy
                     values, returns = self.value(batch, stm)
+                    weights = (None if batch["ref_blank_log_probs"] is None else memory_credit(
+                        batch["ref_log_probs"], batch["ref_blank_log_probs"], objective.memory_credit))
                     loss, terms = mrl_loss(LossInputs(
                         log_probs=scored.log_probs, old_log_probs=batch["old_log_probs"],
                         ref_log_probs=batch["ref_log_probs"], entropy=scored.entropy, mask=batch["mask"],
                         advantages=batch["advantages"], values=values, old_values=batch["values"], returns=returns,
-                        stm=stm, stm_prev=batch["stm_prev"], steps=batch["steps"], moe_aux=scored.aux_loss),
-                        objective)
+                        stm=stm, stm_prev=batch["stm_prev"], steps=batch["steps"], moe_aux=scored.aux_loss,
+                        token_weights=weights), objective)
                 self._optimizer_step(loss, terms, sums)
                 updates += 1
         return sums, updates
@@ -470,7 +472,7 @@ class MrlTrainer:
                 keep_encoded=self._recompute_memory and self._keep_encoded, group_size=mrl.group_size,
                 with_reference=mrl.with_reference,
                 continue_with="best" if dmpo else "random", score_sampling=GREEDY if dmpo else None,
-                with_blank_reference=dmpo and mrl.dmpo.memory_credit > 0)
+                with_blank_reference=self._memory_credit() > 0)
         except FloatingPointError:  # the env refused a non-finite reward
             self._check_finite(math.nan, "reward", weights_at_fault=False)
             raise
@@ -482,6 +484,11 @@ class MrlTrainer:
         if stage.random_reset_ratio > 0:
             self.state.carried = (rollout.final_stm.cpu(), rollout.final_ref_stm.cpu())
         return rollout
+
+    def _memory_credit(self) -> float:
+        """The strength of the token weights by memory dependence: DMPO's, or the PPO policy term's."""
+        mrl = self.config.mrl
+        return mrl.dmpo.memory_credit if mrl.algorithm == "dmpo" else mrl.objective.memory_credit
 
     def _env(self, stage: StageConfig) -> BatchedMrlEnv:
         """The batched env built for ``stage`` (one per curriculum stage: its number of steps)."""
