@@ -1,13 +1,14 @@
 """Training methods side by side on one warm start: MRL estimators and DMPO, each over its seeds.
 
     python experiments/compare_methods.py --warm-start DIR impo=RUN_A,RUN_B dmpo=RUN_C,RUN_D [--episodes 64]
+        [--temperature T [--top-k K]]
 
 Each RUN is the run directory of ``rxmrl train mrl`` or ``rxmrl train dmpo`` from that warm start, on the same
 curriculum (the same episodes and epochs). Per run, one row of:
 
 - retention on ``steps-8`` validation (:mod:`rxmrl.evaluation.retention`: the reference conversation in memory,
-  greedy answers): fact recall, the memory gap (memory - reset memory) and the gain over the warm start, with
-  paired 95% bootstrap intervals over the same episodes;
+  greedy answers, or sampled with ``--temperature``): fact recall, the memory gap (memory - reset memory) and
+  the gain over the warm start, with paired 95% bootstrap intervals over the same episodes;
 - the last curriculum stage's validation rewards from the run's ``comparison.json``: every ``[validation]``
   preset (e.g. ``memory`` and ``default``), and its difference to the warm start with its interval;
 - training wall time per iteration and in total (rollout + reward + update, evaluations left out).
@@ -55,6 +56,9 @@ def main() -> None:
     parser.add_argument("--config", default="steps-8")
     parser.add_argument("--episodes", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="sample the retention answers at this temperature (default: greedy)")
+    parser.add_argument("--top-k", type=int, default=None, help="with --temperature: keep the k likeliest tokens")
     args = parser.parse_args()
     methods = {}
     for spec in args.methods:
@@ -71,7 +75,8 @@ def main() -> None:
 
     from rxmrl.envs import BatchedMrlEnv
     from rxmrl.evaluation.retention import measure_retention
-    from rxmrl.model import ReactiveTransformer
+    from rxmrl.model import GREEDY, ReactiveTransformer, SamplingConfig
+    from rxmrl.model.sampling import describe_sampling
     from rxmrl.tokenizer import RxTokenizer
 
     torch.set_num_threads(args.threads)
@@ -86,11 +91,13 @@ def main() -> None:
         for seed, run in enumerate(runs):
             labels[run] = f"{name} #{seed}"
             models[labels[run]] = ReactiveTransformer.from_pretrained(run / "final")
-    retention = measure_retention(models, env, args.episodes, baseline="warm start")
+    sampling = (GREEDY if args.temperature is None
+                else SamplingConfig(temperature=args.temperature, top_k=args.top_k))
+    retention = measure_retention(models, env, args.episodes, baseline="warm start", sampling=sampling)
 
     first = json.loads((next(iter(labels)) / "comparison.json").read_text())
     presets = list(first["stages"][-1]["differences"])
-    print(f"Retention: {args.config} validation, {args.episodes} episodes, reference conversation in memory, greedy. "
+    print(f"Retention: {args.config} validation, {args.episodes} episodes, reference conversation in memory, {describe_sampling(sampling)}. "
           f"Rewards: the last stage's validation ({first['validation_similarity']}), run minus warm start.\n")
     header = ["run", "fact recall", "memory gap", "gain over warm start",
               *(f"{p[len('reward/'):]} reward (diff.)" for p in presets), "s / iteration", "training s"]
