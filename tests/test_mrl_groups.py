@@ -144,3 +144,53 @@ def test_estimator_and_group_size_must_agree(overrides, message):
 
     with pytest.raises(ConfigError, match=message):
         validate(apply_overrides(tiny_config(), overrides))
+
+
+# ------------------------------------------------------------------------------------- reference member
+REFERENCE_MEMBER = ("mrl.advantages.estimator=grpo", "mrl.group_size=2", "mrl.reference_member=true")
+
+
+def test_the_reference_member_closes_each_group_with_the_policys_own_log_probs_and_never_continues(tokenizer):
+    from rxmrl.training.mrl.objective import LOG_PROB_FLOOR
+    from rxmrl.training.mrl.rollout import answer_tokens
+
+    policy = tiny_policy(tokenizer.vocab_size).eval()
+    data = load_stage_data(tiny_config().stages[0], "embedded", "train", 3)
+    episodes = stage_episodes(data.episodes, data.long_range, 2)
+    reward = build_reward("default", "policy-embedding", tokenizer, policy=policy)
+    env = rollout_env(episodes, 2, reward, tokenizer, max_answer_tokens=6)
+    sampling = SamplingConfig(temperature=1.0, top_k=20)
+    rollout = collect_rollout(policy, env, episodes, sampling, reference=policy, max_answer_tokens=6, group_size=2,
+                              with_reference=True, reference_behaviour="policy",
+                              generator=torch.Generator().manual_seed(0))
+    members, size = 3, len(episodes)
+    assert rollout.group_size == members and rollout.size == 2 * size * members
+    last = torch.arange(members - 1, rollout.size, members)  # member G of every group: the reference answer
+    env.reset(options={"episodes": episodes})
+    ref_tokens, ref_mask = answer_tokens(env.current_references(), 6)
+    width = ref_tokens.shape[1]
+    assert torch.equal(rollout.answers[last[:size], :width], ref_tokens)
+    # its behaviour log-probs are the policy's own from the group's STM: the ratio starts at 1
+    scored = policy.score(rollout.queries, rollout.answers, rollout.stm_read, answer_mask=rollout.mask,
+                          sampling=sampling).log_probs.clamp_min(LOG_PROB_FLOOR).masked_fill(~rollout.mask, 0)
+    torch.testing.assert_close(rollout.old_log_probs[last], scored[last], atol=1e-4, rtol=0)
+    assert rollout.old_log_probs[last][rollout.mask[last]].lt(0).all()
+    # the episode goes on with a sampled member: the interaction written at step 1 is one of the samples
+    written = rollout.write_ids[size * members:][::members]  # step 1's write, one row per episode
+    for b in range(size):
+        row = written[b][rollout.write_mask[size * members + b * members]].tolist()
+        sampled = [rollout.answers[b * members + g][rollout.mask[b * members + g]].tolist() for g in range(2)]
+        assert any(row[len(row) - len(a) - 1:-1] == a or row[-len(a):] == a for a in sampled if a)
+
+
+def test_a_reference_member_run_trains_the_scheduled_steps_and_is_refused_where_it_means_nothing(tokenizer, tmp_path):
+    trainer = MrlTrainer(tiny_config(*REFERENCE_MEMBER), tiny_policy(tokenizer.vocab_size), tokenizer,
+                         run_dir=tmp_path)
+    assert trainer.model.critic is None and trainer.config.mrl.samples_per_step == 3
+    scheduled = trainer.total_updates()
+    trainer.fit()
+    assert trainer.step == scheduled
+    with pytest.raises(ValueError, match="reference_member joins the reference answer to a group"):
+        tiny_config("mrl.reference_member=true").mrl.validate()  # impo: no group
+    with pytest.raises(ValueError, match="dmpo.candidates"):
+        tiny_config("mrl.reference_member=true", "mrl.algorithm=dmpo", "mrl.group_size=2").mrl.validate()

@@ -165,6 +165,10 @@ class MrlConfig:
     # STM_{t-1}, so gradient crosses one write; "episode" trains whole episodes per minibatch and recomputes
     # STM_1..STM_t from the episode's STM_0, so answer t's loss reaches writes 1..t (backprop through time)
     memory_backprop: Literal["write", "episode"] = "write"
+    # grpo / rloo: the step's reference answer joins each group as one more member, scored by the reward like
+    # the samples; its behaviour log-probs are the policy's own at collection time, so its tokens enter the PPO
+    # ratio as a demonstration weighted by its group advantage. The episode still goes on with a sampled member
+    reference_member: bool = False
     sampling: SamplingSettings = field(default_factory=SamplingSettings)  # behaviour policy
     eval_sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(greedy=True))  # evaluation
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -185,8 +189,11 @@ class MrlConfig:
 
     @property
     def with_reference(self) -> bool:
-        """Whether the reference answer joins each step's candidates (dmpo's ``reference+samples``)."""
-        return self.algorithm == "dmpo" and self.dmpo.candidates == "reference+samples"
+        """Whether the reference answer joins each step's candidates (dmpo's ``reference+samples``, or a group
+        estimator's ``reference_member``)."""
+        if self.algorithm == "dmpo":
+            return self.dmpo.candidates == "reference+samples"
+        return self.reference_member
 
     @property
     def candidates_per_step(self) -> int:
@@ -196,10 +203,13 @@ class MrlConfig:
     @property
     def samples_per_step(self) -> int:
         """What one (episode, step) adds to the update's samples: its answers (ppo) or its one pair (dmpo)."""
-        return 1 if self.algorithm == "dmpo" else self.group_size
+        return 1 if self.algorithm == "dmpo" else self.candidates_per_step
 
     def validate(self) -> None:
         if self.algorithm == "dmpo":
+            if self.reference_member:
+                raise ValueError("reference_member is for the group estimators; dmpo takes the reference answer "
+                                 "through dmpo.candidates = 'reference+samples'")
             if self.memory_backprop != "write":
                 raise ValueError("memory_backprop='episode' is for algorithm='ppo'; dmpo scores each pair from one "
                                  "recomputed write")
@@ -210,6 +220,9 @@ class MrlConfig:
                 raise ValueError(f"dmpo.anchor_coef={self.dmpo.anchor_coef} anchors a third (neutral) answer: "
                                  f"raise group_size (now {self.candidates_per_step} candidates a step)")
             return
+        if self.reference_member and self.uses_critic:
+            raise ValueError(f"reference_member joins the reference answer to a group: use advantages.estimator grpo "
+                             f"or rloo (got {self.advantages.estimator!r})")
         if self.uses_critic and self.group_size != 1:
             raise ValueError(f"advantages.estimator={self.advantages.estimator!r} baselines each answer with the "
                              f"critic: set group_size = 1 (got {self.group_size}), or use grpo / rloo")

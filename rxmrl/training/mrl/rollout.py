@@ -35,6 +35,13 @@ reward -- the accepted answer -- so memory takes the accepted answer and never a
         answers_{t,b,G} = reference_t                       # scored like a sample; old log-probs 0 (not sampled)
         c_b = argmax_k r_{t,b,k}                            # ties: the last of them (stable order)
 
+A group estimator's ``reference_member`` adds the reference answer the same way (member ``G``, scored like a
+sample) but keeps the random continuation among the sampled members, and records the policy's own log-probs
+of the reference tokens as their behaviour log-probs, so the PPO ratio starts at 1 for them too::
+
+        answers_{t,b,G} = reference_t;  log pi_old(answers_{t,b,G}) = log pi_theta(reference_t | query_t, STM)
+        c_b ~ U{the G sampled members}
+
 The write of interaction ``t`` happens before answer ``t`` (so the last interaction is never written: no
 write after the last step). The frozen reference policy has its own STM, reset (or kept) with the policy's
 and written with the same ids. Interactions are ``[BOS][Q] q [A] a [EOS]`` -- what
@@ -60,6 +67,7 @@ from rxmrl.model import ReactiveTransformer, SamplingConfig, pad_batch, query_to
 from rxmrl.rewards import WordStatistics
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 from rxmrl.tokenizer import RxTokenizer
+from rxmrl.training.mrl.objective import LOG_PROB_FLOOR
 
 
 # -------------------------------------------------------------------------------- stage episodes
@@ -212,6 +220,7 @@ def collect_rollout(
     continue_with: str = "random",
     score_sampling: SamplingConfig | None = None,
     with_blank_reference: bool = False,
+    reference_behaviour: str = "none",
 ) -> Rollout:
     """Play ``episodes`` (see :func:`stage_episodes`) in ``env`` with ``policy`` (see the module docstring).
 
@@ -230,9 +239,14 @@ def collect_rollout(
     distribution the reference policy's log-probs are taken under (default: ``sampling``; DMPO: the model's
     own, ``GREEDY``). ``with_blank_reference``: the reference policy also scores every answer from a fresh,
     never written STM (``rollout.ref_blank_log_probs``), so the update can tell the tokens memory made likelier.
+    ``reference_behaviour``: the reference member's behaviour log-probs: ``"none"`` (0: no policy sampled it,
+    DMPO) or ``"policy"`` (the policy's own under ``sampling``, floored at ``LOG_PROB_FLOOR``: a PPO ratio of 1
+    before the update, as for a sampled member). The random continuation is always a sampled member.
     """
     if continue_with not in ("random", "best"):
         raise ValueError(f"continue_with={continue_with!r}: expected 'random' or 'best'")
+    if reference_behaviour not in ("none", "policy"):
+        raise ValueError(f"reference_behaviour={reference_behaviour!r}: expected 'none' or 'policy'")
     score_sampling = sampling if score_sampling is None else score_sampling
     members = group_size + with_reference  # answers per episode and step
     timings = dict.fromkeys(("memory", "generate", "reference", "critic", "reward"), 0.0)
@@ -268,10 +282,12 @@ def collect_rollout(
         queries = [q for q in query.to_lists() for _ in range(group_size)]  # [B·G], a group per episode
         out = policy.generate(queries, _Repeat(group_size)(stm), max_answer_tokens, sampling, generator=generator)
         tokens, token_mask, old_lp = out.tokens, out.mask, out.log_probs
-        if with_reference:  # the reference answer as member G; no policy sampled it: no behaviour log-probs (0)
+        if with_reference:  # the reference answer as member G (behaviour log-probs: reference_behaviour)
             ref_tokens, ref_mask = answer_tokens(env.current_references(), max_answer_tokens)
             ref_tokens, ref_mask = ref_tokens.to(device), ref_mask.to(device)
-            ref_old = torch.zeros(ref_tokens.shape, device=device)
+            ref_old = (policy.score(query.to_lists(), ref_tokens, stm, answer_mask=ref_mask, sampling=sampling,
+                                    with_logits=False).log_probs.clamp_min(LOG_PROB_FLOOR).masked_fill(~ref_mask, 0.0)
+                       if reference_behaviour == "policy" else torch.zeros(ref_tokens.shape, device=device))
             tokens, token_mask, old_lp = (append_member(a, b, group_size, pad) for a, b, pad in
                                           ((tokens, ref_tokens, 0), (token_mask, ref_mask, False), (old_lp, ref_old, 0.0)))
             queries = [q for q in query.to_lists() for _ in range(members)]
@@ -293,8 +309,12 @@ def collect_rollout(
             scored_by = {name: other.step(answers).rewards.float().cpu() for name, other in scorers.items()}
         else:  # score the whole group, then go on with one member: drawn without looking at the rewards, or
             scored, scored_by = env.score_alternatives(answers, group_size=members), {}  # DMPO's accepted one
-            rows = (continuing_members(size, members, generator) if continue_with == "random"
-                    else best_members(scored.rewards, members)).to(answers.ids.device)
+            if continue_with == "random":  # a sampled member (the reference one, if any, comes last)
+                sampled = continuing_members(size, group_size, generator)
+                rows = (sampled // group_size) * members + sampled % group_size
+            else:
+                rows = best_members(scored.rewards, members)
+            rows = rows.to(answers.ids.device)
             result = env.step(PaddedIds(answers.ids[rows], answers.lengths[rows]).trimmed())
         timings["reward"] += time.perf_counter() - clock
         clock = time.perf_counter()  # the value reads the saved data the step is about (not the answer)

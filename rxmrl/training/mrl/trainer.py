@@ -215,7 +215,7 @@ class MrlTrainer:
                 per_rank = math.ceil(episodes / self.env.world_size)
                 if mrl.memory_backprop == "episode":
                     chunks = math.ceil(per_rank / episodes_per_minibatch(mrl.minibatch_size,
-                                                                         stage.steps * mrl.group_size))
+                                                                         stage.steps * mrl.samples_per_step))
                 else:
                     chunks = math.ceil(per_rank * stage.steps * mrl.samples_per_step / mrl.minibatch_size)
                 total += stage.epochs * mrl.ppo_epochs * chunks
@@ -382,7 +382,7 @@ class MrlTrainer:
         shuffled whole episodes, ``max(1, minibatch_size // (N·G))`` of them, each in step-major order."""
         mrl = self.config.mrl
         if mrl.memory_backprop == "write":
-            return rank_minibatches(rollout.size, global_episodes, stage.steps * mrl.group_size,
+            return rank_minibatches(rollout.size, global_episodes, stage.steps * mrl.samples_per_step,
                                     self.env.world_size, mrl.minibatch_size, torch.randperm(rollout.size))
         per_step = rollout.num_steps * rollout.group_size
         chunks = rank_minibatches(rollout.num_episodes, global_episodes, 1, self.env.world_size,
@@ -472,6 +472,7 @@ class MrlTrainer:
                 keep_encoded=self._recompute_memory and self._keep_encoded, group_size=mrl.group_size,
                 with_reference=mrl.with_reference,
                 continue_with="best" if dmpo else "random", score_sampling=GREEDY if dmpo else None,
+                reference_behaviour="none" if dmpo else "policy",
                 with_blank_reference=self._memory_credit() > 0)
         except FloatingPointError:  # the env refused a non-finite reward
             self._check_finite(math.nan, "reward", weights_at_fault=False)
