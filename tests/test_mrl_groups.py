@@ -14,7 +14,8 @@ from rxmrl.training.mrl.advantages import group_advantages
 from rxmrl.training.mrl.rollout import continuing_members, rollout_env, stage_episodes
 from rxmrl.envs.scoring import build_reward
 
-from test_mrl_trainer import finish, interrupted_and_resumed, one_thread, tiny_config, tiny_policy, tokenizer  # noqa: F401
+from test_mrl_trainer import (env_for, finish, interrupted_and_resumed, one_thread, tiny_config,  # noqa: F401
+                              tiny_policy, tokenizer)
 
 
 def test_equal_rewards_in_a_group_give_zero_advantage():
@@ -156,9 +157,7 @@ def test_the_reference_member_closes_each_group_with_the_policys_own_log_probs_a
 
     policy = tiny_policy(tokenizer.vocab_size).eval()
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 3)
-    episodes = stage_episodes(data.episodes, data.long_range, 2)
-    reward = build_reward("default", "policy-embedding", tokenizer, policy=policy)
-    env = rollout_env(episodes, 2, reward, tokenizer, max_answer_tokens=6)
+    env, episodes = env_for(data, 2, policy, tokenizer)
     sampling = SamplingConfig(temperature=1.0, top_k=20)
     rollout = collect_rollout(policy, env, episodes, sampling, reference=policy, max_answer_tokens=6, group_size=2,
                               with_reference=True, reference_behaviour="policy",
