@@ -32,8 +32,8 @@ it recalls 0.331. Stage 4 was continued from it:
         --set stage4.schedule.warmup_steps=10 --set stage4.schedule.min_lr_ratio=1.0
 
 This is supervised memory-aware training on the reference answers, fact tokens weighted 5x, at stage 4's full rates
-held constant (1.5e-3 to 3e-3, 50-100x MRL's). N = 500 steps took ~300 s, about the quickstart's MRL phase
-(380 s). N = 1500 took ~860 s.
+held constant (5e-4 for the embedding to 3e-3 for memory: 30-100x MRL's). N = 500 steps took 300-320 s, about the
+quickstart's MRL phase (380 s). N = 1500 took ~860 s.
 
     model              recall [95% CI]        reset memory           memory gap                gain over warm start
     warm start         0.331 [0.299, 0.363]   0.082 [0.063, 0.102]   +0.249 [+0.216, +0.282]   -
