@@ -89,31 +89,48 @@ from __future__ import annotations
 import argparse
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", metavar="NAME=DIR", help="checkpoints; the first is the baseline")
+def retention_parser(description: str, models_help: str) -> argparse.ArgumentParser:
+    """The arguments of the retention scripts: checkpoints as NAME=DIR and the validation episodes they play."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("models", nargs="+", metavar="NAME=DIR", help=models_help)
     parser.add_argument("--config", default="steps-8", help="curriculum config, steps-N")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--episodes", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    return parser
+
+
+def parse_models(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """NAME -> DIR of the ``models`` arguments, in order (a malformed one is a usage error)."""
     specs = dict(spec.split("=", 1) for spec in args.models if "=" in spec)
     if len(specs) != len(args.models):
         parser.error("every model is NAME=DIR")
+    return specs
+
+
+def retention_env(args: argparse.Namespace, tokenizer):
+    """The embedded curriculum's episodes of ``--config`` / ``--split``, the reference conversation written into
+    memory (the retention protocol), in a fixed order; recall does not depend on the reward scored beside it."""
+    from rxmrl.envs import BatchedMrlEnv
+
+    return BatchedMrlEnv(32, "embedded", int(args.config.split("-")[1]), args.split, config=args.config,
+                         num_episodes=args.episodes, reward="default", similarity="random-embedding",
+                         tokenizer=tokenizer, order="sequential", seed=0, teacher_forcing=True)
+
+
+def main() -> None:
+    parser = retention_parser(__doc__.splitlines()[0], "checkpoints; the first is the baseline")
+    args = parser.parse_args()
+    specs = parse_models(parser, args)
 
     import torch
 
-    from rxmrl.envs import BatchedMrlEnv
     from rxmrl.evaluation.retention import measure_retention
     from rxmrl.model import ReactiveTransformer
     from rxmrl.tokenizer import RxTokenizer
 
     torch.set_num_threads(args.threads)
-    tokenizer = RxTokenizer.load(next(iter(specs.values())))
-    steps = int(args.config.split("-")[1])
-    env = BatchedMrlEnv(32, "embedded", steps, args.split, config=args.config, num_episodes=args.episodes,
-                        reward="default", similarity="random-embedding", tokenizer=tokenizer, order="sequential",
-                        seed=0, teacher_forcing=True)
+    env = retention_env(args, RxTokenizer.load(next(iter(specs.values()))))
     models = {name: ReactiveTransformer.from_pretrained(path) for name, path in specs.items()}
     print(measure_retention(models, env, args.episodes, baseline=next(iter(specs))).format_table())
 

@@ -51,8 +51,6 @@ What it says about learning recall from the policy's own samples:
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 
@@ -92,25 +90,19 @@ def within_share(sampled: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("models", nargs="+", metavar="NAME=DIR", help="RxT checkpoints")
+    from compare_retention import parse_models, retention_env, retention_parser  # the script beside this one
+
+    parser = retention_parser(__doc__.splitlines()[0], "RxT checkpoints")
     parser.add_argument("--samples", type=int, default=8, help="G: answers sampled per follow-up from one STM")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=50)
-    parser.add_argument("--config", default="steps-8", help="curriculum config, steps-N")
-    parser.add_argument("--split", default="validation")
-    parser.add_argument("--episodes", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    specs = dict(spec.split("=", 1) for spec in args.models if "=" in spec)
-    if len(specs) != len(args.models):
-        parser.error("every model is NAME=DIR")
+    specs = parse_models(parser, args)
     if args.samples < 2:
         parser.error(f"--samples {args.samples}: a group needs at least 2 answers")
 
     import torch
 
-    from rxmrl.envs import BatchedMrlEnv
     from rxmrl.envs.agents import RxTAgent
     from rxmrl.evaluation.reward_range import Stat, evaluate
     from rxmrl.model import ReactiveTransformer, SamplingConfig
@@ -119,9 +111,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     tokenizer = RxTokenizer.load(next(iter(specs.values())))
-    env = BatchedMrlEnv(32, "embedded", int(args.config.split("-")[1]), args.split, config=args.config,
-                        num_episodes=args.episodes, reward="default", similarity="random-embedding",
-                        tokenizer=tokenizer, order="sequential", seed=0, teacher_forcing=True)
+    env = retention_env(args, tokenizer)
     sampling = SamplingConfig(temperature=args.temperature, top_k=args.top_k)
     print(f"{args.config} {args.split}, {args.episodes} episodes, reference conversation in memory; "
           f"G = {args.samples} answers per follow-up, {describe_sampling(sampling)}\n")
