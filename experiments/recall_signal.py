@@ -24,29 +24,33 @@ bootstrap interval.
 Measured on 2026-12-04 (2-core AMD EPYC without AVX-512, one thread, two runs side by side; steps-8 validation,
 64 episodes, G = 8 at temperature 1, top-k 50 as the quickstart's MRL rollouts). The warm starts are stage 4 of
 experiments/warmstart.toml from one stage-3 checkpoint, seed 0 (the quickstart's, bit for bit: its probe reads
-0.455 / 0.486 / 0.475 at steps 1000 / 1250 / 1500 as in the quickstart) and seed 1:
+0.455 / 0.486 / 0.475 at steps 1000 / 1250 / 1500 as in the quickstart) and seed 1; MRL is
+experiments/mrl_quickstart.toml from seed 0 (its per-stage recall gains +0.008 / +0.003 / -0.011, the quickstart's):
 
-    figure                               seed 0 (weak)           seed 1 (reads memory)
-    greedy recall                        0.331 [0.299, 0.363]    0.676 [0.645, 0.708]
-    sampled recall p                     0.322 [0.292, 0.349]    0.585 [0.559, 0.613]
-    sampled, reset memory                0.073 [0.065, 0.082]    0.076 [0.068, 0.085]
-    within-group share (reset memory)    0.220 (0.836)           0.318 (0.859)
-    p = 0 (never stated)                 0.332 [0.291, 0.375]    0.098 [0.074, 0.121]
-    p = 1 (always stated)                0.189 [0.160, 0.221]    0.314 [0.281, 0.348]
-    mixed groups                         0.438 [0.391, 0.482]    0.559 [0.518, 0.602]
-    reachable (of greedy misses)         0.502 [0.444, 0.562]    0.619 [0.522, 0.716]
-    reachable, reset memory              0.445 [0.396, 0.496]    0.542 [0.443, 0.638]
-    p on greedy misses                   0.069 [0.060, 0.079]    0.127 [0.101, 0.158]
-    p on greedy misses, reset memory     0.059 [0.052, 0.067]    0.077 [0.061, 0.094]
+    figure                               seed 0 (weak)           seed 1 (reads memory)  MRL from seed 0
+    greedy recall                        0.331 [0.299, 0.363]    0.676 [0.645, 0.708]   0.320 [0.285, 0.355]
+    sampled recall p                     0.322 [0.292, 0.349]    0.585 [0.559, 0.613]   0.328 [0.298, 0.356]
+    sampled, reset memory                0.073 [0.065, 0.082]    0.076 [0.068, 0.085]   0.071 [0.062, 0.079]
+    within-group share (reset memory)    0.220 (0.836)           0.318 (0.859)          0.238 (0.841)
+    p = 0 (never stated)                 0.332 [0.291, 0.375]    0.098 [0.074, 0.121]   0.330 [0.291, 0.373]
+    p = 1 (always stated)                0.189 [0.160, 0.221]    0.314 [0.281, 0.348]   0.186 [0.152, 0.219]
+    mixed groups                         0.438 [0.391, 0.482]    0.559 [0.518, 0.602]   0.441 [0.398, 0.484]
+    reachable (of greedy misses)         0.502 [0.444, 0.562]    0.619 [0.522, 0.716]   0.481 [0.420, 0.539]
+    reachable, reset memory              0.445 [0.396, 0.496]    0.542 [0.443, 0.638]   0.420 [0.366, 0.471]
+    p on greedy misses                   0.069 [0.060, 0.079]    0.127 [0.101, 0.158]   0.073 [0.061, 0.086]
+    p on greedy misses, reset memory     0.059 [0.052, 0.067]    0.077 [0.061, 0.094]   0.062 [0.052, 0.072]
 
 What it says about learning recall from the policy's own samples:
 - Most of the recall variance lies between follow-ups (78% and 68%), which a same-STM group cancels; with a reset
   memory it is the reverse (84-86% within), i.e. what memory adds is decided by the STM, not by the draw.
 - On the follow-ups greedy decoding misses, which are the only ones where greedy recall can rise, the samples state the
-  fact 6.9% of the time with memory and 5.9% with a reset memory (seed 0); 12.7% and 7.7% (seed 1). About five of
-  every six rewarded answers there are guesses that the query alone produces (three of five on seed 1). A recall reward on those follow-ups mostly pays for guessing, which does not
-  carry over to held-out facts. That fits the training reward rising while held-out recall stays flat (the header of
+  fact 6.9% of the time with memory and 5.9% with a reset memory (seed 0); 12.7% and 7.7% (seed 1). At those
+  rates about five of every six rewarded answers there (three of five on seed 1) are what the query alone
+  produces. A recall reward on those follow-ups mostly pays for guessing, which does not carry
+  over to held-out facts. That fits the training reward rising while held-out recall stays flat (the header of
   experiments/mrl_quickstart.toml).
+- MRL leaves the picture as it found it: p 0.322 -> 0.328, never stated 0.332 -> 0.330, p on greedy misses
+  0.069 -> 0.073 (reset memory 0.059 -> 0.062).
 """
 
 from __future__ import annotations
