@@ -77,15 +77,15 @@ import numpy as np
 def signal_table(greedy: np.ndarray, sampled: np.ndarray, reset: np.ndarray) -> dict[str, np.ndarray]:
     """Per-episode figures from ``greedy`` (N, S), ``sampled`` (G, N, S) and ``reset`` (G, N, S) recall, NaN where
     a follow-up has no facts. Returns name -> (N,) values (NaN where an episode has no such follow-up)."""
+    from rxmrl.evaluation.reward_range import episode_means
+
     facts = ~np.isnan(greedy)
     p, p_reset = sampled.mean(axis=0), reset.mean(axis=0)
     spread = sampled.max(axis=0) - sampled.min(axis=0)
     missed = facts & (greedy == 0)
 
     def per_episode(values: np.ndarray, where: np.ndarray) -> np.ndarray:
-        counts = where.sum(axis=1)
-        sums = np.where(where, values, 0.0).sum(axis=1)
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return episode_means(np.where(where, values, np.nan))
 
     return {
         "greedy recall": per_episode(greedy, facts),

@@ -75,12 +75,12 @@ class EvaluationResult:
     @property
     def episode_fact_recall(self) -> np.ndarray:
         """``(N,)`` mean fact recall over each episode's steps that have facts (NaN if none do)."""
-        return _episode_means(self.fact_recall)
+        return episode_means(self.fact_recall)
 
     @property
     def episode_held_fact_recall(self) -> np.ndarray:
         """``(N,)`` mean recall of held facts over each episode's steps where memory holds some (NaN: none)."""
-        return _episode_means(self.held_fact_recall)
+        return episode_means(self.held_fact_recall)
 
     @property
     def episodes_per_second(self) -> float:
@@ -139,7 +139,7 @@ class EvaluationResult:
         return "\n".join(lines)
 
 
-def _episode_means(per_step: np.ndarray) -> np.ndarray:
+def episode_means(per_step: np.ndarray) -> np.ndarray:
     """``(N,)`` mean of each row over its non-NaN steps (NaN where a row has none)."""
     counts = (~np.isnan(per_step)).sum(axis=1)
     return np.where(counts > 0, np.nansum(per_step, axis=1) / np.maximum(counts, 1), np.nan)
