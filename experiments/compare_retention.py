@@ -109,13 +109,10 @@ def parse_models(parser: argparse.ArgumentParser, args: argparse.Namespace) -> d
 
 
 def retention_env(args: argparse.Namespace, tokenizer):
-    """The embedded curriculum's episodes of ``--config`` / ``--split``, the reference conversation written into
-    memory (the retention protocol), in a fixed order; recall does not depend on the reward scored beside it."""
-    from rxmrl.envs import BatchedMrlEnv
+    """The embedded curriculum's episodes of ``--config`` / ``--split`` under the retention protocol."""
+    from rxmrl.evaluation.retention import retention_env as protocol_env
 
-    return BatchedMrlEnv(32, "embedded", int(args.config.split("-")[1]), args.split, config=args.config,
-                         num_episodes=args.episodes, reward="default", similarity="random-embedding",
-                         tokenizer=tokenizer, order="sequential", seed=0, teacher_forcing=True)
+    return protocol_env(tokenizer, int(args.config.split("-")[1]), split=args.split, num_episodes=args.episodes)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "rxmrl.training.mrl_commands",
     "rxmrl.baseline.commands",
     "rxmrl.pipeline.commands",
+    "rxmrl.study.commands",
     "rxmrl.convert.commands",
 )
 

@@ -71,6 +71,15 @@ class Retention:
         return "\n".join(lines)
 
 
+def retention_env(tokenizer, steps: int = 8, *, split: str = "validation", num_episodes: int = 64,
+                  source: str = "embedded", data_seed: int = 0, batch_size: int = 32) -> BatchedMrlEnv:
+    """The episodes of ``steps-N`` / ``split`` in a fixed order with the reference conversation written into
+    memory (the protocol). Recall does not depend on the reward scored beside it, so the cheapest one is used."""
+    return BatchedMrlEnv(batch_size, source, steps, split, config=f"steps-{steps}", num_episodes=num_episodes,
+                         data_seed=data_seed, reward="default", similarity="random-embedding", tokenizer=tokenizer,
+                         order="sequential", seed=0, teacher_forcing=True)
+
+
 def measure_retention(models: Mapping[str, ReactiveTransformer], env: BatchedMrlEnv,
                       num_episodes: int | None = None, *, baseline: str | None = None, max_new_tokens: int = 48,
                       sampling: SamplingConfig | None = None, seed: int = 0,

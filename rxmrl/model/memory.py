@@ -68,6 +68,21 @@ class ResidualGate(nn.Module):
             nn.init.zeros_(self.slot_linear.weight)
             nn.init.constant_(self.slot_linear.bias, config.gate_init_bias)
 
+    @torch.no_grad()
+    def set_bias(self, value: float) -> None:
+        """Set the gate's constant pre-activation to ``value``, keeping what it learned to read from ``STM + U``
+        (``sigmoid(-2) = 0.12``: a write then keeps 88% of the old memory until the gate learns otherwise)."""
+        if self.kind == "elementwise":
+            self.bias.fill_(value)
+        elif self.kind == "linear":
+            self.linear.bias.fill_(value)
+        elif self.kind == "slot-constant":
+            self.weight.fill_(value)  # its pre-activation is the weight itself
+        elif self.kind == "slot-linear":
+            self.slot_linear.bias.fill_(value)
+        else:
+            raise ValueError(f"a {self.kind!r} residual gate has no bias to set")
+
     def gate(self, stm: Tensor, update: Tensor) -> Tensor:
         """Gate values ``[B, S, D]`` or ``[B, S, 1]`` (in (0, 1) for sigmoid, (-1, 1) for tanh)."""
         x = stm + update
@@ -197,6 +212,14 @@ class SequentialMemoryAttentionLayer(_WriteStep):
             context = self.mix_gate(normed, stm_mean)[0] if hasattr(self, "mix_gate") else stm_mean  # C_l
             base, _ = self.pre_gate(stm, self.pre_attn(normed, *self.pre_attn.project_kv(context)))  # P_l
         return base, base
+
+
+def set_gate_bias(memory_attention: nn.Module, value: float) -> int:
+    """Every residual gate of ``memory_attention`` starts from pre-activation bias ``value``; returns how many."""
+    gates = [module for module in memory_attention.modules() if isinstance(module, ResidualGate)]
+    for gate in gates:
+        gate.set_bias(value)
+    return len(gates)
 
 
 class MemoryAttention(nn.Module):

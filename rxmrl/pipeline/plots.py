@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -29,7 +29,7 @@ def save_figure(figure, path: str | Path) -> Path:
     figure.tight_layout()
     with atomic_file(path) as temporary:
         figure.savefig(temporary, dpi=110, format=path.suffix.lstrip(".") or "png")
-    _pyplot().close(figure)
+    pyplot().close(figure)
     return path
 
 
@@ -40,7 +40,7 @@ def plot_mrl_rewards(records: Sequence[Mapping[str, Any]], path: str | Path,
     ``warm_start`` (stage -> the warm start's validation reward, from ``comparison.json``) draws the level
     each stage's validation stars must beat, so the plot answers "did MRL help" at a glance.
     """
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(9, 3.8))
     rollouts = [r for r in records if "rollout/reward" in r]
     stages = sorted({int(r["curriculum/stage"]) for r in rollouts})
@@ -68,7 +68,7 @@ def plot_mrl_rewards(records: Sequence[Mapping[str, Any]], path: str | Path,
 def plot_reward_histograms(episode_rewards: Mapping[str, Sequence[float]], path: str | Path,
                            bins: int = 20) -> Path:
     """Per-episode reward distribution of each model on the same bins (0-10)."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(episode_rewards)
     figure, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3), sharey=True, squeeze=False)
     edges = [10 * i / bins for i in range(bins + 1)]
@@ -83,7 +83,7 @@ def plot_reward_histograms(episode_rewards: Mapping[str, Sequence[float]], path:
 
 def plot_reward_by_step(step_means: Mapping[str, Sequence[float]], path: str | Path) -> Path:
     """Mean reward at each step of the episode (step 0 = first follow-up) per model."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(7, 3.8))
     for name, means in step_means.items():
         axis.plot(range(len(means)), means, marker="o", label=name)
@@ -98,7 +98,7 @@ def plot_reward_by_step(step_means: Mapping[str, Sequence[float]], path: str | P
 def plot_fact_recall(recall: Mapping[str, tuple[float | None, float | None, float | None]],
                      path: str | Path) -> Path:
     """Mean fact recall per model with its bootstrap 95% interval (missing values drawn as 0, no bar)."""
-    plt = _pyplot()
+    plt = pyplot()
     figure, axis = plt.subplots(figsize=(6, 3.6))
     names = list(recall)
     means = [_or_zero(recall[n][0]) for n in names]
@@ -118,7 +118,7 @@ def _or_zero(value: float | None) -> float:
 
 def plot_reward_audit(summary: Mapping[str, Any], path: str | Path) -> Path:
     """One reward's audit: mean reward per case with its 95% interval, the model cases in their own colour."""
-    plt = _pyplot()
+    plt = pyplot()
     cases = summary["cases"]
     names = list(cases)
     means = [cases[n]["reward"]["mean"] for n in names]

@@ -26,6 +26,21 @@ The model needed three fixes before memory mattered at all: memory keys/values n
 (``memory_kv_norm``), noise relative to the encoder states' RMS in stages 1-2, and a per-slot identity in
 memory attention's queries.
 
+Follow-up curriculum (``follow_up_curriculum``): a memory model learns to read a short history before a long
+one (the Recurrent Memory Transformer trains over a growing number of segments for accuracy and stability).
+From step ``s_k`` on, the stage trains on the first ``n_k`` follow-ups of each episode only::
+
+    follow_ups(step) = n_k  for the last k with s_k <= step         e.g. [[0, 2], [400, 4], [800, 6]]
+
+A step costs about ``n`` encoder writes and decoder passes, so a short history early is also a cheap step:
+the same wall time buys more updates where the memory-reading skill has to appear.
+
+Gate bias (``gate_bias``): memory attention's residual gate ``G = sigmoid(w·(STM + U) + b)`` writes
+``STM' = (1 - G)·STM + G·U``; stage 3 teaches it to replace about half of memory at every write. Setting
+``b`` negative at the start of stage 4 makes early writes keep the old memory (gates biased "to remember", as
+in the Block-Recurrent Transformer), so what an earlier interaction wrote survives the next writes while the
+reader learns to find it.
+
 Gradual unfreezing: the decoder's memory cross-attention trains from the start and the decoder's own layers
 after ``unfreeze_decoder_at`` steps (default 0: together; later, the loss can first fall only by reading
 memory); memory attention (with a learned initial STM) joins after ``unfreeze_memory_attention_at`` steps (or
@@ -38,13 +53,14 @@ the memory system.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
+from rxmrl.model.memory import set_gate_bias
 from rxmrl.training.distributed import DistEnv
 from rxmrl.training.loop import EvalFn, Trainer, TrainResult
 from rxmrl.training.stages.batching import Row, next_token_loss, pad_episodes, trim
@@ -68,9 +84,16 @@ class MemoryAwareStageConfig(StageLoop):
     # steps between memory probes on the validation episodes (metrics eval/*; the lowest loss with memory keeps
     # the checkpoint best); 0: only the probe after the stage
     probe_every: int = 0
+    # [[from_step, follow_ups], ...]: from `from_step` on, train on the first `follow_ups` follow-ups of each
+    # episode (first entry at step 0, both increasing); empty: every follow-up from the start
+    follow_up_curriculum: list[tuple[int, int]] = field(default_factory=list)
+    # the residual gates' bias when a fresh stage 4 starts (None: as stage 3 left it); negative keeps more of
+    # the old memory at every write (sigmoid(-2) = 0.12). A resume loads the trained gates instead
+    gate_bias: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_curriculum(self.follow_up_curriculum)
         if self.fact_weight <= 0:
             raise ValueError(f"fact_weight={self.fact_weight} must be > 0 (1 weights fact tokens like the rest)")
         if self.probe_every < 0:
@@ -81,6 +104,36 @@ class MemoryAwareStageConfig(StageLoop):
             raise ValueError(f"unfreeze_encoder_at={self.unfreeze_encoder_at} comes before "
                              f"unfreeze_memory_attention_at={self.unfreeze_memory_attention_at}; "
                              "the encoder unfreezes last")
+
+
+def check_curriculum(curriculum: list[tuple[int, int]]) -> None:
+    """Refuse a follow-up curriculum that does not start at step 0 or whose steps or counts do not increase."""
+    if not curriculum:
+        return
+    starts, counts = [s for s, _ in curriculum], [n for _, n in curriculum]
+    if starts[0] != 0:
+        raise ValueError(f"follow_up_curriculum={curriculum}: the first entry must start at step 0")
+    if any(b <= a for a, b in zip(starts, starts[1:])) or any(b <= a for a, b in zip(counts, counts[1:])):
+        raise ValueError(f"follow_up_curriculum={curriculum}: steps and follow-up counts must both increase")
+    if counts[0] < 1:
+        raise ValueError(f"follow_up_curriculum={curriculum}: every entry trains on >= 1 follow-up")
+
+
+def scheduled_follow_ups(step: int, curriculum: list[tuple[int, int]], available: int) -> int:
+    """How many follow-ups stage 4 trains on at ``step`` (module docstring); ``available`` without a curriculum."""
+    count = available
+    for start, follow_ups in curriculum:
+        if step >= start:
+            count = follow_ups
+    if count > available:
+        raise ValueError(f"follow_up_curriculum asks for {count} follow-ups at step {step}; the episodes have "
+                         f"{available} (data.curriculum_steps)")
+    return count
+
+
+def first_follow_ups(batch: dict[str, Tensor], follow_ups: int) -> dict[str, Tensor]:
+    """The saved interaction and the first ``follow_ups`` follow-ups of ``[N + 1, B, T]`` episode tensors."""
+    return {key: value[: follow_ups + 1] for key, value in batch.items()}
 
 
 def trainable_groups(progress: int, config: MemoryAwareStageConfig, available: list[str]) -> list[str]:
@@ -139,9 +192,13 @@ def train_memory_aware(model: nn.Module, episodes: list[list[Row]], config: Memo
     """Train on ``episodes`` (rows from :func:`episode_rows`) with gradual unfreezing."""
     rxt = unwrap_model(model)
     available = model_groups(rxt)
+    if config.gate_bias is not None:
+        set_gate_bias(rxt.memory_attention, config.gate_bias)
 
     def step_fn(m: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Any]]:
-        return memory_aware_step(m, batch, config)
+        follow_ups = scheduled_follow_ups(trainer.step, config.follow_up_curriculum, len(batch["input_ids"]) - 1)
+        loss, metrics = memory_aware_step(m, first_follow_ups(batch, follow_ups), config)
+        return loss, {**metrics, "follow_ups": float(follow_ups)}
 
     def schedule(trainer: Trainer) -> list[str]:
         progress = trainer.step if config.unfreeze_unit == "step" else trainer.epoch
