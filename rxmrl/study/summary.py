@@ -47,7 +47,7 @@ def _interval(stat: Mapping[str, float], signed: bool = False) -> str:
 def format_table(summary: Mapping[str, Any]) -> str:
     """One line per run (recall with and without memory, the gap, the verdict, the stage-4 probe and wall
     time), then the share reading memory and the median and worst recall."""
-    header = (f"{'run':<18}{'recall [95% CI]':>24}{'reset memory':>10}{'gap [95% CI]':>27}{'reads':>7}"
+    header = (f"{'run':<18}{'recall [95% CI]':>24}{'reset memory':>14}{'gap [95% CI]':>27}{'reads':>7}"
               f"{'probe fact acc':>17}{'stage 4':>9}")
     lines = [header]
     for run in summary["runs"]:
@@ -55,7 +55,7 @@ def format_table(summary: Mapping[str, Any]) -> str:
         fact = (f"{probe['fact_acc_with_memory']:.3f}/{probe['fact_acc_reset_memory']:.3f}"
                 if "fact_acc_with_memory" in probe else "-")
         seconds = f"{run['stage4_seconds']:.0f} s" if run.get("stage4_seconds") is not None else "-"
-        lines.append(f"{run['name']:<18}{_interval(run['recall']):>24}{run['reset_recall']['mean']:>10.3f}"
+        lines.append(f"{run['name']:<18}{_interval(run['recall']):>24}{run['reset_recall']['mean']:>14.3f}"
                      f"{_interval(run['gap'], signed=True):>27}{'yes' if run['reads_memory'] else 'no':>7}"
                      f"{fact:>17}{seconds:>9}")
     seconds = summary.get("median_stage4_seconds")
