@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -69,8 +70,9 @@ def test_a_tiny_study_trains_measures_and_resumes(tmp_path, capsys):
     assert main(["train", "supervised", "--config", str(WARMSTART), "--stages", "1,2,3", *sets]) == 0
     pairs = [sets[i:i + 2] for i in range(0, len(sets), 2)]
     recipe = [flag for pair in pairs if not pair[1].startswith("run_dir=") for flag in pair]
-    out = tmp_path / "study"
-    command = ["study", "seeds", "--config", str(WARMSTART), "--init", str(base / "stage-3"), "--out", str(out),
+    out, config = tmp_path / "study", tmp_path / "warmstart.toml"
+    config.write_text(WARMSTART.read_text())
+    command = ["study", "seeds", "--config", str(config), "--init", str(base / "stage-3"), "--out", str(out),
                "--seeds", "0,1", "--steps", "2", "--episodes", "4", "--cores", "2", *recipe]
     capsys.readouterr()
     assert main(command) == 0
@@ -90,3 +92,8 @@ def test_a_tiny_study_trains_measures_and_resumes(tmp_path, capsys):
     assert "4 of 4 runs already done" in capsys.readouterr().out
     assert main([*command, "--set", "stage4.fact_weight=3"]) == 2  # another recipe into the same folder
     assert "asked with other recipe" in capsys.readouterr().out
+    # every run read the recipe as it was when the study started; an edited config file is refused by name
+    assert json.loads((out / "runs" / "seed0-fused" / "spec.json").read_text())["config"] == str(out / "recipe.toml")
+    config.write_text(re.sub(r"(?m)^fact_weight = .*$", "fact_weight = 7.0", WARMSTART.read_text()))
+    assert main(command) == 2
+    assert "no longer resolves to the recipe" in (text := capsys.readouterr().out) and "stage4.fact_weight" in text

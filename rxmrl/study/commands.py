@@ -5,8 +5,10 @@
 
 Trains stage 4 (or stages 3-4 from a stage-2 ``--init``) once per seed and perturbation, measures each run's
 retention at ``steps-8`` with memory and with a reset memory, and writes ``table.txt``, ``summary.json`` and
-``recall.png`` (:mod:`rxmrl.study.summary`). Re-running the same command resumes; a different request into
-the same folder is refused.
+``recall.png`` (:mod:`rxmrl.study.summary`). The recipe is resolved once and saved as ``OUT/recipe.toml``;
+every run reads that snapshot, so editing the config file while a study runs cannot change its later runs.
+Re-running the same command resumes; a different request, or a config file that no longer resolves to the
+saved recipe, is refused.
 """
 
 from __future__ import annotations
@@ -60,9 +62,13 @@ def request_of(args: argparse.Namespace) -> dict:
             "retention": {"steps": args.steps, "episodes": args.episodes}}
 
 
+RECIPE = "recipe.toml"
+
+
 def check_request(args: argparse.Namespace) -> list:
-    """The planned runs, after every check that needs no training: a bad request raises ``ConfigError``."""
-    from rxmrl.config import ConfigError, config_from_args
+    """The planned runs, reading the recipe snapshot ``OUT/recipe.toml``, after every check that needs no
+    training: a bad request raises ``ConfigError``."""
+    from rxmrl.config import ConfigError, changed_keys, config_from_args
     from rxmrl.study.plan import parse_perturbations, plan_runs
     from rxmrl.training.supervised import SupervisedConfig
 
@@ -89,7 +95,20 @@ def check_request(args: argparse.Namespace) -> list:
         changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
         if changed:
             raise ConfigError(f"{out} holds a study asked with other {', '.join(changed)}; use another --out")
-    return runs
+    changed = changed_keys(out / RECIPE, recipe_of(args))
+    if changed:
+        raise ConfigError(f"{args.config} no longer resolves to the recipe {out / RECIPE} was started with "
+                          f"(changed: {', '.join(changed)}); use another --out")
+    return plan_runs(out / RECIPE, [], args.init.resolve(), out, args.seeds, perturbations,
+                     sorted(set(args.stages)))
+
+
+def recipe_of(args: argparse.Namespace):
+    """The recipe the study runs: ``--config`` with the study's ``--set`` overrides, resolved."""
+    from rxmrl.config import config_from_args
+    from rxmrl.training.supervised import SupervisedConfig
+
+    return config_from_args(SupervisedConfig, argparse.Namespace(config=args.config, overrides=args.overrides))
 
 
 def _seeds(args: argparse.Namespace) -> int:
@@ -97,11 +116,15 @@ def _seeds(args: argparse.Namespace) -> int:
     from rxmrl.study.runner import collect, run_study
     from rxmrl.study.summary import format_table, plot_recall, summarise
 
+    from rxmrl.config import save_config
+
     runs = check_request(args)
     out = args.out.resolve()
     # the lock sits in a folder of its own: a lock on OUT itself would refuse the workers their run folders
     with RunLock(out / ".study"):
         write_json(out / "study.json", request_of(args))
+        if not (out / RECIPE).is_file():
+            save_config(recipe_of(args), out / RECIPE)
         failed = run_study(runs, out, args.cores, request_of(args)["retention"])
         summary = summarise(collect(runs, out))
         table = format_table(summary)
