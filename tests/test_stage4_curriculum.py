@@ -105,3 +105,13 @@ def test_stage_4_sets_every_gate_bias_at_a_fresh_start_and_a_resume_keeps_the_tr
     train_memory_aware(resumed, episodes(8, steps=2), config, ENV, run_dir=tmp_path)  # done: loads the checkpoint
     again = [m for m in resumed.memory_attention.modules() if isinstance(m, ResidualGate)]
     assert all(torch.equal(t, g.bias) for t, g in zip(trained, again))
+
+
+def test_a_curriculum_longer_than_the_episodes_is_refused_before_any_stage_runs(tmp_path, capsys):
+    from rxmrl.cli import main
+
+    warmstart = Path(__file__).parents[1] / "experiments" / "warmstart.toml"
+    code = main(["train", "supervised", "--config", str(warmstart), "--set", f"run_dir={tmp_path / 'run'}",
+                 "--set", "stage4.follow_up_curriculum=[[0,2],[10,9]]"])
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert "trains on 9 follow-ups; the episodes have data.curriculum_steps=6" in capsys.readouterr().out

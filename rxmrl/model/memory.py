@@ -214,12 +214,11 @@ class SequentialMemoryAttentionLayer(_WriteStep):
         return base, base
 
 
-def set_gate_bias(memory_attention: nn.Module, value: float) -> int:
-    """Every residual gate of ``memory_attention`` starts from pre-activation bias ``value``; returns how many."""
-    gates = [module for module in memory_attention.modules() if isinstance(module, ResidualGate)]
-    for gate in gates:
-        gate.set_bias(value)
-    return len(gates)
+def set_gate_bias(memory_attention: nn.Module, value: float) -> None:
+    """Every residual gate of ``memory_attention`` starts from pre-activation bias ``value``."""
+    for module in memory_attention.modules():
+        if isinstance(module, ResidualGate):
+            module.set_bias(value)
 
 
 class MemoryAttention(nn.Module):

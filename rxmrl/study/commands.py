@@ -65,10 +65,12 @@ def request_of(args: argparse.Namespace) -> dict:
 RECIPE = "recipe.toml"
 
 
-def check_request(args: argparse.Namespace) -> list:
-    """The planned runs, reading the recipe snapshot ``OUT/recipe.toml``, after every check that needs no
-    training: a bad request raises ``ConfigError``."""
-    from rxmrl.config import ConfigError, changed_keys, config_from_args
+def check_request(args: argparse.Namespace) -> tuple[list, object]:
+    """The resolved recipe and the planned runs (which read its snapshot ``OUT/recipe.toml``), after every
+    check that needs no training: a bad request raises ``ConfigError``."""
+    import copy
+
+    from rxmrl.config import ConfigError, apply_overrides, changed_keys, config_from_args, validate
     from rxmrl.study.plan import parse_perturbations, plan_runs
     from rxmrl.training.supervised import SupervisedConfig
 
@@ -85,30 +87,21 @@ def check_request(args: argparse.Namespace) -> list:
     except ValueError as error:
         raise ConfigError(f"--perturbations: {error}") from None
     out = args.out.resolve()
-    runs = plan_runs(args.config.resolve(), args.overrides, args.init.resolve(), out, args.seeds, perturbations,
-                     sorted(set(args.stages)))
+    recipe = config_from_args(SupervisedConfig, argparse.Namespace(config=args.config, overrides=args.overrides))
+    runs = plan_runs(out / RECIPE, [], args.init.resolve(), out, args.seeds, perturbations, sorted(set(args.stages)))
     for run in runs:  # every run's config is complete and valid before the first one trains
-        config_from_args(SupervisedConfig, argparse.Namespace(config=run.config, overrides=list(run.overrides)))
+        validate(apply_overrides(copy.deepcopy(recipe), run.overrides))
     saved = out / "study.json"
     if saved.is_file():
         before, now = json.loads(saved.read_text(encoding="utf-8")), request_of(args)
         changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
         if changed:
             raise ConfigError(f"{out} holds a study asked with other {', '.join(changed)}; use another --out")
-    changed = changed_keys(out / RECIPE, recipe_of(args))
+    changed = changed_keys(out / RECIPE, recipe)
     if changed:
         raise ConfigError(f"{args.config} no longer resolves to the recipe {out / RECIPE} was started with "
                           f"(changed: {', '.join(changed)}); use another --out")
-    return plan_runs(out / RECIPE, [], args.init.resolve(), out, args.seeds, perturbations,
-                     sorted(set(args.stages)))
-
-
-def recipe_of(args: argparse.Namespace):
-    """The recipe the study runs: ``--config`` with the study's ``--set`` overrides, resolved."""
-    from rxmrl.config import config_from_args
-    from rxmrl.training.supervised import SupervisedConfig
-
-    return config_from_args(SupervisedConfig, argparse.Namespace(config=args.config, overrides=args.overrides))
+    return runs, recipe
 
 
 def _seeds(args: argparse.Namespace) -> int:
@@ -118,13 +111,13 @@ def _seeds(args: argparse.Namespace) -> int:
 
     from rxmrl.config import save_config
 
-    runs = check_request(args)
+    runs, recipe = check_request(args)
     out = args.out.resolve()
     # the lock sits in a folder of its own: a lock on OUT itself would refuse the workers their run folders
     with RunLock(out / ".study"):
         write_json(out / "study.json", request_of(args))
         if not (out / RECIPE).is_file():
-            save_config(recipe_of(args), out / RECIPE)
+            save_config(recipe, out / RECIPE)
         failed = run_study(runs, out, args.cores, request_of(args)["retention"])
         summary = summarise(collect(runs, out))
         table = format_table(summary)

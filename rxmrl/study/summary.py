@@ -30,8 +30,9 @@ def summarise(records: Sequence[Mapping[str, Any]], threshold: float = READING_G
     runs = [{**record, "reads_memory": reads_memory(record["gap"], threshold)} for record in records]
     recalls = [run["recall"]["mean"] for run in runs]
     seconds = [run["stage4_seconds"] for run in runs if run.get("stage4_seconds") is not None]
-    return {"runs": runs, "num_runs": len(runs), "reading": sum(run["reads_memory"] for run in runs),
-            "share_reading": sum(run["reads_memory"] for run in runs) / len(runs) if runs else float("nan"),
+    reading = sum(run["reads_memory"] for run in runs)
+    return {"runs": runs, "num_runs": len(runs), "reading": reading,
+            "share_reading": reading / len(runs) if runs else float("nan"),
             "threshold": threshold,
             "median_recall": statistics.median(recalls) if recalls else float("nan"),
             "worst_recall": min(recalls, default=float("nan")),

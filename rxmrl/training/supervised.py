@@ -88,7 +88,7 @@ class SupervisedConfig:
         check_stages(self.stages)
         curriculum = self.stage4.follow_up_curriculum
         if curriculum and curriculum[-1][1] > self.data.curriculum_steps:
-            raise ValueError(f"stage4.follow_up_curriculum={curriculum} trains on {curriculum[-1][1]} follow-ups; "
+            raise ValueError(f"follow_up_curriculum={curriculum} trains on {curriculum[-1][1]} follow-ups; "
                              f"the episodes have data.curriculum_steps={self.data.curriculum_steps}")
 
 
