@@ -9,8 +9,9 @@ For each configuration it writes ``<out>/rxlm-<name>/``:
 - ``reference/``: the model as the reference API saves it (``RxTAlpha.save_pretrained``: ``config.json`` +
   ``model.safetensors``) and its ``tokenizer.json``;
 - ``records.safetensors``: ``stm`` (the given STM ``[L, 1, S, D]``), ``logits`` (decoder logits ``[1, T, V]``
-  of ``logit_ids`` read from ``stm``), ``stm_after_update`` (``stm`` after one memory update with
-  ``update_ids``), ``stm_after_turn_<i>`` (after each interact turn);
+  of ``logit_ids`` read from ``stm``), ``encoded`` (the encoder's per-layer states ``[L, 1, T, D]`` of
+  ``update_ids``), ``stm_after_update`` (``stm`` after one memory update with ``update_ids``),
+  ``stm_after_turn_<i>`` (after each interact turn);
 - ``records.json``: the ids, the texts, and the greedy ``interact`` stream of three turns from ``stm``
   (with the -1 / -2 markers), and the reference's own tokenization of the texts.
 
@@ -178,8 +179,11 @@ def record(model: RxTAlpha, stm: torch.Tensor, max_new_tokens: int) -> tuple[dic
 
     model.load_stm_state(stm)
     logits = model(torch.tensor([logit_ids]), attention_mask=torch.ones(1, len(logit_ids), dtype=torch.long))
-    model.init_stm_state(torch.tensor([update_ids]), torch.ones(1, len(update_ids), dtype=torch.long))
-    tensors = {"stm": stm.clone(), "logits": logits.clone(), "stm_after_update": model.export_stm_state()}
+    ones = torch.ones(1, len(update_ids), dtype=torch.long)
+    _, encoded = model.encoder(torch.tensor([update_ids]), attention_mask=ones)
+    model.init_stm_state(torch.tensor([update_ids]), ones)
+    tensors = {"stm": stm.clone(), "logits": logits.clone(), "encoded": encoded.clone(),
+               "stm_after_update": model.export_stm_state()}
 
     model.load_stm_state(stm)
     streams = []
