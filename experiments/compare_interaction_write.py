@@ -25,6 +25,9 @@ nearly every answer:
     8      own answers     0.160 [0.138, 0.182]    0.157 [0.136, 0.178]    -0.003 [-0.011, +0.004]  512/512
     8      reference       0.751 [0.721, 0.782]    0.751 [0.721, 0.782]    +0.000 [+0.000, +0.000]    -
 
+The quickstart's MRL model (mrl/final) at 48 tokens: own answers 0.194 [0.173, 0.214] in both forms (0/512
+answers differ), reference 0.815 [0.790, 0.841] in both.
+
 Neither form recalls more. Models trained here keep ``closed``, the form of every interaction their supervised
 stages write; the retention protocol's table (compare_retention.py) is unchanged: warm start 0.826
 [0.800, 0.853], MRL 0.815 [0.790, 0.841], as the quickstart measured.

@@ -126,7 +126,7 @@ def test_a_dense_reference_decoder_converts_to_one_swiglu_per_layer():
     assert count_parameters(converted.model)["decoder_active"] == count_parameters(converted.model)["decoder"]
 
 
-def test_a_tied_save_is_retied_and_conversion_json_names_what_was_reconstructed(tmp_path):
+def test_a_tied_save_is_retied_and_conversion_json_names_what_was_reconstructed(tmp_path, capsys):
     source = DATA / "rxlm-limit-tied" / "reference"
     saved = load_file(str(source / "model.safetensors"))
     assert "encoder.model.embedding.weight" not in saved and "memory_attention.model.stm.memory" not in saved
@@ -139,6 +139,8 @@ def test_a_tied_save_is_retied_and_conversion_json_names_what_was_reconstructed(
         "encoder.model.embedding.weight": "decoder.model.embedding.weight",
         "memory_attention.model.stm.memory": "decoder.model.stm.memory"}
     assert load_rxlm(DATA / "rxlm-alpha" / "reference").provenance["reconstructed"] == {}  # a complete save
+    assert main(["convert", "rxlm", str(source), str(tmp_path / "cli")]) == 0
+    assert "re-tied from a tied save: encoder.model.embedding.weight from decoder" in capsys.readouterr().out
 
 
 def test_a_save_without_the_embedding_or_its_twin_is_refused_naming_it(tmp_path):
@@ -212,7 +214,9 @@ def _break(model: ReactiveTransformer, how: str) -> None:
                 first = state[a].clone()
                 state[a].copy_(state[b])
                 state[b].copy_(first)
-            up, gate = "decoder.layers.0.moe.w_up", "decoder.layers.0.moe.w_gate"
+            dense = model.config.decoder_ff == "dense"
+            ff = "decoder.layers.0.ff" if dense else "decoder.layers.0.moe"
+            up, gate = (f"{ff}.up.weight", f"{ff}.gate.weight") if dense else (f"{ff}.w_up", f"{ff}.w_gate")
             first = state[up].clone()
             state[up].copy_(state[gate])
             state[gate].copy_(first)
@@ -225,10 +229,14 @@ def _break(model: ReactiveTransformer, how: str) -> None:
             weight.copy_(weight.view(-1, model.config.head_dim, weight.shape[1])[:, inverse].reshape(weight.shape))
 
 
-@pytest.mark.parametrize("how", ["dropped tensor", "transposed projection", "swapped gates", "no RoPE relabelling"])
-def test_a_broken_conversion_misses_the_records_by_far(how):
-    converted = load_rxlm(DATA / "rxlm-alpha" / "reference")
-    rec, tensors = records("rxlm-alpha")
+@pytest.mark.parametrize(("name", "how"), [
+    *(("rxlm-alpha", how) for how in ("dropped tensor", "transposed projection", "swapped gates",
+                                      "no RoPE relabelling")),
+    ("rxlm-dense", "swapped gates"), ("rxlm-dense", "dropped tensor"),
+])
+def test_a_broken_conversion_misses_the_records_by_far(name, how):
+    converted = load_rxlm(DATA / name / "reference")
+    rec, tensors = records(name)
     if how == "transposed projection":
         key = "decoder.layers.0.memory_cross_attn.q_proj.weight"
         assert converted.model.state_dict()[key].shape[0] == converted.model.state_dict()[key].shape[1]

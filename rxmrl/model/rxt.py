@@ -8,8 +8,8 @@ Per interaction ``t``::
 
 so the cost of a turn does not grow with the number of turns. How a generated answer is written (closed by
 an ``[EOS]``, or as generated) is the config's ``interaction_write`` (:mod:`rxmrl.model.interaction`). The
-embedding is shared by decoder and encoder. Batched methods take the STM explicitly (``stm: [B, L, S, D]``, one row per conversation);
-:meth:`interact` serves one conversation whose STM the model holds (``model.stm``).
+embedding is shared by decoder and encoder. Batched methods take the STM explicitly (``stm: [B, L, S, D]``,
+one row per conversation); :meth:`interact` serves one conversation whose STM the model holds (``model.stm``).
 """
 
 from __future__ import annotations
