@@ -93,7 +93,7 @@ def retention_parser(description: str, models_help: str) -> argparse.ArgumentPar
     """The arguments of the retention scripts: checkpoints as NAME=DIR and the validation episodes they play."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("models", nargs="+", metavar="NAME=DIR", help=models_help)
-    parser.add_argument("--config", default="steps-8", help="curriculum config, steps-N")
+    parser.add_argument("--config", default="steps-8", help="curriculum config, steps-N or steps-N-lr")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--episodes", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
@@ -112,7 +112,7 @@ def retention_env(args: argparse.Namespace, tokenizer):
     """The embedded curriculum's episodes of ``--config`` / ``--split`` under the retention protocol."""
     from rxmrl.evaluation.retention import retention_env as protocol_env
 
-    return protocol_env(tokenizer, int(args.config.split("-")[1]), split=args.split, num_episodes=args.episodes)
+    return protocol_env(tokenizer, args.config, split=args.split, num_episodes=args.episodes)
 
 
 def main() -> None:

@@ -71,14 +71,15 @@ class Retention:
         return "\n".join(lines)
 
 
-def retention_env(tokenizer, steps: int = 8, *, split: str = "validation", num_episodes: int = 64,
+def retention_env(tokenizer, config: str = "steps-8", *, split: str = "validation", num_episodes: int = 64,
                   source: str = "embedded", data_seed: int = 0, batch_size: int = 32,
                   teacher_forcing: bool = True) -> BatchedMrlEnv:
-    """The episodes of ``steps-N`` / ``split`` in a fixed order with the reference conversation written into
-    memory (the protocol). Recall does not depend on the reward scored beside it, so the cheapest one is used.
+    """The episodes of ``config`` (``steps-N``, or ``steps-N-lr``: long range, whose final question is the
+    ``final_recall``) / ``split`` in a fixed order with the reference conversation written into memory (the
+    protocol). Recall does not depend on the reward scored beside it, so the cheapest one is used.
     ``teacher_forcing=False``: the same episodes with the agent's own answers written (what depends on how the
     agent writes them)."""
-    return BatchedMrlEnv(batch_size, source, steps, split, config=f"steps-{steps}", num_episodes=num_episodes,
+    return BatchedMrlEnv(batch_size, source, None, split, config=config, num_episodes=num_episodes,
                          data_seed=data_seed, reward="default", similarity="random-embedding", tokenizer=tokenizer,
                          order="sequential", seed=0, teacher_forcing=teacher_forcing)
 
