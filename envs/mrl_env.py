@@ -111,7 +111,9 @@ class MrlEnv(gym.Env):
     ``step``: ``step``, ``mode``, ``query``, ``answer`` (text), ``reference``, ``saved_data`` (text of S),
     ``saved_index``, ``running_mean_of`` (interaction indices folded so far), ``facts``, ``fact_recall`` (of the
     answer; ``None`` when the data has no facts), ``held_fact_recall`` (of the facts memory holds: their source
-    interaction as written states them; ``None`` when none), ``reward_components`` (name -> float),
+    interaction as written states them; ``None`` when none), ``final_recall`` (``fact_recall`` on a long-range
+    final question, the one about the first interaction; ``None`` on every other step), ``reward_components``
+    (name -> float),
     ``teacher_forcing``, ``write_to_memory`` (the answer text to write) and, in token mode,
     ``write_to_memory_ids`` (a tuple of ids: Gymnasium's vector envs batch it as one object per env, which
     a variable-length array cannot be).
@@ -233,12 +235,13 @@ class MrlEnv(gym.Env):
         written_ids = self._answer_ids(follow_up.answer) if self._teacher_forcing or answer_ids is None else answer_ids
         self._written.append(self._interaction(follow_up.query, written_answer, written_ids))
         facts = [] if episode.facts is None else [f.text for f in episode.facts[self._step]]
+        recall = None if episode.facts is None else fact_recall(answer_text, facts)
         info = {
             "step": self._step, "mode": spec.mode, "query": follow_up.query, "answer": answer_text,
             "reference": follow_up.answer, "saved_data": saved.text, "saved_index": spec.saved_index,
             "running_mean_of": tuple(self._mean_sources), "facts": facts,
-            "fact_recall": None if episode.facts is None else fact_recall(answer_text, facts),
-            "held_fact_recall": self._held_fact_recall(answer_text),
+            "fact_recall": recall, "held_fact_recall": self._held_fact_recall(answer_text),
+            "final_recall": recall if spec.final_question else None,
             "reward_components": {k: float(v[0]) for k, v in scores.components.items()},
             "teacher_forcing": self._teacher_forcing, "write_to_memory": written_answer,
         }
