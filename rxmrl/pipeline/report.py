@@ -69,21 +69,34 @@ def latency_by_model(rows: list[dict[str, Any]]) -> dict[str, float]:
             "baseline": last["stateless_seconds"] * 1e3}
 
 
+def has_final_recall(summaries: list[dict[str, Any]]) -> bool:
+    """Whether any summary holds a final recall (null or absent: cumulative episodes, or an older run)."""
+    return any(summary.get("final_recall") for summary in summaries)
+
+
+FINAL_RECALL_NOTE = ("*Final recall*: recall on the long-range final question alone, the one about the first "
+                     "interaction after every distractor turn (the fact recall averages it with those turns).")
+NO_FINAL_RECALL = "*Final recall: none, these episodes are cumulative (no long-range final question).*"
+
+
 def results_table(results: dict[str, dict[str, Any]], latency: list[dict[str, Any]]) -> str:
-    """Our rows: reward mean [95% CI], min, max, fact recall and recall of held facts [95% CI], latency of the
-    last turn."""
+    """Our rows: reward mean [95% CI], min, max, fact recall, recall of held facts and (long-range episodes)
+    final recall [95% CI], latency of the last turn."""
     turn = f"turn {len(latency)}" if latency else "n/a"
     ms = latency_by_model(latency)
+    final = has_final_recall([record["summary"] for record in results.values()])
     lines = [f"| model | reward mean [95% CI] | min | max | fact recall [95% CI] | held facts [95% CI] "
-             f"| latency, {turn} (ms) |", "|---|---:|---:|---:|---:|---:|---:|"]
+             f"|{' final recall [95% CI] |' if final else ''} latency, {turn} (ms) |",
+             "|---|---:|---:|---:|---:|---:|" + "---:|" * (1 + final)]
     for name, record in results.items():
         summary = record["summary"]
         reward = summary["reward"]
+        final_cell = f" {format_interval(summary.get('final_recall'), 3)} |" if final else ""
         lines.append(f"| {LABELS[name]} | {format_interval(reward, 2)} | {format_number(reward['min'], 2)} "
                      f"| {format_number(reward['max'], 2)} | {format_interval(summary['fact_recall'], 3)} "
                      f"| {format_interval(summary['held_fact_recall'], 3) if 'held_fact_recall' in summary else '–'} "
-                     f"| {format_number(ms.get(name), 1) if name in ms else '–'} |")
-    return "\n".join(lines)
+                     f"|{final_cell} {format_number(ms.get(name), 1) if name in ms else '–'} |")
+    return "\n".join(lines + ["", FINAL_RECALL_NOTE if final else NO_FINAL_RECALL])
 
 
 def published_table() -> str:
@@ -116,23 +129,34 @@ def comparison_table(comparison: dict[str, Any], name: str = "MRL") -> str:
 
 
 def retention_table(retention: dict[str, Any]) -> str:
-    """Per RxT model: recall with memory, with a reset memory, the gap, and the gain over the baseline."""
+    """Per RxT model: recall with memory, with a reset memory, the gap, and the gain over the baseline; then
+    the same for the final recall of long-range episodes, or a line saying the episodes have none."""
     baseline = retention.get("baseline")
     scoring = next(iter(retention["models"].values()))["with_memory"].get("scoring", "")
     lines = [f"| model | fact recall [95% CI] | reset memory | memory gap [95% CI] | gain over "
              f"{LABELS.get(baseline, baseline)} [95% CI] | reward, {scoring} [95% CI] |",
              "|---|---:|---:|---:|---:|---:|"]
-    for name, row in retention["models"].items():
-        gain = row.get("gain")
-        lines.append(f"| {LABELS.get(name, name)} | {format_interval(row['with_memory']['fact_recall'], 3)} "
-                     f"| {format_interval(row['reset_memory']['fact_recall'], 3)} "
-                     f"| {_signed_stat(row['gap']['fact_recall'])} "
-                     f"| {_signed_stat(gain['fact_recall']) if gain else '–'} "
-                     f"| {format_interval(row['with_memory']['reward'], 2)} |")
-    return "\n".join(lines)
+    lines += [_retention_row(name, row, "fact_recall") + f" {format_interval(row['with_memory']['reward'], 2)} |"
+              for name, row in retention["models"].items()]
+    if not has_final_recall([row["with_memory"] for row in retention["models"].values()]):
+        return "\n".join(lines + ["", NO_FINAL_RECALL])
+    lines += ["", FINAL_RECALL_NOTE, "",
+              f"| model | final recall [95% CI] | reset memory | memory gap [95% CI] | gain over "
+              f"{LABELS.get(baseline, baseline)} [95% CI] |", "|---|---:|---:|---:|---:|"]
+    return "\n".join(lines + [_retention_row(name, row, "final_recall") for name, row in retention["models"].items()])
 
 
-def _signed_stat(stat: dict[str, float]) -> str:
+def _retention_row(name: str, row: dict[str, Any], key: str) -> str:
+    """``| model | key with memory | reset | gap | gain |`` of one retention row (``n/a``/``–`` where absent)."""
+    gain = row.get("gain")
+    return (f"| {LABELS.get(name, name)} | {format_interval(row['with_memory'].get(key), 3)} "
+            f"| {format_interval(row['reset_memory'].get(key), 3)} | {_signed_stat(row['gap'].get(key))} "
+            f"| {_signed_stat(gain.get(key)) if gain else '–'} |")
+
+
+def _signed_stat(stat: dict[str, float] | None) -> str:
+    if not stat or stat.get("mean") is None:
+        return "n/a"
     return f"{stat['mean']:+.3f} [{stat['ci_low']:+.3f}, {stat['ci_high']:+.3f}]"
 
 
