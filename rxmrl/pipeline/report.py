@@ -74,9 +74,15 @@ def has_final_recall(summaries: list[dict[str, Any]]) -> bool:
     return any(summary.get("final_recall") for summary in summaries)
 
 
-FINAL_RECALL_NOTE = ("*Final recall*: recall on the long-range final question alone, the one about the first "
-                     "interaction after every distractor turn (the fact recall averages it with those turns).")
-NO_FINAL_RECALL = "*Final recall: none, these episodes are cumulative (no long-range final question).*"
+def final_recall_note(summaries: list[dict[str, Any]]) -> list[str]:
+    """Lines under a table: what the final recall is, or that these episodes have none (null in every summary);
+    nothing for files written before it was recorded."""
+    if has_final_recall(summaries):
+        return ["", "*Final recall*: recall on the long-range final question alone, the one about the first "
+                    "interaction after every distractor turn (the fact recall averages it with those turns)."]
+    if all("final_recall" in summary for summary in summaries):
+        return ["", "*Final recall: none, these episodes are cumulative (no long-range final question).*"]
+    return []
 
 
 def results_table(results: dict[str, dict[str, Any]], latency: list[dict[str, Any]]) -> str:
@@ -84,7 +90,8 @@ def results_table(results: dict[str, dict[str, Any]], latency: list[dict[str, An
     final recall [95% CI], latency of the last turn."""
     turn = f"turn {len(latency)}" if latency else "n/a"
     ms = latency_by_model(latency)
-    final = has_final_recall([record["summary"] for record in results.values()])
+    summaries = [record["summary"] for record in results.values()]
+    final = has_final_recall(summaries)
     lines = [f"| model | reward mean [95% CI] | min | max | fact recall [95% CI] | held facts [95% CI] "
              f"|{' final recall [95% CI] |' if final else ''} latency, {turn} (ms) |",
              "|---|---:|---:|---:|---:|---:|" + "---:|" * (1 + final)]
@@ -96,7 +103,7 @@ def results_table(results: dict[str, dict[str, Any]], latency: list[dict[str, An
                      f"| {format_number(reward['max'], 2)} | {format_interval(summary['fact_recall'], 3)} "
                      f"| {format_interval(summary['held_fact_recall'], 3) if 'held_fact_recall' in summary else '–'} "
                      f"|{final_cell} {format_number(ms.get(name), 1) if name in ms else '–'} |")
-    return "\n".join(lines + ["", FINAL_RECALL_NOTE if final else NO_FINAL_RECALL])
+    return "\n".join(lines + final_recall_note(summaries))
 
 
 def published_table() -> str:
@@ -138,9 +145,10 @@ def retention_table(retention: dict[str, Any]) -> str:
              "|---|---:|---:|---:|---:|---:|"]
     lines += [_retention_row(name, row, "fact_recall") + f" {format_interval(row['with_memory']['reward'], 2)} |"
               for name, row in retention["models"].items()]
-    if not has_final_recall([row["with_memory"] for row in retention["models"].values()]):
-        return "\n".join(lines + ["", NO_FINAL_RECALL])
-    lines += ["", FINAL_RECALL_NOTE, "",
+    summaries = [row["with_memory"] for row in retention["models"].values()]
+    if not has_final_recall(summaries):
+        return "\n".join(lines + final_recall_note(summaries))
+    lines += [*final_recall_note(summaries), "",
               f"| model | final recall [95% CI] | reset memory | memory gap [95% CI] | gain over "
               f"{LABELS.get(baseline, baseline)} [95% CI] |", "|---|---:|---:|---:|---:|"]
     return "\n".join(lines + [_retention_row(name, row, "final_recall") for name, row in retention["models"].items()])
