@@ -119,7 +119,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
         fsync(temporary)
         os.replace(temporary, path)
     except BaseException as error:
-        _remove(temporary)
+        remove_path(temporary)
         _raise_disk_full(error, path)
         raise
     fsync(path.parent)
@@ -158,7 +158,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         fsync(temporary)
         replace_directory(temporary, path)
     except BaseException as error:
-        _remove(temporary)
+        remove_path(temporary)
         _raise_disk_full(error, path)
         raise
 
@@ -186,7 +186,7 @@ def staged_files(directory: str | os.PathLike) -> Iterator[Path]:
         _raise_disk_full(error, directory)
         raise
     finally:
-        _remove(staging)
+        remove_path(staging)
     fsync(directory)
 
 
@@ -228,12 +228,12 @@ def replace_directory(source: Path, target: Path) -> None:
     if not target.exists():
         os.replace(source, target)
     elif _exchange(source, target):
-        _remove(source)  # now holds the old content
+        remove_path(source)  # now holds the old content
     else:
         retired = temporary_path(target, "old")
         os.replace(target, retired)
         os.replace(source, target)
-        _remove(retired)
+        remove_path(retired)
     fsync(target.parent)
 
 
@@ -266,7 +266,7 @@ def remove_stale(directory: str | os.PathLike) -> list[Path]:
             continue
         if match["kind"] == "old" and recover(directory / match["name"]):
             continue
-        _remove(entry)
+        remove_path(entry)
         removed.append(entry)
     return removed
 
@@ -330,7 +330,8 @@ def _load_renameat2():
 _renameat2 = _load_renameat2()
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """Delete a file, link or folder tree if it is there (a missing one is no error)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:
