@@ -212,7 +212,8 @@ def check_replaceable(path: str | os.PathLike, written: Collection[str], replace
     option that replaces such a folder anyway (the caller skips this check then)."""
     path = Path(path)
     if path.is_symlink() or (path.exists() and not path.is_dir()):
-        raise ForeignContent(f"{path} is a file, not a folder: give a folder (absent or empty) to write into")
+        kind = "a link" if path.is_symlink() else "a file"
+        raise ForeignContent(f"{path} is {kind}, not a folder: give a folder (absent or empty) to write into")
     if not path.is_dir():
         return
     foreign = sorted(entry.name for entry in path.iterdir() if entry.name not in written)
