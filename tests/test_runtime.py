@@ -101,7 +101,8 @@ def test_the_cli_prints_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
     assert main(["data", "generate", "--out", str(tmp_path / "data"), "--configs", "steps-1", "--num-train", "2",
                  "--num-validation", "2", "--num-interactions", "2", "--num-stories", "2"]) == 1
     last = capsys.readouterr().out.splitlines()[-1]
-    assert last.startswith("error: no space left on the disk while writing ") and "README.md" in last
+    # the first file it writes: the dataset's INCOMPLETE mark, before any episode
+    assert last.startswith("error: no space left on the disk while writing ") and "INCOMPLETE" in last
 
 
 LOCK_HOLDER = """
