@@ -23,7 +23,7 @@ _spec.loader.exec_module(make)
 FIXTURE = json.loads(make.FIXTURE.read_text())
 
 # name dropped as a duplicate -> the name kept (the same value, logged once)
-DROPPED: dict[str, str] = {}
+DROPPED = {"train/loss": "train/loss/total", "train/policy/approx_kl": "train/loss/stabilisation_kl"}
 
 
 def expected_records(records: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -207,8 +207,9 @@ def test_two_stage_curriculum_runs_end_to_end(tokenizer, tmp_path):
     assert len(iterations) == 4 and all(0 <= r["rollout/reward"] <= 10 for r in iterations)
     for key in ("train/loss/policy", "train/loss/entropy", "train/loss/reference_kl", "train/loss/memory",
                 "train/loss/stabilisation_kl", "train/loss/value", "train/policy/clip_fraction",
-                "train/policy/approx_kl", "rollout/explained_variance", "memory/stm_change_step_0"):
+                "train/loss/total", "rollout/explained_variance", "memory/stm_change_step_0"):
         assert key in iterations[0], key
+    assert not {"train/loss", "train/policy/approx_kl"} & set(iterations[0])  # each value under one name
     assert any("eval/stage1/reward" in r for r in records)
     for directory in ("final", "best-stage-0", "best-stage-1"):
         ReactiveTransformer.from_pretrained(tmp_path / directory)

@@ -92,7 +92,8 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
     IMPO's policy stabilisation is the KL between the current policy and the previous step's policy on the
     same episode; every step of a batched rollout was produced by the same behaviour policy pi_old, so
     that is the KL to pi_old, estimated on the episode's own answer tokens. ``c_mem`` multiplies
-    ``sqrt(t+1)``: later steps of an episode may change memory less. Diagnostics (not in the loss):
+    ``sqrt(t+1)``: later steps of an episode may change memory less. ``loss/stabilisation_kl`` is CleanRL's
+    ``approx_kl`` (the same k3 estimate), logged under that one name. Diagnostics (not in the loss):
     ``clip_fraction`` (tokens with ``|rho - 1| > eps``), ``ratio`` (mean rho), ``value/clip_fraction``,
     ``memory/stm_mse`` (unweighted STM change).
     """
@@ -133,7 +134,6 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
             "loss/stabilisation_kl": stab_kl, "loss/memory": memory_loss, "loss/value": value_loss,
             "loss/moe_aux": aux, "loss/total": total,
             "policy/clip_fraction": token_mean(((ratio - 1).abs() > cfg.clip).float()),
-            "policy/approx_kl": stab_kl,  # CleanRL's approx_kl: the same k3 estimate
             "policy/ratio": token_mean(ratio),
             "value/clip_fraction": ((values - old_values).abs() > cfg.value_clip).float().mean(),
             "memory/stm_mse": mse.mean(),

@@ -121,10 +121,6 @@ class Rollout:
     def size(self) -> int:
         return self.rewards.shape[0]
 
-    def episode_rewards(self) -> Tensor:
-        """Mean reward per episode ``[B]`` (over its steps and their group members)."""
-        return self.rewards.view(self.num_steps, self.num_episodes, self.group_size).mean((0, 2))
-
     def stm_change(self) -> Tensor:
         """``MSE(STM_t, STM_{t-1})`` per step ``[N]`` (what the memory regulariser penalises)."""
         per_sample = (self.stm_read - self.stm_prev).pow(2).flatten(1).mean(1)

@@ -374,7 +374,7 @@ class MrlTrainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        for key, value in {"loss": loss.detach(), **terms, **norms}.items():
+        for key, value in {**terms, **norms}.items():  # the loss itself is terms["loss/total"]
             sums[key] = sums.get(key, 0.0) + float(value)
 
     def _ppo_minibatches(self, rollout: Rollout, stage: StageConfig, global_episodes: int) -> list[Tensor]:
