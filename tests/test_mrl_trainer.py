@@ -16,6 +16,7 @@ from rxmrl.training.mrl import (
     Critic, MrlRunConfig, MrlTrainer, StageConfig, collect_rollout, compute_advantages,
     explained_variance, load_stage_data, mrl_loss,
 )
+from rxmrl.training.mrl.plan import RolloutPlan
 from rxmrl.training.mrl.rollout import answer_rows, rollout_env, stage_episodes
 from rxmrl.training.mrl.trainer import component_of
 
@@ -67,8 +68,8 @@ def test_rollout_records_log_probs_under_the_sampling_distribution_and_writes_wi
     sampling = SamplingConfig(temperature=0.7, top_k=20)
     reference = tiny_policy(tokenizer.vocab_size)
     torch.manual_seed(1)
-    rollout = collect_rollout(policy, env, episodes, sampling, reference=reference, critic=Critic(policy),
-                              max_answer_tokens=6)
+    rollout = collect_rollout(policy, env, episodes, RolloutPlan(sampling, max_answer_tokens=6), reference=reference,
+                              critic=Critic(policy))
     assert rollout.size == 6 and rollout.rewards.shape == (6,) and rollout.values.shape == (6,)
     # Behaviour log-probs equal a teacher-forced re-score under the same processed distribution ...
     scored = policy.score(rollout.queries, rollout.answers, rollout.stm_read, answer_mask=rollout.mask,
@@ -99,8 +100,8 @@ def test_reference_stm_is_reset_per_episode(tokenizer):
     outs = []
     for _ in range(2):
         generator = torch.Generator().manual_seed(0)
-        outs.append(collect_rollout(policy, env, episodes, GREEDY_ROLLOUT, reference=reference,
-                                    max_answer_tokens=4, generator=generator))
+        outs.append(collect_rollout(policy, env, episodes, RolloutPlan(GREEDY_ROLLOUT, max_answer_tokens=4),
+                                    reference=reference, generator=generator))
     assert torch.equal(outs[0].ref_log_probs, outs[1].ref_log_probs)
 
 
@@ -176,7 +177,7 @@ def test_critic_explained_variance_rises_on_a_fixed_batch(tokenizer):
     env, episodes = env_for(data, 2, policy, tokenizer)
     torch.manual_seed(0)
     critic = Critic(policy, memory_aware=True)
-    rollout = collect_rollout(policy, env, episodes, SamplingConfig(), max_answer_tokens=6, critic=critic)
+    rollout = collect_rollout(policy, env, episodes, RolloutPlan(SamplingConfig(), max_answer_tokens=6), critic=critic)
     optimizer = torch.optim.Adam(critic.parameters(), lr=3e-3)
     _, returns = compute_advantages(rollout.rewards, torch.zeros_like(rollout.rewards), rollout.num_steps)
     values = lambda: critic(rollout.critic_ids, rollout.critic_mask, rollout.stm_read)  # noqa: E731
@@ -273,7 +274,7 @@ def test_no_memory_ablation_keeps_the_fresh_stm(tokenizer):
     policy = tiny_policy(tokenizer.vocab_size).eval()
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 2)
     env, episodes = env_for(data, 2, policy, tokenizer, max_answer_tokens=3)
-    rollout = collect_rollout(policy, env, episodes, GREEDY_ROLLOUT, max_answer_tokens=3, write_memory=False)
+    rollout = collect_rollout(policy, env, episodes, RolloutPlan(GREEDY_ROLLOUT, max_answer_tokens=3, write_memory=False))
     assert torch.equal(rollout.stm_read, rollout.stm_prev) and rollout.stm_change().abs().max() == 0
 
 

@@ -65,6 +65,7 @@ from rxmrl.training.mrl.curriculum import (CurriculumState, StageData, epoch_bat
 from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, preference_pairs, sequence_log_probs
 from rxmrl.training.mrl.evaluate import Evaluation, evaluate_policy
 from rxmrl.training.mrl.objective import LossInputs, memory_credit, mrl_loss
+from rxmrl.training.mrl.plan import RolloutPlan
 from rxmrl.training.mrl.rollout import Rollout, collect_rollout, rollout_env, stage_episodes
 from rxmrl.training.mrl.validation import validation_line, validation_scorers
 from rxmrl.training.optim import OptimConfig, build_optimizer, clip_gradients, clip_sets, learning_rates, set_trainable
@@ -277,10 +278,8 @@ class MrlTrainer:
         rewards = self.training_rewards(rollout)
         clock = time.perf_counter()
         self.model.train()
-        if mrl.algorithm == "dmpo":
-            sums, updates = self._dmpo_update(stage, rollout, rewards, len(indices))
-        else:
-            sums, updates = self._ppo_update(stage, rollout, rewards, len(indices))
+        update = self._dmpo_update if self.plan(stage).update == "dmpo" else self._ppo_update
+        sums, updates = update(stage, rollout, rewards, len(indices))
         record = {f"train/{k}": v / updates for k, v in sums.items()}
         record.update(self._iteration_record(stage, rollout, rewards, rollout_seconds, time.perf_counter() - clock))
         self.metrics.log(self.step, record)
@@ -453,27 +452,17 @@ class MrlTrainer:
     def collect(self, stage: StageConfig, data: StageData, indices: list[int]) -> Rollout:
         """The rollout of ``indices`` (no gradients; the env scores). A policy whose logits went NaN/inf
         stops the run through the NaN guard, as does a reward the env refused as non-finite."""
-        mrl = self.config.mrl
         episodes = stage_episodes([data.episodes[i] for i in indices], [data.long_range[i] for i in indices],
                                   stage.steps)
+        plan = self.plan(stage)
         policy, critic = self.model.policy, self.model.critic
         policy.eval()
         if critic is not None:
             critic.eval()
-        dmpo = mrl.algorithm == "dmpo"
-        if dmpo and mrl.dmpo.pairs == "offline":  # the frozen warm start samples the candidates
-            policy = self.reference
+        sampler = self.reference if plan.sampler == "reference" else policy  # offline pairs: the warm start's
         try:
-            rollout = collect_rollout(
-                policy, self._env(stage), episodes, self.sampling, reference=self.reference, critic=critic,
-                max_answer_tokens=mrl.max_answer_tokens, max_interaction_len=mrl.max_interaction_len,
-                critic_max_len=mrl.critic.max_len, teacher_forcing=stage.teacher_forcing,
-                random_reset_ratio=stage.random_reset_ratio, carried=self.state.carried,
-                keep_encoded=self._recompute_memory and self._keep_encoded, group_size=mrl.group_size,
-                with_reference=mrl.with_reference,
-                continue_with="best" if dmpo else "random", score_sampling=GREEDY if dmpo else None,
-                reference_behaviour="none" if dmpo else "policy",
-                with_blank_reference=self._memory_credit() > 0)
+            rollout = collect_rollout(sampler, self._env(stage), episodes, plan, reference=self.reference,
+                                      critic=critic, carried=self.state.carried)
         except FloatingPointError:  # the env refused a non-finite reward
             self._check_finite(math.nan, "reward", weights_at_fault=False)
             raise
@@ -486,10 +475,9 @@ class MrlTrainer:
             self.state.carried = (rollout.final_stm.cpu(), rollout.final_ref_stm.cpu())
         return rollout
 
-    def _memory_credit(self) -> float:
-        """The strength of the token weights by memory dependence: DMPO's, or the PPO policy term's."""
-        mrl = self.config.mrl
-        return mrl.dmpo.memory_credit if mrl.algorithm == "dmpo" else mrl.objective.memory_credit
+    def plan(self, stage: StageConfig) -> RolloutPlan:
+        """The stage's rollout plan under the algorithm (encoded data kept where the update reuses it)."""
+        return RolloutPlan.for_stage(self.config, stage, keep_encoded=self._recompute_memory and self._keep_encoded)
 
     def _env(self, stage: StageConfig) -> BatchedMrlEnv:
         """The batched env built for ``stage`` (one per curriculum stage: its number of steps)."""
@@ -520,12 +508,10 @@ class MrlTrainer:
         trained) and scored by the training reward and (``presets``) the ``[validation]`` presets."""
         index = self.state.stage if stage_index is None else stage_index
         data = self.stage_data[index][1 if split == "valid" else 0]
-        mrl = self.config.mrl
         policy = policy if policy is not None else self.model.policy
-        return evaluate_policy(policy, self.envs[index], data, self.eval_sampling, max(32, mrl.batch_episodes),
-                               mrl.max_answer_tokens, mrl.max_interaction_len, seed=self.config.seed,
-                               write_memory=write_memory, scorers=self.validation_envs[index] if presets else None,
-                               teacher_forcing=self.config.validation.teacher_forcing)
+        return evaluate_policy(policy, self.envs[index], data, RolloutPlan.for_evaluation(self.config, write_memory),
+                               max(32, self.config.mrl.batch_episodes), seed=self.config.seed,
+                               scorers=self.validation_envs[index] if presets else None)
 
     def _end_epoch(self, stage: StageConfig) -> dict[str, Any]:
         """Validate, advance the curriculum position, checkpoint (``best`` + a model dir when it improved)."""
