@@ -250,7 +250,7 @@ def test_paired_differences_leave_out_episodes_without_a_value_on_either_side():
 
 
 def test_a_non_finite_reward_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tokenizer, tmp_path):
-    from rxmrl.training.loop import NonFiniteLossError
+    from rxmrl.training.harness import NonFiniteLossError
 
     cfg = tiny_config()
     policy = tiny_policy(tokenizer.vocab_size)
@@ -281,7 +281,7 @@ def test_no_memory_ablation_keeps_the_fresh_stm(tokenizer):
 def test_cached_encoder_outputs_give_the_same_stm_and_gradients_as_re_encoding(tokenizer, tmp_path):
     """With the encoder and embedding frozen the rollout keeps each write's encoded data and the update
     reuses it; memory attention still trains through it, exactly as when every pass re-encodes."""
-    from rxmrl.training.mrl.trainer import minibatch
+    from rxmrl.training.mrl.update import minibatch
 
     cfg = tiny_config()  # default trainable: memory cross-attention, memory attention, critic
     trainer = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
@@ -299,7 +299,7 @@ def test_cached_encoder_outputs_give_the_same_stm_and_gradients_as_re_encoding(t
     outputs = []
     for encoded in (batch["encoded"], None):
         trainer.model.zero_grad(set_to_none=True)
-        stm = trainer.recompute_stm({**batch, "encoded": encoded})
+        stm = trainer.learner.recompute_stm({**batch, "encoded": encoded})
         log_probs = policy.score(batch["queries"], batch["answers"], stm, answer_mask=batch["mask"],
                                  sampling=trainer.sampling, with_logits=False).log_probs
         log_probs[batch["mask"]].sum().backward()
@@ -329,7 +329,7 @@ def test_fact_weight_mixes_recall_into_the_rewards_the_advantages_come_from(toke
 
 
 def test_nan_weights_met_by_the_sampler_stop_with_the_guards_message(tokenizer, tmp_path):
-    from rxmrl.training.loop import NonFiniteLossError
+    from rxmrl.training.harness import NonFiniteLossError
 
     trainer = MrlTrainer(tiny_config(), tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
     with torch.no_grad():
@@ -400,7 +400,7 @@ def test_an_old_mrl_config_is_told_where_each_key_went(override, moved):
 
 
 def test_episode_samples_lay_whole_episodes_out_by_step_episode_and_member():
-    from rxmrl.training.mrl.trainer import episode_samples
+    from rxmrl.training.mrl.update import episode_samples
 
     index = episode_samples(torch.tensor([2, 0]), num_episodes=3, steps=2, group_size=2)
     # sample (t·B + b)·G + g: step 0 of episodes 2 and 0, then their step 1
@@ -415,7 +415,7 @@ def test_the_episode_chain_rebuilds_the_rollouts_memory_and_its_gradient_reaches
     """``memory_backprop = "episode"``: with the rollout's weights the STM chain rebuilt from STM_0 is the one
     the answers were sampled from (every group member reading its step's STM), and the last answer's loss
     moves with the first write, which the one-write recompute cannot see."""
-    from rxmrl.training.mrl.trainer import episode_samples, minibatch
+    from rxmrl.training.mrl.update import episode_samples, minibatch
 
     extra = ["mrl.memory_backprop=episode"] + (["mrl.group_size=2", "mrl.advantages.estimator=grpo"]
                                                if group == 2 else [])
@@ -428,12 +428,12 @@ def test_the_episode_chain_rebuilds_the_rollouts_memory_and_its_gradient_reaches
     rollout.advantages = rollout.returns = torch.zeros_like(rollout.rewards)
     batch = minibatch(rollout, episode_samples(torch.tensor([1, 2]), 3, 3, group))
     with torch.no_grad():
-        stm, prev = trainer.recompute_stm_chain(batch, 3, group)
+        stm, prev = trainer.learner.recompute_stm_chain(batch, 3, group)
     torch.testing.assert_close(stm, batch["stm_read"], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(prev, batch["stm_prev"], atol=1e-5, rtol=1e-4)
 
     encoded = batch["encoded"].clone().requires_grad_(True)
-    stm, _ = trainer.recompute_stm_chain({**batch, "encoded": encoded}, 3, group)
+    stm, _ = trainer.learner.recompute_stm_chain({**batch, "encoded": encoded}, 3, group)
     stm[-1].sum().backward()  # STM_3 of the last episode: rows of step 0 are its first write
     first_write = encoded.grad[:2 * group].flatten(1).abs().sum(1)  # the rows' copy of it: member 0's
     assert first_write[group] > 0 and first_write[:group].sum() == 0  # its own episode's write, not the other's
@@ -457,11 +457,11 @@ def test_episode_backprop_is_refused_for_dmpo():
 
 def test_ppo_memory_credit_scores_the_answers_from_a_blank_memory_and_weights_the_policy_term(tokenizer, tmp_path,
                                                                                               monkeypatch):
-    import rxmrl.training.mrl.trainer as trainer_module
+    import rxmrl.training.mrl.update as update_module
 
     seen = []
-    real_loss = trainer_module.mrl_loss
-    monkeypatch.setattr(trainer_module, "mrl_loss", lambda batch, cfg: seen.append(batch) or real_loss(batch, cfg))
+    real_loss = update_module.mrl_loss
+    monkeypatch.setattr(update_module, "mrl_loss", lambda batch, cfg: seen.append(batch) or real_loss(batch, cfg))
     plain = MrlTrainer(tiny_config(), tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "plain")
     data, _ = plain.stage_data[0]
     assert plain.collect(plain.config.stages[0], data, [0, 1]).ref_blank_log_probs is None  # no extra pass

@@ -69,6 +69,7 @@ from rxmrl.model import ReactiveTransformer, pad_batch, query_tokens
 from rxmrl.rewards import WordStatistics
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 from rxmrl.tokenizer import RxTokenizer
+from rxmrl.training.mrl.config import StageConfig
 from rxmrl.training.mrl.objective import LOG_PROB_FLOOR
 from rxmrl.training.mrl.plan import RolloutPlan
 
@@ -165,6 +166,15 @@ def rollout_env(episodes: Sequence[Episode], steps: int, reward: Callable[..., A
     return BatchedMrlEnv(max(1, len(episodes)), steps=steps, episodes=list(episodes), reward=reward,
                          tokenizer=tokenizer, device=device, max_answer_tokens=max_answer_tokens + 2,
                          saved_data=saved_data, word_statistics=word_statistics)
+
+
+def stage_word_statistics(reward, source: str, stage: StageConfig) -> WordStatistics | None:
+    """The memory tokens' word statistics of a stage's data (train split), for a reward that uses them."""
+    if not getattr(reward, "uses_memory_targets", False):
+        return None
+    from rxmrl.envs.scoring import curriculum_word_statistics
+
+    return curriculum_word_statistics(source, f"steps-{stage.data_steps or stage.steps}")
 
 
 def answer_rows(tokens: Tensor, mask: Tensor) -> PaddedIds:
