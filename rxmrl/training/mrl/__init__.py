@@ -12,7 +12,11 @@ One concept per module::
     curriculum  stage data, epoch order (last smaller batch included), the resumable position
     evaluate    validation reward per episode and step, fact recall, bootstrap interval
     validation  the rewards validation scores with besides the training one, and its printed line
+    update      Learner (STM recomputed, values), PpoSamples / DmpoPairs: minibatches and each one's loss
+    model       MrlModel: policy + critic, the optimiser's component names
+    records     what an iteration logs about its rollout
     trainer     MrlTrainer: stages -> epochs -> rollout -> advantages -> PPO epochs over minibatches, its own loop
+                on the run harness (rxmrl.training.harness)
 
 Usage::
 
