@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -14,8 +16,10 @@ from rxmrl.model import (
     RxTConfig,
     SamplingConfig,
     count_preset,
+    count_parameters,
     get_preset,
     interaction_ids,
+    written_interaction,
 )
 from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, PAD_ID, QUERY_ID
 
@@ -244,6 +248,53 @@ def test_interact_streams_answer_then_memory_markers_and_updates_stm():
     torch.testing.assert_close(model.export_stm(), expected)
 
 
+def test_written_interaction_closes_the_answer_or_keeps_it_as_generated():
+    query, cut = [BOS_ID, QUERY_ID, 10], [ANSWER_ID, 40, PAD_ID, 41]  # a generated [A] first, a [PAD], no [EOS]
+    assert written_interaction(query, cut, "closed") == [BOS_ID, QUERY_ID, 10, ANSWER_ID, 40, 41, EOS_ID]
+    assert written_interaction(query, cut, "as-generated") == [BOS_ID, QUERY_ID, 10, ANSWER_ID, *cut]
+    ended = [40, EOS_ID]
+    assert written_interaction(query, ended, "closed") == written_interaction(query, ended, "as-generated")
+    with pytest.raises(ValueError, match="write='open'"):
+        written_interaction(query, ended, "open")
+
+
+@pytest.mark.parametrize("write", ["closed", "as-generated"])
+def test_interact_writes_an_answer_cut_by_the_limit_as_the_config_says(write):
+    model = tiny_model(interaction_write=write)
+    model.decoder.lm_head.bias = torch.nn.Parameter(torch.zeros(64).index_fill(0, torch.tensor([EOS_ID]), -1e4))
+    model.reset_stm(1, generator=torch.Generator().manual_seed(0))
+    before = model.export_stm()
+    answer = list(model.interact(QUERIES[0], max_new_tokens=4))[:-2]
+    assert len(answer) == 4 and EOS_ID not in answer  # the limit cut it
+    ids = torch.tensor([[*QUERIES[0], ANSWER_ID, *answer, *([EOS_ID] if write == "closed" else [])]])
+    torch.testing.assert_close(model.export_stm(), model.write_memory(before, ids), atol=0, rtol=0)
+
+
+def test_the_eval_agent_writes_its_own_answers_as_the_model_writes_them():
+    from rxmrl.envs.agents import RxTAgent
+    from rxmrl.envs.padded import PaddedIds
+
+    stm = random_stm(tiny_model(), 1)
+    queries, cut = PaddedIds.from_lists([QUERIES[0]]), PaddedIds.from_lists([[ANSWER_ID, 40, 41]])
+    for write in ("closed", "as-generated"):
+        model = tiny_model(interaction_write=write)
+        written = RxTAgent(model)._write(stm, queries, cut)
+        expected = model.write_memory(stm, torch.tensor([written_interaction(QUERIES[0], [40, 41], write)]))
+        torch.testing.assert_close(written, expected, atol=0, rtol=0)
+
+
+def test_a_dense_decoder_is_one_swiglu_per_layer_with_no_aux_loss():
+    model = tiny_model(decoder_ff="dense", num_experts=1, experts_per_token=1, expert_bias=True)
+    layer = model.decoder.layers[0]
+    assert layer.moe is None and layer.ff.up.bias is not None
+    logits, aux = model.decoder(torch.tensor([QUERIES[0]]), random_stm(model, 1))
+    assert logits.shape == (1, 5, 64) and aux.item() == 0.0
+    counts = count_parameters(model)
+    assert counts["decoder_active"] == counts["decoder"] < count_parameters(tiny_model())["decoder"]
+    with pytest.raises(ValueError, match="decoder_ff='dense'"):
+        TINY.replace(decoder_ff="dense")  # four experts
+
+
 def test_init_stm_state_writes_a_system_prompt_into_fresh_memory():
     model = tiny_model(stm_init="zeros")
     model.init_stm_state(QUERIES[0], [40, 41, EOS_ID])
@@ -388,3 +439,25 @@ def test_inverse_transform_refuses_non_finite_probabilities():
     for bad in (float("nan"), float("inf")):
         with pytest.raises(NonFiniteProbabilitiesError, match="NaN/inf"):
             draw(torch.tensor([[0.5, 0.5], [bad, 0.1]]))
+
+
+def test_saving_the_same_weights_twice_writes_the_same_bytes_and_loads_back(tmp_path):
+    """Issue 35, defect 13: the tied embedding's dropped names were a hash map in the header, so their order
+    (and the file's checksum) changed from one save to the next."""
+    model = tiny_model()
+    saved = []
+    for attempt in range(6):  # a random order of two names survives 6 saves with chance 1/32
+        model.save_pretrained(tmp_path / f"save-{attempt}")
+        saved.append((tmp_path / f"save-{attempt}" / "model.safetensors").read_bytes())
+    assert all(data == saved[0] for data in saved)
+    loaded = ReactiveTransformer.from_pretrained(tmp_path / "save-0").eval()
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_every_file_of_a_saved_model_gets_the_same_plain_mode(tmp_path):
+    """Issue 35, defect 12: model.safetensors came out 0600 beside 0644 siblings."""
+    tiny_model().save_pretrained(tmp_path / "model")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "model").iterdir()}
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert modes and set(modes.values()) == {0o666 & ~umask}, modes

@@ -177,22 +177,23 @@ def stage_word_statistics(reward, source: str, stage: StageConfig) -> WordStatis
     return curriculum_word_statistics(source, f"steps-{stage.data_steps or stage.steps}")
 
 
-def answer_rows(tokens: Tensor, mask: Tensor) -> PaddedIds:
+def answer_rows(tokens: Tensor, mask: Tensor, write: str = "closed") -> PaddedIds:
     """Generated answers (``[B, T]``, no ``[A]``, ``[PAD]`` after ``[EOS]``) as the env's ``[A] a [EOS]`` rows.
 
-    A row cut by the length limit gets the closing ``[EOS]`` here, exactly as
-    :func:`rxmrl.model.interaction_ids` closes it, so env's written interaction = ``query + [A] a [EOS]``.
+    Under ``write="closed"`` (the policy's ``interaction_write``) a row cut by the length limit gets the
+    closing ``[EOS]`` here, exactly as :func:`rxmrl.model.interaction_ids` closes it, so env's written
+    interaction = ``query + [A] a [EOS]``; under ``"as-generated"`` it stays as generated.
     """
     batch, width = tokens.shape
     lengths = mask.sum(1)  # [B] generated tokens, [EOS] included when generated
     last = tokens.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # [B]
-    ended = (lengths > 0) & (last == EOS_ID)
+    kept = (lengths > 0) & (last == EOS_ID) | (write == "as-generated")  # [B] rows that get no closing [EOS]
     ids = torch.full((batch, width + 2), PAD_ID, dtype=torch.long, device=tokens.device)  # [B, 1 + T + 1]
     ids[:, 0] = ANSWER_ID
     ids[:, 1:width + 1] = tokens.masked_fill(~mask, PAD_ID)
-    closing = torch.where(ended, PAD_ID, EOS_ID).unsqueeze(1)  # [B, 1]
+    closing = torch.where(kept, PAD_ID, EOS_ID).unsqueeze(1)  # [B, 1]
     ids.scatter_(1, (lengths + 1).unsqueeze(1), closing)
-    return PaddedIds(ids, lengths + 1 + (~ended).long()).trimmed()
+    return PaddedIds(ids, lengths + 1 + (~kept).long()).trimmed()
 
 
 def truncate_interactions(interactions: PaddedIds, max_len: int) -> PaddedIds:
@@ -273,7 +274,8 @@ class _Play:
         ids, mask, stm_prev, encoded = self.write(t)
         queries, tokens, token_mask, old = self.answer()
         ref, blank = self.reference_scores(queries, tokens, token_mask, old)
-        scored, result, scored_by = self.score(answer_rows(tokens, token_mask))  # [B·K] answers
+        answers = answer_rows(tokens, token_mask, self.policy.config.interaction_write)  # [B·K] rows
+        scored, result, scored_by = self.score(answers)
         critic_ids, critic_mask, values = self.value(result, len(queries))
         self.written.append(truncate_interactions(result.written_interaction, self.plan.max_interaction_len))
         self.written_rows.append(self.written[-1].to_lists())
