@@ -209,15 +209,16 @@ class MrlTrainer(RunHarness):
     def iteration(self, stage: StageConfig, data: StageData, indices: list[int]) -> dict[str, float]:
         """One iteration, top to bottom: rollout -> advantages -> epochs x minibatches of loss, backward, clip,
         step (this rank's shard of the global batch ``indices``)."""
-        plan, clock = self.plan(stage), time.perf_counter()
-        rollout = self.collect(stage, data, rank_shard(indices, self.env.rank, self.env.world_size), plan)
+        clock = time.perf_counter()
+        rollout = self.collect(stage, data, rank_shard(indices, self.env.rank, self.env.world_size))
         rollout_seconds = time.perf_counter() - clock
         self.check_finite(float(rollout.rewards.sum()), "reward", weights_at_fault=False)
         rewards = self.training_rewards(rollout)
         clock = time.perf_counter()
         self.model.train()
-        samples = UPDATES[plan.update](rollout, rewards, self.config.mrl)  # advantages, or DMPO's pairs
-        sums, updates = {}, 0  # each term's sum over the optimizer steps, their number
+        samples = UPDATES[self.plan(stage).update](rollout, rewards, self.config.mrl)  # advantages, or pairs
+        sums: dict[str, float] = {}
+        updates = 0
         for _ in range(self.config.mrl.ppo_epochs):
             for index in samples.minibatches(len(indices), self.env.world_size):
                 with autocast(self.autocast_dtype):
@@ -258,13 +259,12 @@ class MrlTrainer(RunHarness):
         record.update(learning_rates(self.optimizer))
         return record
 
-    def collect(self, stage: StageConfig, data: StageData, indices: list[int],
-                plan: RolloutPlan | None = None) -> Rollout:
+    def collect(self, stage: StageConfig, data: StageData, indices: list[int]) -> Rollout:
         """The rollout of ``indices`` (no gradients; the env scores). A policy whose logits went NaN/inf
         stops the run through the NaN guard, as does a reward the env refused as non-finite."""
         episodes = stage_episodes([data.episodes[i] for i in indices], [data.long_range[i] for i in indices],
                                   stage.steps)
-        plan = plan if plan is not None else self.plan(stage)
+        plan = self.plan(stage)
         policy, critic = self.model.policy, self.model.critic
         policy.eval()
         if critic is not None:
