@@ -33,8 +33,8 @@ from rxmrl.envs.plan import step_plan
 from rxmrl.envs.scoring import RewardScorer, build_reward, memory_targets_of
 from rxmrl.rewards import (RewardConfig, RunningMean, SimilarityBackend, WordStatistics, fact_recall,
                            held_fact_recall)
-from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, QUERY_ID
-from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+from rxmrl.data import default_tokenizer
+from rxmrl.tokenizer import RxTokenizer
 
 
 @dataclass
@@ -164,9 +164,7 @@ class BatchedMrlEnv:
     def _encode_episodes(self) -> None:
         """Tokenises every query and reference of the batch once (one ``encode_batch`` per column)."""
         episodes, steps, device = self._episodes, self.steps, self.device
-        encode = self.tokenizer.encode_batch
-        query_rows = lambda texts: [[BOS_ID, QUERY_ID, *ids] for ids in encode(texts)]  # noqa: E731
-        answer_rows = lambda texts: [[ANSWER_ID, *ids, EOS_ID] for ids in encode(texts)]  # noqa: E731
+        query_rows, answer_rows = self.tokenizer.encode_query_batch, self.tokenizer.encode_answer_batch
         self._saved_query = PaddedIds.from_lists(query_rows([e.query for e in episodes]), device)
         self._saved_answer = PaddedIds.from_lists(answer_rows([e.answer for e in episodes]), device)
         follow_ups = [e.interactions[i] for i in range(steps) for e in episodes]  # step-major

@@ -19,7 +19,8 @@ from rxmrl.envs.plan import StepSpec, step_plan
 from rxmrl.envs.scoring import RewardScorer, build_reward, curriculum_word_statistics, memory_targets_of
 from rxmrl.envs.spaces import NaturalText, token_ids_space
 from rxmrl.rewards import RewardConfig, RunningMean, SimilarityBackend, WordStatistics, fact_recall, held_fact_recall
-from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+from rxmrl.data import default_tokenizer
+from rxmrl.tokenizer import RxTokenizer
 
 MODES: tuple[str, ...] = ("text", "token")
 SAVED_DATA: tuple[str, ...] = ("conversation", "as_written")

@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def tokenizer():
     """The embedded default tokenizer (trained once, then cached on disk)."""
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     return default_tokenizer()
 

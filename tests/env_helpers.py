@@ -6,7 +6,7 @@ import torch
 
 from rxmrl.data import Episode, Fact, Interaction
 from rxmrl.envs import build_reward
-from rxmrl.tokenizer import default_tokenizer
+from rxmrl.data import default_tokenizer
 
 
 def hand_made_episode(steps: int = 4, strategy: str | None = "cumulative", tag: str = "") -> Episode:

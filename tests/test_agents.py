@@ -9,7 +9,7 @@ from rxmrl.envs import BatchedMrlEnv, MrlEnv, OracleAgent, RandomAgent, RxTAgent
 from rxmrl.evaluation import evaluate
 from rxmrl.model.config import get_preset
 from rxmrl.model.rxt import ReactiveTransformer
-from rxmrl.tokenizer import default_tokenizer
+from rxmrl.data import default_tokenizer
 
 
 @pytest.fixture(scope="module")

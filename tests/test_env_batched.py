@@ -7,7 +7,7 @@ import torch
 from env_helpers import RecordingReward
 from rxmrl.data import load_curriculum
 from rxmrl.envs import BatchedMrlEnv, MalformedActionError, MrlEnv, PaddedIds, concat_padded
-from rxmrl.tokenizer import default_tokenizer
+from rxmrl.data import default_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 from env_helpers import RecordingReward, expected_running_means, hand_made_episode
 from rxmrl.data import Episode, Interaction
 from rxmrl.envs import MalformedActionError, MrlEnv, step_plan
-from rxmrl.tokenizer import default_tokenizer
+from rxmrl.data import default_tokenizer
 
 
 @pytest.fixture(scope="module")

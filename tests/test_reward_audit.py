@@ -16,7 +16,7 @@ from rxmrl.evaluation.audit_cases import (
     EmptyAgent, HistoryDumpAgent, OtherEpisodeAgent, PreviousAnswerAgent, RecordedAnswers, WrongFactAgent,
 )
 from rxmrl.rewards import episode_memory_targets
-from rxmrl.tokenizer import default_tokenizer
+from rxmrl.data import default_tokenizer
 
 NAMES = ["Tom", "Ann", "Max", "Sue", "Ben", "Eva"]
 COLOURS = ["red", "blue", "green", "pink", "gold", "grey"]

@@ -12,7 +12,7 @@ from rxmrl.rewards import (
     MemoryRetentionReward, MemoryTarget, RewardConfig, WordStatistics, as_trl_reward, content_words,
     episode_memory_targets, memory_score, memory_target,
 )
-from rxmrl.tokenizer import default_tokenizer
+from rxmrl.data import default_tokenizer
 
 
 @pytest.fixture(scope="module")

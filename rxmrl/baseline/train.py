@@ -42,9 +42,9 @@ class ModelSection:
     max_length: int = 512  # context: prompt + completion tokens (longer histories are cut from the left)
 
     def validate(self) -> None:
-        from rxmrl.training.supervised import model_preset
+        from rxmrl.model.config import get_preset
 
-        model_preset(self.preset)
+        get_preset(self.preset)
 
 
 @dataclass
@@ -183,7 +183,7 @@ def _train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None, verbo
     from rxmrl.config import save_config
     from rxmrl.model import get_preset
     from rxmrl.runtime import staged_files, write_json
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     started = time.perf_counter()
     say = print if verbose else (lambda *_: None)

@@ -160,7 +160,8 @@ def _stats(values: list[int]) -> str:
 
 def _inspect(args: argparse.Namespace) -> int:
     from rxmrl.data.curriculum import load_curriculum, token_lengths
-    from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+    from rxmrl.data.embedded_tokenizer import default_tokenizer
+    from rxmrl.tokenizer import RxTokenizer
 
     tokenizer = RxTokenizer.load(args.tokenizer) if args.tokenizer else default_tokenizer()
     configs = args.config or _configs_of(args.source)
@@ -228,7 +229,8 @@ def _texts_of(path: Path) -> list[str]:
 
 
 def _train_tokenizer(args: argparse.Namespace) -> int:
-    from rxmrl.tokenizer import embedded_corpus, train_tokenizer
+    from rxmrl.data.embedded_tokenizer import embedded_corpus
+    from rxmrl.tokenizer import train_tokenizer
 
     texts = [t for path in args.inputs for t in _texts_of(path)] if args.inputs else embedded_corpus()
     tokenizer = train_tokenizer(texts, args.vocab_size, args.min_frequency)

@@ -8,7 +8,8 @@ from pathlib import Path
 from rxmrl.data import Episode
 from rxmrl.envs.agents import Agent, OracleAgent, RandomAgent, RxTAgent
 from rxmrl.model.sampling import SamplingConfig
-from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+from rxmrl.data import default_tokenizer
+from rxmrl.tokenizer import RxTokenizer
 
 AGENT_NAMES: tuple[str, ...] = ("oracle", "random")
 

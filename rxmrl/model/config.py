@@ -193,7 +193,8 @@ PRESETS: dict[str, RxTConfig] = {
 
 
 def get_preset(name: str, **overrides: Any) -> RxTConfig:
-    """The named preset, with fields overridden (``get_preset("nano", vocab_size=3000)``)."""
+    """The named preset, with fields overridden (``get_preset("nano", vocab_size=3000)``); an unknown name is a
+    ``ValueError`` naming the presets, so a config section that checks its preset here fails in one line."""
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; available: {sorted(PRESETS)}")
+        raise ValueError(f"preset={name!r} is not an RxT preset; expected one of {sorted(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

@@ -26,7 +26,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from rxmrl.config import ConfigError, load_config
     from rxmrl.pipeline.config import PipelineConfig
-    from rxmrl.pipeline.run import PHASES, run_pipeline
+    from rxmrl.pipeline.layout import PHASES
+    from rxmrl.pipeline.run import run_pipeline
 
     try:
         config = load_config(PipelineConfig, args.config, args.overrides)

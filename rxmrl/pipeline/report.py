@@ -17,7 +17,7 @@ from typing import Any
 from rxmrl.evaluation.published import PUBLISHED_NOTE, PUBLISHED_ROWS
 from rxmrl.pipeline.config import MODELS, PipelineConfig
 from rxmrl.pipeline.plots import plot_fact_recall, plot_mrl_rewards, plot_reward_by_step, plot_reward_histograms
-from rxmrl.pipeline.run import model_dirs, read_timings
+from rxmrl.pipeline.layout import model_dirs, read_timings
 from rxmrl.runtime import write_text
 
 LABELS = {"warm_start": "RxT warm start (stage 4)", "mrl": "RxT after MRL", "dmpo": "RxT after DMPO", "baseline": "stateless LLM baseline",

@@ -32,41 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from rxmrl.pipeline.config import PipelineConfig
+from rxmrl.pipeline.layout import (CONFIG_FILE, PHASE_TITLES, PHASES, TIMINGS_FILE, marker_path, model_dirs,
+                                   read_timings)
 from rxmrl.runtime import RunLock, WallClock, torch_threads, write_json, write_text
-
-PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "dmpo", "baseline", "eval", "retention", "audit",
-                           "latency", "report")
-PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
-                "mrl": "MRL curriculum", "dmpo": "DMPO on the same curriculum", "baseline": "stateless baseline (TRL SFT)",
-                "eval": "reward-range evaluation", "retention": "retention (reference conversation in memory)",
-                "audit": "reward audit", "latency": "latency per turn",
-                "report": "report"}
-CONFIG_FILE, TIMINGS_FILE = "config.toml", "timings.json"
-
-
-# ------------------------------------------------------------------------------------------ layout
-
-
-def marker_path(run_dir: Path, phase: str) -> Path:
-    return Path(run_dir) / "phases" / f"{phase}.json"
-
-
-def model_dirs(run_dir: Path) -> dict[str, str]:
-    """What each evaluated model name loads (``rxmrl.evaluation.load_agent`` specs)."""
-    run_dir = Path(run_dir)
-    return {"warm_start": str(run_dir / "warmstart" / "stage-4"), "mrl": str(run_dir / "mrl" / "final"),
-            "dmpo": str(run_dir / "dmpo" / "final"), "baseline": str(run_dir / "baseline"), "oracle": "oracle", "random": "random"}
-
-
-def read_timings(run_dir: Path) -> dict[str, float]:
-    """Wall seconds of every finished phase, in phase order (from the phase markers)."""
-    timings = {}
-    for phase in PHASES:
-        path = marker_path(run_dir, phase)
-        if path.is_file():
-            timings[phase] = json.loads(path.read_text(encoding="utf-8"))["seconds"]
-    return timings
-
 
 # ------------------------------------------------------------------------------------------ phases
 
