@@ -24,10 +24,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rxmrl.data import Episode
+from rxmrl.data import Episode, default_tokenizer
 from rxmrl.envs.padded import PaddedIds, concat_padded
 from rxmrl.special_tokens import ANSWER_ID
-from rxmrl.data import default_tokenizer
 from rxmrl.tokenizer import RxTokenizer
 
 if TYPE_CHECKING:

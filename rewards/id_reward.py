@@ -1,4 +1,5 @@
-"""The call the id rewards share (:class:`~rxmrl.rewards.MemoryRetentionReward`, :class:`~rxmrl.rewards.RxlmReward`).
+"""What the id rewards share (:class:`~rxmrl.rewards.MemoryRetentionReward`, :class:`~rxmrl.rewards.RxlmReward`):
+their call, and the :class:`RewardOutput` it returns.
 
 Both score three batches of token ids -- the answers, their references and the saved data -- with the same
 keywords, so the batches are padded and checked once here and each reward writes only its ``_score``.
@@ -7,15 +8,36 @@ keywords, so the batches are padded and checked once here and each reward writes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
 from rxmrl.rewards.ids import as_padded
+from rxmrl.rewards.memory_tokens import MemoryTarget
 
-if TYPE_CHECKING:
-    from rxmrl.rewards.memory_tokens import MemoryTarget
-    from rxmrl.rewards.retention import RewardOutput
+
+@dataclass
+class RewardOutput:
+    """``reward`` ``[B]`` in [0, scale] and each component ``[B]`` (unscaled, in [0, 1]) by name
+    (:class:`rxmrl.rewards.RxlmReward` returns one too, with its own components and no clipping).
+
+    Components: ``bleu_reference``, ``bleu_saved``, ``cosine_reference``, ``cosine_saved`` (left out when
+    no cosine term weighs the saved data),
+    ``cosine_running_mean`` (0 where a sample has no running mean), ``length``, and the mode-adjusted group
+    values ``bleu`` and ``cosine`` that enter the total.
+    """
+
+    reward: torch.Tensor
+    components: dict[str, torch.Tensor]
+
+    def row(self, index: int) -> dict[str, float]:
+        """One sample's reward and components as plain floats (for ``info`` dicts and logs)."""
+        return {"reward": float(self.reward[index]), **{k: float(v[index]) for k, v in self.components.items()}}
+
+    def means(self) -> dict[str, float]:
+        """Batch means of the reward and every component over the samples that have it (``NaN``: absent)."""
+        return {"reward": float(self.reward.mean()), **{k: float(v.nanmean()) for k, v in self.components.items()}}
 
 
 class PaddedTriple(NamedTuple):

@@ -50,7 +50,7 @@ from typing import Literal
 import torch
 
 from rxmrl.rewards.bleu import SMOOTHING_METHODS, token_bleu
-from rxmrl.rewards.id_reward import IdReward, PaddedTriple
+from rxmrl.rewards.id_reward import IdReward, PaddedTriple, RewardOutput
 from rxmrl.rewards.ids import as_padded, strip_ids
 from rxmrl.rewards.length import length_score
 from rxmrl.rewards.memory_tokens import MemoryTarget, WordStatistics, episode_memory_targets, memory_score
@@ -145,29 +145,6 @@ class RewardConfig:
         if name not in presets:
             raise ValueError(f"unknown reward preset {name!r}; expected one of {PRESETS}")
         return cls(**{**presets[name], **overrides})
-
-
-@dataclass
-class RewardOutput:
-    """``reward`` ``[B]`` in [0, scale] and each component ``[B]`` (unscaled, in [0, 1]) by name
-    (:class:`rxmrl.rewards.RxlmReward` returns one too, with its own components and no clipping).
-
-    Components: ``bleu_reference``, ``bleu_saved``, ``cosine_reference``, ``cosine_saved`` (left out when
-    no cosine term weighs the saved data),
-    ``cosine_running_mean`` (0 where a sample has no running mean), ``length``, and the mode-adjusted group
-    values ``bleu`` and ``cosine`` that enter the total.
-    """
-
-    reward: torch.Tensor
-    components: dict[str, torch.Tensor]
-
-    def row(self, index: int) -> dict[str, float]:
-        """One sample's reward and components as plain floats (for ``info`` dicts and logs)."""
-        return {"reward": float(self.reward[index]), **{k: float(v[index]) for k, v in self.components.items()}}
-
-    def means(self) -> dict[str, float]:
-        """Batch means of the reward and every component over the samples that have it (``NaN``: absent)."""
-        return {"reward": float(self.reward.mean()), **{k: float(v.nanmean()) for k, v in self.components.items()}}
 
 
 _SPECIAL_TEXT = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))

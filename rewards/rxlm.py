@@ -67,9 +67,9 @@ import torch
 import torch.nn.functional as F
 
 from rxmrl.rewards.bleu import token_bleu
-from rxmrl.rewards.id_reward import IdReward, PaddedTriple
+from rxmrl.rewards.id_reward import IdReward, PaddedTriple, RewardOutput
 from rxmrl.rewards.ids import as_padded
-from rxmrl.rewards.retention import RewardOutput, _mode_codes, _running_mean_batch
+from rxmrl.rewards.retention import _mode_codes, _running_mean_batch
 from rxmrl.rewards.similarity import SentenceEncoderSimilarity, SimilarityBackend, TokenEmbeddingSimilarity, cosine
 
 _SUM_TOLERANCE = 1e-6
