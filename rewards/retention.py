@@ -176,14 +176,9 @@ class MemoryRetentionReward(IdReward):
     targets of an episode come from :meth:`memory_targets`, once per episode (they depend on the data only).
     """
 
-    def __init__(
-        self,
-        config: RewardConfig | str = "default",
-        similarity: SimilarityBackend | None = None,
-        *,
-        decode: Callable[[Sequence[int]], str] | None = None,
-        tokenize: Callable[[str], Sequence[int]] | None = None,
-    ) -> None:
+    def __init__(self, config: RewardConfig | str = "default", similarity: SimilarityBackend | None = None, *,
+                 decode: Callable[[Sequence[int]], str] | None = None,
+                 tokenize: Callable[[str], Sequence[int]] | None = None) -> None:
         self.config = RewardConfig.preset(config) if isinstance(config, str) else config
         self.similarity = similarity if similarity is not None else SentenceEncoderSimilarity(decode=decode)
         self.tokenize = tokenize

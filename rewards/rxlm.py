@@ -208,14 +208,9 @@ class RxlmReward(IdReward):
 
     ignores_extra_keywords = True
 
-    def __init__(
-        self,
-        config: RxlmRewardConfig | str = "rxlm",
-        similarity: SimilarityBackend | None = None,
-        *,
-        decode: Callable[[Sequence[int]], str] | None = None,
-        tokenize: Callable[[str], Sequence[int]] | None = None,
-    ) -> None:
+    def __init__(self, config: RxlmRewardConfig | str = "rxlm", similarity: SimilarityBackend | None = None, *,
+                 decode: Callable[[Sequence[int]], str] | None = None,
+                 tokenize: Callable[[str], Sequence[int]] | None = None) -> None:
         if isinstance(config, str):
             if config != "rxlm":
                 raise ValueError(f"RxlmReward builds preset 'rxlm' only, got {config!r}")
