@@ -101,7 +101,7 @@ def evaluation_env(config: PipelineConfig, tokenizer, teacher_forcing: bool = Fa
     ev = config.eval
     return BatchedMrlEnv(ev.batch_size, ev.source, ev.steps, ev.split, config=ev.curriculum_config,
                          num_episodes=ev.num_episodes, data_seed=config.supervised.data.seed, reward=ev.reward,
-                         similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=ev.seed,
+                         similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=config.seed,
                          device=ev.resolved_device(), saved_data=ev.saved_data, teacher_forcing=teacher_forcing)
 
 
@@ -125,9 +125,9 @@ def phase_eval(config: PipelineConfig) -> dict[str, Any]:
     for name in ev.models:
         path = Path(config.run_dir) / "eval" / f"{name}.json"
         if not path.is_file():
-            agent = load_agent(dirs[name], episodes, tokenizer=tokenizer, seed=ev.seed,
+            agent = load_agent(dirs[name], episodes, tokenizer=tokenizer, seed=config.seed,
                                max_new_tokens=ev.max_new_tokens, device=device, sampling=sampling)
-            result = evaluate(agent, env, ev.num_episodes, seed=ev.seed, meta=meta)
+            result = evaluate(agent, env, ev.num_episodes, seed=config.seed, meta=meta)
             write_json(path, evaluation_record(name, dirs[name], result))
             reward = result.reward()
             print(f"  {name}: reward {reward.mean:.2f} [{reward.ci_low:.2f}, {reward.ci_high:.2f}], "
@@ -169,7 +169,7 @@ def phase_retention(config: PipelineConfig) -> dict[str, Any]:
     meta = {"config": ev.curriculum_config, "split": ev.split, "scoring": f"{ev.reward} ({ev.similarity})",
             "sampling": describe_sampling(sampling)}
     result = measure_retention(models, env, ev.num_episodes, baseline=config.retention.models[0],
-                               max_new_tokens=ev.max_new_tokens, sampling=sampling, seed=ev.seed, meta=meta)
+                               max_new_tokens=ev.max_new_tokens, sampling=sampling, seed=config.seed, meta=meta)
     print(result.format_table(), flush=True)
     folder = Path(config.run_dir) / "retention"
     write_text(folder / "retention.txt", result.format_table() + "\n")
@@ -191,7 +191,7 @@ def phase_audit(config: PipelineConfig) -> dict[str, Any]:
         config=ev.curriculum_config, split=ev.split, num_episodes=ev.num_episodes,
         data_seed=config.supervised.data.seed, batch_size=ev.batch_size,
         checkpoints={labels[m]: dirs[m] for m in config.audit.models}, max_new_tokens=ev.max_new_tokens,
-        seed=ev.seed, device=ev.resolved_device(), sampling=ev.sampling.build())
+        seed=config.seed, device=ev.resolved_device(), sampling=ev.sampling.build())
     audit = audit_rewards(settings, RxTokenizer.load(dirs["warm_start"]))
     print(audit.format_table(), flush=True)
     return write_audit(audit, Path(config.run_dir) / "audit")
