@@ -116,8 +116,7 @@ class Decoder(nn.Module):
 
     def __init__(self, config: RxTConfig, embedding: nn.Embedding) -> None:
         super().__init__()
-        self.config = config
-        self.embedding = embedding
+        self.config, self.embedding = config, embedding
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_layers))
         self.norm = final_norm(config)
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=config.lm_head_bias)
