@@ -91,6 +91,9 @@ def test_the_resolved_config_holds_one_seed_per_run_and_the_stage_loops():
                                             "baseline.sft.seed", *loops])
     with pytest.raises(ConfigError, match="eval.seed"):
         load_config(PipelineConfig, QUICKSTART, ["eval.seed=1"])
+    from rxmrl.pipeline.phases import readers
+
+    assert {"supervised", "eval", "retention", "audit"} <= set(readers("seed"))  # a new seed redoes them
 
 def test_mrl_validation_defaults_to_the_final_evaluations_reward():
     config = load_config(PipelineConfig, QUICKSTART, ["eval.reward=memory", "eval.similarity=random-embedding"])
@@ -121,6 +124,22 @@ def test_run_command_reports_config_errors_in_one_line(capsys):
     assert "error: unknown key 'eval.stepz'" in capsys.readouterr().out
     assert main(["run", str(QUICKSTART), "--phases", "eval,plots"]) == 2
     assert "unknown phase(s) ['plots']" in capsys.readouterr().out
+    assert main(["run", str(QUICKSTART), "--redo", "model"]) == 2
+    assert capsys.readouterr().out.startswith("error: --redo names unknown phase(s) ['model']; expected some of")
+
+
+def test_every_setting_is_read_by_a_phase_or_declared_operational():
+    """The rules on changed settings come from READS: a setting no phase claims would change unnoticed."""
+    from rxmrl.config import _flatten, to_dict
+    from rxmrl.pipeline.phases import PHASES, dependents, readers
+
+    config = load_config(PipelineConfig, QUICKSTART, ["dmpo.enabled=true"]).resolved()
+    keys = [key for key, _ in _flatten(to_dict(config), "")]
+    assert [key for key in keys if not readers(key) and key not in ("run_dir", "torch_threads")
+            and not key.endswith(("run_dir", "output_dir", "mrl.init"))] == []
+    assert readers("eval.max_new_tokens") == ["eval", "retention", "audit"]
+    assert dependents(["mrl"]) == ["mrl", "eval", "retention", "audit", "latency", "report"]
+    assert dependents(["data"]) == list(PHASES)
 
 
 def test_dmpo_is_the_mrl_run_with_the_dmpo_algorithm_and_joins_eval_and_retention_when_enabled():

@@ -1,7 +1,8 @@
 """Where ``rxmrl run`` keeps each phase's outputs in its run directory, and how they are read back.
 
 The phases (:mod:`rxmrl.pipeline.run`) write here and the report (:mod:`rxmrl.pipeline.report`) reads here:
-both import this module, so neither imports the other.
+both import this module, so neither imports the other. The phases themselves, their order and markers are
+:mod:`rxmrl.pipeline.phases`.
 """
 
 from __future__ import annotations
@@ -9,18 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "dmpo", "baseline", "eval", "retention", "audit",
-                           "latency", "report")
+from rxmrl.pipeline.phases import PHASES, marker_path
+
 PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
                 "mrl": "MRL curriculum", "dmpo": "DMPO on the same curriculum", "baseline": "stateless baseline (TRL SFT)",
                 "eval": "reward-range evaluation", "retention": "retention (reference conversation in memory)",
                 "audit": "reward audit", "latency": "latency per turn",
                 "report": "report"}
 CONFIG_FILE, TIMINGS_FILE = "config.toml", "timings.json"
-
-
-def marker_path(run_dir: Path, phase: str) -> Path:
-    return Path(run_dir) / "phases" / f"{phase}.json"
 
 
 def model_dirs(run_dir: Path) -> dict[str, str]:
