@@ -115,3 +115,20 @@ def test_generate_by_default_writes_every_horizon_to_sixteen_steps_in_both_strat
             assert read.episodes == load_curriculum(config=config, split="validation", num_episodes=2).episodes
             assert {e.num_follow_ups for e in read} == {steps}
             assert {e.strategy for e in read} == {"long_range" if config.endswith("-lr") else "cumulative"}
+
+
+def test_a_corpus_row_without_text_is_refused_by_row_split_source_and_field(tmp_path):
+    import json
+
+    from rxmrl.data import CurriculumValidationError
+
+    sft, stories = tmp_path / "sft.jsonl", tmp_path / "stories.jsonl"
+    sft.write_text("\n".join(json.dumps(r) for r in [{"query": "Who?", "answer": "Tom."},
+                                                     {"query": "Where?", "answer": " "}]) + "\n")
+    stories.write_text("\n".join(json.dumps(r) for r in [{"text": "Once."}, {"text": ""}]) + "\n")
+    assert load_interactions(sft, num_interactions=1)[0].answer == "Tom."
+    with pytest.raises(CurriculumValidationError, match=rf"interaction 1 of train \({sft}\) has field 'answer' = ' '"):
+        load_interactions(sft)
+    assert load_stories(stories, num_stories=1) == ["Once."]
+    with pytest.raises(CurriculumValidationError, match=rf"story 1 of train \({stories}\) has field 'text' = ''"):
+        load_stories(stories)

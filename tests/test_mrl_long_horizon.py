@@ -59,6 +59,6 @@ def test_a_tiny_run_trains_and_compares_stages_of_twelve_and_sixteen_steps(token
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     return default_tokenizer()
