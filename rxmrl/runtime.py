@@ -56,6 +56,14 @@ class RunError(RuntimeError):
     exit_code = 1
 
 
+class InputError(RunError):
+    """Bad input (a file, a folder, an option) found before the work it would spoil: the CLI prints one
+    ``error:`` line on stderr naming what is wrong and where, and exits 2. Raise it (or a subclass) wherever
+    an input is checked; a command needs no ``try``/``print`` of its own."""
+
+    exit_code = 2
+
+
 class RunDirectoryInUse(RunError):
     """Another running process holds the run directory's lock."""
 

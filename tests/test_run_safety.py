@@ -437,7 +437,7 @@ def test_an_init_of_another_model_size_into_a_run_directory_is_refused_in_one_li
     tokenizer.save(other)
     capsys.readouterr()
     assert main(mrl_command(run_dir, other, "stages=[{steps = 2, num_episodes = 3, eval_episodes = 3}]")) == 2
-    out = capsys.readouterr().out.splitlines()[-1]
+    out = capsys.readouterr().err.splitlines()[-1]
     assert re.fullmatch(rf"error: {run_dir}/checkpoints/step-\d+/model.safetensors holds a model of another size "
                         r"than this run's \(\d+ tensors differ, e.g. .* is \[.*\] there and \[.*\] here\): resume "
                         r"with the model config it was written with, or use a new run_dir", out), out
@@ -453,7 +453,7 @@ def test_rxmrl_run_refuses_a_model_size_changed_under_finished_stages(tmp_path, 
     capsys.readouterr()
     resized = [*pipeline_overrides(run_dir), "supervised.model.overrides.dim=64"]
     assert main(["run", str(QUICKSTART), *as_set_arguments(resized)]) == 2
-    assert capsys.readouterr().out == (f"error: supervised.model.overrides.dim changed, but {run_dir / 'warmstart'} "
+    assert capsys.readouterr().err == (f"error: supervised.model.overrides.dim changed, but {run_dir / 'warmstart'} "
                                        "already holds stage-1 of the earlier model size: set it back, or use a new "
                                        "run_dir\n")
     shutil.rmtree(run_dir)

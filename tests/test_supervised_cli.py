@@ -64,7 +64,7 @@ def test_cli_rejects_unknown_stages_and_config_keys(tmp_path, capsys):
     assert main(["train", "supervised", "--set", "stage4.unfreeze_encoder_at=-1",
                  "--set", "stage4.unfreeze_memory_attention_at=2"]) == 2
     assert main(["train", "supervised", "--set", "stage9.loop.max_steps=1"]) == 2
-    assert "stage9" in capsys.readouterr().out
+    assert "stage9" in capsys.readouterr().err
 
 
 def test_warmstart_preset_loads_and_finishes_in_the_published_order():

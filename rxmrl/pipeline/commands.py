@@ -10,16 +10,17 @@ from pathlib import Path
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    from rxmrl.pipeline.phases import PHASES
+
     run = subparsers.add_parser(
         "run", help="one experiment end to end: warm start, MRL, baseline, evaluation, latency, report",
-        description="Runs the phases data, supervised, mrl, baseline, eval, latency, report in order into the "
-                    "config's run_dir; re-running the same command skips finished phases and resumes the "
-                    "interrupted one.")
+        description=f"Runs the phases {', '.join(PHASES)} in order into the config's run_dir; re-running the "
+                    "same command skips finished phases and resumes the interrupted one.")
     run.add_argument("config", type=Path, help="TOML config, e.g. experiments/quickstart.toml")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override any config field, e.g. --set mrl.mrl.ppo_epochs=2 (repeatable)")
     run.add_argument("--phases", default=None, metavar="P1,P2",
-                     help="run only these phases (default: all), e.g. eval,latency,report")
+                     help=f"run only these phases (default: all of {','.join(PHASES)}), e.g. eval,latency,report")
     run.set_defaults(func=_run)
 
 
@@ -28,15 +29,9 @@ def _run(args: argparse.Namespace) -> int:
     from rxmrl.pipeline.config import PipelineConfig
     from rxmrl.pipeline.run import PHASES, run_pipeline
 
-    try:
-        config = load_config(PipelineConfig, args.config, args.overrides)
-    except ConfigError as error:
-        print(f"error: {error}")
-        return 2
     phases = [p.strip() for p in args.phases.split(",") if p.strip()] if args.phases else None
     unknown = sorted(set(phases or ()) - set(PHASES))
     if unknown:
-        print(f"error: --phases names unknown phase(s) {unknown}; expected some of {list(PHASES)}")
-        return 2
-    run_pipeline(config, phases)
+        raise ConfigError(f"--phases names unknown phase(s) {unknown}; expected some of {list(PHASES)}")
+    run_pipeline(load_config(PipelineConfig, args.config, args.overrides), phases)
     return 0

@@ -32,15 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from rxmrl.pipeline.config import PipelineConfig
+from rxmrl.pipeline.phases import PHASE_TITLES, PHASES
 from rxmrl.runtime import RunLock, WallClock, torch_threads, write_json, write_text
 
-PHASES: tuple[str, ...] = ("data", "supervised", "mrl", "dmpo", "baseline", "eval", "retention", "audit",
-                           "latency", "report")
-PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
-                "mrl": "MRL curriculum", "dmpo": "DMPO on the same curriculum", "baseline": "stateless baseline (TRL SFT)",
-                "eval": "reward-range evaluation", "retention": "retention (reference conversation in memory)",
-                "audit": "reward audit", "latency": "latency per turn",
-                "report": "report"}
 CONFIG_FILE, TIMINGS_FILE = "config.toml", "timings.json"
 
 
