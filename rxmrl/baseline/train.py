@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from rxmrl.special_tokens import PAD_ID
 
@@ -36,6 +36,7 @@ CONFIG_FILE = "baseline.toml"
 
 @dataclass
 class ModelSection:
+    LIMITS: ClassVar[dict[str, str]] = {"num_layers": ">= 1", "max_length": ">= 1"}
     preset: str = "nano"  # RxT preset whose parameter count the baseline matches
     match: Literal["total", "decoder", "decoder_active"] = "total"  # which RxT count to match
     num_layers: int | None = None  # Llama depth; None: 2 x the preset's layers (decoder + encoder)
@@ -49,6 +50,8 @@ class ModelSection:
 
 @dataclass
 class DataSection:
+    LIMITS: ClassVar[dict[str, str]] = {"steps": ">= 1", "num_episodes": ">= 1", "eval_episodes": ">= 1",
+        "seed": ">= 0"}
     source: str = "embedded"  # curriculum source (rxmrl.data.load_curriculum)
     steps: int = 4  # follow-ups per episode (curriculum config steps-N)
     long_range: bool = False  # steps-N-lr episodes
@@ -60,6 +63,9 @@ class DataSection:
 
 @dataclass
 class SFTSection:
+    LIMITS: ClassVar[dict[str, str]] = {"max_steps": ">= 1", "batch_size": ">= 1", "grad_accum_steps": ">= 1",
+        "learning_rate": "> 0", "warmup_steps": ">= 0", "weight_decay": ">= 0", "max_grad_norm": ">= 0",
+        "logging_steps": ">= 1", "seed": ">= 0", "torch_threads": ">= 1"}
     max_steps: int = 150  # optimizer steps
     batch_size: int = 8  # rows per step (per device)
     grad_accum_steps: int = 1

@@ -24,7 +24,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rxmrl.training.stages.joint import InteractionStageConfig, JointStageConfig
 from rxmrl.training.stages.memory_attention import MemoryAttentionStageConfig
@@ -61,6 +61,8 @@ def model_preset(name: str, overrides: dict[str, Any] | None = None):
 
 @dataclass
 class DataSection:
+    LIMITS: ClassVar[dict[str, str]] = {"tokenizer_vocab_size": ">= 1", "curriculum_steps": ">= 1",
+        "num_validation_episodes": ">= 1", "seed": ">= 0"}
     source: str = "embedded"  # curriculum source: "embedded", a local folder/file, or a hub id
     tokenizer: str = "default"  # "default" (embedded tokenizer) or a path to a tokenizer.json / folder
     tokenizer_vocab_size: int = 4096  # for the default tokenizer
@@ -73,6 +75,7 @@ class DataSection:
 
 @dataclass
 class SupervisedConfig:
+    LIMITS: ClassVar[dict[str, str]] = {"seed": ">= 0"}
     run_dir: Path = Path("runs/warmstart")
     stages: list[int] = field(default_factory=lambda: list(STAGES))
     seed: int = 0  # model initialisation
