@@ -51,14 +51,13 @@ def load_model_and_tokenizer(checkpoint: Path | None, preset: str, seed: int):
     import torch
 
     from rxmrl.model import ReactiveTransformer, get_preset
-    from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+    from rxmrl.tokenizer import default_tokenizer
 
     if checkpoint is not None:
-        if not (checkpoint / "config.json").is_file():
-            raise SystemExit(f"rxmrl demo: {checkpoint} has no config.json; expected a save_pretrained directory")
-        tokenizer_file = checkpoint / "tokenizer.json"
-        tokenizer = RxTokenizer.load(tokenizer_file) if tokenizer_file.is_file() else default_tokenizer()
-        return ReactiveTransformer.from_pretrained(checkpoint).eval(), tokenizer, False
+        from rxmrl.model.folder import folder_tokenizer, load_rxt
+
+        model = load_rxt(checkpoint, role="--checkpoint").eval()
+        return model, folder_tokenizer(checkpoint, model.config.vocab_size, default=default_tokenizer), False
     tokenizer = default_tokenizer()
     torch.manual_seed(seed)
     model = ReactiveTransformer(get_preset(preset, vocab_size=tokenizer.vocab_size)).eval()

@@ -64,6 +64,10 @@ class InputError(RunError):
     exit_code = 2
 
 
+class MissingInput(InputError, FileNotFoundError):
+    """A file or folder the command reads is not there (still a ``FileNotFoundError`` to callers)."""
+
+
 class RunDirectoryInUse(RunError):
     """Another running process holds the run directory's lock."""
 

@@ -235,15 +235,28 @@ def _train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None, verbo
 
 
 def load_baseline(directory: str | Path, device: str = "cpu") -> tuple[PreTrainedModel, RxTokenizer]:
-    """The model and tokenizer a :func:`train_baseline` run saved."""
-    from transformers import LlamaForCausalLM
+    """The model and tokenizer a :func:`train_baseline` run saved, the folder checked before the model is
+    built (:mod:`rxmrl.model.folder`): a folder that is not a Llama baseline, weights of another shape or a
+    tokenizer of another vocabulary are refused in one line (an RxT ``config.json`` read as a Llama's would
+    build a 6.5-billion-parameter model from the Llama defaults)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from rxmrl.tokenizer import RxTokenizer
+    from rxmrl.model.folder import (CONFIG_FILE, ModelFolderError, check_weights, expected_shapes, inspect_folder,
+                                    load_tokenizer, require_kind)
 
-    directory = Path(directory)
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"{directory} has no config.json: expected a directory written by "
-                                "`rxmrl baseline train`")
-    model = LlamaForCausalLM.from_pretrained(str(directory), local_files_only=True).to(device)
+    folder = inspect_folder(directory, "baseline")
+    require_kind(folder, "baseline", "baseline")
+    if folder.config["model_type"] != "llama":
+        raise ModelFolderError(f"{folder.path / CONFIG_FILE}: model_type {folder.config['model_type']!r}, expected "
+                               "'llama' (the baseline rxmrl baseline train writes)")
+    try:
+        config = LlamaConfig.from_dict(folder.config)
+        check_weights(folder.weights, expected_shapes(lambda: LlamaForCausalLM(config)))
+    except (TypeError, ValueError, RuntimeError) as error:
+        if isinstance(error, ModelFolderError):
+            raise
+        raise ModelFolderError(f"{folder.path / CONFIG_FILE}: describes no buildable Llama ({error})") from error
+    tokenizer = load_tokenizer(folder.path, config.vocab_size)
+    model = LlamaForCausalLM.from_pretrained(str(folder.path), local_files_only=True).to(device)
     model.eval()
-    return model, RxTokenizer.load(directory)
+    return model, tokenizer

@@ -138,7 +138,9 @@ def starting_model(config: SupervisedConfig, stage: int, vocab_size: int):
         if is_complete(stage_dir(config.run_dir, earlier)):
             return ReactiveTransformer.from_pretrained(stage_dir(config.run_dir, earlier)), f"stage-{earlier}"
     if config.init is not None:
-        return ReactiveTransformer.from_pretrained(config.init), str(config.init)
+        from rxmrl.model.folder import load_rxt
+
+        return load_rxt(config.init, role="init"), str(config.init)
     seed_everything(config.seed)
     preset = model_preset(config.model.preset, {**config.model.overrides, "vocab_size": vocab_size})
     return ReactiveTransformer(preset), f"fresh {config.model.preset}"

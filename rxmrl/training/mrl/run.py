@@ -12,25 +12,22 @@ from rxmrl.training.mrl.trainer import MrlResult, MrlTrainer
 from rxmrl.training.mrl.validation import training_reward_label
 
 
+MIN_INIT_STAGE = 3  # MRL trains memory: a warm start needs memory attention pre-trained (stage 3) or later
+
+
 def load_warm_start(init: str | Path, tokenizer_path: str | Path = ""):
     """``(policy, tokenizer)`` from a model dir (``ReactiveTransformer.from_pretrained``); the tokenizer from
     ``tokenizer_path``, else the model dir, else the embedded default of the model's vocabulary size."""
-    from rxmrl.tokenizer import TOKENIZER_FILE, RxTokenizer, default_tokenizer
+    from rxmrl.model.folder import ModelFolderError, folder_tokenizer, load_rxt, load_tokenizer
+    from rxmrl.tokenizer import default_tokenizer
 
-    directory = Path(init)
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"--init {init}: expected a model dir with config.json + model.safetensors "
-                                "(as the supervised stages and MRL's best-stage-N/ and final/ write)")
-    policy = ReactiveTransformer.from_pretrained(directory)
-    if tokenizer_path:
-        tokenizer = RxTokenizer.load(tokenizer_path)
-    elif (directory / TOKENIZER_FILE).is_file():
-        tokenizer = RxTokenizer.load(directory)
-    else:
-        tokenizer = default_tokenizer(policy.config.vocab_size)
-    if tokenizer.vocab_size != policy.config.vocab_size:
-        raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens, the model's vocab_size is "
-                         f"{policy.config.vocab_size}")
+    policy = load_rxt(init, role="--init", min_stage=(MIN_INIT_STAGE, "MRL (trained memory attention)"))
+    vocab_size = policy.config.vocab_size
+    tokenizer = (load_tokenizer(tokenizer_path, vocab_size) if tokenizer_path else
+                 folder_tokenizer(init, vocab_size, default=lambda: default_tokenizer(vocab_size)))
+    if tokenizer.vocab_size != vocab_size:
+        raise ModelFolderError(f"the tokenizer of --init {init} has {tokenizer.vocab_size} tokens, the model's "
+                               f"vocab_size is {vocab_size}")
     return policy, tokenizer
 
 
