@@ -78,6 +78,36 @@ class DiskFullError(RunError):
     """A write ran out of disk space (the files already on disk are intact)."""
 
 
+def check_output(path: str | os.PathLike, role: str, folder: bool = False) -> Path:
+    """Refuse, before any work, an output that could not be written at the end: a folder where a file goes,
+    a file where a folder goes, a path below a file, or a place this process may not write.
+
+    Every command that writes somewhere it was told (``--out``, ``--plot``, ``--json``, a run directory)
+    checks it here first, so an hour of work is never thrown away on a path that was wrong from the start.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise InputError(f"{role} {path} is a file: expected a folder")
+    if not folder and path.is_dir():
+        raise InputError(f"{role} {path} is a folder: expected the path of a file")
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor or "."))
+    if existing != path and not existing.is_dir():
+        raise InputError(f"{role} {path}: {existing} is a file, so nothing can be written below it")
+    writable = existing if existing.is_dir() else existing.parent
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise InputError(f"{role} {path}: {writable} is not writable by this user")
+    return path
+
+
+def check_counts(args: Any, *names: str) -> None:
+    """Counts given on the command line (``args.NAME``, ``None`` when left out) that must be >= 1, refused
+    by their option's name before any work."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} {value}: expected a count >= 1")
+
+
 # ------------------------------------------------------------------------------------------ threads
 
 
@@ -377,6 +407,7 @@ class RunLock:
                 holder = _probe(folder / LOCK_FILE)
                 if holder is not None:
                     raise RunDirectoryInUse(_in_use(self.directory, folder, holder))
+        check_output(self.directory, "run directory", folder=True)
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = self._lock_file()
         record = {"pid": os.getpid(), "host": _HOST, "since": time.strftime("%Y-%m-%d %H:%M:%S"),

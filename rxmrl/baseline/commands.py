@@ -95,8 +95,13 @@ def _latency(args: argparse.Namespace) -> int:
     from rxmrl.baseline.train import load_baseline
     from rxmrl.model import ReactiveTransformer, get_preset
     from rxmrl.model.folder import folder_tokenizer, load_rxt
+    from rxmrl.runtime import check_counts, check_output
     from rxmrl.tokenizer import default_tokenizer
 
+    check_counts(args, "turns", "repeats", "threads")
+    for option in ("json", "plot"):
+        if getattr(args, option) is not None:
+            check_output(getattr(args, option), f"--{option}")
     torch.set_num_threads(args.threads)
     if args.checkpoint is not None:
         stateless, tokenizer = load_baseline(args.checkpoint)

@@ -198,12 +198,9 @@ def rxt_config(folder: ModelFolder):
         raise ModelFolderError(f"{folder.path / CONFIG_FILE}: {error}") from error
 
 
-def load_rxt(path: str | Path, device: str | torch.device = "cpu", role: str = "model folder",
-             min_stage: tuple[int, str] | None = None) -> ReactiveTransformer:
-    """An RxT model from a checked folder (see the module docstring); ``min_stage``: ``(stage, what needs
-    it)`` for a reader that needs a late enough supervised stage."""
-    from safetensors.torch import load_model
-
+def checked_rxt_config(path: str | Path, role: str = "model folder", min_stage: tuple[int, str] | None = None):
+    """The :class:`RxTConfig` of an RxT folder whose weights match it (see the module docstring), nothing
+    built; ``min_stage``: ``(stage, what needs it)`` for a reader that needs a late enough supervised stage."""
     from rxmrl.model.rxt import ReactiveTransformer
 
     folder = inspect_folder(path, role)
@@ -217,9 +214,30 @@ def load_rxt(path: str | Path, device: str | torch.device = "cpu", role: str = "
         if isinstance(error, ModelFolderError):
             raise
         raise ModelFolderError(f"{folder.path / CONFIG_FILE}: describes no buildable model ({error})") from error
-    model = ReactiveTransformer(config)
-    load_model(model, str(folder.weights), device=str(device))
+    return config
+
+
+def load_rxt(path: str | Path, device: str | torch.device = "cpu", role: str = "model folder",
+             min_stage: tuple[int, str] | None = None) -> ReactiveTransformer:
+    """An RxT model from a checked folder (:func:`checked_rxt_config`), its weights loaded."""
+    from safetensors.torch import load_model
+
+    from rxmrl.model.rxt import ReactiveTransformer
+
+    model = ReactiveTransformer(checked_rxt_config(path, role, min_stage))
+    load_model(model, str(Path(path) / WEIGHTS_FILE), device=str(device))
     return model.to(device)
+
+
+def check_folder(path: str | Path, role: str = "model folder") -> ModelFolder:
+    """Every check a reader of the folder would make, before any work (``--compare``, ``--checkpoint``): an
+    RxT folder's config, weights and tokenizer; a baseline's kind (its Llama is checked when loaded)."""
+    folder = inspect_folder(path, role)
+    if folder.kind == "rxt":
+        config = checked_rxt_config(path, role)
+        if (folder.path / TOKENIZER_FILE).exists():
+            load_tokenizer(folder.path, config.vocab_size)
+    return folder
 
 
 def folder_tokenizer(path: str | Path, vocab_size: int, default: Callable[[], RxTokenizer] | None = None
