@@ -97,7 +97,7 @@ def _audit(args: argparse.Namespace) -> int:
         checkpoints = {}
         for spec in args.checkpoint:
             label, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
-            check_folder(path, "--checkpoint")
+            check_folder(path, "--checkpoint", kind="rxt")  # audited with and without its memory
             checkpoints[label or Path(path).name] = path
         if args.episodes < 2:
             raise ValueError(f"--episodes {args.episodes}: the audit pairs episodes, give at least 2")

@@ -206,7 +206,7 @@ def checked_rxt_config(path: str | Path, role: str = "model folder", min_stage: 
     folder = inspect_folder(path, role)
     require_kind(folder, "rxt", role)
     if min_stage is not None:
-        require_stage(folder, *min_stage, role=role)
+        require_stage(folder, min_stage[0], role, min_stage[1])
     config = rxt_config(folder)
     try:
         check_weights(folder.weights, expected_shapes(lambda: ReactiveTransformer(config)))
@@ -229,10 +229,13 @@ def load_rxt(path: str | Path, device: str | torch.device = "cpu", role: str = "
     return model.to(device)
 
 
-def check_folder(path: str | Path, role: str = "model folder") -> ModelFolder:
-    """Every check a reader of the folder would make, before any work (``--compare``, ``--checkpoint``): an
-    RxT folder's config, weights and tokenizer; a baseline's kind (its Llama is checked when loaded)."""
+def check_folder(path: str | Path, role: str = "model folder", kind: Kind | None = None) -> ModelFolder:
+    """Every check a reader of the folder would make, before any work (``--compare``, ``--checkpoint``): its
+    kind (when ``kind`` is given), an RxT folder's config, weights and tokenizer; a baseline's Llama is
+    checked when loaded."""
     folder = inspect_folder(path, role)
+    if kind is not None:
+        require_kind(folder, kind, role)
     if folder.kind == "rxt":
         config = checked_rxt_config(path, role)
         if (folder.path / TOKENIZER_FILE).exists():

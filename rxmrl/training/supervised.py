@@ -219,6 +219,18 @@ def save_stage(directory: Path, model, tokenizer, config: SupervisedConfig, repo
     write_json(directory / SUMMARY_FILE, report, nan_as_null=False)
 
 
+def check_init(config: SupervisedConfig) -> None:
+    """A bad ``init`` refused before any stage prepares its data: the folder checked (kind, weights against
+    its ``config.json``) and its vocabulary the run's tokenizer's (the stages train on that tokenizer's ids)."""
+    from rxmrl.model.folder import ModelFolderError, checked_rxt_config
+
+    vocab_size = checked_rxt_config(config.init, "init").vocab_size
+    tokens = load_tokenizer(config.data).vocab_size
+    if vocab_size != tokens:
+        raise ModelFolderError(f"init {config.init} has vocab_size {vocab_size}, the run's tokenizer "
+                               f"(data.tokenizer = {config.data.tokenizer!r}) has {tokens} tokens")
+
+
 def run_supervised(config: SupervisedConfig, stages: Sequence[int] | None = None, env=None) -> list[StageReport]:
     """Run the chosen stages (default: ``config.stages``) in order; see the module docstring."""
     from rxmrl.training.distributed import init_distributed, lock_run_dir
@@ -226,6 +238,8 @@ def run_supervised(config: SupervisedConfig, stages: Sequence[int] | None = None
     from rxmrl.config import validate
 
     validate(config)
+    if config.init is not None:
+        check_init(config)
     env = env or init_distributed()
     chosen = check_stages(stages if stages is not None else config.stages)
     lock = lock_run_dir(config.run_dir, env)

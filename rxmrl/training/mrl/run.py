@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rxmrl.model import ReactiveTransformer
 from rxmrl.training.mrl.config import MrlRunConfig
 from rxmrl.model.sampling import describe_sampling
 from rxmrl.training.mrl.evaluate import Evaluation, bootstrap_mean_difference
@@ -12,16 +11,17 @@ from rxmrl.training.mrl.trainer import MrlResult, MrlTrainer
 from rxmrl.training.mrl.validation import training_reward_label
 
 
-MIN_INIT_STAGE = 3  # MRL trains memory: a warm start needs memory attention pre-trained (stage 3) or later
+# MRL trains memory: a warm start needs memory attention pre-trained (stage 3) or later
+INIT_NEEDS = (3, "MRL (trained memory attention)")
 
 
 def load_warm_start(init: str | Path, tokenizer_path: str | Path = ""):
-    """``(policy, tokenizer)`` from a model dir (``ReactiveTransformer.from_pretrained``); the tokenizer from
+    """``(policy, tokenizer)`` from a checked model dir (:func:`rxmrl.model.folder.load_rxt`); the tokenizer from
     ``tokenizer_path``, else the model dir, else the embedded default of the model's vocabulary size."""
     from rxmrl.model.folder import ModelFolderError, folder_tokenizer, load_rxt, load_tokenizer
     from rxmrl.tokenizer import default_tokenizer
 
-    policy = load_rxt(init, role="--init", min_stage=(MIN_INIT_STAGE, "MRL (trained memory attention)"))
+    policy = load_rxt(init, role="--init", min_stage=INIT_NEEDS)
     vocab_size = policy.config.vocab_size
     tokenizer = (load_tokenizer(tokenizer_path, vocab_size) if tokenizer_path else
                  folder_tokenizer(init, vocab_size, default=lambda: default_tokenizer(vocab_size)))
@@ -41,9 +41,11 @@ def run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
     validation presets and similarity, and the sampling the validation answers were drawn with.
     """
     from rxmrl.config import validate
+    from rxmrl.model.folder import checked_rxt_config
     from rxmrl.training.distributed import init_distributed, lock_run_dir
 
     validate(config)
+    checked_rxt_config(config.init, "--init", INIT_NEEDS)  # a bad warm start refused before the run directory
     lock = lock_run_dir(config.run_dir, init_distributed())  # before anything is written or evaluated
     try:
         return _run_mrl(config)
