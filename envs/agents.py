@@ -201,9 +201,12 @@ class RxTAgent(Agent):
             self.stm = self._write(fresh, queries, answers) if self.write_memory else fresh
 
     def _write(self, stm: torch.Tensor, queries: PaddedIds, answers: PaddedIds) -> torch.Tensor:
-        """Writes ``[BOS][Q] q [A] a [EOS]`` rows (answers arrive in the ``[A] a [EOS]`` format)."""
-        interaction = concat_padded(queries, answers).to(self.model.device)
-        return self.model.write_memory(stm, interaction.ids, interaction.mask())
+        """Writes each turn as the model writes the turns it answers (its ``interaction_write``).
+
+        Answers arrive in the env's ``[A] a [EOS]`` format; the opening ``[A]`` is the format's, not a generated
+        id. A reference answer (teacher forcing) is written the same in either form."""
+        generated = [row[1:] if row[:1] == [ANSWER_ID] else row for row in answers.to_lists()]
+        return self.model.write_memory(stm, *self.model.encode_interactions(queries.to_lists(), generated))
 
     def _require_memory(self) -> None:
         if self.stm is None:

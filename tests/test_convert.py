@@ -1,8 +1,11 @@
 """Converters from the reference formats: parity with records made by the reference package itself.
 
 The records under tests/data/parity/ were made by experiments/parity/make_rxlm_fixtures.py with rxlm 0.3.80
-(tiny random models, constant parameters perturbed, experts scaled up): decoder logits from a given STM,
-the STM after one memory update, and the greedy ``interact`` stream of three turns.
+(tiny random models, constant parameters perturbed, experts scaled up): decoder logits from a given STM, the
+encoder states and the STM after one memory update, and the greedy ``interact`` stream of three turns with the
+STM after each. ``alpha`` and ``variant`` cover the MoE options; ``dense`` a dense decoder with a static gate;
+``limit-tied`` turns that stop at the token limit, saved tied (``share_components`` before ``save_pretrained``);
+``special`` a generated [PAD] inside an answer.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, PAD_ID, QUERY_ID, SP
 from rxmrl.tokenizer import RxTokenizer
 
 DATA = Path(__file__).parent / "data" / "parity"
-FIXTURES = ("rxlm-alpha", "rxlm-variant")
+FIXTURES = ("rxlm-alpha", "rxlm-variant", "rxlm-dense", "rxlm-limit-tied", "rxlm-special")
 LOGIT_TOLERANCE, STM_TOLERANCE = 1e-4, 1e-5
 
 
@@ -59,6 +62,13 @@ def stm_gap(model, mapping, rec, tensors) -> float:
     return (new - batch_first(tensors["stm_after_update"])).abs().max().item()
 
 
+def test_encoder_states_match_the_reference(case):
+    _, converted, rec, tensors = case
+    with torch.no_grad():
+        encoded, _ = converted.model.encoder(torch.tensor([converted.mapping.ids(rec["update_ids"])]))
+    assert (encoded - batch_first(tensors["encoded"])).abs().max().item() < STM_TOLERANCE
+
+
 def test_decoder_logits_match_the_reference(case):
     _, converted, rec, tensors = case
     assert logit_gap(converted.model, converted.mapping, rec, tensors) < LOGIT_TOLERANCE
@@ -76,9 +86,73 @@ def test_greedy_interact_stream_and_memory_match_the_reference_over_three_turns(
     for turn, (query, expected) in enumerate(zip(rec["queries"], rec["streams"], strict=True)):
         stream = list(model.interact(tokenizer.encode_query(query), max_new_tokens=rec["max_new_tokens"]))
         assert stream == mapping.ids(expected)
-        assert stream[-3:] == [EOS_ID, MEMORY_UPDATE_STARTED, MEMORY_UPDATED]
+        assert stream[-2:] == [MEMORY_UPDATE_STARTED, MEMORY_UPDATED]
         gap = (model.export_stm() - batch_first(tensors[f"stm_after_turn_{turn}"])).abs().max().item()
         assert gap < STM_TOLERANCE
+
+
+def test_each_fixture_shows_what_it_is_for():
+    """The streams a fixture was made for: answers cut by the limit, a generated [PAD] inside an answer."""
+    answers = {name: [s[:-2] for s in records(name)[0]["streams"]] for name in FIXTURES}
+    limit = records("rxlm-limit-tied")[0]["max_new_tokens"]
+    assert all(len(a) == limit and 3 not in a for a in answers["rxlm-limit-tied"])  # reference [EOS] id 3
+    assert any(0 in a[:-1] for a in answers["rxlm-special"])  # reference [PAD] id 0, more tokens after it
+    assert all(a[-1] == 3 for name in ("rxlm-alpha", "rxlm-variant", "rxlm-dense") for a in answers[name])
+    assert "use_moe" not in json.loads((DATA / "rxlm-dense" / "reference" / "config.json").read_text())[
+        "decoder_config"]  # rxlm's default: dense
+
+
+@pytest.mark.parametrize("name", ["rxlm-limit-tied", "rxlm-special"])
+def test_a_closed_write_misses_the_reference_where_the_answer_is_not_closed(name):
+    """Closing a cut answer with [EOS] or dropping a generated [PAD] (our own models' form) writes another STM."""
+    converted = load_rxlm(DATA / name / "reference")
+    rec, tensors = records(name)
+    model, tokenizer = converted.model, converted.tokenizer
+    assert model.config.interaction_write == "as-generated"
+    model.config = model.config.replace(interaction_write="closed")
+    model.load_stm(batch_first(tensors["stm"]))
+    gaps = []
+    for turn, query in enumerate(rec["queries"]):
+        list(model.interact(tokenizer.encode_query(query), max_new_tokens=rec["max_new_tokens"]))
+        gaps.append((model.export_stm() - batch_first(tensors[f"stm_after_turn_{turn}"])).abs().max().item())
+    assert max(gaps) > 100 * STM_TOLERANCE, gaps
+
+
+def test_a_dense_reference_decoder_converts_to_one_swiglu_per_layer():
+    converted = load_rxlm(DATA / "rxlm-dense" / "reference")
+    config, layer = converted.model.config, converted.model.decoder.layers[0]
+    assert (config.decoder_ff, config.num_experts, config.shared_experts) == ("dense", 1, 0)
+    assert layer.moe is None and layer.ff.gate.bias is not None  # rxlm's dense FFN has biases
+    assert count_parameters(converted.model)["decoder_active"] == count_parameters(converted.model)["decoder"]
+
+
+def test_a_tied_save_is_retied_and_conversion_json_names_what_was_reconstructed(tmp_path, capsys):
+    source = DATA / "rxlm-limit-tied" / "reference"
+    saved = load_file(str(source / "model.safetensors"))
+    assert "encoder.model.embedding.weight" not in saved and "memory_attention.model.stm.memory" not in saved
+    converted = load_rxlm(source)
+    mapping = converted.mapping
+    twin = mapping.rows(saved["decoder.model.embedding.weight"])
+    assert torch.equal(converted.model.encoder.embedding.weight, twin)
+    folder = convert_rxlm(source, tmp_path / "converted")
+    assert json.loads((folder / CONVERSION_FILE).read_text())["reconstructed"] == {
+        "encoder.model.embedding.weight": "decoder.model.embedding.weight",
+        "memory_attention.model.stm.memory": "decoder.model.stm.memory"}
+    assert load_rxlm(DATA / "rxlm-alpha" / "reference").provenance["reconstructed"] == {}  # a complete save
+    assert main(["convert", "rxlm", str(source), str(tmp_path / "cli")]) == 0
+    assert "re-tied from a tied save: encoder.model.embedding.weight from decoder" in capsys.readouterr().out
+
+
+def test_a_save_without_the_embedding_or_its_twin_is_refused_naming_it(tmp_path):
+    from safetensors.torch import save_file
+
+    source = tmp_path / "reference"
+    shutil.copytree(DATA / "rxlm-limit-tied" / "reference", source)
+    tensors = load_file(str(source / "model.safetensors"))
+    del tensors["decoder.model.embedding.weight"]
+    save_file(tensors, str(source / "model.safetensors"))
+    with pytest.raises(ConversionError, match="encoder.model.embedding.weight"):
+        load_rxlm(source)
 
 
 def test_converted_tokenizer_encodes_as_the_reference_in_our_ids(case):
@@ -140,7 +214,9 @@ def _break(model: ReactiveTransformer, how: str) -> None:
                 first = state[a].clone()
                 state[a].copy_(state[b])
                 state[b].copy_(first)
-            up, gate = "decoder.layers.0.moe.w_up", "decoder.layers.0.moe.w_gate"
+            dense = model.config.decoder_ff == "dense"
+            ff = "decoder.layers.0.ff" if dense else "decoder.layers.0.moe"
+            up, gate = (f"{ff}.up.weight", f"{ff}.gate.weight") if dense else (f"{ff}.w_up", f"{ff}.w_gate")
             first = state[up].clone()
             state[up].copy_(state[gate])
             state[gate].copy_(first)
@@ -153,10 +229,14 @@ def _break(model: ReactiveTransformer, how: str) -> None:
             weight.copy_(weight.view(-1, model.config.head_dim, weight.shape[1])[:, inverse].reshape(weight.shape))
 
 
-@pytest.mark.parametrize("how", ["dropped tensor", "transposed projection", "swapped gates", "no RoPE relabelling"])
-def test_a_broken_conversion_misses_the_records_by_far(how):
-    converted = load_rxlm(DATA / "rxlm-alpha" / "reference")
-    rec, tensors = records("rxlm-alpha")
+@pytest.mark.parametrize(("name", "how"), [
+    *(("rxlm-alpha", how) for how in ("dropped tensor", "transposed projection", "swapped gates",
+                                      "no RoPE relabelling")),
+    ("rxlm-dense", "swapped gates"), ("rxlm-dense", "dropped tensor"),
+])
+def test_a_broken_conversion_misses_the_records_by_far(name, how):
+    converted = load_rxlm(DATA / name / "reference")
+    rec, tensors = records(name)
     if how == "transposed projection":
         key = "decoder.layers.0.memory_cross_attn.q_proj.weight"
         assert converted.model.state_dict()[key].shape[0] == converted.model.state_dict()[key].shape[1]
@@ -195,6 +275,17 @@ def test_conversion_refuses_an_unsupported_value_naming_the_field(section, field
     config[section][field] = value
     with pytest.raises(ConversionError, match=f"{section}.{field}"):
         rxlm_to_config(config, vocab_size=155)
+
+
+def test_rxlm_defaults_convert_to_a_dense_decoder_without_a_gate():
+    """Only what rxlm needs to build an RxTAlpha (SQA's query groups); every other field at its default."""
+    groups = {"att_query_groups": 8}
+    config = rxlm_to_config({"decoder_config": dict(groups), "encoder_config": dict(groups),
+                             "memory_attention_config": dict(groups, interlayer_att_query_groups=8)}, vocab_size=20000)
+    assert (config.decoder_ff, config.shared_experts, config.residual_gate) == ("dense", 0, "none")
+    assert config.interaction_write == "as-generated"
+    with torch.device("meta"):
+        assert ReactiveTransformer(config).decoder.layers[0].ff.down.bias is not None
 
 
 def test_conversion_refuses_the_grouped_memory_attention_variant():

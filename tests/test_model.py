@@ -14,8 +14,10 @@ from rxmrl.model import (
     RxTConfig,
     SamplingConfig,
     count_preset,
+    count_parameters,
     get_preset,
     interaction_ids,
+    written_interaction,
 )
 from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, PAD_ID, QUERY_ID
 
@@ -242,6 +244,53 @@ def test_interact_streams_answer_then_memory_markers_and_updates_stm():
     assert answer == model.generate([QUERIES[0]], before, max_new_tokens=5).answers()[0]
     expected = model.update_memory(before, [QUERIES[0]], [answer])
     torch.testing.assert_close(model.export_stm(), expected)
+
+
+def test_written_interaction_closes_the_answer_or_keeps_it_as_generated():
+    query, cut = [BOS_ID, QUERY_ID, 10], [ANSWER_ID, 40, PAD_ID, 41]  # a generated [A] first, a [PAD], no [EOS]
+    assert written_interaction(query, cut, "closed") == [BOS_ID, QUERY_ID, 10, ANSWER_ID, 40, 41, EOS_ID]
+    assert written_interaction(query, cut, "as-generated") == [BOS_ID, QUERY_ID, 10, ANSWER_ID, *cut]
+    ended = [40, EOS_ID]
+    assert written_interaction(query, ended, "closed") == written_interaction(query, ended, "as-generated")
+    with pytest.raises(ValueError, match="write='open'"):
+        written_interaction(query, ended, "open")
+
+
+@pytest.mark.parametrize("write", ["closed", "as-generated"])
+def test_interact_writes_an_answer_cut_by_the_limit_as_the_config_says(write):
+    model = tiny_model(interaction_write=write)
+    model.decoder.lm_head.bias = torch.nn.Parameter(torch.zeros(64).index_fill(0, torch.tensor([EOS_ID]), -1e4))
+    model.reset_stm(1, generator=torch.Generator().manual_seed(0))
+    before = model.export_stm()
+    answer = list(model.interact(QUERIES[0], max_new_tokens=4))[:-2]
+    assert len(answer) == 4 and EOS_ID not in answer  # the limit cut it
+    ids = torch.tensor([[*QUERIES[0], ANSWER_ID, *answer, *([EOS_ID] if write == "closed" else [])]])
+    torch.testing.assert_close(model.export_stm(), model.write_memory(before, ids), atol=0, rtol=0)
+
+
+def test_the_eval_agent_writes_its_own_answers_as_the_model_writes_them():
+    from rxmrl.envs.agents import RxTAgent
+    from rxmrl.envs.padded import PaddedIds
+
+    stm = random_stm(tiny_model(), 1)
+    queries, cut = PaddedIds.from_lists([QUERIES[0]]), PaddedIds.from_lists([[ANSWER_ID, 40, 41]])
+    for write in ("closed", "as-generated"):
+        model = tiny_model(interaction_write=write)
+        written = RxTAgent(model)._write(stm, queries, cut)
+        expected = model.write_memory(stm, torch.tensor([written_interaction(QUERIES[0], [40, 41], write)]))
+        torch.testing.assert_close(written, expected, atol=0, rtol=0)
+
+
+def test_a_dense_decoder_is_one_swiglu_per_layer_with_no_aux_loss():
+    model = tiny_model(decoder_ff="dense", num_experts=1, experts_per_token=1, expert_bias=True)
+    layer = model.decoder.layers[0]
+    assert layer.moe is None and layer.ff.up.bias is not None
+    logits, aux = model.decoder(torch.tensor([QUERIES[0]]), random_stm(model, 1))
+    assert logits.shape == (1, 5, 64) and aux.item() == 0.0
+    counts = count_parameters(model)
+    assert counts["decoder_active"] == counts["decoder"] < count_parameters(tiny_model())["decoder"]
+    with pytest.raises(ValueError, match="decoder_ff='dense'"):
+        TINY.replace(decoder_ff="dense")  # four experts
 
 
 def test_init_stm_state_writes_a_system_prompt_into_fresh_memory():

@@ -43,6 +43,13 @@ def test_answer_rows_open_with_the_answer_token_and_close_rows_cut_by_the_length
     assert rows.ids[0, 4:].eq(PAD_ID).all()
 
 
+def test_answer_rows_leave_a_cut_row_open_when_the_policy_writes_as_generated():
+    tokens = torch.tensor([[7, 8, EOS_ID, PAD_ID], [9, PAD_ID, 11, 12]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    rows = answer_rows(tokens, mask, "as-generated")
+    assert rows.to_lists() == [[ANSWER_ID, 7, 8, EOS_ID], [ANSWER_ID, 9, PAD_ID, 11, 12]]
+
+
 def test_truncated_interactions_keep_a_final_eos_like_interaction_ids():
     rows = [interaction_ids([1, 3, 20, 21, 22], [4, 30, 31, 32, 33, 2]), interaction_ids([1, 3, 20], [4, 2])]
     cut = truncate_interactions(PaddedIds.from_lists(rows), 6)

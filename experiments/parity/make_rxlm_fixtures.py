@@ -9,8 +9,9 @@ For each configuration it writes ``<out>/rxlm-<name>/``:
 - ``reference/``: the model as the reference API saves it (``RxTAlpha.save_pretrained``: ``config.json`` +
   ``model.safetensors``) and its ``tokenizer.json``;
 - ``records.safetensors``: ``stm`` (the given STM ``[L, 1, S, D]``), ``logits`` (decoder logits ``[1, T, V]``
-  of ``logit_ids`` read from ``stm``), ``stm_after_update`` (``stm`` after one memory update with
-  ``update_ids``), ``stm_after_turn_<i>`` (after each interact turn);
+  of ``logit_ids`` read from ``stm``), ``encoded`` (the encoder's per-layer states ``[L, 1, T, D]`` of
+  ``update_ids``), ``stm_after_update`` (``stm`` after one memory update with ``update_ids``),
+  ``stm_after_turn_<i>`` (after each interact turn);
 - ``records.json``: the ids, the texts, and the greedy ``interact`` stream of three turns from ``stm``
   (with the -1 / -2 markers), and the reference's own tokenization of the texts.
 
@@ -20,7 +21,15 @@ projects the STM at every step, same logits), greedy as ``top_k=1`` and the full
 (``use_self_attn_cache=False``) as the reference. Constant-initialised parameters are perturbed and the
 routed experts scaled up so that a conversion that drops or mixes up a tensor misses the records by far.
 The model is saved before ``share_components`` (the tied save drops tensors), with the decoder's own
-embedding set equal to the shared encoder embedding, and the saved key set is checked.
+embedding set equal to the shared encoder embedding, and the saved key set is checked; a ``tied`` fixture is
+saved after ``share_components`` instead, as a user who saved that way has it, and is recorded from the model
+in memory (the reference's own reload of such a save loses the embedding).
+
+Each fixture says what its greedy answers must show (``stream``): ``ends`` (every answer ends with [EOS]),
+``limit`` (every answer stops at the token limit, no [EOS]) or ``special`` (an answer holds a generated
+[PAD], id 0, before it ends). The first seed and head bias, in order, that gives it is taken.
+
+    /work/rxlm-venv/bin/python experiments/parity/make_rxlm_fixtures.py OUT [NAME ...]   # default: all
 """
 
 from __future__ import annotations
@@ -79,6 +88,34 @@ def configs() -> dict[str, dict]:
                         interlayer_att_query_groups=2, residual_gate_type="linear",
                         use_tanh_residual_gate=True),
             specials=[t for t in specials if t != "[T]"],
+        ),
+        # rxlm's defaults where the published cards leave them: a dense SwiGLU decoder (use_moe=False; its
+        # num_shared_experts=1 default then builds nothing), the static per-slot gate, sigmoid.
+        "dense": dict(
+            decoder=dict(common, ff_dim=40, self_att_type="sqa", cross_att_type="sqa", att_groups=2,
+                         att_query_groups=2, stateless_layers_config=[]),
+            encoder=dict(encoder, att_groups=2, att_query_groups=2),
+            memory=dict(memory, att_groups=2, att_query_groups=2, interlayer_att_groups=2,
+                        interlayer_att_query_groups=2, residual_gate_type="static", use_tanh_residual_gate=False),
+            specials=specials,
+        ),
+        # Turns that stop at the token limit, saved after share_components (the tied save); the MoE with
+        # rxlm's default shared expert and top-1 routing, a static tanh gate (rxlm's gate defaults).
+        "limit-tied": dict(
+            decoder=dict(decoder, att_groups=2, att_query_groups=2, moe_top_k=1),
+            encoder=dict(encoder, att_groups=2, att_query_groups=2),
+            memory=dict(memory, att_groups=2, att_query_groups=2, interlayer_att_groups=2,
+                        interlayer_att_query_groups=2),
+            specials=specials, stream="limit", tied=True,
+        ),
+        # A generated [PAD] (id 0) inside an answer, which the reference writes like any other token; dense.
+        "special": dict(
+            decoder=dict(common, ff_dim=40, att_groups=1, att_query_groups=2, stateless_layers_config=[]),
+            encoder=dict(encoder, att_groups=1, att_query_groups=2),
+            memory=dict(memory, att_groups=2, att_query_groups=4, interlayer_att_groups=1,
+                        interlayer_att_query_groups=2, residual_gate_type="elementwise",
+                        use_tanh_residual_gate=False),
+            specials=specials, stream="special",
         ),
     }
 
@@ -142,8 +179,11 @@ def record(model: RxTAlpha, stm: torch.Tensor, max_new_tokens: int) -> tuple[dic
 
     model.load_stm_state(stm)
     logits = model(torch.tensor([logit_ids]), attention_mask=torch.ones(1, len(logit_ids), dtype=torch.long))
-    model.init_stm_state(torch.tensor([update_ids]), torch.ones(1, len(update_ids), dtype=torch.long))
-    tensors = {"stm": stm.clone(), "logits": logits.clone(), "stm_after_update": model.export_stm_state()}
+    ones = torch.ones(1, len(update_ids), dtype=torch.long)
+    _, encoded = model.encoder(torch.tensor([update_ids]), attention_mask=ones)
+    model.init_stm_state(torch.tensor([update_ids]), ones)
+    tensors = {"stm": stm.clone(), "logits": logits.clone(), "encoded": encoded.clone(),
+               "stm_after_update": model.export_stm_state()}
 
     model.load_stm_state(stm)
     streams = []
@@ -162,9 +202,41 @@ def record(model: RxTAlpha, stm: torch.Tensor, max_new_tokens: int) -> tuple[dic
     return tensors, records
 
 
-def ends_every_answer(records: dict) -> bool:
-    eos = records["special_token_ids"]["eos"]
-    return all(len(s) >= 5 and s[-3] == eos for s in records["streams"])  # >= 2 tokens, [EOS], -1, -2
+STREAMS = {  # what the greedy answers must show -> (the token whose head bias is searched, the biases tried)
+    "ends": ("[EOS]", torch.arange(0.0, 3.0, 0.1)),
+    "limit": ("[EOS]", torch.tensor([-10.0])),
+    "special": ("[PAD]", torch.arange(0.0, 6.0, 0.2)),
+}
+
+
+def shows(records: dict, stream: str) -> bool:
+    """Whether the three greedy answers (markers -1, -2 cut off) show what the fixture is for."""
+    roles, answers = records["special_token_ids"], [s[:-2] for s in records["streams"]]
+    if stream == "ends":  # >= 2 tokens, then [EOS], and not one answer to every query
+        return all(len(a) >= 3 and a[-1] == roles["eos"] for a in answers) and len(set(map(tuple, answers))) > 1
+    if stream == "limit":
+        return all(len(a) == records["max_new_tokens"] and roles["eos"] not in a for a in answers)
+    return any(roles["pad"] in a[:-1] for a in answers) and not any(a[0] == roles["pad"] for a in answers)
+
+
+def prepared(model: RxTAlpha, tokenizer) -> RxTAlpha:
+    """The model in memory, tied and ready to record (what a tied save cannot give back on reload)."""
+    model.set_tokenizer(tokenizer)
+    model.share_components()
+    model.prepare_stm_kv_cache = lambda: None
+    return model.eval()
+
+
+def check_saved_keys(name: str, model: RxTAlpha, reference: Path, tied: bool) -> None:
+    """RoPE tables are one module shared by every attention of a component, so they are stored once; they
+    are recomputed from the config anyway. Every other tensor must be in the file, except the two that the
+    tied save drops (and only those, when tied)."""
+    dropped = {"encoder.model.embedding.weight", "memory_attention.model.stm.memory"} if tied else set()
+    expected = {k for k in model.state_dict() if ".rope." not in k} - dropped
+    saved = {k for k in load_file(str(reference / "model.safetensors")) if ".rope." not in k}
+    if saved != expected:
+        raise SystemExit(f"{name}: saved keys differ: missing {sorted(expected - saved)}, "
+                         f"extra {sorted(saved - expected)}")
 
 
 def make(name: str, config: dict, out: Path, seed: int) -> None:
@@ -172,42 +244,39 @@ def make(name: str, config: dict, out: Path, seed: int) -> None:
     reference = target / "reference"
     reference.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(config["specials"], reference)
-    eos = tokenizer.convert_tokens_to_ids("[EOS]")
-    # A trained model ends its answers; a random one does not. Raise the [EOS] logit just enough that every
-    # greedy answer ends with [EOS] after a few tokens, so the stream covers the memory update of an answer
-    # (the first seed, in order, whose model has such a bias).
+    stream, tied = config.get("stream", "ends"), config.get("tied", False)
+    token, biases = STREAMS[stream]
+    biased = tokenizer.convert_tokens_to_ids(token)
+    # A trained model ends its answers; a random one does not. Move one token's head bias just enough that
+    # the greedy answers show what the fixture is for (the first seed, in order, whose model has such a bias).
     for seed in range(seed, seed + 20):
         model = build(config, tokenizer, seed)
         stm = torch.randn(2, 1, 8, 32, generator=torch.Generator().manual_seed(seed + 2))
-        for bias in torch.arange(0.0, 3.0, 0.1):
+        for bias in biases:
             with torch.no_grad():
-                model.decoder.model.head.bias[eos] = bias
-            model.save_pretrained(str(reference))
-            _, records = record(load(reference, tokenizer), stm, max_new_tokens=12)
-            if ends_every_answer(records) or all(len(s) == 3 for s in records["streams"]):
+                model.decoder.model.head.bias[biased] = bias
+            if tied:
+                _, records = record(prepared(model, tokenizer), stm, max_new_tokens=12)
+            else:
+                model.save_pretrained(str(reference))
+                _, records = record(load(reference, tokenizer), stm, max_new_tokens=12)
+            if shows(records, stream) or stream == "ends" and all(len(s) == 3 for s in records["streams"]):
                 break
-        if ends_every_answer(records):
+        if shows(records, stream):
             break
     else:
-        raise SystemExit(f"{name}: no seed and [EOS] bias end every answer")
-    # RoPE tables are one module shared by every attention of a component, so they are stored once; they
-    # are recomputed from the config anyway. Every other tensor must be in the file.
-    expected = {k for k in model.state_dict() if ".rope." not in k}
-    saved = {k for k in load_file(str(reference / "model.safetensors")) if ".rope." not in k}
-    if saved != expected:
-        raise SystemExit(f"{name}: saved keys differ: missing {sorted(expected - saved)}, "
-                         f"extra {sorted(saved - expected)}")
-    reloaded = load(reference, tokenizer)
-    model.set_tokenizer(tokenizer)
-    model.share_components()
-    model.prepare_stm_kv_cache = lambda: None
-    fresh, _ = record(model.eval(), stm, max_new_tokens=12)
-    tensors, records = record(reloaded, stm, max_new_tokens=12)
+        raise SystemExit(f"{name}: no seed and {token} bias give a {stream!r} stream")
+    if tied:  # save_pretrained after share_components: what a user who tied first has on disk
+        model.save_pretrained(str(reference))
+    check_saved_keys(name, model, reference, tied)
+    fresh, _ = record(prepared(model, tokenizer), stm, max_new_tokens=12)
+    tensors, records = (fresh, records) if tied else record(load(reference, tokenizer), stm, max_new_tokens=12)
     if not torch.equal(fresh["logits"], tensors["logits"]):
         raise SystemExit(f"{name}: the reloaded model differs from the saved one")
+    records["tied_save"] = tied
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(target / "records.safetensors"))
     (target / "records.json").write_text(json.dumps(records, indent=1) + "\n")
-    print(f"{name}: seed {seed}, vocab {len(tokenizer)}, [EOS] bias {float(bias):.1f}, "
+    print(f"{name}: seed {seed}, vocab {len(tokenizer)}, {token} bias {float(bias):.1f}, "
           f"streams {records['streams']}")
 
 
@@ -245,9 +314,12 @@ def full_size_counts(out: Path) -> None:
 
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "tests/data/parity")
+    names = sys.argv[2:] or list(configs())
     for seed, (name, config) in enumerate(configs().items()):
-        make(name, config, out, seed=100 * (seed + 1))
-    full_size_counts(out)
+        if name in names:
+            make(name, config, out, seed=100 * (seed + 1))
+    if not sys.argv[2:]:
+        full_size_counts(out)
 
 
 if __name__ == "__main__":

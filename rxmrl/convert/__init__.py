@@ -95,7 +95,7 @@ def _assemble(model_config: dict[str, Any], tensors: dict, tokenizer_json: dict[
     from tokenizers import Tokenizer
 
     from rxmrl.convert.rxlm_config import rxlm_to_config, tokenizer_roles
-    from rxmrl.convert.rxlm_weights import rxlm_state_dict
+    from rxmrl.convert.rxlm_weights import retie, rxlm_state_dict
     from rxmrl.convert.vocab import mapping_for, pad_tokenizer, relabel_tokenizer, role_ids
     from rxmrl.model import ReactiveTransformer
     from rxmrl.tokenizer import RxTokenizer
@@ -107,13 +107,15 @@ def _assemble(model_config: dict[str, Any], tensors: dict, tokenizer_json: dict[
         raise ConversionError(str(error)) from None
     mapping = mapping_for(tokenizer_json, roles)
     config = rxlm_to_config(model_config, mapping.new_size)
+    tensors = dict(tensors)
     with matching(provenance["source"]):
+        reconstructed = retie(tensors)  # a save made after share_components
         model = ReactiveTransformer(config)
         state = rxlm_state_dict(tensors, config, mapping, model.state_dict())
         model.load_state_dict(state, strict=True)
     tokenizer = RxTokenizer(Tokenizer.from_str(relabel_tokenizer(tokenizer_json, mapping, roles)))
     provenance = {**provenance, "format": "rxlm-RxTAlpha", "roles": roles, "added_tokens": mapping.added,
-                  "relabel": mapping.relabel}
+                  "relabel": mapping.relabel, "reconstructed": reconstructed}
     return Converted(model.eval(), tokenizer, mapping, provenance)
 
 

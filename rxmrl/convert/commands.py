@@ -77,4 +77,7 @@ def _report(converted, destination) -> int:
     print("  " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in counts.items() if v))
     added = converted.provenance.get("added_tokens")
     print(f"  special tokens relabelled to rxmrl's ids{f'; added {added}' if added else ''}")
+    reconstructed = converted.provenance.get("reconstructed")
+    if reconstructed:  # a save made after share_components
+        print("  re-tied from a tied save: " + ", ".join(f"{k} from {v}" for k, v in reconstructed.items()))
     return 0

@@ -8,14 +8,18 @@ this table has never seen may change the function.
 
 Supported, per component:
 
-- decoder: SQA / GQA / MQA / MHA heads (self and memory cross-attention may differ), RoPE, RMSNorm, vectorized
-  MoE of SwiGLU experts with softmax top-k renormalised routing, ``moe_bias_mode`` global | off, 0 or 1 shared
-  expert with ``moe_shared_experts_bias_mode`` local | off, attention output bias on or off, head norm none |
-  rms_norm | layer_norm, LM head with bias;
+- decoder: SQA / GQA / MQA / MHA heads (self and memory cross-attention may differ), RoPE, RMSNorm, a dense
+  SwiGLU with biases (``use_moe=False``, rxlm's default) or a vectorized MoE of SwiGLU experts with softmax
+  top-k renormalised routing, ``moe_bias_mode`` global | off, 0 or 1 shared expert with
+  ``moe_shared_experts_bias_mode`` local | off, attention output bias on or off, head norm none | rms_norm |
+  layer_norm, LM head with bias;
 - encoder: dense SwiGLU with biases, its own head layout;
 - memory attention: the self-interlayer form that ``RxTAlpha`` builds (``interlayer`` and ``self-interlayer``
   give the same module there), classic RMSNorm memory norms, no gate or per-slot static | elementwise | linear
   gates with the mean slot status, sigmoid or tanh.
+
+A converted model writes each turn as the reference's ``interact`` does: the query, [A] and the ids as generated
+(``interaction_write="as-generated"``).
 """
 
 from __future__ import annotations
@@ -143,8 +147,6 @@ def rxlm_to_config(model_config: dict[str, Any], vocab_size: int) -> RxTConfig:
     dec = resolve(model_config["decoder_config"], COMPONENT_FIELDS, "decoder_config")
     enc = resolve(model_config["encoder_config"], COMPONENT_FIELDS, "encoder_config")
     mem = resolve(model_config["memory_attention_config"], MEMORY_FIELDS, "memory_attention_config")
-    if not dec["use_moe"]:
-        raise ConversionError("decoder_config.use_moe=False is not supported: our decoder is a MoE")
     if dec["skip_memory_cross_attention"]:
         raise ConversionError("decoder_config.skip_memory_cross_attention=True is not supported")
     if enc["use_moe"]:
@@ -165,6 +167,7 @@ def rxlm_to_config(model_config: dict[str, Any], vocab_size: int) -> RxTConfig:
                         dec["cross_att_query_groups"] or dec["att_query_groups"], "decoder_config.cross_att")
     gated = mem["use_gated_residual"]
     final = "none" if not dec["use_head_norm"] else {"rms_norm": "rms", "layer_norm": "layer"}[dec["head_norm_type"]]
+    moe = dec["use_moe"]  # a dense decoder's feed-forward is one gated FFN with biases; MoE fields do nothing
     return RxTConfig(
         vocab_size=vocab_size,
         dim=shared["embed_dim"],
@@ -172,8 +175,9 @@ def rxlm_to_config(model_config: dict[str, Any], vocab_size: int) -> RxTConfig:
         num_heads=shared["att_heads"],
         query_heads=self_heads[0],
         kv_heads=self_heads[1],
-        num_experts=dec["num_experts"],
-        experts_per_token=dec["moe_top_k"],
+        decoder_ff="moe" if moe else "dense",
+        num_experts=dec["num_experts"] if moe else 1,
+        experts_per_token=dec["moe_top_k"] if moe else 1,
         expert_dim=dec["ff_dim"],
         encoder_ff_dim=enc["ff_dim"],
         stm_slots=shared["stm_size"],
@@ -199,13 +203,15 @@ def rxlm_to_config(model_config: dict[str, Any], vocab_size: int) -> RxTConfig:
                                          mem["interlayer_att_query_groups"], "memory_attention_config.interlayer"),
         attention_output_bias=bool(bias),
         memory_attention_output_bias=True,  # the reference's memory attention always has it
-        shared_experts=dec["num_shared_experts"],
+        shared_experts=dec["num_shared_experts"] if moe else 0,
         shared_expert_dim=dec["shared_expert_dim"] or dec["ff_dim"],
         shared_expert_bias=dec["moe_shared_experts_bias_mode"] == "local",
-        moe_output_bias=dec["moe_bias_mode"] == "global",
+        moe_output_bias=moe and dec["moe_bias_mode"] == "global",
+        expert_bias=not moe,  # the reference's experts have no biases, its dense FFN has them
         encoder_ff_bias=True,  # the reference's dense SwiGLU always has biases
         final_norm=final,
         lm_head_bias=True,
+        interaction_write="as-generated",  # the reference's interact writes the ids as generated
     )
 
 

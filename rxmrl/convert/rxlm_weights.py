@@ -27,8 +27,26 @@ from rxmrl.convert.errors import ConversionError
 from rxmrl.convert.vocab import BLOCKED_LOGIT, VocabMapping
 from rxmrl.model.config import RxTConfig
 
+TIED = {"encoder.model.embedding.weight": "decoder.model.embedding.weight",
+        "memory_attention.model.stm.memory": "decoder.model.stm.memory"}
+"""Tensor -> its twin after ``share_components``, which makes the decoder hold the encoder's embedding and the
+memory attention's STM: ``save_pretrained`` then stores each shared tensor once, under the decoder's name."""
+
 INERT = re.compile(r"(\.rope\.(inv_freq|cache)$)|(\.stm\.memory$)|(^decoder\.model\.embedding\.weight$)")
 """Reference tensors that carry no function once converted (recomputed, reset, or replaced when tied)."""
+
+
+def retie(tensors: dict[str, Tensor]) -> dict[str, str]:
+    """Put back the tensors a tied save dropped (in place), from their shared twins; returns ``{put back: from}``.
+
+    The reference loads such a save without complaint and then ties a randomly initialised embedding into the
+    decoder; the twin is the only copy of the trained one, so it is taken here."""
+    reconstructed = {}
+    for dropped, twin in TIED.items():
+        if dropped not in tensors and twin in tensors:
+            tensors[dropped] = tensors[twin]
+            reconstructed[dropped] = twin
+    return reconstructed
 
 
 def rope_rows(head_dim: int) -> Tensor:
@@ -108,6 +126,9 @@ def _decoder(src: _Source, config: RxTConfig, mapping: VocabMapping, out: dict[s
     for i in range(config.num_layers):
         ours, theirs = f"decoder.layers.{i}", f"decoder.model.layers.{i}"
         decoder_attention_block(src, ours, theirs, config, out)
+        if config.decoder_ff == "dense":  # rxlm's use_moe=False: one gated FFN with biases
+            _swiglu(src, f"{ours}.ff", f"{theirs}.ff", out, config.expert_bias)
+            continue
         moe, ff = f"{ours}.moe", f"{theirs}.ff"
         out[f"{moe}.router.weight"] = src.take(f"{ff}.router.gate.weight")
         up, gate = src.take(f"{ff}.w1").chunk(2, dim=-1)  # [E, D, 2H] -> [E, D, H] each

@@ -72,12 +72,15 @@ class Retention:
 
 
 def retention_env(tokenizer, steps: int = 8, *, split: str = "validation", num_episodes: int = 64,
-                  source: str = "embedded", data_seed: int = 0, batch_size: int = 32) -> BatchedMrlEnv:
+                  source: str = "embedded", data_seed: int = 0, batch_size: int = 32,
+                  teacher_forcing: bool = True) -> BatchedMrlEnv:
     """The episodes of ``steps-N`` / ``split`` in a fixed order with the reference conversation written into
-    memory (the protocol). Recall does not depend on the reward scored beside it, so the cheapest one is used."""
+    memory (the protocol). Recall does not depend on the reward scored beside it, so the cheapest one is used.
+    ``teacher_forcing=False``: the same episodes with the agent's own answers written (what depends on how the
+    agent writes them)."""
     return BatchedMrlEnv(batch_size, source, steps, split, config=f"steps-{steps}", num_episodes=num_episodes,
                          data_seed=data_seed, reward="default", similarity="random-embedding", tokenizer=tokenizer,
-                         order="sequential", seed=0, teacher_forcing=True)
+                         order="sequential", seed=0, teacher_forcing=teacher_forcing)
 
 
 def measure_retention(models: Mapping[str, ReactiveTransformer], env: BatchedMrlEnv,

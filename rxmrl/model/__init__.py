@@ -19,7 +19,8 @@ Usage::
 from rxmrl.model.config import PRESETS, RxTConfig, get_preset
 from rxmrl.model.decoder import Decoder, DecoderCache
 from rxmrl.model.encoder import Encoder
-from rxmrl.model.interaction import answer_prompt, answer_tokens, interaction_ids, pad_batch, query_tokens
+from rxmrl.model.interaction import (answer_prompt, answer_tokens, interaction_ids, pad_batch, query_tokens,
+                                     written_interaction)
 from rxmrl.model.memory import MemoryAttention, ResidualGate, ShortTermMemory
 from rxmrl.model.params import PUBLISHED, count_parameters, count_preset, parameter_table
 from rxmrl.model.rxt import (
@@ -47,5 +48,5 @@ __all__ = [
     "ResidualGate", "RxTConfig", "SamplingConfig", "ScoreOutput", "ShortTermMemory", "answer_prompt",
     "answer_tokens", "count_parameters", "count_preset", "entropy", "get_preset", "head_token_scores",
     "interaction_ids", "pad_batch", "parameter_table", "processed_log_probs", "query_tokens", "safe_entropy",
-    "sample", "token_log_probs", "token_scores",
+    "sample", "token_log_probs", "token_scores", "written_interaction",
 ]

@@ -61,10 +61,10 @@ The Reactive Transformer architecture and Memory Reinforcement Learning are the 
 pending; commercial use is subject to their licence).
 """
 
-ARCHITECTURE_FIELDS = ("vocab_size", "dim", "num_layers", "num_heads", "query_heads", "kv_heads", "num_experts",
-                       "experts_per_token", "expert_dim", "shared_experts", "encoder_ff_dim", "stm_slots",
-                       "memory_attention", "memory_attention_stages", "residual_gate", "gate_activation",
-                       "slot_identity", "decoder_only")
+ARCHITECTURE_FIELDS = ("vocab_size", "dim", "num_layers", "num_heads", "query_heads", "kv_heads",
+                       "decoder_ff", "num_experts", "experts_per_token", "expert_dim", "shared_experts",
+                       "encoder_ff_dim", "stm_slots", "memory_attention", "memory_attention_stages",
+                       "residual_gate", "gate_activation", "slot_identity", "decoder_only", "interaction_write")
 
 
 def _rows(values: Mapping[str, Any]) -> list[tuple[str, str]]:

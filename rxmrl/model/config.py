@@ -20,6 +20,8 @@ RESIDUAL_GATES = ("elementwise", "linear", "none", "slot-constant", "slot-scaled
 GATE_ACTIVATIONS = ("sigmoid", "tanh")
 STM_INIT_TYPES = ("normal", "zeros", "learned")
 FINAL_NORMS = ("rms", "layer", "none")
+DECODER_FFS = ("moe", "dense")
+INTERACTION_WRITES = ("closed", "as-generated")
 HEAD_LAYOUTS = ("cross_attention_heads", "encoder_attention_heads", "memory_attention_heads",
                 "memory_pre_attention_heads")
 
@@ -34,9 +36,10 @@ class RxTConfig:
     num_heads: int = 16  # head size = dim // num_heads
     query_heads: int = 8  # SQA query heads used by every attention
     kv_heads: int = 8  # key/value heads (grouped); query_heads must be a multiple
-    num_experts: int = 36  # decoder MoE experts per layer
-    experts_per_token: int = 6  # top-k routing
-    expert_dim: int = 384  # SwiGLU hidden size of one expert
+    decoder_ff: str = "moe"  # one of DECODER_FFS: routed experts, or one dense SwiGLU (rxlm's use_moe=False)
+    num_experts: int = 36  # decoder MoE experts per layer (1 when dense)
+    experts_per_token: int = 6  # top-k routing (1 when dense)
+    expert_dim: int = 384  # SwiGLU hidden size of one expert (of the dense feed-forward, when dense)
     encoder_ff_dim: int = 784  # dense SwiGLU hidden size in the memory encoder
     stm_slots: int = 256  # STM slots S per layer
     max_seq_len: int = 256  # interaction length the model is trained for (RoPE needs no table)
@@ -54,6 +57,14 @@ class RxTConfig:
     tie_lm_head: bool = False  # the published decoder has its own LM head
     mlm_head: bool = True  # encoder MLM head (used by joint pre-training; not in the published counts)
     decoder_only: bool = False  # build no encoder / memory attention (e.g. rxt-alpha-mini-decoder)
+    # What memory reads for a turn the model answered (one of INTERACTION_WRITES; rxmrl.model.interaction).
+    # "as-generated" = query [A] and the ids exactly as generated: what the reference's interact writes, so
+    # the converter sets it. "closed" = query [A] answer [EOS], the answer cut at its first [EOS], [PAD] ids
+    # dropped, and an [EOS] closing an answer that the token limit cut: models trained here keep it. It is the
+    # only form their supervised stages write, and measured on the quickstart's warm start with its own
+    # answers written (experiments/compare_interaction_write.py) the forms write the same turns at the eval's
+    # 48-token limit and recall the same within the paired intervals where a tighter limit cuts most answers.
+    interaction_write: str = "closed"
 
     # Variants that checkpoints converted from the reference formats use (rxmrl.convert); the defaults
     # are rxmrl's own architecture. A head layout is (query heads, kv heads); None = (query_heads, kv_heads).
@@ -101,10 +112,16 @@ class RxTConfig:
             ("stm_init", STM_INIT_TYPES),
             ("memory_attention_stages", MEMORY_ATTENTION_STAGES),
             ("final_norm", FINAL_NORMS),
+            ("decoder_ff", DECODER_FFS),
+            ("interaction_write", INTERACTION_WRITES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}, expected one of {allowed}")
 
+        if self.decoder_ff == "dense" and (self.num_experts, self.experts_per_token, self.shared_experts,
+                                           self.moe_output_bias) != (1, 1, 0, False):
+            raise ValueError("decoder_ff='dense' is one SwiGLU of expert_dim: it needs num_experts=1, "
+                             "experts_per_token=1, shared_experts=0, moe_output_bias=False")
         if self.shared_experts not in (0, 1):
             raise ValueError(f"shared_experts={self.shared_experts}, expected 0 or 1")
         if self.memory_attention_stages == "sequential" and self.memory_attention == "self":

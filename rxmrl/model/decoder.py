@@ -1,10 +1,10 @@
-"""The generator-decoder: causal self-attention, memory cross-attention to STM, MoE feed-forward.
+"""The generator-decoder: causal self-attention, memory cross-attention to STM, MoE (or dense) feed-forward.
 
 Each layer ``l`` (pre-norm residual blocks)::
 
     h = x + SelfAttn(norm(x))                 # causal, RoPE on queries and keys, KV-cached
     h = h + MemCrossAttn(norm(h), norm_m(memory[:, l]))  # RoPE on queries only; memory K/V cached
-    y = h + MoE(norm(h))                      # top-k experts + load-balancing aux loss
+    y = h + MoE(norm(h))                      # top-k experts + load-balancing aux loss (or a dense SwiGLU)
 
 ``memory`` is ``[B, L, S, D]``: the STM, or any per-layer memory with another slot count (stage 1 of
 the supervised warm start feeds the encoder's per-layer hidden states with a key padding mask).
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from rxmrl.model.attention import Attention, KVCache, Rotary, rope_angles
 from rxmrl.model.config import RxTConfig
-from rxmrl.model.layers import MoE, RMSNorm
+from rxmrl.model.layers import MoE, RMSNorm, SwiGLU
 
 MemoryKV = list[tuple[Tensor, Tensor]]
 """Per-layer memory cross-attention keys and values, each ``[B, H_kv, S, d_h]``."""
@@ -75,10 +75,20 @@ class DecoderLayer(nn.Module):
         self.memory_cross_attn = Attention(config.dim, config.head_dim, *config.heads("cross_attention_heads"),
                                            rope="query", rope_theta=config.rope_theta, output_bias=bias)
         self.ff_norm = RMSNorm(config.dim, config.norm_eps)
-        shared_dim = (config.shared_expert_dim or config.expert_dim) if config.shared_experts else None
-        self.moe = MoE(config.dim, config.expert_dim, config.num_experts, config.experts_per_token,
-                       output_bias=config.moe_output_bias, shared_dim=shared_dim,
-                       shared_bias=config.shared_expert_bias, expert_bias=config.expert_bias)
+        self.moe = self.ff = None  # one of them: routed experts, or one dense SwiGLU (decoder_ff)
+        if config.decoder_ff == "dense":
+            self.ff = SwiGLU(config.dim, config.expert_dim, bias=config.expert_bias)
+        else:
+            shared_dim = (config.shared_expert_dim or config.expert_dim) if config.shared_experts else None
+            self.moe = MoE(config.dim, config.expert_dim, config.num_experts, config.experts_per_token,
+                           output_bias=config.moe_output_bias, shared_dim=shared_dim,
+                           shared_bias=config.shared_expert_bias, expert_bias=config.expert_bias)
+
+    def feed_forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The feed-forward and its load-balancing aux loss (0 for a dense one: nothing to balance)."""
+        if self.moe is not None:
+            return self.moe(x)
+        return self.ff(x), x.new_zeros((), dtype=torch.float32)
 
     def forward(
         self,
@@ -97,7 +107,7 @@ class DecoderLayer(nn.Module):
         x = x + self.self_attn(h, k, v, rotary=rotary, mask=self_mask, is_causal=self_mask is None)
         x = x + self.memory_cross_attn(self.memory_norm(x), *memory_kv, rotary=rotary,
                                        mask=memory_mask)
-        ff, aux = self.moe(self.ff_norm(x))
+        ff, aux = self.feed_forward(self.ff_norm(x))
         return x + ff, aux
 
 

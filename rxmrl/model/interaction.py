@@ -6,6 +6,10 @@ Every component builds these sequences through the functions here, so ``[A]`` is
     answer       = [A] a... [EOS]
     prompt       = query + [A]                 (what the decoder reads before answering)
     interaction  = query + [A] + a... + [EOS]  (what the memory encoder reads)
+
+A turn the model answered is written in one of two forms (``RxTConfig.interaction_write``, where the choice
+is documented): ``closed``, the interaction above; or ``as-generated``, ``query + [A]`` and the generated ids
+as they are ([EOS] only if generated, [PAD] and other special ids kept), which is what the reference writes.
 """
 
 from __future__ import annotations
@@ -53,6 +57,16 @@ def interaction_ids(query_ids: Ids, answer_ids: Ids, max_len: int | None = None)
     if max_len is not None and len(ids) > max_len:
         ids = ids[: max_len - 1] + [EOS_ID]
     return ids
+
+
+def written_interaction(query_ids: Ids, generated_ids: Ids, write: str = "closed") -> list[int]:
+    """What memory reads for a turn: ``generated_ids`` are the answer as generated (no opening ``[A]``),
+    ``write`` one of :data:`~rxmrl.model.config.INTERACTION_WRITES`."""
+    if write == "as-generated":
+        return answer_prompt(query_ids) + _as_list(generated_ids)
+    if write == "closed":
+        return interaction_ids(query_ids, generated_ids)
+    raise ValueError(f"write={write!r}, expected 'closed' or 'as-generated'")
 
 
 def pad_batch(

@@ -3,12 +3,13 @@
 Per interaction ``t``::
 
     answer_t = Decoder(query_t + [A], STM_{t-1})                  # reads memory, never the history
-    ED_t     = Encoder(query_t + [A] + answer_t + [EOS])          # per-layer hidden states [B, L, T, D]
+    ED_t     = Encoder(query_t + [A] + answer_t [+ [EOS]])        # per-layer hidden states [B, L, T, D]
     STM_t    = MemoryAttention(STM_{t-1}, ED_t)                   # gated write, STM: [B, L, S, D]
 
-so the cost of a turn does not grow with the number of turns. The embedding is shared by decoder and
-encoder. Batched methods take the STM explicitly (``stm: [B, L, S, D]``, one row per conversation);
-:meth:`interact` serves one conversation whose STM the model holds (``model.stm``).
+so the cost of a turn does not grow with the number of turns. How a generated answer is written (closed by
+an ``[EOS]``, or as generated) is the config's ``interaction_write`` (:mod:`rxmrl.model.interaction`). The
+embedding is shared by decoder and encoder. Batched methods take the STM explicitly (``stm: [B, L, S, D]``,
+one row per conversation); :meth:`interact` serves one conversation whose STM the model holds (``model.stm``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from rxmrl.model.card import MODEL_CARD_TEMPLATE
 from rxmrl.model.config import RxTConfig
 from rxmrl.model.decoder import Decoder
 from rxmrl.model.encoder import Encoder
-from rxmrl.model.interaction import Ids, answer_prompt, interaction_ids, pad_batch
+from rxmrl.model.interaction import (Ids, answer_prompt, interaction_ids, pad_batch,
+                                     written_interaction)
 from rxmrl.model.layers import MoE
 from rxmrl.model.memory import MemoryAttention, ResidualGate, ShortTermMemory
 from rxmrl.model.sampling import GREEDY, SamplingConfig, head_token_scores, sample, token_scores
@@ -151,8 +153,10 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
     def encode_interactions(
         self, query_ids: Sequence[Ids], answer_ids: Sequence[Ids]
     ) -> tuple[Tensor, Tensor]:
-        """Right-padded ``query + [A] + answer + [EOS]`` ids ``[B, T]`` and mask ``[B, T]``."""
-        sequences = [interaction_ids(q, a) for q, a in zip(query_ids, answer_ids, strict=True)]
+        """Right-padded turns as this model writes them (``interaction_write``) ``[B, T]`` and mask ``[B, T]``;
+        ``answer_ids`` as generated (:meth:`GenerationOutput.answers`)."""
+        write = self.config.interaction_write
+        sequences = [written_interaction(q, a, write) for q, a in zip(query_ids, answer_ids, strict=True)]
         return pad_batch(sequences, side="right", device=self.device)
 
     def write_memory(self, stm: Tensor, ids: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -162,7 +166,7 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
         return self.memory_attention(stm, encoded, mask)
 
     def update_memory(self, stm: Tensor, query_ids: Sequence[Ids], answer_ids: Sequence[Ids]) -> Tensor:
-        """Write each row's interaction (query, answer) into its STM row; returns the new STM."""
+        """Write each row's turn (query, answer as generated) into its STM row; returns the new STM."""
         ids, mask = self.encode_interactions(query_ids, answer_ids)
         return self.write_memory(stm, ids, mask)
 
@@ -170,9 +174,13 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
     def init_stm_state(
         self, query_ids: Ids, answer_ids: Ids, generator: torch.Generator | None = None
     ) -> None:
-        """Start the held STM from a system-prompt interaction written into a fresh memory."""
+        """Start the held STM from a system-prompt interaction written into a fresh memory.
+
+        The answer is given, not generated, so it is written closed (``query [A] answer [EOS]``), as the
+        reference's card writes a full interaction, whatever ``interaction_write`` says."""
         fresh = self.initial_stm(1, generator)
-        self.stm.load(self.update_memory(fresh, [query_ids], [answer_ids]))
+        ids, mask = pad_batch([interaction_ids(query_ids, answer_ids)], device=self.device)
+        self.stm.load(self.write_memory(fresh, ids, mask))
 
     # ------------------------------------------------------------------------------------- decoding
     def _decode_steps(

@@ -168,22 +168,23 @@ def rollout_env(episodes: Sequence[Episode], steps: int, reward: Callable[..., A
                          saved_data=saved_data, word_statistics=word_statistics)
 
 
-def answer_rows(tokens: Tensor, mask: Tensor) -> PaddedIds:
+def answer_rows(tokens: Tensor, mask: Tensor, write: str = "closed") -> PaddedIds:
     """Generated answers (``[B, T]``, no ``[A]``, ``[PAD]`` after ``[EOS]``) as the env's ``[A] a [EOS]`` rows.
 
-    A row cut by the length limit gets the closing ``[EOS]`` here, exactly as
-    :func:`rxmrl.model.interaction_ids` closes it, so env's written interaction = ``query + [A] a [EOS]``.
+    Under ``write="closed"`` (the policy's ``interaction_write``) a row cut by the length limit gets the
+    closing ``[EOS]`` here, exactly as :func:`rxmrl.model.interaction_ids` closes it, so env's written
+    interaction = ``query + [A] a [EOS]``; under ``"as-generated"`` it stays as generated.
     """
     batch, width = tokens.shape
     lengths = mask.sum(1)  # [B] generated tokens, [EOS] included when generated
     last = tokens.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # [B]
-    ended = (lengths > 0) & (last == EOS_ID)
+    kept = (lengths > 0) & (last == EOS_ID) | (write == "as-generated")  # [B] rows that get no closing [EOS]
     ids = torch.full((batch, width + 2), PAD_ID, dtype=torch.long, device=tokens.device)  # [B, 1 + T + 1]
     ids[:, 0] = ANSWER_ID
     ids[:, 1:width + 1] = tokens.masked_fill(~mask, PAD_ID)
-    closing = torch.where(ended, PAD_ID, EOS_ID).unsqueeze(1)  # [B, 1]
+    closing = torch.where(kept, PAD_ID, EOS_ID).unsqueeze(1)  # [B, 1]
     ids.scatter_(1, (lengths + 1).unsqueeze(1), closing)
-    return PaddedIds(ids, lengths + 1 + (~ended).long()).trimmed()
+    return PaddedIds(ids, lengths + 1 + (~kept).long()).trimmed()
 
 
 def truncate_interactions(interactions: PaddedIds, max_len: int) -> PaddedIds:
@@ -303,7 +304,7 @@ def collect_rollout(
                                     with_logits=False).log_probs if blank is not None else None)
         timings["reference"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        answers = answer_rows(tokens, token_mask)  # [B·K]
+        answers = answer_rows(tokens, token_mask, policy.config.interaction_write)  # [B·K] rows
         if members == 1:
             result = scored = env.step(answers)
             scored_by = {name: other.step(answers).rewards.float().cpu() for name, other in scorers.items()}
