@@ -348,7 +348,7 @@ def _finite(data: Any) -> Any:
 def is_disk_full(error: BaseException) -> bool:
     """An OSError ENOSPC/EDQUOT, or a library's wording of one (torch's zip writer says "unexpected pos",
     safetensors "StorageFull")."""
-    if isinstance(error, DiskFullError):
+    if isinstance(error, DiskFullError) or is_file_too_large(error):
         return False
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
@@ -363,7 +363,16 @@ def disk_full_error(path: str | os.PathLike) -> DiskFullError:
                          "some space and run the same command again; the files written before are intact")
 
 
+def is_file_too_large(error: BaseException) -> bool:
+    """EFBIG: the file outgrew this process's size limit (``ulimit -f``) or the file system's, with space
+    left on the disk; freeing space would not help, so it is not reported as a full disk."""
+    return (isinstance(error, OSError) and error.errno == errno.EFBIG) or "File too large" in str(error)
+
+
 def _raise_disk_full(error: BaseException, path: Path) -> None:
+    if is_file_too_large(error):
+        raise RunError(f"{path} grew past the largest file this process may write (EFBIG: see `ulimit -f` and the "
+                       "file system's limit); the files written before are intact") from error
     if is_disk_full(error):
         raise disk_full_error(path) from error
 

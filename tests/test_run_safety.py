@@ -305,7 +305,7 @@ def test_a_second_run_on_a_run_directory_is_refused_and_the_first_finishes_untou
             time.sleep(0.05)
         capsys.readouterr()
         assert main(mrl_command(shared, warm_start, "seed=1")) == 2  # another seed: it must not mix in
-        out = capsys.readouterr().out
+        out = capsys.readouterr().err
         assert out.startswith(f"error: run directory {shared} is in use by process {first} on ")
         assert out.count("\n") == 1
         assert main(["train", "supervised", "--set", f"run_dir={shared / 'sub'}"]) == 2  # nor below it
@@ -420,7 +420,7 @@ def test_a_bad_config_is_refused_in_one_line_before_any_work(tmp_path, warm_star
     command = [str(warm_start) if part == "INIT" else part for part in command]
     started = time.perf_counter()
     assert main(command) == 2
-    assert capsys.readouterr().out == message + "\n"
+    assert capsys.readouterr().err == message + "\n"
     assert list(tmp_path.iterdir()) == [] and time.perf_counter() - started < 5
 
 
