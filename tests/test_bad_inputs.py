@@ -58,6 +58,15 @@ def _edit_config(folder: Path, **changes) -> None:
     (folder / "config.json").write_text(json.dumps({**config, **changes}))
 
 
+def _nan_weights(folder: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(folder / "model.safetensors")
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] * float("nan")
+    save_file(tensors, folder / "model.safetensors")
+
+
 def _truncate(folder: Path) -> None:
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
@@ -70,6 +79,7 @@ RXT_CORRUPTIONS: dict[str, Corruption] = {
     "empty weights": ("rxt", lambda f: (f / "model.safetensors").write_bytes(b"")),
     "weights missing": ("rxt", lambda f: (f / "model.safetensors").unlink()),
     "wrong shape": ("rxt", lambda f: _edit_config(f, dim=48)),
+    "NaN weights": ("rxt", _nan_weights),
     "wrong vocabulary": ("rxt", lambda f: _edit_config(f, vocab_size=1000)),
     "non-UTF-8 config": ("rxt", lambda f: (f / "config.json").write_bytes(b'{"dim": "\xff\xfe"}')),
     "broken JSON config": ("rxt", lambda f: (f / "config.json").write_text('{"dim": 32,')),
@@ -134,9 +144,12 @@ def assert_one_error_line(argv: list[str], capsys) -> str:
     return lines[0]
 
 
-NOT_READ = {  # what a reader rightly ignores: an agent may be a baseline; supervised trains on its own tokenizer
-    "eval --agent": {"a baseline folder"}, "eval --compare": {"a baseline folder"},
-    "train supervised init": {"garbage tokenizer", "non-UTF-8 tokenizer"}}
+# what a reader rightly leaves alone: an agent may be a baseline; supervised training tokenizes with its own
+# data.tokenizer, not init's; the checks before work read headers, not values, so a NaN is found when the
+# weights load (the audit loads them after its scripted cases, supervised training at its first stage)
+NOT_READ = {"eval --agent": {"a baseline folder"}, "eval --compare": {"a baseline folder"},
+            "reward audit": {"NaN weights"},
+            "train supervised init": {"garbage tokenizer", "non-UTF-8 tokenizer", "NaN weights"}}
 RXT_CASES = [(command, corruption) for command in RXT_READERS for corruption in RXT_CORRUPTIONS
              if corruption not in NOT_READ.get(command, set())]
 

@@ -219,13 +219,19 @@ def checked_rxt_config(path: str | Path, role: str = "model folder", min_stage: 
 
 def load_rxt(path: str | Path, device: str | torch.device = "cpu", role: str = "model folder",
              min_stage: tuple[int, str] | None = None) -> ReactiveTransformer:
-    """An RxT model from a checked folder (:func:`checked_rxt_config`), its weights loaded."""
+    """An RxT model from a checked folder (:func:`checked_rxt_config`), its weights loaded and finite (a NaN
+    saved into a folder is named here, not blamed on the learning rate of the run that reads it)."""
+    import torch
     from safetensors.torch import load_model
 
     from rxmrl.model.rxt import ReactiveTransformer
 
     model = ReactiveTransformer(checked_rxt_config(path, role, min_stage))
     load_model(model, str(Path(path) / WEIGHTS_FILE), device=str(device))
+    bad = next((name for name, tensor in model.state_dict().items() if not torch.isfinite(tensor).all()), None)
+    if bad is not None:
+        raise ModelFolderError(f"{Path(path) / WEIGHTS_FILE}: tensor {bad!r} holds NaN or inf: the run that wrote it "
+                               "diverged; use an earlier checkpoint")
     return model.to(device)
 
 
