@@ -386,15 +386,22 @@ def save_config(config: Any, path: str | Path) -> Path:
 
 def changed_keys(saved: str | Path, config: Any) -> list[str]:
     """Key paths whose value differs between a saved ``config.toml`` and ``config`` (empty if none saved)."""
+    return sorted(changed_values(saved, config))
+
+
+def changed_values(saved: str | Path, config: Any) -> dict[str, tuple[Any, Any]]:
+    """``{key path: (saved value, value in config)}`` where they differ (a key one side lacks: None there);
+    empty if nothing is saved. An unreadable file differs in every key (named ``(all: ...)``)."""
     saved = Path(saved)
     if not saved.is_file():
-        return []
+        return {}
     try:
         before = dict(_flatten(tomllib.loads(saved.read_text(encoding="utf-8")), ""))
-    except (OSError, tomllib.TOMLDecodeError):
-        return [f"(all: {saved} is unreadable)"]
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {f"(all: {saved} is unreadable)": (None, None)}
     after = dict(_flatten(to_dict(config), ""))
-    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    return {k: (before.get(k), after.get(k)) for k in sorted(before.keys() | after.keys())
+            if before.get(k) != after.get(k)}
 
 
 def format_config(config: Any) -> str:

@@ -6,6 +6,8 @@ shared with other outputs through :func:`staged_files`. A kill at any moment lea
 version or the new complete one, never a mix:
 
     write    into a temporary sibling ``.NAME.tmp-HOST-PID-RANDOM`` (unique: two writers never share one)
+    mode     every file gets the mode a plain ``open`` would give (0666 less the umask): libraries that
+             write through private temporaries (0600) do not leave one file of a folder unreadable
     fsync    the file (each file of a folder), so the rename cannot reach the disk before the data
     rename   a file: ``os.replace``. A folder that exists: one atomic exchange of the two names
              (Linux ``renameat2(RENAME_EXCHANGE)``), then the old content is deleted. Where the exchange
@@ -13,6 +15,10 @@ version or the new complete one, never a mix:
              a kill between them leaves the old folder under the ``.old`` name, and :func:`recover`
              (called by every reader of checkpoints and model folders) puts it back
     fsync    the parent directory, so the rename itself survives a power cut
+
+A writer replaces a folder only when it made everything in it: :func:`check_replaceable` refuses (before
+any work) a file where a folder goes, and a folder holding anything the writer does not write, unless the
+caller was told to replace it.
 
 A temporary is debris only once its writer is gone: :func:`remove_stale` deletes those whose process is
 no longer running on this host and never touches a live process's (nor another host's).
@@ -40,7 +46,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -76,6 +82,11 @@ class RunDirectoryInUse(RunError):
 
 class DiskFullError(RunError):
     """A write ran out of disk space (the files already on disk are intact)."""
+
+
+class ForeignContent(InputError):
+    """A destination holds what this writer did not make (or is a file where a folder goes): replacing it
+    would delete someone's files, so the writer refuses before any work."""
 
 
 def check_output(path: str | os.PathLike, role: str, folder: bool = False) -> Path:
@@ -144,10 +155,11 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     temporary = temporary_path(path)
     try:
         yield temporary
+        set_plain_mode(temporary)
         fsync(temporary)
         os.replace(temporary, path)
     except BaseException as error:
-        _remove(temporary)
+        remove_path(temporary)
         _raise_disk_full(error, path)
         raise
     fsync(path.parent)
@@ -181,11 +193,12 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield temporary
         for file in sorted(temporary.rglob("*")):
+            set_plain_mode(file)
             fsync(file)
         fsync(temporary)
         replace_directory(temporary, path)
     except BaseException as error:
-        _remove(temporary)
+        remove_path(temporary)
         _raise_disk_full(error, path)
         raise
 
@@ -205,6 +218,7 @@ def staged_files(directory: str | os.PathLike) -> Iterator[Path]:
         if any(not file.is_file() for file in files):
             raise IsADirectoryError(f"staged_files takes files only; {staging} holds folders")
         for file in files:
+            set_plain_mode(file)
             fsync(file)
         for file in files:
             os.replace(file, directory / file.name)
@@ -212,8 +226,41 @@ def staged_files(directory: str | os.PathLike) -> Iterator[Path]:
         _raise_disk_full(error, directory)
         raise
     finally:
-        _remove(staging)
+        remove_path(staging)
     fsync(directory)
+
+
+def _plain_file_mode() -> int:
+    umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _plain_file_mode()
+
+
+def set_plain_mode(path: Path) -> None:
+    """Give a regular file the mode ``open`` would (0666 less the umask), whatever wrote it."""
+    if path.is_file() and not path.is_symlink():
+        os.chmod(path, _FILE_MODE)
+
+
+def check_replaceable(path: str | os.PathLike, written: Collection[str], replace_flag: str) -> None:
+    """Refuse (:class:`ForeignContent`) to replace ``path`` with a folder of the files named ``written``
+    when that would delete what this writer did not make: a file (or a link) at ``path``, or a folder
+    holding any other entry. An absent path or an empty folder is fine. ``replace_flag`` names the
+    option that replaces such a folder anyway (the caller skips this check then)."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        kind = "a link" if path.is_symlink() else "a file"
+        raise ForeignContent(f"{path} is {kind}, not a folder: give a folder (absent or empty) to write into")
+    if not path.is_dir():
+        return
+    foreign = sorted(entry.name for entry in path.iterdir() if entry.name not in written)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ForeignContent(f"{path} holds files this command did not write ({shown}): give an empty or new "
+                             f"folder, or pass {replace_flag} to replace the folder and everything in it")
 
 
 def replace_directory(source: Path, target: Path) -> None:
@@ -222,12 +269,12 @@ def replace_directory(source: Path, target: Path) -> None:
     if not target.exists():
         os.replace(source, target)
     elif _exchange(source, target):
-        _remove(source)  # now holds the old content
+        remove_path(source)  # now holds the old content
     else:
         retired = temporary_path(target, "old")
         os.replace(target, retired)
         os.replace(source, target)
-        _remove(retired)
+        remove_path(retired)
     fsync(target.parent)
 
 
@@ -260,7 +307,7 @@ def remove_stale(directory: str | os.PathLike) -> list[Path]:
             continue
         if match["kind"] == "old" and recover(directory / match["name"]):
             continue
-        _remove(entry)
+        remove_path(entry)
         removed.append(entry)
     return removed
 
@@ -324,7 +371,8 @@ def _load_renameat2():
 _renameat2 = _load_renameat2()
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path) -> None:
+    """Delete a file, link or folder tree if it is there (a missing one is no error)."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
     else:

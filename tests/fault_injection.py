@@ -76,9 +76,9 @@ def tear(path) -> None:
 def install(spec: str) -> None:
     import pathlib
 
-    import safetensors.torch
     import torch
 
+    import rxmrl.model.weights as weights
     import rxmrl.runtime as runtime
     import rxmrl.training.checkpoint as checkpoint
     from rxmrl.training.metrics import MetricsLogger
@@ -101,8 +101,8 @@ def install(spec: str) -> None:
         return write
 
     checkpoint.torch.save = torn_writer(torch.save)
-    checkpoint.save_model = torn_writer(safetensors.torch.save_model)
-    safetensors.torch.save_model = torn_writer(safetensors.torch.save_model)  # save_pretrained imports it late
+    checkpoint.save_weights = torn_writer(weights.save_weights)
+    weights.save_weights = torn_writer(weights.save_weights)  # save_pretrained imports it late
     real_write_bytes = pathlib.Path.write_bytes
 
     def write_bytes(self, data):

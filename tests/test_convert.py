@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from rxmrl.cli import main
-from rxmrl.convert import CONVERSION_FILE, ConversionError, convert_rxlm, load_rxlm
+from rxmrl.convert import CONVERSION_FILE, CONVERTED_FILES, ConversionError, convert_rxlm, load_rxlm
 from rxmrl.convert.rxlm_config import rxlm_to_config
 from rxmrl.convert.vocab import BLOCKED_LOGIT, mapping_for, role_ids
 from rxmrl.model import MEMORY_UPDATE_STARTED, MEMORY_UPDATED, ReactiveTransformer, count_parameters
@@ -498,3 +498,44 @@ def test_separate_component_folders_convert_to_the_same_model(tmp_path):
     assert main(["convert", "rxlm", "--decoder", args[0], "--encoder", args[1], "--memory-attention", args[2],
                  "--tokenizer", str(reference / "tokenizer.json"), str(tmp_path / "out")]) == 0
     assert main(["convert", "rxlm", "--decoder", args[0], str(tmp_path / "out2")]) == 2
+
+
+# ------------------------------------------------------------------- the destination (issue 35, defect 1)
+
+
+REFERENCE = DATA / "rxlm-alpha" / "reference"
+
+
+def test_convert_refuses_a_folder_holding_files_it_did_not_write_and_keeps_them(tmp_path, capsys):
+    destination = tmp_path / "D"
+    destination.mkdir()
+    (destination / "important.txt").write_text("precious")
+    assert main(["convert", "rxlm", str(REFERENCE), str(destination)]) == 2
+    out = capsys.readouterr().err
+    assert out == (f"error: {destination} holds files this command did not write (important.txt): give an empty "
+                   "or new folder, or pass --replace to replace the folder and everything in it\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]  # no hidden .old-/.tmp- sibling either
+    assert [p.name for p in destination.iterdir()] == ["important.txt"]
+    assert (destination / "important.txt").read_text() == "precious"
+
+
+def test_convert_refuses_a_file_at_the_destination_even_with_replace(tmp_path, capsys):
+    destination = tmp_path / "D"
+    destination.write_text("a file")
+    assert main(["convert", "rxlm", str(REFERENCE), str(destination), "--replace"]) == 2
+    assert capsys.readouterr().err == f"error: {destination} is a file, not a folder: give a folder (absent or " \
+                                      "empty) to write into\n"
+    assert destination.read_text() == "a file" and sorted(p.name for p in tmp_path.iterdir()) == ["D"]
+
+
+def test_convert_replaces_an_earlier_conversion_and_with_replace_any_folder_leaving_no_hidden_sibling(tmp_path):
+    destination = tmp_path / "D"
+    assert main(["convert", "rxlm", str(REFERENCE), str(destination)]) == 0
+    written = sorted(p.name for p in destination.iterdir())
+    assert set(written) <= set(CONVERTED_FILES)  # the converter's own list of what it writes is complete
+    assert main(["convert", "rxlm", str(REFERENCE), str(destination)]) == 0  # an earlier conversion: replaced
+    (destination / "notes.txt").write_text("mine")
+    assert main(["convert", "rxlm", str(REFERENCE), str(destination)]) == 2
+    assert main(["convert", "rxlm", str(REFERENCE), str(destination), "--replace"]) == 0
+    assert sorted(p.name for p in destination.iterdir()) == written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]

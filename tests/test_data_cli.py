@@ -15,6 +15,7 @@ def test_generate_then_inspect_a_small_curriculum(tmp_path, capsys, monkeypatch)
     assert sorted(p.name for p in (out / "steps-6").iterdir()) == ["supervised.parquet", "train.parquet",
                                                                    "validation.parquet"]
     assert "config_name: steps-4-lr" in (out / "README.md").read_text()
+    assert not (out / "INCOMPLETE").exists()
     assert load_curriculum(out, config="steps-4-lr", split="validation").episodes == load_curriculum(
         config="steps-4-lr", split="validation", num_episodes=10).episodes
     assert len(load_curriculum(out, steps=6, split="supervised")) == 12
@@ -29,6 +30,34 @@ def test_generate_then_inspect_a_small_curriculum(tmp_path, capsys, monkeypatch)
     lines = {tuple(line.split()[:3]) for line in printed.splitlines()}
     assert {("steps-2", "train", "30"), ("steps-6", "validation", "10"), ("steps-4-lr", "train", "30")} <= lines
     assert "sample episode (steps-2/train" in printed and "facts:" in printed
+
+
+def test_a_killed_generate_leaves_a_marked_dataset_that_readers_refuse(tmp_path, capsys, monkeypatch):
+    """Issue 35, defect 15: a killed `data generate` left plausible parquet files with no card and no mark."""
+    from rxmrl.data import CurriculumValidationError, storygen
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(storygen, "generate_interactions", killed)  # after the episodes, before the card
+    out = tmp_path / "curriculum"
+    with pytest.raises(KeyboardInterrupt):
+        main(["data", "generate", "--out", str(out), "--configs", "steps-2", "--num-train", "6",
+              "--num-validation", "4"])
+    assert (out / "steps-2" / "train.parquet").is_file() and not (out / "README.md").exists()
+    assert (out / "INCOMPLETE").is_file()
+    message = (f"{out} is an incomplete dataset (its INCOMPLETE file says `rxmrl data generate` did not finish): "
+               "run that command again")
+    for source in (out, out / "steps-2" / "train.parquet"):
+        with pytest.raises(CurriculumValidationError) as refused:
+            load_curriculum(source, config="steps-2")
+        assert str(refused.value) == message
+    capsys.readouterr()
+    assert main(["data", "inspect", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+    monkeypatch.undo()
+    assert main(["data", "generate", "--out", str(out), "--configs", "steps-2", "--num-train", "6",
+                 "--num-validation", "4", "--num-interactions", "4", "--num-stories", "4"]) == 0
+    assert len(load_curriculum(out, config="steps-2")) == 6 and not (out / "INCOMPLETE").exists()
 
 
 def test_tokenizer_train_command_writes_a_loadable_tokenizer(tmp_path, capsys):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -437,3 +439,25 @@ def test_inverse_transform_refuses_non_finite_probabilities():
     for bad in (float("nan"), float("inf")):
         with pytest.raises(NonFiniteProbabilitiesError, match="NaN/inf"):
             draw(torch.tensor([[0.5, 0.5], [bad, 0.1]]))
+
+
+def test_saving_the_same_weights_twice_writes_the_same_bytes_and_loads_back(tmp_path):
+    """Issue 35, defect 13: the tied embedding's dropped names were a hash map in the header, so their order
+    (and the file's checksum) changed from one save to the next."""
+    model = tiny_model()
+    saved = []
+    for attempt in range(6):  # a random order of two names survives 6 saves with chance 1/32
+        model.save_pretrained(tmp_path / f"save-{attempt}")
+        saved.append((tmp_path / f"save-{attempt}" / "model.safetensors").read_bytes())
+    assert all(data == saved[0] for data in saved)
+    loaded = ReactiveTransformer.from_pretrained(tmp_path / "save-0").eval()
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+def test_every_file_of_a_saved_model_gets_the_same_plain_mode(tmp_path):
+    """Issue 35, defect 12: model.safetensors came out 0600 beside 0644 siblings."""
+    tiny_model().save_pretrained(tmp_path / "model")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "model").iterdir()}
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert modes and set(modes.values()) == {0o666 & ~umask}, modes

@@ -100,6 +100,22 @@ def test_run_command_reports_config_errors_in_one_line(capsys):
     assert "error: unknown key 'eval.stepz'" in capsys.readouterr().err
     assert main(["run", str(QUICKSTART), "--phases", "eval,plots"]) == 2
     assert "unknown phase(s) ['plots']" in capsys.readouterr().err
+    assert main(["run", str(QUICKSTART), "--redo", "model"]) == 2
+    assert capsys.readouterr().err.startswith("error: --redo names unknown phase(s) ['model']; expected some of")
+
+
+def test_every_setting_is_read_by_a_phase_or_declared_operational():
+    """The rules on changed settings come from READS: a setting no phase claims would change unnoticed."""
+    from rxmrl.config import _flatten, to_dict
+    from rxmrl.pipeline.phases import PHASES, dependents, readers
+
+    config = load_config(PipelineConfig, QUICKSTART, ["dmpo.enabled=true"]).resolved()
+    keys = [key for key, _ in _flatten(to_dict(config), "")]
+    assert [key for key in keys if not readers(key) and key not in ("run_dir", "torch_threads")
+            and not key.endswith(("run_dir", "output_dir", "mrl.init"))] == []
+    assert readers("eval.max_new_tokens") == ["eval", "retention", "audit"]
+    assert dependents(["mrl"]) == ["mrl", "eval", "retention", "audit", "latency", "report"]
+    assert dependents(["data"]) == list(PHASES)
 
 
 def test_dmpo_is_the_mrl_run_with_the_dmpo_algorithm_and_joins_eval_and_retention_when_enabled():

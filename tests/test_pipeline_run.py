@@ -2,13 +2,14 @@
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from field_reads import FieldReads
 from pipeline_helpers import tiny_overrides
-from rxmrl.config import load_config
+from rxmrl.config import ConfigError, load_config
 from rxmrl.pipeline import PHASES, PipelineConfig, run_pipeline
 from rxmrl.pipeline import run as pipeline_run
 
@@ -217,12 +218,57 @@ def test_rerun_skips_finished_phases_and_redoes_only_missing_models(run):
     assert "done in" in lines_about(lines, "report")[-1]  # an earlier phase ran: the report is rewritten
 
 
-def test_rerun_with_a_changed_config_names_the_changed_keys(run):
-    changed = load_config(PipelineConfig, QUICKSTART, [*overrides(run["dir"]), "eval.max_new_tokens=5"])
+def copy_of(run, tmp_path) -> tuple[Path, list[str]]:
+    """A copy of the finished run directory to change, and the overrides that point at it."""
+    copy = tmp_path / "copy"
+    shutil.copytree(run["dir"], copy)
+    return copy, overrides(copy)
+
+
+def test_a_setting_a_finished_phase_ran_with_is_refused_until_that_phase_is_redone(run, tmp_path):
+    """Issue 35, defect 6: the changed value was recorded in config.toml though no phase ran with it."""
+    copy, sets = copy_of(run, tmp_path)
+    recorded = (copy / "config.toml").read_bytes()
+    for change, phases, redo in (("mrl.optim.lr=0.001", "mrl, dmpo", "mrl,dmpo"),
+                                 ("report.histogram_bins=7", "report", "report")):
+        changed = load_config(PipelineConfig, QUICKSTART, [*sets, change])
+        key = change.split("=")[0]
+        message = (rf"{re.escape(key)} \(.* -> .*\) changed since {re.escape(str(copy / 'config.toml'))} was "
+                   rf"recorded, but phase\(s\) {phases} already ran with the old value: set it back, or redo them "
+                   rf"and what depends on them: rxmrl run CONFIG --redo {redo}")
+        with pytest.raises(ConfigError, match=f"^{message}$"):
+            run_pipeline(changed, ["report"], say=lambda line: None)
+        assert (copy / "config.toml").read_bytes() == recorded
     lines = []
-    run_pipeline(changed, ["report"], say=lines.append)
-    notes = [line for line in lines if line.startswith("note:")]
-    assert len(notes) == 1 and "differs in eval.max_new_tokens;" in notes[0]
-    lines.clear()
-    run_pipeline(run["config"], ["report"], say=lines.append)  # back to the module's config
-    assert "differs in eval.max_new_tokens;" in lines[0]
+    run_pipeline(changed, ["report"], say=lines.append, redo=["report"])
+    assert "redo: report invalidated (outputs deleted); they run again" in lines
+    assert "histogram_bins = 7" in (copy / "config.toml").read_text()
+
+
+def test_redo_invalidates_the_phase_and_every_phase_built_on_it_and_finishes_after_a_kill(run, tmp_path):
+    from rxmrl.pipeline.phases import REDO_LEDGER, invalidate
+
+    copy, _ = copy_of(run, tmp_path)
+    assert invalidate(copy, ["mrl"]) == ["mrl", "eval", "retention", "audit", "latency", "report"]
+    assert sorted(p.stem for p in (copy / "phases").glob("*.json")) == ["baseline", "data", "dmpo", "supervised"]
+    assert not any((copy / name).exists() for name in ("mrl", "eval", "retention", "audit", "latency.json",
+                                                       "report.md", "plots"))
+    assert (copy / "dmpo" / "final").is_dir() and not [p for p in copy.iterdir() if ".tmp-" in p.name]
+    (copy / "phases" / REDO_LEDGER).write_text('{"phases": ["baseline"]}')  # a kill in the middle of a redo
+    assert invalidate(copy, []) == ["baseline", "eval", "latency", "report"]
+    assert not (copy / "baseline").exists() and not (copy / "phases" / REDO_LEDGER).exists()
+
+
+def test_a_model_retrained_by_hand_is_never_reported_with_the_old_numbers(run, tmp_path):
+    """Issue 35, defect 5: with phases/mrl.json and mrl/ deleted (the old advice), MRL trained again but eval
+    was "finished earlier, skipped" and report.md paired the new model with the old numbers."""
+    copy, sets = copy_of(run, tmp_path)
+    shutil.rmtree(copy / "mrl")
+    (copy / "phases" / "mrl.json").unlink()
+    before = (copy / "eval" / "mrl.json").stat().st_mtime_ns
+    lines = []
+    run_pipeline(load_config(PipelineConfig, QUICKSTART, sets), ["mrl", "eval", "report"], say=lines.append)
+    assert "mrl finished after it; redoing it" in lines_about(lines, "eval")[0]
+    assert (copy / "eval" / "mrl.json").stat().st_mtime_ns != before
+    assert json.loads((copy / "eval" / "mrl.json").read_text())["agent"] == str(copy / "mrl" / "final")
+    assert "done in" in lines_about(lines, "report")[-1]  # invalidated with eval, written again

@@ -429,12 +429,11 @@ def test_an_init_of_another_model_size_into_a_run_directory_is_refused_in_one_li
     from rxmrl.cli import main
     from rxmrl.model import ReactiveTransformer
 
-    run_dir = tmp_path / "run"
-    assert main(mrl_command(run_dir, warm_start, "stages=[{steps = 2, num_episodes = 3, eval_episodes = 3}]")) == 0
-    other = tmp_path / "other"
+    run_dir, other = tmp_path / "run", tmp_path / "warm"
+    shutil.copytree(warm_start, other)
+    assert main(mrl_command(run_dir, other, "stages=[{steps = 2, num_episodes = 3, eval_episodes = 3}]")) == 0
     bigger = ReactiveTransformer(tiny_policy(tokenizer.vocab_size).config.replace(dim=64))
-    bigger.save_pretrained(other)
-    tokenizer.save(other)
+    bigger.save_pretrained(other)  # the same --init folder, written over with another size
     capsys.readouterr()
     assert main(mrl_command(run_dir, other, "stages=[{steps = 2, num_episodes = 3, eval_episodes = 3}]")) == 2
     out = capsys.readouterr().err.splitlines()[-1]
@@ -457,3 +456,87 @@ def test_rxmrl_run_refuses_a_model_size_changed_under_finished_stages(tmp_path, 
                                        "already holds stage-1 of the earlier model size: set it back, or use a new "
                                        "run_dir\n")
     shutil.rmtree(run_dir)
+
+
+# ------------------------------------------------------------------ resume integrity (issue 35: 3, 6, 9)
+
+
+ONE_STAGE = "stages=[{steps = 2, num_episodes = 3, eval_episodes = 3}]"
+
+
+@pytest.fixture
+def finished_mrl(tmp_path, warm_start, capsys):
+    """A finished one-stage MRL run and its recorded config.toml's bytes."""
+    from rxmrl.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(mrl_command(run_dir, warm_start, ONE_STAGE)) == 0
+    capsys.readouterr()
+    return run_dir, (run_dir / "config.toml").read_bytes()
+
+
+def refused_at_once(command: list[str], capsys) -> str:
+    """Run ``command``: exit 2 within 5 s; its one output line."""
+    from rxmrl.cli import main
+
+    started = time.perf_counter()
+    assert main(command) == 2
+    assert time.perf_counter() - started < 5
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_resume_from_another_warm_start_is_refused_before_any_work(finished_mrl, tmp_path, warm_start, capsys):
+    """Defect 3: re-run with --init of another folder, the run continued and compared against a warm start it
+    was never trained from."""
+    run_dir, recorded = finished_mrl
+    other = tmp_path / "stage-3"
+    shutil.copytree(warm_start, other)
+    line = refused_at_once(mrl_command(run_dir, other, ONE_STAGE), capsys)
+    assert line.startswith(f"error: init ({str(warm_start)!r} -> {str(other)!r}) changed since "
+                           f"{run_dir / 'config.toml'} was recorded, and this run resumes from its checkpoints")
+    assert (run_dir / "config.toml").read_bytes() == recorded
+
+
+@pytest.mark.parametrize("changed", ["optim.lr=0.001", "mrl.ppo_epochs=2"])
+def test_a_setting_changed_on_a_finished_run_is_refused_and_not_recorded(finished_mrl, warm_start, capsys,
+                                                                        changed):
+    """Defect 6: the changed value was written into config.toml although no step ever trained with it."""
+    run_dir, recorded = finished_mrl
+    line = refused_at_once(mrl_command(run_dir, warm_start, ONE_STAGE, changed), capsys)
+    key = changed.split("=")[0]
+    assert line.startswith(f"error: {key} (") and "a resume may change nothing: it finished; set it back" in line
+    assert (run_dir / "config.toml").read_bytes() == recorded
+
+
+def test_a_structural_change_on_resume_is_refused_but_a_learning_rate_applies(tmp_path, warm_start, capsys):
+    from rxmrl.cli import main
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(warm_start, tmp_path / "warm")  # the run reads its own copy
+    (run_dir / "checkpoints" / "step-00000001").mkdir(parents=True)  # as if killed after its first checkpoint
+    from rxmrl.config import load_config, save_config
+    from rxmrl.training.mrl.config import MrlRunConfig
+
+    recorded = load_config(MrlRunConfig, None, [f"init={tmp_path / 'warm'}", f"run_dir={run_dir}", *MRL_SETTINGS])
+    save_config(recorded, run_dir / "config.toml")
+    line = refused_at_once(mrl_command(run_dir, tmp_path / "warm", "stages.1.steps=4"), capsys)
+    assert line.startswith("error: stages.1.steps (3 -> 4) changed since") and "a resume may change only " \
+        "checkpoint_every, grad_clip, group_lr, keep_last, lr, progress, tensorboard, torch_threads" in line
+    from rxmrl.resume import unresumable_changes
+
+    lowered = load_config(MrlRunConfig, None, [f"init={tmp_path / 'warm'}", f"run_dir={run_dir}", *MRL_SETTINGS,
+                                               "optim.lr=1e-6", "stages.0.group_lr={critic = 1e-6}"])
+    assert unresumable_changes(run_dir / "config.toml", lowered) == {}
+
+
+def test_init_and_run_dir_of_one_folder_are_refused_before_any_write(warm_start, tmp_path, capsys):
+    """Defect 9: --init X --run-dir X wrote the run's config.toml and checkpoints over its own warm start."""
+    shutil.copytree(warm_start, tmp_path / "X")
+    before = sorted(p.name for p in (tmp_path / "X").iterdir())
+    for run_dir in (tmp_path / "X", tmp_path / "X" / "mrl"):
+        line = refused_at_once(mrl_command(run_dir, tmp_path / "X", ONE_STAGE), capsys)
+        assert line == (f"error: --init {tmp_path / 'X'} and --run-dir {run_dir} overlap: the run would write over "
+                        "its own warm start; give a run directory outside the warm-start folder")
+    assert sorted(p.name for p in (tmp_path / "X").iterdir()) == before

@@ -84,7 +84,7 @@ def test_a_failed_checkpoint_write_is_named_a_full_disk_and_the_checkpoints_on_d
     assert load_checkpoint(manager.latest(), nn.Linear(2, 2)) == {"step": 1}
     for error in (SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
                   OSError(errno.ENOSPC, "No space left on device")):  # safetensors' and Python's words for it
-        monkeypatch.setattr(checkpoint, "save_model", lambda *a, _e=error, **k: (_ for _ in ()).throw(_e))
+        monkeypatch.setattr(checkpoint, "save_weights", lambda *a, _e=error, **k: (_ for _ in ()).throw(_e))
         with pytest.raises(DiskFullError, match="no space left on the disk while writing .*step-00000003"):
             manager.save(nn.Linear(2, 2), {"step": 3}, step=3)
         assert manager.complete_steps() == [1]
@@ -101,7 +101,8 @@ def test_the_cli_prints_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
     assert main(["data", "generate", "--out", str(tmp_path / "data"), "--configs", "steps-1", "--num-train", "2",
                  "--num-validation", "2", "--num-interactions", "2", "--num-stories", "2"]) == 1
     last = capsys.readouterr().err.splitlines()[-1]
-    assert last.startswith("error: no space left on the disk while writing ") and "README.md" in last
+    # the first file it writes: the dataset's INCOMPLETE mark, before any episode
+    assert last.startswith("error: no space left on the disk while writing ") and "INCOMPLETE" in last
 
 
 LOCK_HOLDER = """

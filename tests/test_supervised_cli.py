@@ -92,3 +92,20 @@ def test_one_generated_folder_feeds_all_four_stages(tmp_path, monkeypatch):
     assert load_interactions(data, num_interactions=3) == load_interactions(data / "sft", num_interactions=3)
     for stage in (1, 2, 3, 4):
         assert json.loads((run_dir / f"stage-{stage}" / "stage.json").read_text())["steps"] == 3
+
+
+def test_a_stage_resumed_with_another_batch_size_is_refused_before_any_work(tmp_path, capsys):
+    """Issue 35: a resume keeps its structure (rxmrl.resume); a stage with checkpoints is a resume."""
+    from rxmrl.config import save_config
+
+    run_dir = tmp_path / "run"
+    sets = tiny_overrides(run_dir)
+    recorded = load_config(SupervisedConfig, WARMSTART, sets[1::2])
+    (run_dir / "stage-1" / "run" / "checkpoints" / "step-00000001").mkdir(parents=True)  # killed after step 1
+    save_config(recorded, run_dir / "stage-1" / "run" / "config.toml")
+    command = ["train", "supervised", "--config", str(WARMSTART), "--stages", "1", *sets]
+    capsys.readouterr()
+    assert main([*command, "--set", "stage1.batch_size=3"]) == 2
+    out = capsys.readouterr().out
+    assert out.startswith("error: stage1.batch_size (2 -> 3) changed since") and out.count("\n") == 1
+    assert sorted(p.name for p in (run_dir / "stage-1" / "run").iterdir()) == ["checkpoints", "config.toml"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +27,13 @@ if TYPE_CHECKING:
 
 CONVERSION_FILE = "conversion.json"
 REFERENCE_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+# everything a converted folder holds (the model, its card, the tokenizer with its HF files, the provenance):
+# a destination holding only these is an earlier conversion, replaced without asking
+CONVERTED_FILES = ("README.md", "config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json",
+                   "tokenizer_config.json", CONVERSION_FILE)
 
-__all__ = ["CONVERSION_FILE", "ConversionError", "Converted", "convert_rxlm", "load_rxlm", "load_rxlm_components",
-           "save_converted"]
+__all__ = ["CONVERSION_FILE", "CONVERTED_FILES", "ConversionError", "Converted", "check_destination", "convert_rxlm",
+           "load_rxlm", "load_rxlm_components", "save_converted"]
 
 
 @dataclass
@@ -155,26 +158,32 @@ def load_rxlm_components(decoder: str | os.PathLike, encoder: str | os.PathLike,
                      {"source": {k: str(v) for k, v in parts.items()}, "tokenizer": tokenizer_source})
 
 
-def save_converted(converted: Converted, destination: str | os.PathLike) -> Path:
-    """Write the converted model folder atomically (a temporary sibling renamed into place)."""
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = destination.parent / f".tmp-{destination.name}-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    converted.model.save_pretrained(temporary, provenance={"converted_from": converted.provenance["source"]})
-    converted.tokenizer.save(temporary)
-    (temporary / CONVERSION_FILE).write_text(json.dumps(converted.provenance, indent=1) + "\n")
-    if destination.exists():
-        retired = destination.parent / f".old-{destination.name}-{os.getpid()}"
-        os.replace(destination, retired)
-        os.replace(temporary, destination)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(temporary, destination)
-    return destination
+def check_destination(destination: str | os.PathLike, replace: bool = False) -> None:
+    """Refuse, before any work, a destination whose replacement would delete files the converter did not
+    write: a file, or a folder holding anything but a converted model's files (``replace``: the folder goes,
+    whatever it holds). Absent and empty folders are fine."""
+    from rxmrl.runtime import check_replaceable
+
+    if replace and Path(destination).is_dir() and not Path(destination).is_symlink():
+        return
+    check_replaceable(destination, CONVERTED_FILES, "--replace")
+
+
+def save_converted(converted: Converted, destination: str | os.PathLike, replace: bool = False) -> Path:
+    """Write the converted model folder atomically (:func:`rxmrl.runtime.atomic_directory`), after
+    :func:`check_destination`."""
+    from rxmrl.runtime import atomic_directory, write_text
+
+    check_destination(destination, replace)
+    with atomic_directory(destination) as temporary:
+        converted.model.save_pretrained(temporary, provenance={"converted_from": converted.provenance["source"]})
+        converted.tokenizer.save(temporary)
+        write_text(temporary / CONVERSION_FILE, json.dumps(converted.provenance, indent=1) + "\n")
+    return Path(destination)
 
 
 def convert_rxlm(source: str | os.PathLike, destination: str | os.PathLike,
-                 tokenizer: str | os.PathLike | None = None) -> Path:
+                 tokenizer: str | os.PathLike | None = None, replace: bool = False) -> Path:
     """``load_rxlm`` + ``save_converted``: the folder that ``rxmrl eval`` / ``train mrl --init`` read."""
-    return save_converted(load_rxlm(source, tokenizer), destination)
+    check_destination(destination, replace)
+    return save_converted(load_rxlm(source, tokenizer), destination, replace)

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -24,46 +23,58 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     rxlm.add_argument("--decoder", help="an RxTDecoder folder or hub id")
     rxlm.add_argument("--encoder", help="an RxTEncoder folder or hub id")
     rxlm.add_argument("--memory-attention", help="an RxTSelfInterlayerMemoryAttention folder or hub id")
+    _replace_option(rxlm)
     rxlm.set_defaults(func=_rxlm)
 
     rxnn = commands.add_parser("rxnn-decoder", help="an RxNN RxTAlphaDecoder checkpoint (decoder only)")
     rxnn.add_argument("source", help="folder or hub id")
     rxnn.add_argument("destination")
     rxnn.add_argument("--tokenizer", help="the reference tokenizer; default: the one in SOURCE")
+    _replace_option(rxnn)
     rxnn.set_defaults(func=_rxnn)
 
 
+def _replace_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--replace", action="store_true", help="replace a destination folder that holds other "
+                        "files than a converted model's (they are deleted); without it such a folder is refused")
+
+
 def _fail(message: str) -> int:
-    print(f"rxmrl convert: {message}", file=sys.stderr)
+    from rxmrl.cli import report_error
+
+    report_error(message)  # the one error line every command prints
     return 2
 
 
 def _rxlm(args: argparse.Namespace) -> int:
-    from rxmrl.convert import ConversionError, load_rxlm, load_rxlm_components, save_converted
+    from rxmrl.convert import ConversionError, check_destination, load_rxlm, load_rxlm_components, save_converted
 
     components = (args.decoder, args.encoder, args.memory_attention)
     try:
         if any(components):
             if not all(components) or len(args.paths) != 1 or not args.tokenizer:
                 return _fail("components need --decoder, --encoder, --memory-attention, --tokenizer and one DST")
+            check_destination(args.paths[-1], args.replace)
             converted = load_rxlm_components(*components, tokenizer=args.tokenizer)
         elif len(args.paths) == 2:
+            check_destination(args.paths[-1], args.replace)
             converted = load_rxlm(args.paths[0], args.tokenizer)
         else:
             return _fail("expected SRC DST (or DST with --decoder/--encoder/--memory-attention)")
-        destination = save_converted(converted, args.paths[-1])
+        destination = save_converted(converted, args.paths[-1], args.replace)
     except (ConversionError, FileNotFoundError) as error:
         return _fail(str(error))
     return _report(converted, destination)
 
 
 def _rxnn(args: argparse.Namespace) -> int:
-    from rxmrl.convert import ConversionError, save_converted
+    from rxmrl.convert import ConversionError, check_destination, save_converted
     from rxmrl.convert.rxnn import load_rxnn_decoder
 
     try:
+        check_destination(args.destination, args.replace)
         converted = load_rxnn_decoder(args.source, args.tokenizer)
-        destination = save_converted(converted, args.destination)
+        destination = save_converted(converted, args.destination, args.replace)
     except (ConversionError, FileNotFoundError) as error:
         return _fail(str(error))
     return _report(converted, destination)

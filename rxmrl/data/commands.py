@@ -66,7 +66,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _generate(args: argparse.Namespace) -> int:
     from rxmrl.data import storygen
-    from rxmrl.data.curriculum import write_episodes
+    from rxmrl.data.curriculum import INCOMPLETE, mark_incomplete, write_episodes
     from rxmrl.data.schema import EMBEDDED_CONFIGS, parse_config
 
     from rxmrl.runtime import check_counts, check_output
@@ -74,10 +74,12 @@ def _generate(args: argparse.Namespace) -> int:
     check_counts(args, "num_train", "num_validation", "num_supervised", "num_interactions", "num_stories")
     check_output(args.out, "--out", folder=True)
     configs = args.configs or list(EMBEDDED_CONFIGS)
-    sizes = {"train": args.num_train, "validation": args.num_validation, "supervised": args.num_supervised}
-    written: dict[str, dict[str, int]] = {}
     for config in configs:
         parse_config(config)
+    sizes = {"train": args.num_train, "validation": args.num_validation, "supervised": args.num_supervised}
+    written: dict[str, dict[str, int]] = {}
+    mark_incomplete(args.out)  # until the card is written: a killed run leaves a dataset readers refuse
+    for config in configs:
         splits = ["train", "validation"] + (["supervised"] if config == "steps-6" else [])
         for split in splits:
             episodes = storygen.generate_episodes(config, split, sizes[split], args.seed)
@@ -88,6 +90,7 @@ def _generate(args: argparse.Namespace) -> int:
 
     corpora = _write_corpora(args)
     write_text(args.out / "README.md", _dataset_card(written, corpora, args.seed))
+    (args.out / INCOMPLETE).unlink()
     print(f"{args.out / 'README.md'}: dataset card")
     return 0
 
@@ -163,9 +166,11 @@ def _stats(values: list[int]) -> str:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from rxmrl.data.curriculum import load_curriculum, token_lengths
+    from rxmrl.data.curriculum import load_curriculum, refuse_incomplete, token_lengths
     from rxmrl.tokenizer import RxTokenizer, default_tokenizer
 
+    if Path(args.source).exists():
+        refuse_incomplete(Path(args.source))  # once, not once per split
     tokenizer = RxTokenizer.load(args.tokenizer) if args.tokenizer else default_tokenizer()
     configs = args.config or _configs_of(args.source)
     splits = args.split or ["train", "validation"]

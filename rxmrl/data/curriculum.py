@@ -183,8 +183,30 @@ def _corpus_folder(source: str, name: str) -> str | None:
     return name if (Path(source).expanduser() / name).is_dir() else None
 
 
+INCOMPLETE = "INCOMPLETE"  # in a dataset folder while ``rxmrl data generate`` writes it; removed at its end
+
+
+def mark_incomplete(folder: Path) -> Path:
+    """Mark ``folder`` as a dataset being written, before its first file: a killed writer leaves the mark,
+    and readers refuse the partial dataset instead of training on it."""
+    from rxmrl.runtime import write_text
+
+    return write_text(folder / INCOMPLETE, "rxmrl data generate started writing this dataset and has not "
+                                           "finished; run it again to complete it\n")
+
+
+def refuse_incomplete(path: Path) -> None:
+    """Refuse a dataset folder (or a file in one, up to two levels down) that still carries the mark."""
+    for folder in [path, *list(path.parents)[:2]]:
+        if (folder / INCOMPLETE).is_file():
+            raise CurriculumValidationError(f"{folder} is an incomplete dataset (its {INCOMPLETE} file says "
+                                            "`rxmrl data generate` did not finish): run that command again")
+
+
 def _load_rows(source: str, config: str | None, split: str) -> list[dict[str, Any]]:
     path = Path(source).expanduser()
+    if path.exists():
+        refuse_incomplete(path)
     if path.is_file():
         return _read_files([path])
     if path.is_dir():

@@ -344,10 +344,10 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """What ``ModelHubMixin.save_pretrained`` and ``push_to_hub`` call to write the weights."""
-        from safetensors.torch import save_model
+        from rxmrl.model.weights import save_weights
 
         self.config.save(save_directory / CONFIG_FILE)
-        save_model(self, str(save_directory / WEIGHTS_FILE))
+        save_weights(self, save_directory / WEIGHTS_FILE)
 
     @classmethod
     def from_pretrained(

@@ -1,4 +1,5 @@
-"""``rxmrl run CONFIG [--set key=value ...] [--phases eval,report]``: a whole experiment in one command.
+"""``rxmrl run CONFIG [--set key=value ...] [--phases eval,report] [--redo mrl]``: a whole experiment in one
+command.
 
 The top level stays light (argparse only); the phases import torch and friends when they run.
 """
@@ -21,17 +22,24 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                      help="override any config field, e.g. --set mrl.mrl.ppo_epochs=2 (repeatable)")
     run.add_argument("--phases", default=None, metavar="P1,P2",
                      help=f"run only these phases (default: all of {','.join(PHASES)}), e.g. eval,latency,report")
+    run.add_argument("--redo", default=None, metavar="P1,P2",
+                     help="redo these phases and every phase built on them (their outputs are deleted first), "
+                          "e.g. --redo mrl also redoes eval, retention, audit, latency and report")
     run.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from rxmrl.config import ConfigError, load_config
+    from rxmrl.config import load_config
     from rxmrl.pipeline.config import PipelineConfig
-    from rxmrl.pipeline.run import PHASES, run_pipeline
+    from rxmrl.pipeline.phases import check_phase_names
+    from rxmrl.pipeline.run import run_pipeline
 
-    phases = [p.strip() for p in args.phases.split(",") if p.strip()] if args.phases else None
-    unknown = sorted(set(phases or ()) - set(PHASES))
-    if unknown:
-        raise ConfigError(f"--phases names unknown phase(s) {unknown}; expected some of {list(PHASES)}")
-    run_pipeline(load_config(PipelineConfig, args.config, args.overrides), phases)
+    phases, redo = _phase_list(args.phases), _phase_list(args.redo)
+    check_phase_names(phases or (), "--phases")
+    check_phase_names(redo or (), "--redo")
+    run_pipeline(load_config(PipelineConfig, args.config, args.overrides), phases, redo=redo)
     return 0
+
+
+def _phase_list(text: str | None) -> list[str] | None:
+    return [p.strip() for p in text.split(",") if p.strip()] if text else None

@@ -19,6 +19,10 @@ re-running the same command skips finished phases and resumes the interrupted on
 from their own checkpoints, the evaluation from the models already written). ``RUN_DIR/timings.json``
 holds every finished phase's wall time and ``RUN_DIR/config.toml`` the resolved configuration.
 
+To redo a phase: ``rxmrl run CONFIG --redo mrl`` (also every phase built on it: eval, retention, audit,
+latency, report). A setting that a finished phase ran with cannot change without redoing it, and a phase
+built on one that finished after it is redone by itself (:mod:`rxmrl.pipeline.phases`).
+
 The whole configuration is checked before the first phase starts (:func:`check_config`), and the run
 holds ``RUN_DIR``'s lock from start to end, so a second ``rxmrl run`` on it is refused at once.
 """
@@ -32,17 +36,19 @@ from pathlib import Path
 from typing import Any
 
 from rxmrl.pipeline.config import PipelineConfig
-from rxmrl.pipeline.phases import MODEL_PHASES, PHASE_TITLES, PHASES
+from rxmrl.pipeline.phases import (MODEL_PHASES, PHASES, attempts_path, check_phase_names, invalidate, marker_path,
+                                   refuse_changes_under_results, stale_because)
 from rxmrl.runtime import RunLock, WallClock, torch_threads, write_json, write_text
 
+PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
+                "mrl": "MRL curriculum", "dmpo": "DMPO on the same curriculum", "baseline": "stateless baseline (TRL SFT)",
+                "eval": "reward-range evaluation", "retention": "retention (reference conversation in memory)",
+                "audit": "reward audit", "latency": "latency per turn",
+                "report": "report"}
 CONFIG_FILE, TIMINGS_FILE = "config.toml", "timings.json"
 
 
 # ------------------------------------------------------------------------------------------ layout
-
-
-def marker_path(run_dir: Path, phase: str) -> Path:
-    return Path(run_dir) / "phases" / f"{phase}.json"
 
 
 def model_dirs(run_dir: Path) -> dict[str, str]:
@@ -260,32 +266,37 @@ PHASE_FUNCTIONS: dict[str, Callable[[PipelineConfig], dict[str, Any]]] = {
 # ------------------------------------------------------------------------------------------ driver
 
 
-def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: Callable[[str], None] = print
-                 ) -> dict[str, float]:
-    """Run ``phases`` (default: all, in order), skipping those already finished in ``run_dir``.
+def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: Callable[[str], None] = print,
+                 redo: list[str] | None = None) -> dict[str, float]:
+    """Run ``phases`` (default: all, in order), skipping those already finished in ``run_dir``; ``redo``:
+    invalidate these phases and every phase built on them first (:func:`rxmrl.pipeline.phases.invalidate`).
 
-    Returns the wall seconds of every finished phase (also in ``RUN_DIR/timings.json``). The report is
-    re-written whenever an earlier phase ran, so it never shows stale numbers.
+    Returns the wall seconds of every finished phase (also in ``RUN_DIR/timings.json``). A finished phase
+    built on one that finished after it (the report after any earlier phase ran) is redone, so no result is
+    stale.
     """
     from rxmrl.config import changed_keys, format_config, save_config, validate
 
     validate(config)
     config = config.resolved()
+    check_phase_names(phases or (), "--phases")
+    check_phase_names(redo or (), "--redo")
     chosen = list(PHASES) if phases is None else [p for p in PHASES if p in phases]
-    unknown = sorted(set(phases or ()) - set(PHASES))
-    if unknown:
-        raise ValueError(f"unknown phase(s) {unknown}; expected some of {list(PHASES)}")
     run_dir = Path(config.run_dir)
     changed = changed_keys(run_dir / CONFIG_FILE, config)
     check_config(config, changed)
+    refuse_changes_under_results(run_dir, run_dir / CONFIG_FILE, config, redo or ())
     check_phase_inputs(config, chosen)
     with RunLock(run_dir) as lock:
         if lock.took_over:
             say(f"note: {run_dir} was locked by process {lock.took_over.get('pid')} on "
                 f"{lock.took_over.get('host')}, which is no longer running; continuing its run")
+        redone = invalidate(run_dir, redo or ())
+        if redone:
+            say(f"redo: {', '.join(redone)} invalidated (outputs deleted); they run again")
         if changed:
-            say(f"note: {run_dir / CONFIG_FILE} of the earlier run differs in {', '.join(changed)}; finished "
-                "phases keep their results (delete RUN_DIR/phases/PHASE.json to redo a phase)")
+            say(f"note: {run_dir / CONFIG_FILE} of the earlier run differs in {', '.join(changed)}; no phase has "
+                "run with the old values of these, or a resume applies them")
         save_config(config, run_dir / CONFIG_FILE)
         say(format_config(config))
         with torch_threads(config.torch_threads):
@@ -342,16 +353,20 @@ def check_phase_inputs(config: PipelineConfig, chosen: list[str]) -> None:
 
 def _run_phases(config: PipelineConfig, chosen: list[str], say: Callable[[str], None]) -> None:
     run_dir = Path(config.run_dir)
-    started, ran_any = time.perf_counter(), False
+    started = time.perf_counter()
     for number, phase in enumerate(chosen, start=1):
         tag = f"[{number}/{len(chosen)}] {phase} ({PHASE_TITLES[phase]})"
         marker = marker_path(run_dir, phase)
-        if marker.is_file() and not (phase == "report" and ran_any):
+        newer = stale_because(run_dir, phase)
+        if newer:
+            invalidate(run_dir, [phase])
+            say(f"{tag}: {', '.join(newer)} finished after it; redoing it")
+        elif marker.is_file():
             seconds = json.loads(marker.read_text(encoding="utf-8"))["seconds"]
             say(f"{tag}: finished earlier in {seconds:.1f} s, skipped")
             continue
         say(f"{tag}: starting")
-        with WallClock(run_dir / "phases" / "attempts" / f"{phase}.json") as clock:
+        with WallClock(attempts_path(run_dir, phase)) as clock:
             outputs = PHASE_FUNCTIONS[phase](config)
             attempts = len(clock.attempts)
             seconds = clock.seconds()
@@ -360,7 +375,6 @@ def _run_phases(config: PipelineConfig, chosen: list[str], say: Callable[[str], 
             clock.finish()
         timings = read_timings(run_dir)
         write_json(run_dir / TIMINGS_FILE, {**timings, "total": sum(timings.values())})
-        ran_any = True
         say(f"{tag}: done in {seconds:.1f} s")
         if phase == "report":
             say(f"report: {run_dir / 'report.md'}")

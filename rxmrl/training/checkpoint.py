@@ -31,10 +31,11 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 from torch import nn
 
 from rxmrl.config import ConfigError
+from rxmrl.model.weights import save_weights
 from rxmrl.runtime import atomic_directory, recover, remove_stale
 from rxmrl.training.distributed import DistEnv, barrier, broadcast_object, gather_objects
 from rxmrl.training.rng import get_rng_state, set_rng_state
@@ -89,7 +90,7 @@ class CheckpointManager:
     def _write(self, model: nn.Module, state: dict[str, Any], step: int, name: str) -> Path:
         final = self.directory / name
         with atomic_directory(final) as temporary:
-            save_model(model, str(temporary / MODEL_FILE))
+            save_weights(model, temporary / MODEL_FILE)
             torch.save(state, temporary / STATE_FILE)
             (temporary / META_FILE).write_text(json.dumps({"step": step, "files": [MODEL_FILE, STATE_FILE]}))
         return final

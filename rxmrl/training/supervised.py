@@ -244,10 +244,21 @@ def run_supervised(config: SupervisedConfig, stages: Sequence[int] | None = None
     chosen = check_stages(stages if stages is not None else config.stages)
     lock = lock_run_dir(config.run_dir, env)
     try:
+        refuse_unresumable_stages(config, chosen)
         return _run_stages(config, chosen, env)
     finally:
         if lock is not None:
             lock.release()
+
+
+def refuse_unresumable_stages(config: SupervisedConfig, chosen: list[int]) -> None:
+    """A stage that resumes from its checkpoints keeps the settings it started with (:mod:`rxmrl.resume`)."""
+    from rxmrl.resume import has_checkpoints, refuse_unresumable_changes
+
+    for stage in chosen:
+        run_dir = stage_dir(config.run_dir, stage) / "run"
+        if not is_complete(stage_dir(config.run_dir, stage)) and has_checkpoints(run_dir):
+            refuse_unresumable_changes(run_dir / "config.toml", config)
 
 
 def _run_stages(config: SupervisedConfig, chosen: list[int], env) -> list[StageReport]:

@@ -42,12 +42,17 @@ def run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
     """
     from rxmrl.config import validate
     from rxmrl.model.folder import checked_rxt_config
+    from rxmrl.resume import check_init_apart, has_checkpoints, refuse_unresumable_changes
     from rxmrl.training.distributed import init_distributed, lock_run_dir
 
     validate(config)
+    check_init_apart(config.init, config.run_dir)
     checked_rxt_config(config.init, "--init", INIT_NEEDS)  # a bad warm start refused before the run directory
     lock = lock_run_dir(config.run_dir, init_distributed())  # before anything is written or evaluated
     try:
+        if has_checkpoints(config.run_dir):  # a resume: the same warm start, data and curriculum
+            refuse_unresumable_changes(Path(config.run_dir) / "config.toml", config,
+                                       finished=(Path(config.run_dir) / "final").is_dir())
         return _run_mrl(config)
     finally:
         if lock is not None:
