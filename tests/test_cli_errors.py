@@ -34,7 +34,7 @@ def one_error_line(argv: list[str], capsys) -> str:
     (["baseline", "latency", "--turns", "0"], "--turns 0: expected a count >= 1"),
     (["eval", "--agent", "oracle", "--episodes", "0"], "--episodes 0: expected a count >= 1"),
     (["data", "generate", "--out", "OUT", "--num-train", "-5"], "--num-train -5: expected a count >= 1"),
-    (["train", "mrl", "--init", "FILE", "--run-dir", "FILE/run"], "is a file"),
+    (["train", "supervised", "--run-dir", "FILE/run"], "FILE is a file, so nothing can be written below it"),
     (["run", "FOLDER"], "is a folder: expected a TOML file"),
 ])
 def test_outputs_and_counts_are_refused_before_the_work(argv, named, tmp_path, capsys):
@@ -56,7 +56,8 @@ def test_phases_that_read_an_unfinished_phase_are_refused_by_name(phases, missin
 
 
 def test_run_help_names_every_phase(capsys):
-    from rxmrl.pipeline.phases import PHASE_TITLES, PHASES
+    from rxmrl.pipeline.phases import PHASES
+    from rxmrl.pipeline.run import PHASE_TITLES
 
     with pytest.raises(SystemExit):
         main(["run", "--help"])
