@@ -476,13 +476,13 @@ def finished_mrl(tmp_path, warm_start, capsys):
 
 
 def refused_at_once(command: list[str], capsys) -> str:
-    """Run ``command``: exit 2 within 5 s; its one output line."""
+    """Run ``command``: exit 2 within 5 s; its one error line (stderr)."""
     from rxmrl.cli import main
 
     started = time.perf_counter()
     assert main(command) == 2
     assert time.perf_counter() - started < 5
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines
     return lines[0]
 

@@ -106,6 +106,6 @@ def test_a_stage_resumed_with_another_batch_size_is_refused_before_any_work(tmp_
     command = ["train", "supervised", "--config", str(WARMSTART), "--stages", "1", *sets]
     capsys.readouterr()
     assert main([*command, "--set", "stage1.batch_size=3"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith("error: stage1.batch_size (2 -> 3) changed since") and out.count("\n") == 1
     assert sorted(p.name for p in (run_dir / "stage-1" / "run").iterdir()) == ["checkpoints", "config.toml"]
