@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from rxmrl.training.distributed import DistEnv
-from rxmrl.training.loop import LoopConfig, NonFiniteLossError, Trainer
+from rxmrl.training.harness import NonFiniteLossError
+from rxmrl.training.loop import LoopConfig, Trainer
 from rxmrl.training.metrics import read_metrics
 from rxmrl.training.optim import OptimConfig, build_optimizer
 from rxmrl.training.schedule import ScheduleConfig, WarmupCosine

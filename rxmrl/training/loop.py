@@ -1,12 +1,9 @@
-"""The supervised stages' training loop, and the plain functions every trainer calls.
+"""The supervised stages' training loop.
 
-MRL writes its own loop (:mod:`rxmrl.training.mrl.trainer`: rollout -> advantages -> PPO epochs); what the
-two share lives in plain functions, one home each: here the NaN guard (:func:`check_finite`,
-:func:`check_weights_finite`), mixed precision (:func:`autocast_dtype`, :func:`autocast`,
-:func:`grad_scaler`), the start and end of a run (:func:`start_run`: print, resume, note changes, save the
-config; :func:`close_run`) and :func:`to_device`; the optimiser and clipping in :mod:`.optim`; schedules
-in :mod:`.schedule`; checkpoints in :mod:`.checkpoint`; DDP and the gradient all-reduce in
-:mod:`.distributed`; the metrics writer in :mod:`.metrics`.
+MRL writes its own loop (:mod:`rxmrl.training.mrl.trainer`: rollout -> advantages -> PPO epochs); both stand
+on one run harness (:class:`rxmrl.training.harness.RunHarness`: run directory, lock, metrics, checkpoints,
+resume, NaN guard, mixed precision, the optimiser step, progress); the optimiser and clipping live in
+:mod:`.optim`, schedules in :mod:`.schedule`, DDP in :mod:`.distributed`.
 
 A supervised stage supplies a model and a ``step_fn(model, batch) -> (loss, metrics)``; the ``Trainer``
 does the rest:
@@ -57,8 +54,6 @@ How a stage uses it::
 from __future__ import annotations
 
 import contextlib
-import math
-import sys
 import time
 import warnings
 from collections.abc import Callable, Collection, Mapping
@@ -68,18 +63,10 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from rxmrl.config import changed_keys, format_config, save_config
-from rxmrl.model.sampling import NonFiniteProbabilitiesError
-from rxmrl.runtime import RunError, RunLock, replace_directory
-from rxmrl.training.checkpoint import (CheckpointManager, latest_checkpoint, optimizer_state, resume_training,
-                                       save_training_checkpoint)
-from rxmrl.training.distributed import (DistEnv, all_reduce_mean, any_rank, barrier, init_distributed,
-                                        lock_run_dir, wrap_ddp)
-from rxmrl.training.metrics import MetricsLogger
-from rxmrl.training.optim import (GroupOf, OptimConfig, build_optimizer, clip_gradients, clip_sets, learning_rates,
-                                  set_trainable)
+from rxmrl.training.distributed import DistEnv, all_reduce_mean, init_distributed, wrap_ddp
+from rxmrl.training.harness import RunHarness, autocast, autocast_dtype, grad_scaler, to_device
+from rxmrl.training.optim import GroupOf, OptimConfig, build_optimizer, clip_sets, learning_rates, set_trainable
 from rxmrl.training.rng import seed_everything
 from rxmrl.training.schedule import ScheduleConfig, build_scheduler
 
@@ -90,108 +77,6 @@ EvalFn = Callable[[nn.Module], Mapping[str, float]]
 class Stateful(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class NonFiniteLossError(RunError):
-    """The loss, gradient norm, a reward or the weights became NaN/inf; nothing non-finite was saved."""
-
-
-def is_non_finite_sampling(error: BaseException) -> bool:
-    """Whether ``error`` is the sampler's refusal to sample from NaN/inf probabilities."""
-    return isinstance(error, NonFiniteProbabilitiesError)
-
-
-def check_finite(value: float, what: str, *, step: int, env: DistEnv, optimizer: torch.optim.Optimizer | None = None,
-                 checkpoints: CheckpointManager | None = None, diverged: Path | None = None) -> None:
-    """The NaN guard: raise :class:`NonFiniteLossError` on every rank if ``value`` is NaN/inf on any.
-
-    ``step`` is the number of optimizer steps done, so the message names step ``step + 1``. Gradients are
-    dropped (``optimizer``), so no update happens. ``diverged``: the checkpoint holding exactly the weights
-    that gave ``value`` (a loss, a gradient, sampling); a resume from it would meet the same NaN, so it is
-    moved aside to ``diverged-step-N`` and the one before is named instead.
-    """
-    if not any_rank(not math.isfinite(value), env):
-        return
-    if optimizer is not None:
-        optimizer.zero_grad(set_to_none=True)
-    aside = set_aside_diverged(diverged, env) if diverged is not None and checkpoints is not None else ""
-    raise NonFiniteLossError(f"non-finite {what} ({value}) at step {step + 1} on rank {env.rank} or another rank; "
-                             f"no update was applied. {aside}{last_finite_checkpoint(checkpoints)}")
-
-
-def check_weights_finite(model: nn.Module, what: str, *, step: int, env: DistEnv,
-                         checkpoints: CheckpointManager | None = None) -> None:
-    """Raise :class:`NonFiniteLossError` on every rank if any weight is NaN/inf, before ``what`` is saved.
-
-    A step whose loss and gradients were finite can still blow the weights up (a huge learning rate);
-    saving them would make the poisoned step the one a resume starts from.
-    """
-    poisoned = next((name for name, tensor in model.state_dict().items()
-                     if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())), None)
-    if any_rank(poisoned is not None, env):
-        raise NonFiniteLossError(f"non-finite weights after step {step} ({poisoned or 'on another rank'} holds "
-                                 f"NaN/inf); the {what} was not saved. {last_finite_checkpoint(checkpoints)}")
-
-
-def set_aside_diverged(path: Path, env: DistEnv) -> str:
-    """Move the checkpoint of weights that just gave a NaN out of ``latest()``'s sight; says so."""
-    aside = path.with_name(f"diverged-{path.name}")
-    if env.is_main:
-        replace_directory(path, aside)
-    barrier(env)
-    return f"{path.name} holds the weights that gave it, so it was moved aside to {aside.name}. "
-
-
-def last_finite_checkpoint(checkpoints: CheckpointManager | None) -> str:
-    """Where a resume would start, and how (the one line a diverged run ends with)."""
-    if checkpoints is None:
-        return "Last finite checkpoint: none (no run directory)"
-    last = checkpoints.latest()
-    if last is None:
-        return (f"Last finite checkpoint: none yet in {checkpoints.directory}; running the same command again "
-                "starts from the beginning (lower the learning rate first)")
-    return (f"Last finite checkpoint: {last}; running the same command again resumes from it (lower the "
-            "learning rate first)")
-
-
-def autocast_dtype(amp: bool, amp_dtype: str, device: torch.device) -> torch.dtype | None:
-    """The dtype a step's forward runs in: ``amp_dtype`` on CUDA with ``amp``, else None (float32)."""
-    dtype = getattr(torch, amp_dtype)
-    return dtype if amp and device.type == "cuda" else None
-
-
-def autocast(dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` on CUDA in ``dtype``; nothing for None."""
-    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type="cuda", dtype=dtype)
-
-
-def grad_scaler(dtype: torch.dtype | None) -> torch.amp.GradScaler:
-    """The loss scaler float16 needs (its small exponent underflows gradients); a no-op otherwise."""
-    return torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-
-
-def start_run(run_config: Any, run_dir: Path | None, env: DistEnv, resume: Callable[[], bool]) -> bool:
-    """Print ``run_config``, call ``resume()`` (True: resumed from a checkpoint), note which settings changed
-    since the earlier attempt (they apply from the resumed step), then save ``config.toml`` -- after the
-    resume, so a refused one leaves the earlier attempt's config in place. Returns ``resume()``'s answer."""
-    saved = run_dir / "config.toml" if run_dir is not None and run_config is not None else None
-    changed = changed_keys(saved, run_config) if saved is not None and env.is_main else []
-    if run_config is not None and env.is_main:
-        print(format_config(run_config), flush=True)
-    resumed = resume()
-    if resumed and changed and env.is_main:
-        print(f"note: {saved} of the earlier attempt differs in {', '.join(changed)}; the new values apply "
-              "from the resumed step", flush=True)
-    if saved is not None and env.is_main:
-        save_config(run_config, saved)
-    return resumed
-
-
-def close_run(metrics: MetricsLogger, lock: RunLock | None) -> None:
-    """The end of a trainer's hold on its run directory: metric files closed, the lock released."""
-    metrics.close()
-    if lock is not None:
-        lock.release()
 
 
 @dataclass
@@ -245,7 +130,7 @@ class _StepModule(nn.Module):
         return self.step_fn(self.model, batch)
 
 
-class Trainer:
+class Trainer(RunHarness):
     """Optimises ``model`` with ``step_fn`` over ``data``; see the module docstring for the loop."""
 
     def __init__(self, model: nn.Module, step_fn: StepFn, data: Any = None, *,
@@ -265,41 +150,29 @@ class Trainer:
         # every eval_every steps (0: never) eval_fn runs; a better best_metric of its result saves ``best``
         self.eval_every, self.best_metric, self.best_mode = eval_every, best_metric, best_mode
         self.stateful = dict(stateful or {})
-        self.run_dir = Path(run_dir) if run_dir is not None else None
         seed_everything(self.config.seed + self.env.rank)
         self.optimizer = build_optimizer(self.model, optim or OptimConfig(), group_of)
         self.scheduler = build_scheduler(self.optimizer, schedule or ScheduleConfig(), self.config.max_steps)
         self.autocast_dtype = autocast_dtype(self.config.amp, self.config.amp_dtype, self.env.device)
         self.scaler = grad_scaler(self.autocast_dtype)
-        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", self.config.keep_last) \
-            if self.run_dir is not None else None
-        self._lock = lock_run_dir(self.run_dir, self.env) if self.run_dir is not None else None
-        self.metrics = MetricsLogger(self.run_dir, self.env.is_main, self.config.tensorboard)
-        try:
+        self.open_run(run_dir, self.config)
+        with self.releasing_on_error():  # a refused resume: leave the run directory to the next process
             self._start(data, trainable, run_config)
-        except BaseException:  # a refused resume: leave the run directory to the next process
-            self.close()
-            raise
 
     def _start(self, data: Any, trainable: Collection[str] | None, run_config: Any) -> None:
         """The trainer's state: fresh, or resumed from the run directory (then ``config.toml`` is updated)."""
-        self.step, self.best_value = 0, None
+        self.best_value = None
         self.last_loss: float | None = None
         self.last_metrics: dict[str, float] = {}
         self.window: dict[str, float] = {}  # metric sums of the steps since the last record
         self.window_steps = 0
-        self.last_checkpoint: Path | None = None
-        self._last_checkpoint_step: int | None = None
         self.trainable: set[str] = set()
         self._wrapped: nn.Module | None = None
         self.set_trainable(trainable)
         if data is not None and not hasattr(data, "state_dict") and self.checkpoints is not None:
             warnings.warn(f"{type(data).__name__} has no state_dict(): a resumed run restarts its data order "
                           "(use rxmrl.training.data_order.ResumableBatches for exact resume)", stacklevel=3)
-        start_run(run_config, self.run_dir, self.env,
-                  lambda: self.config.resume and self.checkpoints is not None and self.resume())
-        if self.step == 0:  # starting over: records of an attempt that left no checkpoint do not count
-            self.metrics.rewind(0, 0)
+        self.start_run(run_config, self.config.resume)
 
     # ------------------------------------------------------------------------------ freezing
     def set_trainable(self, groups: Collection[str] | None) -> None:
@@ -319,9 +192,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train until ``max_steps``; checkpoints at the end. Raises ``NonFiniteLossError`` on NaN/inf."""
         result = TrainResult(step=self.step)
-        show = self.config.progress and self.env.is_main and sys.stderr.isatty()
-        bar = tqdm(total=self.config.max_steps, initial=self.step, desc=self.desc, disable=not show,
-                   dynamic_ncols=True)
+        bar = self.progress(self.config.max_steps, self.step, self.desc)
         window_start = time.perf_counter()
         try:
             while self.step < self.config.max_steps:
@@ -338,8 +209,7 @@ class Trainer:
                     self._log_window(self.window, self.window_steps, time.perf_counter() - window_start)
                     self.window, self.window_steps, window_start = {}, 0, time.perf_counter()
                 improved = self._maybe_evaluate()
-                every = self.config.checkpoint_every
-                if improved or (every and self.step % every == 0):
+                if improved or self.checkpoint_due(self.step, self.config.checkpoint_every):
                     self.save_checkpoint(best=improved)
             if self.checkpoints is not None and self._last_checkpoint_step != self.step:
                 self.save_checkpoint()
@@ -368,32 +238,11 @@ class Trainer:
                 self.scaler.scale(loss / accum).backward()
             for key, value in {"loss": loss, **dict(metrics)}.items():
                 totals[key] = totals.get(key, 0.0) + float(torch.as_tensor(value).detach()) / accum
-        self.scaler.unscale_(self.optimizer)
-        norms = clip_gradients(self._clip_sets, self.config.grad_clip)
-        grad_norm = norms.pop("grad_norm")
-        if not self.scaler.is_enabled():  # with fp16 the scaler skips such steps itself
-            self.check_finite(grad_norm, "gradient norm")
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
+        norms = self.apply_gradients(self._clip_sets, self.config.grad_clip)
         self.last_loss = totals["loss"]
-        totals["grad_norm"] = grad_norm
+        totals["grad_norm"] = norms.pop("grad_norm")
         totals.update(norms)
         return totals
-
-    def check_finite(self, value: float, what: str, weights_at_fault: bool = True) -> None:
-        """:func:`check_finite` at this step; ``weights_at_fault``: the current weights produced ``value``."""
-        check_finite(value, what, step=self.step, env=self.env, optimizer=self.optimizer,
-                     checkpoints=self.checkpoints, diverged=self._checkpoint_of_these_weights(weights_at_fault))
-
-    def _checkpoint_of_these_weights(self, weights_at_fault: bool) -> Path | None:
-        """The checkpoint holding exactly the current weights, when they are to blame."""
-        return self.last_checkpoint if weights_at_fault and self._last_checkpoint_step == self.step else None
-
-    def check_weights_finite(self, what: str = "checkpoint") -> None:
-        check_weights_finite(self.model, what, step=self.step, env=self.env, checkpoints=self.checkpoints)
 
     def _log_window(self, sums: dict[str, float], steps: int, seconds: float) -> dict[str, float]:
         """Record the mean of each metric over the window's steps and all ranks, plus rates and speed."""
@@ -421,63 +270,27 @@ class Trainer:
         return better and self.checkpoints is not None
 
     # ------------------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, best: bool = False) -> Path | None:
-        """Atomic checkpoint of everything resume needs; every rank must call it (RNG is gathered).
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The loop's own part of a checkpoint: best value, trainable groups, data position, stage state and
+        the open logging window."""
+        return {"best_value": self.best_value, "trainable": sorted(self.trainable),
+                "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
+                "extra": {name: obj.state_dict() for name, obj in self.stateful.items()},
+                "window": dict(self.window), "window_steps": self.window_steps, "last_loss": self.last_loss,
+                "last_metrics": self.last_metrics}
 
-        Refuses (``NonFiniteLossError``) when a weight is not finite, so the last checkpoint stays a good one.
-        """
-        self.check_weights_finite()
-        state = {
-            "step": self.step, **optimizer_state(self.optimizer, self.scheduler, self.scaler),
-            "best_value": self.best_value, "trainable": sorted(self.trainable), "world_size": self.env.world_size,
-            "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
-            "extra": {name: obj.state_dict() for name, obj in self.stateful.items()},
-            "metrics_position": self.metrics.position(), "window": dict(self.window),
-            "window_steps": self.window_steps, "last_loss": self.last_loss, "last_metrics": self.last_metrics,
-        } if self.env.is_main else {}
-        self.last_checkpoint = save_training_checkpoint(self.checkpoints, self.model, state, self.step, self.env,
-                                                        best=best)
-        self._last_checkpoint_step = self.step
-        return self.last_checkpoint
-
-    def resume(self, path: str | Path | None = None) -> bool:
-        """Restore from ``path`` or the latest complete checkpoint; False when there is none."""
-        path = path if path is not None else latest_checkpoint(self.checkpoints, self.env)
-        if path is None:
-            return False
-        state = resume_training(path, self.model, self.optimizer, self.scheduler, self.scaler, self.env)
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
         self.set_trainable(state["trainable"])
         if state["data"] is not None and hasattr(self.data, "load_state_dict"):
             self.data.load_state_dict(state["data"])
         for name, obj in self.stateful.items():
             obj.load_state_dict(state["extra"][name])
-        self.step, self.best_value = state["step"], state["best_value"]
-        self.last_checkpoint, self._last_checkpoint_step = Path(path), self.step
-        self.metrics.rewind(state.get("metrics_position"), self.step)
+        self.best_value = state["best_value"]
         self.window, self.window_steps = dict(state.get("window", {})), state.get("window_steps", 0)
         self.last_loss, self.last_metrics = state.get("last_loss"), dict(state.get("last_metrics", {}))
-        if self.env.is_main:
-            print(f"resumed from {path} at step {self.step}", flush=True)
-        return True
-
-    def close(self) -> None:
-        """Close the metric files and release the run directory (also on errors, as a context manager)."""
-        close_run(self.metrics, self._lock)
-        self._lock = None
 
     def __enter__(self) -> Trainer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    """Every tensor of a (nested) batch on ``device``; other values as they are."""
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, Mapping):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)) and not hasattr(batch, "_fields"):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch

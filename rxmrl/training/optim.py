@@ -17,7 +17,7 @@ stays bit-identical while the optimizer's state layout never changes -- which ke
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -106,10 +106,6 @@ def set_trainable(model: nn.Module, trainable: Sequence[str] | set[str] | None,
             if group not in chosen:
                 parameter.grad = None
     return chosen
-
-
-def trainable_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
-    return (p for p in model.parameters() if p.requires_grad)
 
 
 def clip_sets(model: nn.Module, group_of: GroupOf | None, apart: Collection[str] = ()) -> dict[str, list[nn.Parameter]]:
