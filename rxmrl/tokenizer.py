@@ -150,12 +150,21 @@ class RxTokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> RxTokenizer:
         """From a ``tokenizer.json`` file or a folder holding one."""
+        from rxmrl.runtime import InputError, MissingInput
+
         path = Path(path)
         if path.is_dir():
             path = path / TOKENIZER_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"no tokenizer at {path}: expected a {TOKENIZER_FILE} or a folder with one")
-        return cls(Tokenizer.from_file(str(path)))
+            raise MissingInput(f"no tokenizer at {path}: expected a {TOKENIZER_FILE} or a folder with one")
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as error:  # noqa: BLE001 -- the tokenizers library raises a bare Exception on bad JSON
+            raise InputError(f"{path}: not a tokenizer ({' '.join(str(error).split())[:160]})") from error
+        try:
+            return cls(tokenizer)
+        except ValueError as error:
+            raise InputError(f"{path}: not an rxmrl tokenizer: {error}") from error
 
     def to_hf(self) -> PreTrainedTokenizerFast:
         from transformers import PreTrainedTokenizerFast

@@ -121,11 +121,11 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
 
 def test_run_command_reports_config_errors_in_one_line(capsys):
     assert main(["run", str(QUICKSTART), "--set", "eval.stepz=2"]) == 2
-    assert "error: unknown key 'eval.stepz'" in capsys.readouterr().out
+    assert "error: unknown key 'eval.stepz'" in capsys.readouterr().err
     assert main(["run", str(QUICKSTART), "--phases", "eval,plots"]) == 2
-    assert "unknown phase(s) ['plots']" in capsys.readouterr().out
+    assert "unknown phase(s) ['plots']" in capsys.readouterr().err
     assert main(["run", str(QUICKSTART), "--redo", "model"]) == 2
-    assert capsys.readouterr().out.startswith("error: --redo names unknown phase(s) ['model']; expected some of")
+    assert capsys.readouterr().err.startswith("error: --redo names unknown phase(s) ['model']; expected some of")
 
 
 def test_every_setting_is_read_by_a_phase_or_declared_operational():
@@ -163,6 +163,6 @@ def test_dmpo_is_the_mrl_run_with_the_dmpo_algorithm_and_joins_eval_and_retentio
 def test_a_dmpo_run_the_mrl_section_cannot_make_is_refused_before_any_phase(capsys, tmp_path):
     assert main(["run", str(QUICKSTART), "--set", f"run_dir={tmp_path}", "--set", "dmpo.enabled=true",
                  "--set", "dmpo.group_size=1", "--set", "mrl.mrl.dmpo.candidates=samples"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith("error: the [dmpo] run ([mrl] with mrl.algorithm = dmpo): mrl.mrl: dmpo pairs two answers")
     assert out.count("\n") == 1 and not (tmp_path / "phases").exists()

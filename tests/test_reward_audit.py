@@ -164,7 +164,7 @@ def test_audit_command_writes_table_json_and_plots(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["--preset", "memry"], "--preset='memry' is not a reward preset"),
     (["--cases", "oracle,fake"], "unknown audit case(s) ['fake']"),
-    (["--checkpoint", "/nonexistent"], "holds no config.json"),
+    (["--checkpoint", "/nonexistent"], "--checkpoint /nonexistent: no such folder"),
     (["--reward-callable", "json"], "expected 'module:name'"),
 ])
 def test_audit_command_refuses_bad_input_in_one_line(argv, message, capsys):

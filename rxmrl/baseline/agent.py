@@ -157,7 +157,6 @@ def load_stateless_agent(directory: str | Path, device: str = "cpu", **kwargs) -
 def is_baseline_checkpoint(directory: str | Path) -> bool:
     """True for a folder holding a Hugging Face causal LM (``model_type`` in its ``config.json``), which
     ``rxmrl eval --agent FOLDER`` should load as a :class:`StatelessAgent` rather than an RxT."""
-    import json
+    from rxmrl.model.folder import inspect_folder
 
-    config = Path(directory) / "config.json"
-    return config.is_file() and "model_type" in json.loads(config.read_text())
+    return inspect_folder(directory).kind == "baseline"

@@ -94,9 +94,14 @@ def _latency(args: argparse.Namespace) -> int:
     from rxmrl.baseline.model import build_stateless_model
     from rxmrl.baseline.train import load_baseline
     from rxmrl.model import ReactiveTransformer, get_preset
+    from rxmrl.model.folder import folder_tokenizer, load_rxt
+    from rxmrl.runtime import check_counts, check_output
     from rxmrl.data import default_tokenizer
-    from rxmrl.tokenizer import RxTokenizer
 
+    check_counts(args, "turns", "repeats", "threads")
+    for option in ("json", "plot"):
+        if getattr(args, option) is not None:
+            check_output(getattr(args, option), f"--{option}")
     torch.set_num_threads(args.threads)
     if args.checkpoint is not None:
         stateless, tokenizer = load_baseline(args.checkpoint)
@@ -104,9 +109,9 @@ def _latency(args: argparse.Namespace) -> int:
         tokenizer = default_tokenizer()
         stateless = None
     if args.rxt_checkpoint is not None:
-        rxt = ReactiveTransformer.from_pretrained(args.rxt_checkpoint)
-        if args.checkpoint is None and (args.rxt_checkpoint / "tokenizer.json").is_file():
-            tokenizer = RxTokenizer.load(args.rxt_checkpoint)
+        rxt = load_rxt(args.rxt_checkpoint, role="--rxt-checkpoint")
+        if args.checkpoint is None:
+            tokenizer = folder_tokenizer(args.rxt_checkpoint, rxt.config.vocab_size, default=lambda: tokenizer)
     else:
         torch.manual_seed(0)
         rxt = ReactiveTransformer(get_preset(args.preset, vocab_size=tokenizer.vocab_size))

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +40,9 @@ def _replace_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _fail(message: str) -> int:
-    print(f"rxmrl convert: {message}", file=sys.stderr)
+    from rxmrl.cli import report_error
+
+    report_error(message)  # the one error line every command prints
     return 2
 
 

@@ -69,6 +69,10 @@ def _generate(args: argparse.Namespace) -> int:
     from rxmrl.data.curriculum import INCOMPLETE, mark_incomplete, write_episodes
     from rxmrl.data.schema import EMBEDDED_CONFIGS, parse_config
 
+    from rxmrl.runtime import check_counts, check_output
+
+    check_counts(args, "num_train", "num_validation", "num_supervised", "num_interactions", "num_stories")
+    check_output(args.out, "--out", folder=True)
     configs = args.configs or list(EMBEDDED_CONFIGS)
     for config in configs:
         parse_config(config)

@@ -243,6 +243,8 @@ def _read_files(files: list[Path]) -> list[dict[str, Any]]:
                                         f"{', '.join(_FILE_BUILDERS)} files of one kind")
     bars_were_on = datasets.is_progress_bar_enabled()  # a bar per small local file is noise; restore it after
     datasets.disable_progress_bars()
+    verbosity = datasets.logging.get_verbosity()  # its own log of a bad file would be a second error line
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL + 1)
     try:
         dataset = datasets.load_dataset(_FILE_BUILDERS[files[0].suffix], data_files=[str(f) for f in files],
                                         split="train")
@@ -250,6 +252,7 @@ def _read_files(files: list[Path]) -> list[dict[str, Any]]:
     except Exception as error:  # noqa: BLE001 -- datasets' own errors name neither the file nor the row
         raise CurriculumValidationError(_unreadable(files, error)) from error
     finally:
+        datasets.logging.set_verbosity(verbosity)
         if bars_were_on:
             datasets.enable_progress_bars()
 

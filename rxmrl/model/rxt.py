@@ -342,12 +342,11 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
     def from_pretrained(
         cls, name_or_path: str | Path, device: str | torch.device = "cpu"
     ) -> ReactiveTransformer:
-        """Load from a local directory, or from a hub repo id when online (``HF_HUB_OFFLINE`` unset)."""
-        from safetensors.torch import load_model
-
+        """Load from a local folder, or from a hub repo id when online (``HF_HUB_OFFLINE`` unset); the folder
+        is checked first (:func:`rxmrl.model.folder.load_rxt`: kind, tensor shapes against ``config.json``)."""
         from rxmrl.hub import local_folder
+        from rxmrl.model.folder import load_rxt
 
-        directory = local_folder(name_or_path, [CONFIG_FILE, WEIGHTS_FILE])
-        model = cls(RxTConfig.load(directory / CONFIG_FILE))
-        load_model(model, str(directory / WEIGHTS_FILE), device=str(device))
-        return model.to(device)
+        local = Path(name_or_path)
+        directory = local if local.exists() else local_folder(name_or_path, [CONFIG_FILE, WEIGHTS_FILE])
+        return load_rxt(directory, device)

@@ -48,6 +48,8 @@ DEPENDS_ON: dict[str, tuple[str, ...]] = {
     "latency": ("mrl", "baseline"),
     "report": ("data", "supervised", "mrl", "dmpo", "baseline", "eval", "retention", "audit", "latency"),
 }
+# the phase that writes each model a later phase may read (by its name in eval/retention/audit.models)
+MODEL_PHASES = {"warm_start": "supervised", "mrl": "mrl", "dmpo": "dmpo", "baseline": "baseline"}
 READS: dict[str, tuple[str, ...]] = {
     "data": ("supervised.data", "eval.source", "eval.steps", "eval.strategy", "eval.split", "eval.num_episodes"),
     "supervised": ("seed", "supervised"),

@@ -37,7 +37,7 @@ from typing import Any
 
 from rxmrl.pipeline.config import PipelineConfig
 from rxmrl.pipeline.layout import CONFIG_FILE, PHASE_TITLES, TIMINGS_FILE, model_dirs, read_timings
-from rxmrl.pipeline.phases import (PHASES, attempts_path, check_phase_names, invalidate, marker_path,
+from rxmrl.pipeline.phases import (MODEL_PHASES, PHASES, attempts_path, check_phase_names, invalidate, marker_path,
                                    refuse_changes_under_results, stale_because)
 from rxmrl.runtime import RunLock, WallClock, torch_threads, write_json, write_text
 
@@ -262,6 +262,7 @@ def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: C
     changed = changed_keys(run_dir / CONFIG_FILE, config)
     check_config(config, changed)
     refuse_changes_under_results(run_dir, run_dir / CONFIG_FILE, config, redo or ())
+    check_phase_inputs(config, chosen)
     with RunLock(run_dir) as lock:
         if lock.took_over:
             say(f"note: {run_dir} was locked by process {lock.took_over.get('pid')} on "
@@ -296,6 +297,34 @@ def check_config(config: PipelineConfig, changed: list[str]) -> None:
     if resized and started:
         raise ConfigError(f"{', '.join(resized)} changed, but {warm} already holds {', '.join(started)} of the "
                           "earlier model size: set it back, or use a new run_dir")
+
+
+def phase_inputs(config: PipelineConfig) -> dict[str, set[str]]:
+    """The earlier phases whose models each phase reads (the models its section names, and the warm start's
+    tokenizer)."""
+    def models(names) -> set[str]:
+        return {MODEL_PHASES[name] for name in names if name in MODEL_PHASES} | {"supervised"}
+
+    return {"mrl": {"supervised"}, "dmpo": {"supervised"} if config.dmpo.enabled else set(),
+            "baseline": {"supervised"}, "eval": models(config.eval.models),
+            "retention": models(config.retention.models) if config.retention.enabled else set(),
+            "audit": models(config.audit.models) if config.audit.enabled else set(),
+            "latency": {"baseline", "mrl"} if config.latency.enabled else set()}
+
+
+def check_phase_inputs(config: PipelineConfig, chosen: list[str]) -> None:
+    """Refuse ``--phases`` that would read a model no phase has made (``--phases eval`` on a fresh run
+    directory), naming the missing phase, before anything runs (``ConfigError``)."""
+    from rxmrl.config import ConfigError
+
+    run_dir = Path(config.run_dir)
+    for phase in chosen:
+        for needed in sorted(phase_inputs(config).get(phase, set()), key=PHASES.index):
+            before = chosen[:chosen.index(phase)]
+            if needed not in before and not marker_path(run_dir, needed).is_file():
+                raise ConfigError(f"--phases {','.join(chosen)}: phase {phase} reads what phase {needed} makes, "
+                                  f"and {needed} has not finished in {run_dir} (no {marker_path(run_dir, needed)}): "
+                                  f"add {needed} to --phases, or leave --phases out to run every phase")
 
 
 def _run_phases(config: PipelineConfig, chosen: list[str], say: Callable[[str], None]) -> None:

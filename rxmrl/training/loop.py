@@ -84,6 +84,8 @@ class LoopConfig:
     MOVED: ClassVar[dict[str, str]] = {
         key: "only stage 4 evaluates during training: stage4.probe_every" for key in
         ("eval_every", "best_metric", "best_mode")}
+    LIMITS: ClassVar[dict[str, str]] = {"grad_clip": "> 0", "checkpoint_every": ">= 0", "keep_last": ">= 1",
+                                        "seed": ">= 0"}
 
     max_steps: int = 1000  # optimizer steps in total (a resumed run continues up to this)
     grad_accum_steps: int = 1  # micro-batches per optimizer step

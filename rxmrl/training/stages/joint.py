@@ -41,6 +41,9 @@ class JointStageConfig(StageLoop):
 
     MOVED: ClassVar[dict[str, str]] = {"answer_only": "answer_only is a setting of stage 2 (interactions) only"}
 
+    LIMITS: ClassVar[dict[str, str]] = {"num_examples": ">= 1", "max_length": ">= 1", "ar_weight": ">= 0",
+        "mlm_weight": ">= 0", "moe_aux_weight": ">= 0", "mask_prob": "in [0, 1]", "memory_noise": ">= 0"}
+
     num_examples: int = 2000  # stories (stage 1) or interactions (stage 2) to train on
     max_length: int = 128  # tokens per sequence, special tokens included
     ar_weight: float = 1.0  # α

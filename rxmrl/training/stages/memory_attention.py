@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +55,10 @@ from rxmrl.training.stages.common import StageLoop, make_trainer, unwrap_model
 @dataclass
 class MemoryAttentionStageConfig(StageLoop):
     """Stage 3."""
+
+    LIMITS: ClassVar[dict[str, str]] = {"num_episodes": ">= 1", "max_length": ">= 1", "first_weight": "in [0, 1]",
+        "step_weight": "in [0, 1]", "step_decay": ">= 0", "weight_jitter": ">= 0", "stm_noise": ">= 0",
+        "input_noise": ">= 0", "label_noise": ">= 0", "centred_weight": "in [0, 1]"}
 
     num_episodes: int | None = 1000  # episodes of the curriculum split to train on (None: all)
     max_length: int = 128  # tokens per interaction

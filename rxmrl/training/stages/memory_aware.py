@@ -55,7 +55,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -70,6 +70,8 @@ from rxmrl.training.stages.common import StageLoop, make_trainer, model_groups, 
 @dataclass
 class MemoryAwareStageConfig(StageLoop):
     """Stage 4."""
+
+    LIMITS: ClassVar[dict[str, str]] = {"num_episodes": ">= 1", "max_length": ">= 1", "moe_aux_weight": ">= 0"}
 
     num_episodes: int | None = None  # episodes of the curriculum split to train on (None: all)
     max_length: int = 128  # tokens per interaction
