@@ -15,17 +15,17 @@ does the rest:
             backward(loss / A)                   # DDP averages gradients across ranks on the last one
         g ← clip(g, grad_clip); AdamW step; lr ← base_lr · m(s+1); zero grads
         every log_every: metrics (mean over steps and ranks) → metrics.jsonl + TensorBoard
-        every eval_every (an argument, 0: never): eval_fn(model) → "eval/*"; a better ``best_metric`` saves ``best``
+        every eval_every (an argument, 0: never): eval_fn(model) → "eval/*"; a lower ``loss`` saves ``best``
         every checkpoint_every and at the end: atomic checkpoint, if every weight is finite
 
 Exact resume: a checkpoint restores weights, optimizer moments, schedule position, AMP scaler, every RNG
 (per rank), the data position, the metrics logged so far (``metrics.jsonl`` is cut back to the checkpoint,
-the open logging window restored) and any stage state (``stateful``), so the losses and records after a
-restart equal those of an uninterrupted run. Settings changed since the earlier attempt apply from the
-resumed step (learning rates included) and are named in a note; a change that would move the data
-position (batch size, examples, seed) or the model's size is refused. ``step_fn`` runs inside the
-DDP-wrapped module's ``forward`` (via a small wrapper), so models whose step is more than one ``forward``
-call (RxT: encode, update memory, decode) still get DDP's gradient averaging.
+the open logging window restored), so the losses and records after a restart equal those of an
+uninterrupted run. Settings changed since the earlier attempt apply from the resumed step (learning rates
+included) and are named in a note; a change that would move the data position (batch size, examples, seed)
+or the model's size is refused. ``step_fn`` runs inside the DDP-wrapped module's ``forward`` (via a small
+wrapper), so models whose step is more than one ``forward`` call (RxT: encode, update memory, decode) still
+get DDP's gradient averaging.
 
 The run directory belongs to one process: the trainer holds its lock (:class:`rxmrl.runtime.RunLock`)
 from construction to ``close()``.
@@ -59,7 +59,7 @@ import warnings
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -72,11 +72,6 @@ from rxmrl.training.schedule import ScheduleConfig, build_scheduler
 
 StepFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, Mapping[str, Any]]"]
 EvalFn = Callable[[nn.Module], Mapping[str, float]]
-
-
-class Stateful(Protocol):
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -136,18 +131,14 @@ class Trainer(RunHarness):
                  schedule: ScheduleConfig | None = None, group_of: GroupOf | None = None,
                  trainable: Collection[str] | None = None,
                  trainable_schedule: Callable[[Trainer], Collection[str] | None] | None = None,
-                 run_dir: str | Path | None = None, env: DistEnv | None = None,
-                 stateful: Mapping[str, Stateful] | None = None, eval_fn: EvalFn | None = None,
-                 eval_every: int = 0, best_metric: str = "loss", best_mode: Literal["min", "max"] = "min",
-                 run_config: Any = None, desc: str = "train") -> None:
+                 run_dir: str | Path | None = None, env: DistEnv | None = None, eval_fn: EvalFn | None = None,
+                 eval_every: int = 0, run_config: Any = None, desc: str = "train") -> None:
         self.config = config or LoopConfig()
         self.env = env or init_distributed()
         self.model = model.to(self.env.device)
         self.step_fn, self.data, self.group_of = step_fn, data, group_of
         self.trainable_schedule, self.eval_fn, self.desc = trainable_schedule, eval_fn, desc
-        # every eval_every steps (0: never) eval_fn runs; a better best_metric of its result saves ``best``
-        self.eval_every, self.best_metric, self.best_mode = eval_every, best_metric, best_mode
-        self.stateful = dict(stateful or {})
+        self.eval_every = eval_every  # every eval_every steps (0: never) eval_fn runs; a lower loss saves best
         seed_everything(self.config.seed + self.env.rank)
         self.optimizer = build_optimizer(self.model, optim or OptimConfig(), group_of)
         self.scheduler = build_scheduler(self.optimizer, schedule or ScheduleConfig(), self.config.max_steps)
@@ -252,7 +243,7 @@ class Trainer(RunHarness):
         return record
 
     def _maybe_evaluate(self) -> bool:
-        """Run ``eval_fn`` when due; True if its ``best_metric`` improved (so ``best`` is saved)."""
+        """Run ``eval_fn`` when due; True if its ``loss`` is the lowest so far (so ``best`` is saved)."""
         every = self.eval_every
         if self.eval_fn is None or not every or self.step % every:
             return False
@@ -260,20 +251,18 @@ class Trainer(RunHarness):
         with torch.no_grad():
             values = all_reduce_mean(dict(self.eval_fn(self.model)), self.env)
         self.metrics.log(self.step, {f"eval/{k}": v for k, v in values.items()})
-        value = values[self.best_metric]
-        better = self.best_value is None or (
-            value < self.best_value if self.best_mode == "min" else value > self.best_value)
+        value = values["loss"]
+        better = self.best_value is None or value < self.best_value
         if better:
             self.best_value = value
         return better and self.checkpoints is not None
 
     # ------------------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> dict[str, Any]:
-        """The loop's own part of a checkpoint: best value, trainable groups, data position, stage state and
-        the open logging window."""
+        """The loop's own part of a checkpoint: best value, trainable groups, data position and the open
+        logging window."""
         return {"best_value": self.best_value, "trainable": sorted(self.trainable),
                 "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
-                "extra": {name: obj.state_dict() for name, obj in self.stateful.items()},
                 "window": dict(self.window), "window_steps": self.window_steps, "last_loss": self.last_loss,
                 "last_metrics": self.last_metrics}
 
@@ -281,8 +270,6 @@ class Trainer(RunHarness):
         self.set_trainable(state["trainable"])
         if state["data"] is not None and hasattr(self.data, "load_state_dict"):
             self.data.load_state_dict(state["data"])
-        for name, obj in self.stateful.items():
-            obj.load_state_dict(state["extra"][name])
         self.best_value = state["best_value"]
         self.window, self.window_steps = dict(state.get("window", {})), state.get("window_steps", 0)
         self.last_loss, self.last_metrics = state.get("last_loss"), dict(state.get("last_metrics", {}))
