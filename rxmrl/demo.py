@@ -51,7 +51,8 @@ def load_model_and_tokenizer(checkpoint: Path | None, preset: str, seed: int):
     import torch
 
     from rxmrl.model import ReactiveTransformer, get_preset
-    from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+    from rxmrl.data import default_tokenizer
+    from rxmrl.tokenizer import RxTokenizer
 
     if checkpoint is not None:
         if not (checkpoint / "config.json").is_file():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rxmrl.data import default_tokenizer
 from rxmrl.model import ReactiveTransformer, RxTConfig, SamplingConfig, interaction_ids
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
-from rxmrl.tokenizer import default_tokenizer
 from rxmrl.training.mrl.critic import Critic
 from rxmrl.envs.scoring import build_reward
 from rxmrl.training.mrl import RolloutPlan, StageConfig, collect_rollout, load_stage_data

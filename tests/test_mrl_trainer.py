@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from rxmrl.config import load_config
+from rxmrl.data import default_tokenizer
 from rxmrl.envs.scoring import build_reward
 from rxmrl.model import ReactiveTransformer, RxTConfig, SamplingConfig, interaction_ids
 from rxmrl.special_tokens import ANSWER_ID
-from rxmrl.tokenizer import default_tokenizer
 from rxmrl.training.mrl import (
     Critic, MrlRunConfig, MrlTrainer, StageConfig, collect_rollout, compute_advantages,
     explained_variance, load_stage_data, mrl_loss,

@@ -71,6 +71,30 @@ def test_phase_paths_and_seeds_come_from_the_top_level():
     assert config.eval.source == "embedded"  # "" resolves to the MRL curriculum's source
 
 
+
+def test_the_resolved_config_holds_one_seed_per_run_and_the_stage_loops():
+    """The top-level seed, one per run it resolves (warm start, MRL, baseline), and the supervised data and
+    stage loops (stage 4's loop seed is a measured choice: experiments/warmstart.toml); the evaluation and the
+    baseline's data read the run's seed instead of their own."""
+    import dataclasses
+
+    def seeds(value, path=""):
+        if dataclasses.is_dataclass(value):
+            for field in dataclasses.fields(value):
+                yield from seeds(getattr(value, field.name), f"{path}{field.name}.")
+        if path.endswith("seed."):
+            yield path[:-1]
+
+    config = load_config(PipelineConfig, QUICKSTART, ["seed=3"]).resolved()
+    loops = [f"supervised.stage{n}.loop.seed" for n in range(1, 5)]
+    assert sorted(seeds(config)) == sorted(["seed", "supervised.seed", "supervised.data.seed", "mrl.seed",
+                                            "baseline.sft.seed", *loops])
+    with pytest.raises(ConfigError, match="eval.seed"):
+        load_config(PipelineConfig, QUICKSTART, ["eval.seed=1"])
+    from rxmrl.pipeline.phases import readers
+
+    assert {"supervised", "eval", "retention", "audit"} <= set(readers("seed"))  # a new seed redoes them
+
 def test_mrl_validation_defaults_to_the_final_evaluations_reward():
     config = load_config(PipelineConfig, QUICKSTART, ["eval.reward=memory", "eval.similarity=random-embedding"])
     validation = config.resolved().mrl.validation

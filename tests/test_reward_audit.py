@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rxmrl.cli import main
-from rxmrl.data import Episode, Fact, Interaction
+from rxmrl.data import Episode, Fact, Interaction, default_tokenizer
 from rxmrl.envs import BatchedMrlEnv, MrlEnv, OracleAgent, PaddedIds, run_episode
 from rxmrl.envs.batched import BatchReset
 from rxmrl.evaluation.audit import run_audit, win_rate
@@ -16,7 +16,6 @@ from rxmrl.evaluation.audit_cases import (
     EmptyAgent, HistoryDumpAgent, OtherEpisodeAgent, PreviousAnswerAgent, RecordedAnswers, WrongFactAgent,
 )
 from rxmrl.rewards import episode_memory_targets
-from rxmrl.tokenizer import default_tokenizer
 
 NAMES = ["Tom", "Ann", "Max", "Sue", "Ben", "Eva"]
 COLOURS = ["red", "blue", "green", "pink", "gold", "grey"]

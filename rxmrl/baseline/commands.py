@@ -72,7 +72,7 @@ def _grpo(args: argparse.Namespace) -> int:
 def _size(args: argparse.Namespace) -> int:
     from rxmrl.baseline.model import build_stateless_model, size_report
     from rxmrl.model import count_preset, get_preset
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     rxt = get_preset(args.preset, vocab_size=default_tokenizer().vocab_size)
     model = build_stateless_model(rxt, args.match)
@@ -94,7 +94,8 @@ def _latency(args: argparse.Namespace) -> int:
     from rxmrl.baseline.model import build_stateless_model
     from rxmrl.baseline.train import load_baseline
     from rxmrl.model import ReactiveTransformer, get_preset
-    from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+    from rxmrl.data import default_tokenizer
+    from rxmrl.tokenizer import RxTokenizer
 
     torch.set_num_threads(args.threads)
     if args.checkpoint is not None:

@@ -42,9 +42,9 @@ class ModelSection:
     max_length: int = 512  # context: prompt + completion tokens (longer histories are cut from the left)
 
     def validate(self) -> None:
-        from rxmrl.training.supervised import model_preset
+        from rxmrl.model.config import get_preset
 
-        model_preset(self.preset)
+        get_preset(self.preset)
 
 
 @dataclass
@@ -55,7 +55,6 @@ class DataSection:
     num_episodes: int = 200  # training episodes (each gives steps + 1 rows)
     eval_episodes: int = 16  # validation episodes for the completion loss before/after training
     include_first: bool = True  # also train on the first interaction (answered from an empty history)
-    seed: int = 0  # data generation seed of the embedded source
 
 
 @dataclass
@@ -69,7 +68,7 @@ class SFTSection:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     logging_steps: int = 10
-    seed: int = 0  # model init, data order
+    seed: int = 0  # the baseline's one seed: model init, the embedded data's generation, data order
     torch_threads: int | None = None  # None: torch's default; 1 is much faster on a busy, shared CPU
 
 
@@ -94,11 +93,12 @@ class BaselineResult:
     seconds: float
 
 
-def load_episodes(data: DataSection, split: str, num_episodes: int):
+def load_episodes(data: DataSection, split: str, num_episodes: int, seed: int):
+    """The baseline's episodes of ``split``; ``seed`` generates the embedded source's (the run's one seed)."""
     from rxmrl.data import load_curriculum
 
     return load_curriculum(data.source, data.steps, split, long_range=data.long_range,
-                           num_episodes=num_episodes, seed=data.seed).episodes
+                           num_episodes=num_episodes, seed=seed).episodes
 
 
 def completion_loss(model: torch.nn.Module, dataset: datasets.Dataset, batch_size: int = 16) -> float:
@@ -183,7 +183,7 @@ def _train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None, verbo
     from rxmrl.config import save_config
     from rxmrl.model import get_preset
     from rxmrl.runtime import staged_files, write_json
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     started = time.perf_counter()
     say = print if verbose else (lambda *_: None)
@@ -198,9 +198,9 @@ def _train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None, verbo
         f"{target:,} ({(parameters - target) / target:+.2%})")
 
     data = config.data
-    train_set, stats = history_dataset(tokenizer, load_episodes(data, "train", data.num_episodes),
+    train_set, stats = history_dataset(tokenizer, load_episodes(data, "train", data.num_episodes, config.sft.seed),
                                        config.model.max_length, data.steps, data.include_first)
-    eval_set, _ = history_dataset(tokenizer, load_episodes(data, "validation", data.eval_episodes),
+    eval_set, _ = history_dataset(tokenizer, load_episodes(data, "validation", data.eval_episodes, config.sft.seed),
                                   config.model.max_length, data.steps, data.include_first)
     say(f"history rows: {stats.summary()}")
     loss_before = completion_loss(model, eval_set)

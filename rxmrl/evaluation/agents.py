@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from rxmrl.data import Episode
+from rxmrl.data import Episode, default_tokenizer
 from rxmrl.envs.agents import Agent, OracleAgent, RandomAgent, RxTAgent
 from rxmrl.model.sampling import SamplingConfig
-from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+from rxmrl.tokenizer import RxTokenizer
 
 AGENT_NAMES: tuple[str, ...] = ("oracle", "random")
 

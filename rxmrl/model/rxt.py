@@ -225,15 +225,9 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
                 logits, _ = self.decoder(ids, stm, attention_mask=mask)
 
     @torch.no_grad()
-    def generate(
-        self,
-        query_ids: Sequence[Ids],
-        stm: Tensor,
-        max_new_tokens: int = 128,
-        sampling: SamplingConfig = GREEDY,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> GenerationOutput:
+    def generate(self, query_ids: Sequence[Ids], stm: Tensor, max_new_tokens: int = 128,
+                 sampling: SamplingConfig = GREEDY, use_cache: bool = True,
+                 generator: torch.Generator | None = None) -> GenerationOutput:
         """Answer ``B`` queries (``[BOS][Q] q``; ``[A]`` is appended here), row ``b`` reading ``stm[b]``."""
         steps = list(self._decode_steps(query_ids, stm, max_new_tokens, sampling, use_cache, generator))
         tokens, log_probs, active = (torch.stack(parts, dim=1) for parts in zip(*steps, strict=True))
@@ -282,14 +276,9 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
         return ScoreOutput(logits, log_probs, answer_mask, aux, entropy)
 
     @torch.no_grad()
-    def batch_interact(
-        self,
-        query_ids: Sequence[Ids],
-        stm: Tensor,
-        max_new_tokens: int = 128,
-        sampling: SamplingConfig = GREEDY,
-        generator: torch.Generator | None = None,
-    ) -> tuple[GenerationOutput, Tensor]:
+    def batch_interact(self, query_ids: Sequence[Ids], stm: Tensor, max_new_tokens: int = 128,
+                       sampling: SamplingConfig = GREEDY,
+                       generator: torch.Generator | None = None) -> tuple[GenerationOutput, Tensor]:
         """One event for ``B`` conversations: answer from ``stm``, then write (query, answer) into it."""
         output = self.generate(query_ids, stm, max_new_tokens, sampling, True, generator)
         return output, self.update_memory(stm, query_ids, output.answers())

@@ -46,7 +46,6 @@ class EvalSection:
     sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(greedy=True))
     # which rows to evaluate (dmpo joins by itself when [dmpo] is enabled)
     models: list[str] = field(default_factory=lambda: [m for m in MODELS if m != "dmpo"])
-    seed: int = 0  # episode order, the random agent, sampling
     device: str = "auto"  # where the models answer: auto (cuda when available) | cpu | cuda | cuda:1 ...
 
     def __post_init__(self) -> None:
@@ -141,7 +140,7 @@ class PipelineConfig:
     """``rxmrl run CONFIG``: every phase of an experiment (see :mod:`rxmrl.pipeline.run`)."""
 
     run_dir: Path = Path("runs/quickstart")  # everything the run makes lands here
-    seed: int = 0  # seeds the warm start, MRL and the baseline (each section's own seed is set from it)
+    seed: int = 0  # seeds the warm start, MRL, the baseline (each one's seed is set from it) and the evaluation
     torch_threads: int | None = None  # torch threads for the whole run ("none": torch's default)
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     mrl: MrlRunConfig = field(default_factory=MrlRunConfig)

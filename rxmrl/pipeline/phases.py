@@ -54,9 +54,9 @@ READS: dict[str, tuple[str, ...]] = {
     "mrl": ("mrl",),  # resolved: its seed, warm start and validation reward are in it
     "dmpo": ("mrl", "dmpo"),
     "baseline": ("baseline",),
-    "eval": ("eval", "supervised.data.seed"),
-    "retention": ("eval", "retention", "supervised.data.seed"),
-    "audit": ("eval", "audit", "mrl.reward.preset", "supervised.data.seed"),
+    "eval": ("seed", "eval", "supervised.data.seed"),  # the run's seed orders episodes and samples answers
+    "retention": ("seed", "eval", "retention", "supervised.data.seed"),
+    "audit": ("seed", "eval", "audit", "mrl.reward.preset", "supervised.data.seed"),
     "latency": ("latency", "eval.device"),
     "report": ("report",),
 }

@@ -36,37 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from rxmrl.pipeline.config import PipelineConfig
+from rxmrl.pipeline.layout import CONFIG_FILE, PHASE_TITLES, TIMINGS_FILE, model_dirs, read_timings
 from rxmrl.pipeline.phases import (PHASES, attempts_path, check_phase_names, invalidate, marker_path,
                                    refuse_changes_under_results, stale_because)
 from rxmrl.runtime import RunLock, WallClock, torch_threads, write_json, write_text
-
-PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
-                "mrl": "MRL curriculum", "dmpo": "DMPO on the same curriculum", "baseline": "stateless baseline (TRL SFT)",
-                "eval": "reward-range evaluation", "retention": "retention (reference conversation in memory)",
-                "audit": "reward audit", "latency": "latency per turn",
-                "report": "report"}
-CONFIG_FILE, TIMINGS_FILE = "config.toml", "timings.json"
-
-
-# ------------------------------------------------------------------------------------------ layout
-
-
-def model_dirs(run_dir: Path) -> dict[str, str]:
-    """What each evaluated model name loads (``rxmrl.evaluation.load_agent`` specs)."""
-    run_dir = Path(run_dir)
-    return {"warm_start": str(run_dir / "warmstart" / "stage-4"), "mrl": str(run_dir / "mrl" / "final"),
-            "dmpo": str(run_dir / "dmpo" / "final"), "baseline": str(run_dir / "baseline"), "oracle": "oracle", "random": "random"}
-
-
-def read_timings(run_dir: Path) -> dict[str, float]:
-    """Wall seconds of every finished phase, in phase order (from the phase markers)."""
-    timings = {}
-    for phase in PHASES:
-        path = marker_path(run_dir, phase)
-        if path.is_file():
-            timings[phase] = json.loads(path.read_text(encoding="utf-8"))["seconds"]
-    return timings
-
 
 # ------------------------------------------------------------------------------------------ phases
 
@@ -133,7 +106,7 @@ def evaluation_env(config: PipelineConfig, tokenizer, teacher_forcing: bool = Fa
     ev = config.eval
     return BatchedMrlEnv(ev.batch_size, ev.source, ev.steps, ev.split, config=ev.curriculum_config,
                          num_episodes=ev.num_episodes, data_seed=config.supervised.data.seed, reward=ev.reward,
-                         similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=ev.seed,
+                         similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=config.seed,
                          device=ev.resolved_device(), saved_data=ev.saved_data, teacher_forcing=teacher_forcing)
 
 
@@ -157,9 +130,9 @@ def phase_eval(config: PipelineConfig) -> dict[str, Any]:
     for name in ev.models:
         path = Path(config.run_dir) / "eval" / f"{name}.json"
         if not path.is_file():
-            agent = load_agent(dirs[name], episodes, tokenizer=tokenizer, seed=ev.seed,
+            agent = load_agent(dirs[name], episodes, tokenizer=tokenizer, seed=config.seed,
                                max_new_tokens=ev.max_new_tokens, device=device, sampling=sampling)
-            result = evaluate(agent, env, ev.num_episodes, seed=ev.seed, meta=meta)
+            result = evaluate(agent, env, ev.num_episodes, seed=config.seed, meta=meta)
             write_json(path, evaluation_record(name, dirs[name], result))
             reward = result.reward()
             print(f"  {name}: reward {reward.mean:.2f} [{reward.ci_low:.2f}, {reward.ci_high:.2f}], "
@@ -201,7 +174,7 @@ def phase_retention(config: PipelineConfig) -> dict[str, Any]:
     meta = {"config": ev.curriculum_config, "split": ev.split, "scoring": f"{ev.reward} ({ev.similarity})",
             "sampling": describe_sampling(sampling)}
     result = measure_retention(models, env, ev.num_episodes, baseline=config.retention.models[0],
-                               max_new_tokens=ev.max_new_tokens, sampling=sampling, seed=ev.seed, meta=meta)
+                               max_new_tokens=ev.max_new_tokens, sampling=sampling, seed=config.seed, meta=meta)
     print(result.format_table(), flush=True)
     folder = Path(config.run_dir) / "retention"
     write_text(folder / "retention.txt", result.format_table() + "\n")
@@ -223,7 +196,7 @@ def phase_audit(config: PipelineConfig) -> dict[str, Any]:
         config=ev.curriculum_config, split=ev.split, num_episodes=ev.num_episodes,
         data_seed=config.supervised.data.seed, batch_size=ev.batch_size,
         checkpoints={labels[m]: dirs[m] for m in config.audit.models}, max_new_tokens=ev.max_new_tokens,
-        seed=ev.seed, device=ev.resolved_device(), sampling=ev.sampling.build())
+        seed=config.seed, device=ev.resolved_device(), sampling=ev.sampling.build())
     audit = audit_rewards(settings, RxTokenizer.load(dirs["warm_start"]))
     print(audit.format_table(), flush=True)
     return write_audit(audit, Path(config.run_dir) / "audit")

@@ -119,7 +119,8 @@ def is_complete(directory: Path) -> bool:
 
 
 def load_tokenizer(data: DataSection):
-    from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+    from rxmrl.data import default_tokenizer
+    from rxmrl.tokenizer import RxTokenizer
 
     if data.tokenizer == "default":
         return default_tokenizer(data.tokenizer_vocab_size)

@@ -15,7 +15,8 @@ from rxmrl.training.mrl.validation import training_reward_label
 def load_warm_start(init: str | Path, tokenizer_path: str | Path = ""):
     """``(policy, tokenizer)`` from a model dir (``ReactiveTransformer.from_pretrained``); the tokenizer from
     ``tokenizer_path``, else the model dir, else the embedded default of the model's vocabulary size."""
-    from rxmrl.tokenizer import TOKENIZER_FILE, RxTokenizer, default_tokenizer
+    from rxmrl.data import default_tokenizer
+    from rxmrl.tokenizer import TOKENIZER_FILE, RxTokenizer
 
     directory = Path(init)
     if not (directory / "config.json").is_file():

@@ -81,7 +81,7 @@ def records_of(metrics_file: Path) -> list[dict[str, str]]:
 def tiny_run(name: str, directory: Path) -> dict:
     """Run ``RUNS[name]`` in ``directory``; its records and final weights' digest."""
     from rxmrl.config import apply_overrides, load_config
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
     from rxmrl.training.mrl import MrlRunConfig, MrlTrainer, StageConfig
 
     threads = torch.get_num_threads()
