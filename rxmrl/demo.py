@@ -56,7 +56,8 @@ def load_model_and_tokenizer(checkpoint: Path | None, preset: str, seed: int):
     from rxmrl.data import default_tokenizer
 
     if checkpoint is not None:
-        from rxmrl.model.folder import folder_tokenizer, load_rxt
+        from rxmrl.model.folder import folder_tokenizer
+        from rxmrl.model.rxt import load_rxt
 
         model = load_rxt(checkpoint, role="--checkpoint").eval()
         return model, folder_tokenizer(checkpoint, model.config.vocab_size, default=default_tokenizer), False

@@ -94,7 +94,8 @@ def _latency(args: argparse.Namespace) -> int:
     from rxmrl.baseline.model import build_stateless_model
     from rxmrl.baseline.train import load_baseline
     from rxmrl.model import ReactiveTransformer, get_preset
-    from rxmrl.model.folder import folder_tokenizer, load_rxt
+    from rxmrl.model.folder import folder_tokenizer
+    from rxmrl.model.rxt import load_rxt
     from rxmrl.runtime import check_counts, check_output
     from rxmrl.data import default_tokenizer
 

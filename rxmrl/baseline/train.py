@@ -50,8 +50,7 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    LIMITS: ClassVar[dict[str, str]] = {"steps": ">= 1", "num_episodes": ">= 1", "eval_episodes": ">= 1",
-        "seed": ">= 0"}
+    LIMITS: ClassVar[dict[str, str]] = {"steps": ">= 1", "num_episodes": ">= 1", "eval_episodes": ">= 1"}
     source: str = "embedded"  # curriculum source (rxmrl.data.load_curriculum)
     steps: int = 4  # follow-ups per episode (curriculum config steps-N)
     long_range: bool = False  # steps-N-lr episodes

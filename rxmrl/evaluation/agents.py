@@ -33,7 +33,7 @@ def check_agent_exists(spec: str, role: str = "agent") -> None:
 def check_agents(specs: Sequence[str], role: str = "agent") -> None:
     """Every agent named on the command line checked before any episode is played (a broken last model of
     ``--compare`` is refused before the first one is evaluated)."""
-    from rxmrl.model.folder import check_folder
+    from rxmrl.model.rxt import check_folder
 
     for spec in specs:
         check_agent_exists(spec, role)
@@ -53,7 +53,8 @@ def load_agent(spec: str, episodes: Sequence[Episode] = (), *, tokenizer: RxToke
         return OracleAgent(tokenizer)
     if spec == "random":
         return RandomAgent(list(episodes), seed=seed, tokenizer=tokenizer)
-    from rxmrl.model.folder import ModelFolderError, inspect_folder, load_rxt
+    from rxmrl.model.folder import ModelFolderError, inspect_folder
+    from rxmrl.model.rxt import load_rxt
 
     check_agent_exists(spec)
     folder = inspect_folder(spec, "agent")

@@ -88,7 +88,7 @@ def _audit(args: argparse.Namespace) -> int:
 
     from rxmrl.data import CurriculumValidationError
     from rxmrl.evaluation.audit import AuditSettings, audit_rewards, write_audit
-    from rxmrl.model.folder import check_folder
+    from rxmrl.model.rxt import check_folder
     from rxmrl.runtime import check_counts, check_output
 
     check_counts(args, "episodes", "max_new_tokens", "batch_size")

@@ -18,7 +18,9 @@ file is read once, cheaply, and a mismatch is one :class:`ModelFolderError` line
     tokenizer  ``tokenizer.json`` loads, and has no token the model's embedding lacks
 
 The shapes come from the model built on the ``meta`` device (no memory), so a dense or an MoE decoder, or
-any later architecture field, is checked by what its config builds, never by a copy of its layout.
+any later architecture field, is checked by what its config builds, never by a copy of its layout. The
+checks that build that model (``checked_rxt_config``, ``load_rxt``, ``check_folder``) live beside
+:class:`~rxmrl.model.rxt.ReactiveTransformer`, which loads through them, so this module stays below it.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from rxmrl.model.rxt import ReactiveTransformer
     from rxmrl.tokenizer import RxTokenizer
 
 CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_FILE, STAGE_FILE = "config.json", "model.safetensors", "tokenizer.json", "stage.json"
@@ -196,57 +197,6 @@ def rxt_config(folder: ModelFolder):
         return RxTConfig.from_dict(folder.config)
     except (TypeError, ValueError) as error:
         raise ModelFolderError(f"{folder.path / CONFIG_FILE}: {error}") from error
-
-
-def checked_rxt_config(path: str | Path, role: str = "model folder", min_stage: tuple[int, str] | None = None):
-    """The :class:`RxTConfig` of an RxT folder whose weights match it (see the module docstring), nothing
-    built; ``min_stage``: ``(stage, what needs it)`` for a reader that needs a late enough supervised stage."""
-    from rxmrl.model.rxt import ReactiveTransformer
-
-    folder = inspect_folder(path, role)
-    require_kind(folder, "rxt", role)
-    if min_stage is not None:
-        require_stage(folder, min_stage[0], role, min_stage[1])
-    config = rxt_config(folder)
-    try:
-        check_weights(folder.weights, expected_shapes(lambda: ReactiveTransformer(config)))
-    except (TypeError, ValueError, RuntimeError) as error:
-        if isinstance(error, ModelFolderError):
-            raise
-        raise ModelFolderError(f"{folder.path / CONFIG_FILE}: describes no buildable model ({error})") from error
-    return config
-
-
-def load_rxt(path: str | Path, device: str | torch.device = "cpu", role: str = "model folder",
-             min_stage: tuple[int, str] | None = None) -> ReactiveTransformer:
-    """An RxT model from a checked folder (:func:`checked_rxt_config`), its weights loaded and finite (a NaN
-    saved into a folder is named here, not blamed on the learning rate of the run that reads it)."""
-    import torch
-    from safetensors.torch import load_model
-
-    from rxmrl.model.rxt import ReactiveTransformer
-
-    model = ReactiveTransformer(checked_rxt_config(path, role, min_stage))
-    load_model(model, str(Path(path) / WEIGHTS_FILE), device=str(device))
-    bad = next((name for name, tensor in model.state_dict().items() if not torch.isfinite(tensor).all()), None)
-    if bad is not None:
-        raise ModelFolderError(f"{Path(path) / WEIGHTS_FILE}: tensor {bad!r} holds NaN or inf: the run that wrote it "
-                               "diverged; use an earlier checkpoint")
-    return model.to(device)
-
-
-def check_folder(path: str | Path, role: str = "model folder", kind: Kind | None = None) -> ModelFolder:
-    """Every check a reader of the folder would make, before any work (``--compare``, ``--checkpoint``): its
-    kind (when ``kind`` is given), an RxT folder's config, weights and tokenizer; a baseline's Llama is
-    checked when loaded."""
-    folder = inspect_folder(path, role)
-    if kind is not None:
-        require_kind(folder, kind, role)
-    if folder.kind == "rxt":
-        config = checked_rxt_config(path, role)
-        if (folder.path / TOKENIZER_FILE).exists():
-            load_tokenizer(folder.path, config.vocab_size)
-    return folder
 
 
 def folder_tokenizer(path: str | Path, vocab_size: int, default: Callable[[], RxTokenizer] | None = None

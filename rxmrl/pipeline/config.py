@@ -30,7 +30,7 @@ RXT_MODELS = ("warm_start", "mrl", "dmpo")  # the reactive models (memory to abl
 class EvalSection:
     """The reward-range evaluation every model plays on the same validation episodes."""
 
-    LIMITS: ClassVar[dict[str, str]] = {"max_new_tokens": ">= 1", "seed": ">= 0"}
+    LIMITS: ClassVar[dict[str, str]] = {"max_new_tokens": ">= 1"}
 
     source: str = ""  # curriculum source ("": the MRL curriculum's, mrl.data_source)
     steps: int = 8  # follow-ups per episode: 8 gives the published "8+1-step episodes"

@@ -15,17 +15,17 @@ does the rest:
             backward(loss / A)                   # DDP averages gradients across ranks on the last one
         g ← clip(g, grad_clip); AdamW step; lr ← base_lr · m(s+1); zero grads
         every log_every: metrics (mean over steps and ranks) → metrics.jsonl + TensorBoard
-        every eval_every (an argument, 0: never): eval_fn(model) → "eval/*"; a better ``best_metric`` saves ``best``
+        every evaluation.every (if given): evaluation.fn(model) → "eval/*"; a lower ``loss`` saves ``best``
         every checkpoint_every and at the end: atomic checkpoint, if every weight is finite
 
 Exact resume: a checkpoint restores weights, optimizer moments, schedule position, AMP scaler, every RNG
 (per rank), the data position, the metrics logged so far (``metrics.jsonl`` is cut back to the checkpoint,
-the open logging window restored) and any stage state (``stateful``), so the losses and records after a
-restart equal those of an uninterrupted run. Settings changed since the earlier attempt apply from the
-resumed step (learning rates included) and are named in a note; a change that would move the data
-position (batch size, examples, seed) or the model's size is refused. ``step_fn`` runs inside the
-DDP-wrapped module's ``forward`` (via a small wrapper), so models whose step is more than one ``forward``
-call (RxT: encode, update memory, decode) still get DDP's gradient averaging.
+the open logging window restored), so the losses and records after a restart equal those of an
+uninterrupted run. Settings changed since the earlier attempt apply from the resumed step (learning rates
+included) and are named in a note; a change that would move the data position (batch size, examples, seed)
+or the model's size is refused. ``step_fn`` runs inside the DDP-wrapped module's ``forward`` (via a small
+wrapper), so models whose step is more than one ``forward`` call (RxT: encode, update memory, decode) still
+get DDP's gradient averaging.
 
 The run directory belongs to one process: the trainer holds its lock (:class:`rxmrl.runtime.RunLock`)
 from construction to ``close()``.
@@ -43,11 +43,11 @@ How a stage uses it::
         loss = out.ar_loss + cfg.moe_aux_weight * out.aux_loss
         return loss, {"ar_loss": out.ar_loss.detach(), "aux_loss": out.aux_loss.detach()}
 
-    trainer = Trainer(model, step_fn, batches, config=cfg.loop, optim=cfg.optim, schedule=cfg.schedule,
+    trainer = Trainer(model, step_fn, batches, settings=cfg,  # cfg.loop, cfg.optim, cfg.schedule
                       group_of=prefix_groups({"embedding": ["embedding."], "encoder": ["encoder."],
                                               "memory_attention": ["memory_attention."]}, default="decoder"),
                       trainable_schedule=lambda t: ["decoder"] if t.epoch < 2 else None,  # gradual unfreezing
-                      run_dir=run_dir, env=env, run_config=cfg)
+                      env=env, run=RunRecord(run_dir, config=cfg))
     result = trainer.fit()                              # resumes by itself if run_dir has a checkpoint
 """
 
@@ -59,7 +59,7 @@ import warnings
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -72,11 +72,6 @@ from rxmrl.training.schedule import ScheduleConfig, build_scheduler
 
 StepFn = Callable[[nn.Module, Any], "tuple[torch.Tensor, Mapping[str, Any]]"]
 EvalFn = Callable[[nn.Module], Mapping[str, float]]
-
-
-class Stateful(Protocol):
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -111,6 +106,42 @@ class LoopConfig:
 
 
 @dataclass
+class TrainerSettings:
+    """The three config sections a ``Trainer`` runs by: its loop (steps, cadence, resume), the optimiser and
+    the learning-rate schedule. A supervised stage's config extends it with its batch size
+    (:class:`rxmrl.training.stages.common.StageLoop`), so a stage hands over its own config as it is."""
+
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """``fn(model)`` every ``every`` steps, without gradients, logged as ``eval/*``. Its lowest ``loss`` so far
+    saves the ``best`` checkpoint: the one evaluation in training is stage 4's memory probe, whose ``loss`` is
+    the answer loss with memory, and lower is better."""
+
+    fn: EvalFn
+    every: int
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"Evaluation.every must be >= 1 step, got {self.every} (no evaluation: pass None)")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Where a run is recorded and under what name: the run directory (None: nothing is saved; the lock,
+    metrics and checkpoints live there), the full config, printed at the start and saved as ``config.toml``
+    beside the checkpoints (None: neither), and the progress bar's label."""
+
+    directory: str | Path | None = None
+    config: Any = None
+    desc: str = "train"
+
+
+@dataclass
 class TrainResult:
     step: int  # optimizer steps completed in total
     losses: list[float] = field(default_factory=list)  # this call's per-step losses (this rank)
@@ -134,30 +165,25 @@ class Trainer(RunHarness):
     """Optimises ``model`` with ``step_fn`` over ``data``; see the module docstring for the loop."""
 
     def __init__(self, model: nn.Module, step_fn: StepFn, data: Any = None, *,
-                 config: LoopConfig | None = None, optim: OptimConfig | None = None,
-                 schedule: ScheduleConfig | None = None, group_of: GroupOf | None = None,
+                 settings: TrainerSettings | None = None, group_of: GroupOf | None = None,
                  trainable: Collection[str] | None = None,
                  trainable_schedule: Callable[[Trainer], Collection[str] | None] | None = None,
-                 run_dir: str | Path | None = None, env: DistEnv | None = None,
-                 stateful: Mapping[str, Stateful] | None = None, eval_fn: EvalFn | None = None,
-                 eval_every: int = 0, best_metric: str = "loss", best_mode: Literal["min", "max"] = "min",
-                 run_config: Any = None, desc: str = "train") -> None:
-        self.config = config or LoopConfig()
+                 env: DistEnv | None = None, evaluation: Evaluation | None = None,
+                 run: RunRecord | None = None) -> None:
+        settings, run = settings or TrainerSettings(), run or RunRecord()
+        self.config = settings.loop
         self.env = env or init_distributed()
         self.model = model.to(self.env.device)
         self.step_fn, self.data, self.group_of = step_fn, data, group_of
-        self.trainable_schedule, self.eval_fn, self.desc = trainable_schedule, eval_fn, desc
-        # every eval_every steps (0: never) eval_fn runs; a better best_metric of its result saves ``best``
-        self.eval_every, self.best_metric, self.best_mode = eval_every, best_metric, best_mode
-        self.stateful = dict(stateful or {})
+        self.trainable_schedule, self.evaluation, self.desc = trainable_schedule, evaluation, run.desc
         seed_everything(self.config.seed + self.env.rank)
-        self.optimizer = build_optimizer(self.model, optim or OptimConfig(), group_of)
-        self.scheduler = build_scheduler(self.optimizer, schedule or ScheduleConfig(), self.config.max_steps)
+        self.optimizer = build_optimizer(self.model, settings.optim, group_of)
+        self.scheduler = build_scheduler(self.optimizer, settings.schedule, self.config.max_steps)
         self.autocast_dtype = autocast_dtype(self.config.amp, self.config.amp_dtype, self.env.device)
         self.scaler = grad_scaler(self.autocast_dtype)
-        self.open_run(run_dir, self.config)
+        self.open_run(run.directory, self.config)
         with self.releasing_on_error():  # a refused resume: leave the run directory to the next process
-            self._start(data, trainable, run_config)
+            self._start(data, trainable, run.config)
 
     def _start(self, data: Any, trainable: Collection[str] | None, run_config: Any) -> None:
         """The trainer's state: fresh, or resumed from the run directory (then ``config.toml`` is updated)."""
@@ -254,28 +280,25 @@ class Trainer(RunHarness):
         return record
 
     def _maybe_evaluate(self) -> bool:
-        """Run ``eval_fn`` when due; True if its ``best_metric`` improved (so ``best`` is saved)."""
-        every = self.eval_every
-        if self.eval_fn is None or not every or self.step % every:
+        """Run the evaluation when due; True if its ``loss`` is the lowest so far (so ``best`` is saved)."""
+        if self.evaluation is None or self.step % self.evaluation.every:
             return False
         self.model.eval()
         with torch.no_grad():
-            values = all_reduce_mean(dict(self.eval_fn(self.model)), self.env)
+            values = all_reduce_mean(dict(self.evaluation.fn(self.model)), self.env)
         self.metrics.log(self.step, {f"eval/{k}": v for k, v in values.items()})
-        value = values[self.best_metric]
-        better = self.best_value is None or (
-            value < self.best_value if self.best_mode == "min" else value > self.best_value)
+        value = values["loss"]
+        better = self.best_value is None or value < self.best_value
         if better:
             self.best_value = value
         return better and self.checkpoints is not None
 
     # ------------------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> dict[str, Any]:
-        """The loop's own part of a checkpoint: best value, trainable groups, data position, stage state and
-        the open logging window."""
+        """The loop's own part of a checkpoint: best value, trainable groups, data position and the open
+        logging window."""
         return {"best_value": self.best_value, "trainable": sorted(self.trainable),
                 "data": self.data.state_dict() if hasattr(self.data, "state_dict") else None,
-                "extra": {name: obj.state_dict() for name, obj in self.stateful.items()},
                 "window": dict(self.window), "window_steps": self.window_steps, "last_loss": self.last_loss,
                 "last_metrics": self.last_metrics}
 
@@ -283,8 +306,6 @@ class Trainer(RunHarness):
         self.set_trainable(state["trainable"])
         if state["data"] is not None and hasattr(self.data, "load_state_dict"):
             self.data.load_state_dict(state["data"])
-        for name, obj in self.stateful.items():
-            obj.load_state_dict(state["extra"][name])
         self.best_value = state["best_value"]
         self.window, self.window_steps = dict(state.get("window", {})), state.get("window_steps", 0)
         self.last_loss, self.last_metrics = state.get("last_loss"), dict(state.get("last_metrics", {}))

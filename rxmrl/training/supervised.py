@@ -139,7 +139,7 @@ def starting_model(config: SupervisedConfig, stage: int, vocab_size: int):
         if is_complete(stage_dir(config.run_dir, earlier)):
             return ReactiveTransformer.from_pretrained(stage_dir(config.run_dir, earlier)), f"stage-{earlier}"
     if config.init is not None:
-        from rxmrl.model.folder import load_rxt
+        from rxmrl.model.rxt import load_rxt
 
         return load_rxt(config.init, role="init"), str(config.init)
     seed_everything(config.seed)
@@ -223,7 +223,8 @@ def save_stage(directory: Path, model, tokenizer, config: SupervisedConfig, repo
 def check_init(config: SupervisedConfig) -> None:
     """A bad ``init`` refused before any stage prepares its data: the folder checked (kind, weights against
     its ``config.json``) and its vocabulary the run's tokenizer's (the stages train on that tokenizer's ids)."""
-    from rxmrl.model.folder import ModelFolderError, checked_rxt_config
+    from rxmrl.model.folder import ModelFolderError
+    from rxmrl.model.rxt import checked_rxt_config
 
     vocab_size = checked_rxt_config(config.init, "init").vocab_size
     tokens = load_tokenizer(config.data).vocab_size

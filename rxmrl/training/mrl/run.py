@@ -18,7 +18,8 @@ INIT_NEEDS = (3, "MRL (trained memory attention)")
 def load_warm_start(init: str | Path, tokenizer_path: str | Path = ""):
     """``(policy, tokenizer)`` from a checked model dir (:func:`rxmrl.model.folder.load_rxt`); the tokenizer from
     ``tokenizer_path``, else the model dir, else the embedded default of the model's vocabulary size."""
-    from rxmrl.model.folder import ModelFolderError, folder_tokenizer, load_rxt, load_tokenizer
+    from rxmrl.model.folder import ModelFolderError, folder_tokenizer, load_tokenizer
+    from rxmrl.model.rxt import load_rxt
     from rxmrl.data import default_tokenizer
 
     policy = load_rxt(init, role="--init", min_stage=INIT_NEEDS)
@@ -41,7 +42,7 @@ def run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
     validation presets and similarity, and the sampling the validation answers were drawn with.
     """
     from rxmrl.config import validate
-    from rxmrl.model.folder import checked_rxt_config
+    from rxmrl.model.rxt import checked_rxt_config
     from rxmrl.resume import check_init_apart, has_checkpoints, refuse_unresumable_changes
     from rxmrl.training.distributed import init_distributed, lock_run_dir
 

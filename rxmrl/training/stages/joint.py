@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from rxmrl.training.distributed import DistEnv
-from rxmrl.training.loop import TrainResult
+from rxmrl.training.loop import RunRecord, TrainResult
 from rxmrl.training.stages.batching import Row, mask_tokens, masked_cross_entropy, next_token_loss, pad_rows
 from rxmrl.training.stages.common import StageLoop, make_trainer, unwrap_model
 
@@ -88,6 +88,6 @@ def train_joint(model: nn.Module, rows: list[Row], config: JointStageConfig, env
         return joint_step(m, batch, config)
 
     groups = ["embedding", "encoder", "decoder", "memory_cross_attention"]
-    with make_trainer(unwrap_model(model), step_fn, rows, pad_rows, config, env, run_dir=run_dir, desc=desc,
-                      trainable=groups, run_config=run_config) as trainer:
+    with make_trainer(unwrap_model(model), step_fn, rows, pad_rows, config, env,
+                      RunRecord(run_dir, config=run_config, desc=desc), trainable=groups) as trainer:
         return trainer.fit()

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rxmrl.training.distributed import DistEnv
-from rxmrl.training.loop import TrainResult
+from rxmrl.training.loop import RunRecord, TrainResult
 from rxmrl.training.stages.batching import Row, pad_episodes, trim
 from rxmrl.training.stages.common import StageLoop, make_trainer, unwrap_model
 
@@ -151,6 +151,6 @@ def train_memory_attention(model: nn.Module, episodes: list[list[Row]], config: 
     def step_fn(m: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Any]]:
         return memory_attention_step(m, batch, config)
 
-    with make_trainer(unwrap_model(model), step_fn, episodes, pad_episodes, config, env, run_dir=run_dir,
-                      desc=desc, trainable=["memory_attention"], run_config=run_config) as trainer:
+    with make_trainer(unwrap_model(model), step_fn, episodes, pad_episodes, config, env,
+                      RunRecord(run_dir, config=run_config, desc=desc), trainable=["memory_attention"]) as trainer:
         return trainer.fit()
