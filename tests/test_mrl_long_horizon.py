@@ -55,6 +55,11 @@ def test_a_tiny_run_trains_and_compares_stages_of_twelve_and_sixteen_steps(token
     assert [len([k for k in row["mrl"] if k.startswith("reward_step_")]) for row in rows] == [12, 16]
     saved = json.loads((tmp_path / "run" / "comparison.json").read_text())
     assert [stage["steps"] for stage in saved["stages"]] == [12, 16]
+    final = saved["stages"][1]  # every episode long range: the final question's recall, with its intervals
+    assert 0.0 <= final["mrl"]["final_recall"] <= 1.0 and 0.0 <= final["warm_start"]["final_recall"] <= 1.0
+    assert set(final["final_recall_difference"]) == set(final["mrl_memory_final_recall_gain"]) == {
+        "mean", "ci95_low", "ci95_high"}
+    assert "policy" in saved["objective_terms"] and "memory_gain" not in saved["objective_terms"]
 
 
 @pytest.fixture(scope="module")

@@ -122,14 +122,18 @@ def published_table() -> str:
 def comparison_table(comparison: dict[str, Any], name: str = "MRL") -> str:
     """MRL (or DMPO: ``name``) vs warm start on each curriculum stage's validation episodes
     (``mrl/comparison.json``, ``dmpo/comparison.json``): the training reward, then the paired difference under
-    each validation preset (``reward/<preset>``), then fact recall."""
+    each validation preset (``reward/<preset>``), then fact recall, then (where a stage's episodes ask one)
+    the long-range final question's recall."""
     presets = list(comparison["stages"][0].get("differences", {})) if comparison["stages"] else []
     similarity = comparison.get("validation_similarity", "")
     header = ["stage", "steps", "strategy", "training reward: warm start", name, "difference [95% CI]",
               f"{name} without memory",
               *(f"`{key[len('reward/'):]}` ({similarity}): {name} − warm start [95% CI]" for key in presets),
               "fact recall: warm start", name, "difference [95% CI]", f"{name}: memory − reset [95% CI]"]
-    align = ["---:", "---:", "---"] + ["---:"] * (8 + len(presets))
+    final = any(row.get("final_recall_difference") for row in comparison["stages"])  # a long-range final question
+    if final:
+        header += ["final recall: warm start", name, "difference [95% CI]", f"{name}: memory − reset [95% CI]"]
+    align = ["---:", "---:", "---"] + ["---:"] * (len(header) - 3)
     rows = []
     for row in comparison["stages"]:
         recall = row.get("fact_recall_difference")  # absent in runs written before it was recorded
@@ -139,8 +143,19 @@ def comparison_table(comparison: dict[str, Any], name: str = "MRL") -> str:
                      f"{row['mrl_no_memory']['reward']:.3f}",
                      *(_signed_interval(row["differences"][key]) for key in presets),
                      f"{row['warm_start']['fact_recall']:.3f}", f"{row['mrl']['fact_recall']:.3f}",
-                     _signed_interval(recall) if recall else "–", _signed_interval(gain) if gain else "–"])
+                     _signed_interval(recall) if recall else "–", _signed_interval(gain) if gain else "–",
+                     *(_final_recall_cells(row) if final else [])])
     return markdown_table(header, align, rows)
+
+
+def _final_recall_cells(row: dict[str, Any]) -> list[str]:
+    """A comparison row's final recall (the long-range final question): warm start, MRL, their difference and
+    MRL's memory - reset gap; ``–`` on a stage whose episodes ask no final question."""
+    difference, gain = row.get("final_recall_difference"), row.get("mrl_memory_final_recall_gain")
+    if difference is None:
+        return ["–"] * 4
+    return [format_number(row["warm_start"]["final_recall"], 3), format_number(row["mrl"]["final_recall"], 3),
+            _signed_interval(difference), _signed_interval(gain) if gain else "–"]
 
 
 def retention_table(retention: dict[str, Any]) -> str:
@@ -183,6 +198,8 @@ def comparison_note(comparison: dict[str, Any], name: str = "MRL") -> str:
         parts.append(f"The {comparison['training_reward']} is the one {name} trained with")
     if comparison.get("sampling"):
         parts.append(f"the validation answers are {comparison['sampling']} (`mrl.eval_sampling`)")
+    if comparison.get("objective_terms"):
+        parts.append(f"the terms that trained: {', '.join(f'`{t}`' for t in comparison['objective_terms'])}")
     if comparison.get("memory_writes") == "reference":
         parts.append("validation writes the reference answers into memory (`validation.teacher_forcing`: every "
                      "fact asked about is in memory)")

@@ -30,7 +30,7 @@ class ObjectiveConfig:
 
     LIMITS: ClassVar[dict[str, str]] = {"clip": "> 0", "entropy_coef": ">= 0", "reference_kl_coef": ">= 0",
         "stabilisation_kl_coef": ">= 0", "memory_coef": ">= 0", "value_coef": ">= 0", "value_clip": "> 0",
-        "moe_aux_coef": ">= 0", "memory_credit": ">= 0"}
+        "moe_aux_coef": ">= 0", "memory_credit": ">= 0", "policy_coef": ">= 0", "memory_gain_coef": ">= 0"}
 
     clip: float = 0.2  # PPO ratio clip epsilon
     entropy_coef: float = 0.01  # entropy bonus c_H (mean over real answer tokens)
@@ -44,6 +44,11 @@ class ObjectiveConfig:
     # 0, 10) (a weighted token mean): the tokens memory made likelier carry the step's advantage; 0: all alike.
     # Costs one more reference pass per rollout (the answers scored from a never-written STM)
     memory_credit: float = 0.0
+    policy_coef: float = 1.0  # weight of the clipped policy term; 0 with memory_gain_coef > 0: the control arm
+    # weight of the memory term: minus the reference answer's log-likelihood gain under the episode's STM over
+    # its reset STM, backpropagated through every write of the episode (needs mrl.memory_backprop = "episode");
+    # 0: off (the update then scores no reference answers)
+    memory_gain_coef: float = 0.0
 
     def __post_init__(self) -> None:
         if self.memory_credit < 0:
@@ -220,6 +225,10 @@ class MrlConfig:
         return 1 if self.algorithm == "dmpo" else self.candidates_per_step
 
     def validate(self) -> None:
+        if self.objective.memory_gain_coef > 0 and (self.algorithm != "ppo" or self.memory_backprop != "episode"):
+            raise ValueError(f"objective.memory_gain_coef={self.objective.memory_gain_coef} backpropagates through "
+                             f"every write of an episode: set memory_backprop = \"episode\" with algorithm = \"ppo\" "
+                             f"(got {self.memory_backprop!r}, {self.algorithm!r})")
         if self.algorithm == "dmpo":
             if self.reference_member:
                 raise ValueError("reference_member is for the group estimators; dmpo takes the reference answer "

@@ -22,6 +22,9 @@ from rxmrl.training.mrl.plan import RolloutPlan
 from rxmrl.training.mrl.rollout import collect_rollout, stage_episodes
 
 
+RECALLS = ("fact_recall", "held_fact_recall", "final_recall")  # the rollout's recall components, per episode
+
+
 @dataclass
 class Evaluation:
     """Per-episode mean rewards ``[E]``, per-step means ``[N]`` and fact recall of one policy on one split."""
@@ -33,13 +36,16 @@ class Evaluation:
     episode_rewards_by: dict[str, Tensor] = field(default_factory=dict)  # scorer name -> [E] per-episode means
     held_fact_recall: float = float("nan")  # over the facts memory holds (rxmrl.rewards.held_fact_recall)
     episode_held_fact_recall: Tensor | None = None  # [E]; NaN: memory holds none of the episode's facts
+    final_recall: float = float("nan")  # of the long-range final questions (NaN: the episodes ask none)
+    episode_final_recall: Tensor | None = None  # [E]; NaN: a cumulative episode (no final question)
 
     def summary(self) -> dict[str, float]:
         """``reward`` (mean, ``_min``, ``_max``, ``_step_t``: the env's own reward), ``fact_recall``,
-        ``held_fact_recall`` and each scorer's mean as ``reward/<name>``."""
+        ``held_fact_recall``, ``final_recall`` and each scorer's mean as ``reward/<name>``."""
         r = self.episode_rewards
         out = {"reward": float(r.mean()), "reward_min": float(r.min()), "reward_max": float(r.max()),
-               "fact_recall": self.fact_recall, "held_fact_recall": self.held_fact_recall}
+               "fact_recall": self.fact_recall, "held_fact_recall": self.held_fact_recall,
+               "final_recall": self.final_recall}
         out.update({f"reward_step_{t}": float(v) for t, v in enumerate(self.step_rewards)})
         out.update({f"reward/{name}": float(values.mean()) for name, values in self.episode_rewards_by.items()})
         return out
@@ -54,12 +60,13 @@ def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: Stage
     exactly. ``plan.teacher_forcing``: the reference answers are written into memory (the retention
     protocol), else the policy's own. ``plan.write_memory=False``: the no-memory ablation (the policy answers
     from a fresh STM every time). Fact recall averages the steps whose data has facts (the env gives NaN for
-    the others). ``scorers``: other rewards of the same answers (:func:`collect_rollout`), reported per
-    episode under their names."""
+    the others); final recall, the long-range final question's alone (NaN for cumulative episodes).
+    ``scorers``: other rewards of the same answers (:func:`collect_rollout`), reported per episode under
+    their names."""
     was_training = policy.training
     policy.eval()
     generator = torch.Generator(device=policy.device).manual_seed(seed)
-    episode_rewards, step_rewards, recalls, held = [], [], [], []
+    episode_rewards, step_rewards, recalls = [], [], {name: [] for name in RECALLS}
     scorers = dict(scorers or {})
     by_name: dict[str, list[Tensor]] = {name: [] for name in scorers}
     steps = env.steps
@@ -72,17 +79,16 @@ def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: Stage
         for name, scored in rollout.scored_by.items():
             by_name[name].append(scored.view(steps, len(rows)).mean(0))
         step_rewards.append(rewards)
-        if "fact_recall" in rollout.components:
-            recalls.append(rollout.components["fact_recall"].view(steps, len(rows)))  # [N, B], NaN: no facts
-            held.append(rollout.components["held_fact_recall"].view(steps, len(rows)))
+        for name in RECALLS if "fact_recall" in rollout.components else ():
+            recalls[name].append(rollout.components[name].view(steps, len(rows)))  # [N, B], NaN: not measured
     policy.train(was_training)
     per_step = torch.cat(step_rewards, dim=1).mean(1)
     others = {name: torch.cat(values) for name, values in by_name.items()}
-    if not recalls:
+    if not recalls["fact_recall"]:
         return Evaluation(torch.cat(episode_rewards), per_step, float("nan"), episode_rewards_by=others)
-    recall, held_recall = torch.cat(recalls, dim=1), torch.cat(held, dim=1)  # [N, E]
+    recall, held, final = (torch.cat(recalls[name], dim=1) for name in RECALLS)  # [N, E] each
     return Evaluation(torch.cat(episode_rewards), per_step, float(recall.nanmean()), recall.nanmean(0), others,
-                      float(held_recall.nanmean()), held_recall.nanmean(0))
+                      float(held.nanmean()), held.nanmean(0), float(final.nanmean()), final.nanmean(0))
 
 
 def bootstrap_mean_difference(after: Tensor, before: Tensor, samples: int = 10_000, seed: int = 0,

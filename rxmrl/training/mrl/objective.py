@@ -31,6 +31,16 @@ class LossInputs:
     steps: Tensor  # [M] step index t in the episode
     moe_aux: Tensor | None = None  # scalar MoE load-balancing loss of the forward pass
     token_weights: Tensor | None = None  # [M, T] weights of the policy term (memory_credit); None: all 1
+    reference: ReferenceLikelihood | None = None  # the memory term's inputs (memory_gain_coef > 0); None: off
+
+
+@dataclass
+class ReferenceLikelihood:
+    """The step's reference answer y* (``[M, T']`` token columns) scored by the current policy twice."""
+
+    log_probs: Tensor  # log pi_theta(y*_j | q, STM_t)  the episode's STM, rebuilt through its writes (differentiable)
+    reset_log_probs: Tensor  # log pi_theta(y*_j | q, STM_0)  the episode's STM before any write (no gradient)
+    mask: Tensor  # bool, real reference tokens
 
 
 LOG_PROB_FLOOR = -50.0
@@ -70,6 +80,42 @@ def memory_regulariser(stm: Tensor, stm_prev: Tensor, steps: Tensor, coef: float
     return (torch.sqrt(steps.float() + 1) * coef * mse).mean(), mse
 
 
+def memory_gain_loss(reference: ReferenceLikelihood) -> Tensor:
+    r"""The memory term: minus the reference answer's mean log-likelihood gain from the episode's memory,
+
+    .. math:: L_{gain} = -\langle \log\pi_\theta(y^*_j \mid q_t, STM_t)
+                          - \mathrm{sg}[\log\pi_\theta(y^*_j \mid q_t, STM_0)] \rangle
+
+    over the reference tokens of every step (log-probs floored at ``LOG_PROB_FLOOR``). ``STM_t`` is rebuilt
+    from ``STM_0`` through writes ``0..t`` (``memory_backprop = "episode"``), so the final question's loss
+    reaches the write of the first interaction: exact credit for keeping a fact, which a sampled policy
+    gradient cannot give (InfoMem scores this gain as a reward; here it is differentiated). The reset term is
+    a stopped baseline: its value makes the term read as the gain (0 when memory changes nothing), and no
+    gradient pushes the decoder to answer worse from an empty memory."""
+    mask = reference.mask.float()
+    gain = reference.log_probs.clamp_min(LOG_PROB_FLOOR) - reference.reset_log_probs.detach().clamp_min(LOG_PROB_FLOOR)
+    return -(gain * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def trained_terms(cfg: ObjectiveConfig, with_critic: bool) -> list[str]:
+    """The terms of :func:`mrl_loss` that train (weight > 0), by their ``loss/<name>`` names: what a
+    comparison states, so an arm with the policy term off (``policy_coef = 0``) reads as the control it is."""
+    weights = {"policy": cfg.policy_coef, "entropy": cfg.entropy_coef, "reference_kl": cfg.reference_kl_coef,
+               "stabilisation_kl": cfg.stabilisation_kl_coef, "memory": cfg.memory_coef,
+               "value": cfg.value_coef if with_critic else 0.0, "moe_aux": cfg.moe_aux_coef,
+               "memory_gain": cfg.memory_gain_coef}
+    return [name for name, weight in weights.items() if weight > 0]
+
+
+def _with_memory_gain(total: Tensor, reference: ReferenceLikelihood | None, coef: float) -> tuple[Tensor, dict]:
+    """``total + c_gain·L_gain`` and ``{"loss/memory_gain": L_gain}``; without ``reference`` (the term off)
+    ``total`` as it is and no metric, so the loss and its records stay bit for bit what they were."""
+    if reference is None:
+        return total, {}
+    gain = memory_gain_loss(reference)
+    return total + coef * gain, {"loss/memory_gain": gain}
+
+
 def _weighted_mean(x: Tensor, mask: Tensor, token_weights: Tensor | None, token_mean) -> Tensor:
     """The policy term's token mean; with ``memory_credit``'s weights ``w``, ``sum w·x / sum w``: the weights
     move credit between tokens, not the step size."""
@@ -105,8 +151,9 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
         stab. KL    KL_old =  < rho - 1 - log rho >                                      k3 of KL(pi_old||pi_theta)
         memory      L_mem  =  mean_m sqrt(t_m + 1) · c_mem · MSE(STM_t, STM_{t-1})       IMPO memory regularisation
         value       L_V    =  ½ mean_m max((V - R)², (V_old + clip(V - V_old, ±c_V) - R)²)
+        mem. gain   L_gain = -< log pi_theta(y* | STM_t) - sg[log pi_theta(y* | STM_0)] >  :func:`memory_gain_loss`
 
-        total = L_clip - c_H·H + c_ref·KL_ref + c_stab·KL_old + L_mem + c_v·L_V + c_aux·aux
+        total = c_pol·L_clip - c_H·H + c_ref·KL_ref + c_stab·KL_old + L_mem + c_v·L_V + c_aux·aux + c_gain·L_gain
 
     IMPO's policy stabilisation is the KL between the current policy and the previous step's policy on the
     same episode; every step of a batched rollout was produced by the same behaviour policy pi_old, so
@@ -136,11 +183,12 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
     value_loss, value_clipped = clipped_value_loss(batch.values, batch.old_values, batch.returns, cfg.value_clip)
     aux = batch.moe_aux if batch.moe_aux is not None else value_loss.new_zeros(())
 
-    total = (policy_loss - cfg.entropy_coef * entropy + cfg.reference_kl_coef * ref_kl
+    total = (cfg.policy_coef * policy_loss - cfg.entropy_coef * entropy + cfg.reference_kl_coef * ref_kl
              + cfg.stabilisation_kl_coef * stab_kl + memory_loss + cfg.value_coef * value_loss
              + cfg.moe_aux_coef * aux)
+    total, gain = _with_memory_gain(total, batch.reference, cfg.memory_gain_coef)
     with torch.no_grad():
-        metrics = {"loss/policy": policy_loss, "loss/entropy": entropy, "loss/reference_kl": ref_kl,
+        metrics = {**gain, "loss/policy": policy_loss, "loss/entropy": entropy, "loss/reference_kl": ref_kl,
                    "loss/stabilisation_kl": stab_kl, "loss/memory": memory_loss, "loss/value": value_loss,
                    "loss/moe_aux": aux, "loss/total": total,
                    "policy/clip_fraction": token_mean(((ratio - 1).abs() > cfg.clip).float()),

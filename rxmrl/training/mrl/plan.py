@@ -45,6 +45,7 @@ class RolloutPlan:
     write_memory: bool = True  # False: the no-memory ablation, STM stays the fresh initial state
     sampler: Literal["policy", "reference"] = "policy"  # who samples: the policy trained or the frozen warm start
     update: Literal["ppo", "dmpo"] = "ppo"  # the update that reads the rollout: mrl_loss or dmpo_loss
+    reference_answers: bool = False  # record each step's reference answer (the memory term scores it)
 
     def __post_init__(self) -> None:
         if self.continue_with not in ("random", "best"):
@@ -76,7 +77,8 @@ class RolloutPlan:
         if mrl.algorithm == "dmpo":
             return cls.dmpo(config, **common)
         return cls(**common, reference_member="policy" if mrl.with_reference else "absent",
-                   blank_reference=mrl.objective.memory_credit > 0)
+                   blank_reference=mrl.objective.memory_credit > 0,
+                   reference_answers=mrl.objective.memory_gain_coef > 0)
 
     @classmethod
     def dmpo(cls, config: MrlRunConfig, **common) -> RolloutPlan:

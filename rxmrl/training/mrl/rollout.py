@@ -120,6 +120,8 @@ class Rollout:
     scored_by: dict[str, Tensor] = field(default_factory=dict)  # name -> [M] rewards of collect_rollout's scorers
     # [M, T] the reference policy's log-probs from a memory never written (with_blank_reference: DMPO's credit)
     ref_blank_log_probs: Tensor | None = None
+    reference_answers: Tensor | None = None  # [M, T'] the step's reference answer y* (plan.reference_answers)
+    reference_mask: Tensor | None = None  # [M, T']
 
     @property
     def size(self) -> int:
@@ -274,6 +276,7 @@ class _Play:
         ids, mask, stm_prev, encoded = self.write(t)
         queries, tokens, token_mask, old = self.answer()
         ref, blank = self.reference_scores(queries, tokens, token_mask, old)
+        reference = self.reference_answer() if self.plan.reference_answers else (None, None)  # before the step
         answers = answer_rows(tokens, token_mask, self.policy.config.interaction_write)  # [B·K] rows
         scored, result, scored_by = self.score(answers)
         critic_ids, critic_mask, values = self.value(result, len(queries))
@@ -283,13 +286,20 @@ class _Play:
         components = {k: v.float().cpu() for k, v in scored.components.items()}
         components["fact_recall"] = scored.fact_recall.float().cpu()  # NaN where the data has no facts
         components["held_fact_recall"] = scored.held_fact_recall.float().cpu()  # NaN: memory holds none
+        components["final_recall"] = scored.final_recall.float().cpu()  # NaN: not a long-range final question
         group = _Repeat(self.plan.members)
         self.per_step.append(dict(
             queries=queries, tokens=tokens, mask=token_mask, old=old, ref=ref, blank=blank, write_ids=group(ids),
             write_mask=group(mask), encoded=group(encoded) if self.plan.keep_encoded and encoded is not None else None,
             stm_prev=group(stm_prev), stm_read=group(self.stm), critic_ids=critic_ids, critic_mask=critic_mask,
             rewards=scored.rewards.float().cpu(), values=values.float().cpu(), components=components,
-            scored_by=scored_by))
+            scored_by=scored_by, reference_answers=reference[0], reference_mask=reference[1]))
+
+    def reference_answer(self) -> tuple[Tensor, Tensor]:
+        """The step's reference answer ``(tokens [B·K, T'], mask)``, one per member (the memory term's y*)."""
+        tokens, mask = answer_tokens(self.env.current_references(), self.plan.max_answer_tokens)
+        group = _Repeat(self.plan.members)
+        return group(tokens.to(self.policy.device)), group(mask.to(self.policy.device))
 
     def write(self, t: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Write interaction ``t`` into both STMs: ``(ids, mask, STM before, encoded data)``."""
@@ -466,5 +476,13 @@ def _stack(per_step: list[dict], size: int, stm: Tensor, ref_stm: Tensor, timing
         components={k: torch.cat([s["components"][k] for s in per_step]) for k in names},
         scored_by={k: torch.cat([s["scored_by"][k] for s in per_step]) for k in per_step[0]["scored_by"]},
         num_episodes=size, num_steps=len(per_step), group_size=group_size, final_stm=stm, final_ref_stm=ref_stm,
-        timings=timings,
+        timings=timings, **_reference_answers(per_step),
     )
+
+
+def _reference_answers(per_step: list[dict]) -> dict[str, Tensor | None]:
+    """The steps' reference answers as one ``[M, T']`` tensor and its mask (None where none were recorded)."""
+    if per_step[0]["reference_answers"] is None:
+        return {"reference_answers": None, "reference_mask": None}
+    return {"reference_answers": _pad_cat([s["reference_answers"] for s in per_step], 0),
+            "reference_mask": _pad_cat([s["reference_mask"] for s in per_step], False)}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from rxmrl.training.mrl.config import MrlRunConfig
 from rxmrl.model.sampling import describe_sampling
 from rxmrl.training.mrl.evaluate import Evaluation, bootstrap_mean_difference
+from rxmrl.training.mrl.objective import trained_terms
 from rxmrl.training.mrl.trainer import MrlResult, MrlTrainer
 from rxmrl.training.mrl.validation import training_reward_label
 
@@ -39,7 +41,10 @@ def run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
     paired bootstrap 95% intervals of the differences in per-episode reward (the training reward and each
     ``[validation]`` preset) and fact recall, and the no-memory ablation of both (STM never written): MRL
     should beat it if the gain comes from memory, not from answer style. It names the training reward, the
-    validation presets and similarity, and the sampling the validation answers were drawn with.
+    validation presets and similarity, the sampling the validation answers were drawn with, and the terms of
+    the objective that trained (``objective_terms``). Where a stage's episodes ask a long-range final
+    question, its recall is compared the same way (``final_recall_difference``, ``mrl_memory_final_recall_gain``;
+    null otherwise).
     """
     from rxmrl.config import validate
     from rxmrl.model.rxt import checked_rxt_config
@@ -77,7 +82,9 @@ def _run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
                    "validation_similarity": config.validation.similarity,
                    "sampling": describe_sampling(trainer.eval_sampling),
                    "memory_writes": "reference" if config.validation.teacher_forcing else "policy",
-                   "algorithm": config.mrl.algorithm}
+                   "algorithm": config.mrl.algorithm,
+                   "objective_terms": (["dmpo"] if config.mrl.algorithm == "dmpo"
+                                       else trained_terms(config.mrl.objective, config.mrl.uses_critic))}
         write_json(Path(trainer.run_dir) / "comparison.json",
                    {"stages": rows, **scoring, "timings": result.timings, "iterations": result.iterations},
                    nan_as_null=False)
@@ -113,11 +120,39 @@ def compare_stage(trainer: MrlTrainer, index: int, warm: Evaluation) -> dict:
     print(f"  no-memory ablation: warm start {warm_blank.summary()['reward']:.3f}, {name} "
           f"{after_blank.summary()['reward']:.3f}; {name} with vs without memory {_signed(memory_gain)}, fact recall "
           f"{_signed(recall_gap)}", flush=True)
+    final = final_recall_intervals(after, warm, after_blank)
+    if final["final_recall_difference"] is not None:
+        print(f"  final recall (long-range final question): warm start {warm.final_recall:.3f} -> {name} "
+              f"{after.final_recall:.3f}, difference {_signed(tuple(final['final_recall_difference'].values()))}; "
+              f"{name} memory - reset {_signed(tuple(final['mrl_memory_final_recall_gain'].values()))}", flush=True)
     return {"stage": index, "steps": stage.steps, "strategy": stage.strategy,
-            "warm_start": warm.summary(), "mrl": after.summary(), "difference": interval(difference),
+            "warm_start": _summary(warm), "mrl": _summary(after), "difference": interval(difference),
             "differences": by_preset, "fact_recall_difference": interval(recall),
-            "warm_start_no_memory": warm_blank.summary(), "mrl_no_memory": after_blank.summary(),
-            "mrl_memory_gain": interval(memory_gain), "mrl_memory_recall_gain": interval(recall_gap)}
+            "warm_start_no_memory": _summary(warm_blank), "mrl_no_memory": _summary(after_blank),
+            "mrl_memory_gain": interval(memory_gain), "mrl_memory_recall_gain": interval(recall_gap), **final}
+
+
+def final_recall_intervals(after: Evaluation, warm: Evaluation, after_blank: Evaluation) -> dict:
+    """The long-range final question's recall, bootstrapped per episode as fact recall is: MRL - warm start
+    (``final_recall_difference``) and MRL with memory - with a reset memory (``mrl_memory_final_recall_gain``);
+    both ``None`` where the stage's validation episodes ask no final question (all cumulative)."""
+    def interval(a: Evaluation, b: Evaluation) -> dict | None:
+        if a.episode_final_recall is None or b.episode_final_recall is None:
+            return None
+        stat = bootstrap_mean_difference(a.episode_final_recall, b.episode_final_recall)
+        return None if math.isnan(stat[0]) else dict(zip(("mean", "ci95_low", "ci95_high"), stat))
+
+    return {"final_recall_difference": interval(after, warm),
+            "mrl_memory_final_recall_gain": interval(after, after_blank)}
+
+
+def _summary(evaluation: Evaluation) -> dict:
+    """``evaluation.summary()`` for ``comparison.json`` (written with NaN literals): ``final_recall`` is null,
+    not NaN, where the episodes ask no final question."""
+    summary = evaluation.summary()
+    if math.isnan(summary["final_recall"]):
+        summary["final_recall"] = None
+    return summary
 
 
 def _signed(values: tuple[float, float, float]) -> str:

@@ -28,7 +28,7 @@ from rxmrl.training.mrl.advantages import compute_advantages
 from rxmrl.training.mrl.config import MrlConfig, StageConfig
 from rxmrl.training.mrl.curriculum import rank_minibatches
 from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, preference_pairs, sequence_log_probs
-from rxmrl.training.mrl.objective import LossInputs, memory_credit, mrl_loss
+from rxmrl.training.mrl.objective import LossInputs, ReferenceLikelihood, memory_credit, mrl_loss
 from rxmrl.training.mrl.rollout import Rollout
 
 
@@ -80,6 +80,19 @@ class Learner:
             return policy.memory_attention(stm_prev, encoded, write_mask)
         return policy.write_memory(stm_prev, write_ids, write_mask)
 
+    def reference_likelihood(self, batch: dict[str, Any], stm: Tensor, steps: int) -> ReferenceLikelihood:
+        """The memory term's inputs (:func:`memory_gain_loss`): each step's reference answer scored by the
+        policy's own distribution from ``STM_t`` (differentiable, through the writes that built it) and from
+        its episode's ``STM_0``, the STM before any write (no gradient). Samples are whole episodes in
+        step-major order (``memory_backprop = "episode"``), so the first ``M / N`` rows hold every ``STM_0``."""
+        policy, rows = self.model.policy, stm.shape[0] // steps
+        queries, tokens, mask = batch["queries"], batch["reference_answers"], batch["reference_mask"]
+        real = policy.score(queries, tokens, stm, answer_mask=mask, sampling=GREEDY, with_logits=False).log_probs
+        with torch.no_grad():
+            reset = batch["stm_prev"][:rows].repeat(steps, 1, 1, 1)  # [M, L, S, D] each sample's STM_0
+            blank = policy.score(queries, tokens, reset, answer_mask=mask, sampling=GREEDY, with_logits=False)
+        return ReferenceLikelihood(real, blank.log_probs, mask)
+
     def value(self, batch: dict[str, Any], stm: Tensor) -> tuple[Tensor, Tensor]:
         """``(V_t, R_t)``: the critic's value of (saved data + query, STM_t) and its target; the group
         estimators have no critic, so no value loss (``V = V_old = R = 0``)."""
@@ -123,13 +136,15 @@ class PpoSamples:
         scored = learner.model.policy.score(batch["queries"], batch["answers"], stm, answer_mask=batch["mask"],
                                             sampling=learner.sampling, with_logits=False)  # log pi_theta, entropy
         values, returns = learner.value(batch, stm)
+        reference = (None if batch["reference_answers"] is None
+                     else learner.reference_likelihood(batch, stm, rollout.num_steps))  # the memory term's
         weights = (None if batch["ref_blank_log_probs"] is None else memory_credit(
             batch["ref_log_probs"], batch["ref_blank_log_probs"], objective.memory_credit))
         return mrl_loss(LossInputs(
             log_probs=scored.log_probs, old_log_probs=batch["old_log_probs"], ref_log_probs=batch["ref_log_probs"],
             entropy=scored.entropy, mask=batch["mask"], advantages=batch["advantages"], values=values,
             old_values=batch["values"], returns=returns, stm=stm, stm_prev=batch["stm_prev"], steps=batch["steps"],
-            moe_aux=scored.aux_loss, token_weights=weights), objective)
+            moe_aux=scored.aux_loss, token_weights=weights, reference=reference), objective)
 
 
 class DmpoPairs:
@@ -199,8 +214,17 @@ def minibatch(rollout: Rollout, index: Tensor) -> dict[str, Any]:
         "encoded": None if rollout.encoded is None else rollout.encoded[index, :, :write_width],
         "stm_prev": rollout.stm_prev[index], "stm_read": rollout.stm_read[index],
         **critic, "advantages": rollout.advantages[index], "returns": rollout.returns[index],
-        "values": rollout.values[index], "steps": rollout.steps[index],
+        "values": rollout.values[index], "steps": rollout.steps[index], **_reference_columns(rollout, index),
     }
+
+
+def _reference_columns(rollout: Rollout, index: Tensor) -> dict[str, Tensor | None]:
+    """The samples' reference answers (the memory term's y*), trimmed to the longest; None where not recorded."""
+    if rollout.reference_mask is None:
+        return {"reference_answers": None, "reference_mask": None}
+    mask = rollout.reference_mask[index]
+    width = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
+    return {"reference_answers": rollout.reference_answers[index, :width], "reference_mask": mask[:, :width]}
 
 
 def schedule_length(mrl: MrlConfig, stages: list[tuple[StageConfig, int]], world_size: int) -> int:

@@ -2,8 +2,9 @@
 
 Every rollout plan and update of :mod:`rxmrl.training.mrl` runs here over a two-stage curriculum (2 then 3
 steps, three iterations) on a 2-layer model: IMPO and GAE with a critic (one-write and whole-episode memory
-backprop, memory credit, random resets, teacher forcing with the encoder training), GRPO and RLOO groups (with
-the reference member), DMPO online and offline (with the anchor). Each run's logged metrics (every record of
+backprop, memory credit, the memory term, random resets, teacher forcing with the encoder training), GRPO and
+RLOO groups (with the reference member), DMPO online and offline (with the anchor). Each run's logged metrics
+(every record of
 ``metrics.jsonl`` but the wall clock: ``time``, ``time/*``) and a SHA-256 of its final weights are what a
 refactor must leave bit for bit as they are (``tests/test_mrl_identity.py``).
 
@@ -34,6 +35,7 @@ RUNS: dict[str, list[str]] = {
     "impo": ["stages.0.random_reset_ratio=0.5"],
     "impo_episode_backprop": ["mrl.memory_backprop=episode"],
     "impo_memory_credit": ["mrl.objective.memory_credit=0.5"],
+    "impo_memory_gain": ["mrl.memory_backprop=episode", "mrl.objective.memory_gain_coef=0.5"],
     "gae_teacher_forcing_encoder": ["mrl.advantages.estimator=gae", "stages.0.teacher_forcing=true",
                                     'stages.0.trainable=["decoder", "memory_attention", "encoder", "critic"]'],
     "grpo": ["mrl.advantages.estimator=grpo", "mrl.group_size=2"],
