@@ -65,7 +65,7 @@ def test_mrl_loss_adds_the_weighted_memory_term_and_logs_it_only_when_given():
     assert "loss/memory_gain" not in terms  # off: the records are what they were
     with_term, terms = mrl_loss(loss_inputs(reference), cfg)
     assert float(terms["loss/memory_gain"]) == -1.0
-    assert float(with_term) == pytest.approx(float(without) - 0.5)
+    assert float(with_term.detach()) == pytest.approx(float(without.detach()) - 0.5)
 
 
 def test_the_policy_weight_scales_only_the_policy_term():
@@ -74,13 +74,15 @@ def test_the_policy_weight_scales_only_the_policy_term():
     full, terms = mrl_loss(batch, ObjectiveConfig())
     off, _ = mrl_loss(batch, ObjectiveConfig(policy_coef=0.0))
     assert float(terms["loss/policy"]) != 0.0
-    assert float(full - off) == pytest.approx(float(terms["loss/policy"]))
+    assert float((full - off).detach()) == pytest.approx(float(terms["loss/policy"]))
 
 
-def test_the_memory_terms_gradient_reaches_the_first_write_of_an_episode(tokenizer, tmp_path):
+@pytest.mark.parametrize("group", [1, 2])
+def test_the_memory_terms_gradient_reaches_the_first_write_of_an_episode(tokenizer, tmp_path, group):
     """Only the memory term trains; the episode's STM chain is rebuilt from its STM_0, so the gain of every
     step's reference answer reaches the encoded data of write 0 (the saved first interaction)."""
-    cfg = tiny_config(*ONLY_THE_MEMORY_TERM, steps=(3,))
+    grouped = ["mrl.group_size=2", "mrl.advantages.estimator=grpo"] if group == 2 else []
+    cfg = tiny_config(*ONLY_THE_MEMORY_TERM, *grouped, steps=(3,))
     trainer = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
     stage = cfg.stages[0]
     trainer._enter_stage(stage)
@@ -89,11 +91,11 @@ def test_the_memory_terms_gradient_reaches_the_first_write_of_an_episode(tokeniz
     assert rollout.reference_answers is not None and rollout.reference_mask.any(1).all()  # y* of every sample
     samples = PpoSamples(rollout, rollout.rewards, cfg.mrl)
     rollout.encoded = rollout.encoded.clone().requires_grad_(True)  # the writes' encoded data, ED_0..ED_2
-    loss, terms = samples.loss(trainer.learner, episode_samples(torch.tensor([1]), 3, 3, 1))
-    assert float(loss) == pytest.approx(float(terms["loss/memory_gain"]))  # nothing else trains
+    loss, terms = samples.loss(trainer.learner, episode_samples(torch.tensor([1]), 3, 3, group))
+    assert float(loss.detach()) == pytest.approx(float(terms["loss/memory_gain"]))  # nothing else trains
     loss.backward()
-    per_sample = rollout.encoded.grad.flatten(1).abs().sum(1).view(3, 3)  # [step, episode]
-    assert per_sample[0, 1] > 0  # the first write of the episode in the minibatch
+    per_sample = rollout.encoded.grad.flatten(1).abs().sum(1).view(3, 3, group)  # [step, episode, member]
+    assert per_sample[0, 1, 0] > 0  # the first write of the episode in the minibatch (member 0 carries the chain)
     assert per_sample[:, [0, 2]].sum() == 0  # and no other episode's
     trainer.close()
 

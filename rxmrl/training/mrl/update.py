@@ -80,16 +80,20 @@ class Learner:
             return policy.memory_attention(stm_prev, encoded, write_mask)
         return policy.write_memory(stm_prev, write_ids, write_mask)
 
-    def reference_likelihood(self, batch: dict[str, Any], stm: Tensor, steps: int) -> ReferenceLikelihood:
-        """The memory term's inputs (:func:`memory_gain_loss`): each step's reference answer scored by the
-        policy's own distribution from ``STM_t`` (differentiable, through the writes that built it) and from
-        its episode's ``STM_0``, the STM before any write (no gradient). Samples are whole episodes in
-        step-major order (``memory_backprop = "episode"``), so the first ``M / N`` rows hold every ``STM_0``."""
-        policy, rows = self.model.policy, stm.shape[0] // steps
-        queries, tokens, mask = batch["queries"], batch["reference_answers"], batch["reference_mask"]
+    def reference_likelihood(self, batch: dict[str, Any], stm: Tensor, steps: int,
+                             members: int) -> ReferenceLikelihood:
+        """The memory term's inputs (:func:`~rxmrl.training.mrl.objective.memory_gain_loss`): each step's
+        reference answer scored by the policy's own distribution from ``STM_t`` (differentiable, through the
+        writes that built it) and from its episode's ``STM_0``, the STM before any write (no gradient).
+        Samples are whole episodes in step-major order (``memory_backprop = "episode"``), so the first
+        ``M / N`` rows hold every ``STM_0``. The ``members`` of a group share the step's reference answer and
+        STM: one of them is scored (the same mean, the same gradient, 1/K of the passes)."""
+        one = slice(None, None, members)  # sample (t·E + e)·K + g -> row t·E + e
+        policy, stm = self.model.policy, stm[one]
+        queries, tokens, mask = batch["queries"][one], batch["reference_answers"][one], batch["reference_mask"][one]
         real = policy.score(queries, tokens, stm, answer_mask=mask, sampling=GREEDY, with_logits=False).log_probs
         with torch.no_grad():
-            reset = batch["stm_prev"][:rows].repeat(steps, 1, 1, 1)  # [M, L, S, D] each sample's STM_0
+            reset = batch["stm_prev"][one][:stm.shape[0] // steps].repeat(steps, 1, 1, 1)  # each row's STM_0
             blank = policy.score(queries, tokens, reset, answer_mask=mask, sampling=GREEDY, with_logits=False)
         return ReferenceLikelihood(real, blank.log_probs, mask)
 
@@ -137,7 +141,7 @@ class PpoSamples:
                                             sampling=learner.sampling, with_logits=False)  # log pi_theta, entropy
         values, returns = learner.value(batch, stm)
         reference = (None if batch["reference_answers"] is None
-                     else learner.reference_likelihood(batch, stm, rollout.num_steps))  # the memory term's
+                     else learner.reference_likelihood(batch, stm, rollout.num_steps, rollout.group_size))
         weights = (None if batch["ref_blank_log_probs"] is None else memory_credit(
             batch["ref_log_probs"], batch["ref_blank_log_probs"], objective.memory_credit))
         return mrl_loss(LossInputs(
