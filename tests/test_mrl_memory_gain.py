@@ -150,4 +150,4 @@ def test_the_comparison_table_shows_final_recall_where_a_stage_asks_the_final_qu
     assert cumulative.endswith("| – | – | – | – |")
     assert long_range.endswith("| 0.250 | 0.250 | +0.125 [+0.050, +0.200] | +0.125 [+0.050, +0.200] |")
     assert "final recall" not in comparison_table({"stages": [comparison_row(0, None)]})
-    assert "`memory_gain`" in comparison_note({"objective_terms": ["memory_gain"]})
+    assert comparison_note({"objective_terms": ["memory_gain"]}) == "The objective's terms that trained: `memory_gain`."

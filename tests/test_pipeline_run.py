@@ -186,7 +186,8 @@ def test_the_report_states_which_reward_and_sampling_each_evaluation_used(run):
     assert "The trained models' answers: greedy (`eval.sampling`)." in report  # the reward range
     assert ("The training reward (memory, policy-embedding) is the one MRL trained with; the validation answers "
             "are greedy (`mrl.eval_sampling`); validation writes the reference answers into memory "
-            "(`validation.teacher_forcing`: every fact asked about is in memory).") in report
+            "(`validation.teacher_forcing`: every fact asked about is in memory). The objective's terms that "
+            "trained: `policy`, `entropy`, `reference_kl`, `stabilisation_kl`, `memory`, `value`.") in report
     assert "| `default` (random-embedding): MRL − warm start [95% CI] |" in report  # validation = [eval]'s reward
     assert "the models' answers greedy;" in report  # the audit
     assert ("answers sampled (temperature 1, top-k 50) (`mrl.sampling`); stars: the same reward on each epoch's "

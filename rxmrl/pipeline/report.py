@@ -192,18 +192,19 @@ def _signed_stat(stat: dict[str, float] | None) -> str:
 
 
 def comparison_note(comparison: dict[str, Any], name: str = "MRL") -> str:
-    """Which rewards and which sampling the per-stage comparison used (absent in older runs: left out)."""
+    """Which rewards and which sampling the per-stage comparison used, and which terms of the objective
+    trained (absent in older runs: left out)."""
     parts = []
     if comparison.get("training_reward"):
         parts.append(f"The {comparison['training_reward']} is the one {name} trained with")
     if comparison.get("sampling"):
         parts.append(f"the validation answers are {comparison['sampling']} (`mrl.eval_sampling`)")
-    if comparison.get("objective_terms"):
-        parts.append(f"the terms that trained: {', '.join(f'`{t}`' for t in comparison['objective_terms'])}")
     if comparison.get("memory_writes") == "reference":
         parts.append("validation writes the reference answers into memory (`validation.teacher_forcing`: every "
                      "fact asked about is in memory)")
-    return ("; ".join(parts) + ".") if parts else ""
+    terms = comparison.get("objective_terms")
+    trained = [f"The objective's terms that trained: {', '.join(f'`{t}`' for t in terms)}."] if terms else []
+    return " ".join(([("; ".join(parts) + ".")] if parts else []) + trained)
 
 
 def _signed_interval(d: dict[str, float]) -> str:
