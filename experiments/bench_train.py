@@ -33,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WARMUP_STEPS = 3
+LOSS_EVERY = 25  # the loss curve's stride (steps, warm-up included)
 
 
 # ------------------------------------------------------------------------------------------- workers
@@ -66,12 +67,13 @@ def stage4_worker(steps: int, config_file: Path) -> dict:
     trainer = make_trainer(model, step_fn, rows, pad_episodes, settings, init_distributed(), run_dir=None,
                            desc="bench")
     losses = [trainer.train_step()["loss"] for _ in range(WARMUP_STEPS)]
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     losses += [trainer.train_step()["loss"] for _ in range(steps)]
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     trainer.close()
     return {"stage4_s_per_step": seconds / steps, "stage4_steps_per_s": steps / seconds,
-            "stage4_last_loss": losses[-1], "threads": torch.get_num_threads()}
+            "stage4_cpu_s_per_step": cpu_seconds / steps, "stage4_last_loss": losses[-1],
+            "stage4_losses": losses[LOSS_EVERY - 1::LOSS_EVERY], "threads": torch.get_num_threads()}
 
 
 def mrl_worker(ppo_epochs: int) -> dict:
@@ -132,8 +134,10 @@ def measure(trees: dict[str, Path], args: argparse.Namespace) -> dict[str, list[
     return runs
 
 
+# Process CPU seconds sit beside wall seconds: with one thread they leave out the time other jobs held the core.
 ROWS = [("stage4_steps_per_s", "stage-4 steps/s", True), ("stage4_s_per_step", "stage-4 s/step", False),
-        ("mrl_update_pass_s", "MRL update s/pass", False), ("mrl_rollout_s", "MRL rollout s", False)]
+        ("stage4_cpu_s_per_step", "stage-4 CPU s/step", False), ("mrl_update_pass_s", "MRL update s/pass", False),
+        ("mrl_rollout_s", "MRL rollout s", False)]
 
 
 def format_table(runs: dict[str, list[dict]]) -> str:
@@ -152,7 +156,17 @@ def format_table(runs: dict[str, list[dict]]) -> str:
     lines.append(f"{'stage-4 last loss':<22}{b:>14.6f}{o:>14.6f}{'(same)' if b == o else f'{o - b:+.1e}':>10}")
     loads = [r["load"] for rs in runs.values() for r in rs]
     lines.append(f"load average (1 min) during the runs: {min(loads):.2f}-{max(loads):.2f} on {os.cpu_count()} CPUs")
-    return "\n".join(lines)
+    return "\n".join(lines + loss_curve(base[0]["stage4_losses"], ours[0]["stage4_losses"]))
+
+
+def loss_curve(base: list[float], ours: list[float]) -> list[str]:
+    """Both trees' training loss every ``LOSS_EVERY`` steps of the first repeat (same seed, same batches)."""
+    if not base:
+        return []
+    lines = [f"stage-4 loss (first repeat): {'step':>6}{'baseline':>12}{'ours':>12}{'ours - base':>13}"]
+    for i, (b, o) in enumerate(zip(base, ours, strict=True)):
+        lines.append(f"{'':<29}{(i + 1) * LOSS_EVERY:>6}{b:>12.6f}{o:>12.6f}{o - b:>+13.2e}")
+    return lines
 
 
 def parse_args(argv=None) -> argparse.Namespace:
