@@ -142,7 +142,8 @@ def test_projecting_only_the_answer_positions_gives_the_full_projection_loss_and
         loss, accuracy = (projected_next_token_loss(hidden, head, batch) if projected
                           else next_token_loss(head(hidden), batch))
         loss.backward()
-        results.append((loss.detach(), accuracy, [p.grad.clone() for p in model.decoder.parameters() if p.grad is not None]))
+        grads = [p.grad.clone() for p in model.decoder.parameters() if p.grad is not None]
+        results.append((loss.detach(), accuracy, grads))
     (full, full_acc, full_grads), (part, part_acc, part_grads) = results
     assert (batch["attention_mask"][:, 1:] & (batch["target_weight"][:, 1:] == 0)).any()  # prompts are skipped
     torch.testing.assert_close(part, full)
