@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from rxmrl.lazy import lazy_getattr
 
 _EXPORTS = {
-    "MrlEnv": "rxmrl.envs.mrl_env", "MalformedActionError": "rxmrl.envs.mrl_env",
+    "MrlEnv": "rxmrl.envs.mrl_env", "MalformedActionError": "rxmrl.envs.rows",
     "validate_token_ids": "rxmrl.envs.mrl_env",
     "BatchedMrlEnv": "rxmrl.envs.batched", "BatchReset": "rxmrl.envs.batched", "BatchStep": "rxmrl.envs.batched",
     "GroupScores": "rxmrl.envs.batched",

@@ -24,10 +24,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rxmrl.data import Episode
+from rxmrl.data import Episode, default_tokenizer
 from rxmrl.envs.padded import PaddedIds, concat_padded
 from rxmrl.special_tokens import ANSWER_ID
-from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+from rxmrl.tokenizer import RxTokenizer
 
 if TYPE_CHECKING:
     from rxmrl.envs.batched import BatchReset
@@ -65,7 +65,7 @@ class Agent:
         """Write B interactions into memory (stateless agents ignore it)."""
 
     def _encode_answers(self, texts: Sequence[str], device: torch.device | str | None = None) -> PaddedIds:
-        return PaddedIds.from_lists([[ANSWER_ID, *ids, 2] for ids in self.tokenizer.encode_batch(texts)], device)
+        return PaddedIds.from_lists(self.tokenizer.encode_answer_batch(texts), device)
 
 
 class OracleAgent(Agent):

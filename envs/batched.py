@@ -1,7 +1,8 @@
 """``BatchedMrlEnv``: B MRL episodes stepped together on padded token-id tensors, for the trainer.
 
-Same episodes, same plan (:mod:`rxmrl.envs.plan`), same rewards as B :class:`~rxmrl.envs.MrlEnv` in token
-mode -- but one batched reward call per step, and interactions kept as ``[B, L]`` tensors::
+The one home of stepping, scoring and the running mean: :class:`~rxmrl.envs.MrlEnv` is a view of this class
+with one episode (``mode="text"`` holds texts instead of ids, :mod:`rxmrl.envs.rows`). One batched reward
+call per step, with the plan of :mod:`rxmrl.envs.plan`; in token mode interactions are ``[B, L]`` tensors::
 
     env = BatchedMrlEnv(16, steps=4, split="train")
     start = env.reset(seed=0)              # start.saved_interaction, start.query: PaddedIds
@@ -21,20 +22,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from gymnasium.utils import seeding
 
-from rxmrl.data import EMBEDDED, Episode
-from rxmrl.envs.episodes import DrawnEpisode, cut_to_steps, is_long_range
-from rxmrl.envs.mrl_env import SAVED_DATA, MalformedActionError, StatisticsSource, make_sampler
-from rxmrl.envs.padded import PaddedIds, concat_padded, select_rows
+from rxmrl.data import EMBEDDED, Episode, default_tokenizer
+from rxmrl.envs.episodes import DrawnEpisode, cut_to_steps, is_long_range, make_sampler
+from rxmrl.envs.padded import PaddedIds
 from rxmrl.envs.plan import step_plan
-from rxmrl.envs.scoring import RewardScorer, build_reward, memory_targets_of
+from rxmrl.envs.rows import IdRows, TextRows, check_saved_data
+from rxmrl.envs.scoring import RewardScorer, StatisticsSource, build_reward, memory_targets_of
 from rxmrl.rewards import (RewardConfig, RunningMean, SimilarityBackend, WordStatistics, fact_recall,
                            held_fact_recall)
-from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, QUERY_ID
-from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+from rxmrl.tokenizer import RxTokenizer
 
 
 @dataclass
@@ -86,14 +85,12 @@ class GroupScores:
     held_fact_recall: torch.Tensor  # [B·G]; NaN where memory holds none of the step's facts
 
 
-def _repeat_rows(padded: PaddedIds, repeat: int) -> PaddedIds:
-    return PaddedIds(padded.ids.repeat_interleave(repeat, 0), padded.lengths.repeat_interleave(repeat, 0))
-
-
 class BatchedMrlEnv:
-    """B episodes of one curriculum stage at a time; arguments as :class:`~rxmrl.envs.MrlEnv` (token mode,
-    ``saved_data``, ``word_statistics``), plus ``batch_size``, ``seed`` (the episode-order generator),
-    ``device`` and ``compute_fact_recall``."""
+    """B episodes of one curriculum stage at a time; arguments as :class:`~rxmrl.envs.MrlEnv` (``saved_data``,
+    ``word_statistics``), plus ``batch_size``, ``seed`` (the episode-order generator), ``device`` and
+    ``compute_fact_recall``. ``mode="token"`` (the trainer's) holds queries, answers and interactions as
+    :class:`PaddedIds`; ``mode="text"`` as lists of strings, scored as strings (``MrlEnv``'s text mode, a
+    one-episode view of this class)."""
 
     def __init__(self, batch_size: int, source: str | os.PathLike = EMBEDDED, steps: int | None = 8,
                  split: str = "train", *, config: str | None = None, strategy: str | None = None,
@@ -104,16 +101,17 @@ class BatchedMrlEnv:
                  teacher_forcing: bool = False, order: str = "shuffled", seed: int | None = None,
                  device: torch.device | str = "cpu", compute_fact_recall: bool = True,
                  max_answer_tokens: int = 1024, saved_data: str = "conversation",
-                 word_statistics: WordStatistics | None = None) -> None:
+                 word_statistics: WordStatistics | None = None, mode: str = "token") -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: expected a positive int")
-        if saved_data not in SAVED_DATA:
-            raise ValueError(f"saved_data={saved_data!r}: expected one of {', '.join(SAVED_DATA)}")
-        self.saved_data = saved_data
+        if mode not in ("text", "token"):
+            raise ValueError(f"mode={mode!r}: expected one of text, token")
+        self.saved_data = check_saved_data(saved_data)
         self.batch_size, self.device = batch_size, torch.device(device)
         self.teacher_forcing, self.compute_fact_recall = teacher_forcing, compute_fact_recall
         self.max_answer_tokens = max_answer_tokens
         self.tokenizer = tokenizer if tokenizer is not None else default_tokenizer()
+        self._rows = IdRows(self.tokenizer, self.device) if mode == "token" else TextRows()
         self.vocab_size = self.tokenizer.vocab_size
         self.sampler = make_sampler(source, steps, split, config, strategy, long_range_ratio, episodes,
                                     num_episodes, data_seed, order)
@@ -131,8 +129,9 @@ class BatchedMrlEnv:
 
     # ---------------------------------------------------------------------------------------------- reset
     def reset(self, seed: int | None = None, options: dict[str, Any] | None = None) -> BatchReset:
-        """Draws the next B episodes (``options``: ``episodes`` to play instead, ``batch_size`` for this batch
-        only, ``teacher_forcing``)."""
+        """Draws the next B episodes (``options``: ``episodes`` to play instead, with ``long_range`` (one bool
+        per episode; default: each episode's own strategy), ``batch_size`` for this batch only,
+        ``teacher_forcing``)."""
         options = dict(options or {})
         if seed is not None:
             self.np_random, _ = seeding.np_random(seed)
@@ -141,8 +140,9 @@ class BatchedMrlEnv:
             given = list(options["episodes"])
             if not given or not all(isinstance(e, Episode) for e in given):
                 raise TypeError("options['episodes'] must be a non-empty list of rxmrl.data.Episode")
-            drawn = [DrawnEpisode(cut_to_steps(e, self.steps, is_long_range(e), f"options['episodes'][{b}]"),
-                                  is_long_range(e), -1) for b, e in enumerate(given)]
+            flags = list(options.get("long_range", [is_long_range(e) for e in given]))
+            drawn = [DrawnEpisode(cut_to_steps(e, self.steps, lr, f"options['episodes'][{b}]"), lr, -1)
+                     for b, (e, lr) in enumerate(zip(given, flags, strict=True))]
         else:
             count = int(options.get("batch_size", self.batch_size))
             drawn = [self.sampler.draw(self.np_random) for _ in range(count)]
@@ -153,7 +153,7 @@ class BatchedMrlEnv:
         self._encode_episodes()
         self._step, self._mean_folded = 0, -1
         self._running_mean = RunningMean(self.scorer.running_mean_new_weight)
-        self._written = [concat_padded(self._saved_query, self._saved_answer)]
+        self._written = [self._rows.concat(self._saved_query, self._saved_answer)]
         self._written_texts: list[list[str]] = []  # decoded lazily, for held_fact_recall
         self._targets = (memory_targets_of(self.reward, self._episodes, self.steps, self.statistics.get())
                          if self.scorer.uses_memory_targets else None)
@@ -162,18 +162,13 @@ class BatchedMrlEnv:
                           [[s.mode for s in plan] for plan in self._plans], [d.index for d in drawn])
 
     def _encode_episodes(self) -> None:
-        """Tokenises every query and reference of the batch once (one ``encode_batch`` per column)."""
-        episodes, steps, device = self._episodes, self.steps, self.device
-        encode = self.tokenizer.encode_batch
-        query_rows = lambda texts: [[BOS_ID, QUERY_ID, *ids] for ids in encode(texts)]  # noqa: E731
-        answer_rows = lambda texts: [[ANSWER_ID, *ids, EOS_ID] for ids in encode(texts)]  # noqa: E731
-        self._saved_query = PaddedIds.from_lists(query_rows([e.query for e in episodes]), device)
-        self._saved_answer = PaddedIds.from_lists(answer_rows([e.answer for e in episodes]), device)
-        follow_ups = [e.interactions[i] for i in range(steps) for e in episodes]  # step-major
-        queries, answers = query_rows([f.query for f in follow_ups]), answer_rows([f.answer for f in follow_ups])
-        batch = len(episodes)
-        self._queries = [PaddedIds.from_lists(queries[i * batch:(i + 1) * batch], device) for i in range(steps)]
-        self._references = [PaddedIds.from_lists(answers[i * batch:(i + 1) * batch], device) for i in range(steps)]
+        """Tokenises every query and reference of the batch once (one ``encode_batch`` per column and step)."""
+        episodes, rows = self._episodes, self._rows
+        self._saved_query = rows.queries([e.query for e in episodes])
+        self._saved_answer = rows.answers([e.answer for e in episodes])
+        follow_ups = [[e.interactions[i] for e in episodes] for i in range(self.steps)]
+        self._queries = [rows.queries([f.query for f in step]) for step in follow_ups]
+        self._references = [rows.answers([f.answer for f in step]) for step in follow_ups]
 
     # ----------------------------------------------------------------------------------------------- step
     def step(self, answers: PaddedIds | torch.Tensor, lengths: torch.Tensor | None = None) -> BatchStep:
@@ -184,7 +179,7 @@ class BatchedMrlEnv:
         scored = self._score(answers, 1)
         reference = self._references[i]
         written_answer = reference if self._teacher_forcing else answers
-        written = concat_padded(self._queries[i], written_answer)
+        written = self._rows.concat(self._queries[i], written_answer)
         self._written.append(written)
         self._step += 1
         done = self._step == self.steps
@@ -225,18 +220,17 @@ class BatchedMrlEnv:
         specs = [plan[i] for plan in self._plans]
         self._fold_running_mean(i, specs)
         saved_index = torch.tensor([s.saved_index for s in specs], dtype=torch.long, device=self.device)
-        saved = select_rows(saved_index == 0, self._written[0], self._scored_interaction(i))
+        saved = self._rows.select(saved_index == 0, self._written[0], self._scored_interaction(i))
         reference, mean = self._references[i], self._running_mean
         targets = None if self._targets is None else [rows[i] for rows in self._targets]
         modes = [s.mode for s in specs]
         if repeat > 1:
-            reference, saved = _repeat_rows(reference, repeat), _repeat_rows(saved, repeat)
+            reference, saved = self._rows.repeat(reference, repeat), self._rows.repeat(saved, repeat)
             modes = [m for m in modes for _ in range(repeat)]
             targets = None if targets is None else [t for t in targets for _ in range(repeat)]
         values = None if mean.value is None else mean.value.repeat_interleave(repeat, 0)
         present = None if mean.present is None else mean.present.repeat_interleave(repeat, 0)
-        scores = self.scorer.score_ids(answers.ids, answers.lengths, reference.ids, reference.lengths,
-                                       saved.ids, saved.lengths, modes, values, targets, present)
+        scores = self._rows.score(self.scorer, answers, reference, saved, modes, (values, present), targets)
         if self.compute_fact_recall:
             recall, held = self._fact_recall(answers, i, repeat)
         else:
@@ -251,7 +245,7 @@ class BatchedMrlEnv:
         written into memory (``"as_written"``). Index 0, the saved interaction, is the same either way."""
         if index == 0 or self.saved_data == "as_written":
             return self._written[index]
-        return concat_padded(self._queries[index - 1], self._references[index - 1])
+        return self._rows.concat(self._queries[index - 1], self._references[index - 1])
 
     def _fold_running_mean(self, step: int, specs) -> None:
         """Before step i, folds interaction i-1 into the rows whose plan says so (once: a retried step does
@@ -264,15 +258,15 @@ class BatchedMrlEnv:
         if not bool(rows.any()):
             return
         source = self._scored_interaction(step - 1)
-        embedding = self.scorer.embed_ids(source.ids, source.lengths)
+        embedding = self._rows.embed(self.scorer, source)
         if embedding is not None:
             self._running_mean.update(embedding.to(self.device), rows)
 
     def _fact_recall(self, answers: PaddedIds, step: int, repeat: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B·repeat]`` recall of all the step's facts, and of those memory holds (as written so far)."""
-        texts = self.tokenizer.decode_batch(answers.to_lists())
+        texts = self._rows.texts(answers)
         while len(self._written_texts) < len(self._written):  # interactions 0..step, decoded once each
-            self._written_texts.append(self.tokenizer.decode_batch(self._written[len(self._written_texts)].to_lists()))
+            self._written_texts.append(self._rows.texts(self._written[len(self._written_texts)]))
         recall, held = [], []
         for row, text in enumerate(texts):
             b = row // repeat
@@ -284,32 +278,5 @@ class BatchedMrlEnv:
 
     def _validate(self, answers: PaddedIds | torch.Tensor, lengths: torch.Tensor | None,
                   rows: int | None = None) -> PaddedIds:
-        if isinstance(answers, (list, tuple)):
-            answers = PaddedIds.from_lists(answers)
-        if isinstance(answers, PaddedIds):
-            answers, lengths = answers.ids, answers.lengths
-        if isinstance(answers, np.ndarray):
-            answers = torch.from_numpy(answers)
-        if not isinstance(answers, torch.Tensor):
-            raise MalformedActionError(f"answers are {type(answers).__name__}, expected a [B, L] id tensor, "
-                                       "PaddedIds or lists of ids")
         batch = len(self._episodes) if rows is None else rows
-        if (answers.dim() != 2 or answers.shape[0] != batch or answers.is_floating_point() or answers.is_complex()
-                or answers.dtype == torch.bool):
-            raise MalformedActionError(f"answers have shape {tuple(answers.shape)} and dtype {answers.dtype}, "
-                                       f"expected an integer tensor of shape ({batch}, L)")
-        answers = answers.to(self.device, torch.long)
-        lengths = (torch.full((batch,), answers.shape[1], dtype=torch.long) if lengths is None
-                   else torch.as_tensor(lengths)).to(self.device, torch.long)
-        if lengths.shape != (batch,) or bool((lengths < 0).any()) or bool((lengths > answers.shape[1]).any()):
-            raise MalformedActionError(f"answer lengths {lengths.tolist()} must be {batch} values in "
-                                       f"[0, {answers.shape[1]}]")
-        if bool((lengths > self.max_answer_tokens).any()):
-            raise MalformedActionError(f"answer lengths {lengths.tolist()}: expected at most "
-                                       f"{self.max_answer_tokens} tokens")
-        padded = PaddedIds(answers, lengths)
-        real = answers[padded.mask()]
-        if real.numel() and (int(real.min()) < 0 or int(real.max()) >= self.vocab_size):
-            raise MalformedActionError(f"answer ids span [{int(real.min())}, {int(real.max())}], expected ids in "
-                                       f"[0, {self.vocab_size})")
-        return padded
+        return self._rows.validate(answers, lengths, batch, self.vocab_size, self.max_answer_tokens)

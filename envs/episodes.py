@@ -137,3 +137,20 @@ def pools_from_episodes(episodes: Sequence[Episode]) -> dict[bool, list[Episode]
     for episode in episodes:
         pools[is_long_range(episode)].append(episode)
     return pools
+
+
+def make_sampler(source, steps, split, config, strategy, long_range_ratio, episodes, num_episodes, data_seed,
+                 order) -> EpisodeSampler:
+    """The episode sampler of an env: hand-made ``episodes`` or the curriculum data of a stage."""
+    if episodes is not None:
+        pools = pools_from_episodes(episodes)
+        if strategy is None:  # the episodes' own strategies: one kind, or both mixed
+            strategy = "mixed" if pools[False] and pools[True] else "long_range" if pools[True] else "cumulative"
+        if steps is None:
+            steps = min(e.num_follow_ups for e in episodes)
+        return EpisodeSampler(pools, steps, strategy, long_range_ratio, order)
+    if strategy is None:
+        strategy = "long_range" if (config or "").endswith("-lr") else "cumulative"
+    steps, pools = load_pools(source, steps, split, strategy, config=config, num_episodes=num_episodes,
+                              seed=data_seed)
+    return EpisodeSampler(pools, steps, strategy, long_range_ratio, order)

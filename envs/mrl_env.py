@@ -1,11 +1,15 @@
-"""``MrlEnv``: one MRL episode at a time, as a Gymnasium environment (text or token-id actions)."""
+"""``MrlEnv``: one MRL episode at a time, as a Gymnasium environment (text or token-id actions).
+
+It is a one-episode view of :class:`~rxmrl.envs.BatchedMrlEnv`: the batched env (of one episode, in the
+same mode) steps, scores and keeps the running mean; this class draws the episode with Gymnasium's
+``np_random``, checks the action and speaks the Gymnasium API (spaces, observation, ``info``, ``render``).
+"""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -13,34 +17,17 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from rxmrl.data import EMBEDDED, CurriculumValidationError, Episode
-from rxmrl.envs.episodes import DrawnEpisode, EpisodeSampler, cut_to_steps, is_long_range, load_pools, pools_from_episodes
-from rxmrl.envs.plan import StepSpec, step_plan
-from rxmrl.envs.scoring import RewardScorer, build_reward, curriculum_word_statistics, memory_targets_of
+from rxmrl.data import EMBEDDED, Episode
+from rxmrl.envs.batched import BatchedMrlEnv, BatchStep
+from rxmrl.envs.episodes import DrawnEpisode, cut_to_steps, is_long_range
+from rxmrl.envs.plan import step_plan
+from rxmrl.envs.rows import SAVED_DATA, MalformedActionError
 from rxmrl.envs.spaces import NaturalText, token_ids_space
-from rxmrl.rewards import RewardConfig, RunningMean, SimilarityBackend, WordStatistics, fact_recall, held_fact_recall
-from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+from rxmrl.rewards import RewardConfig, SimilarityBackend, WordStatistics
+from rxmrl.tokenizer import RxTokenizer
 
 MODES: tuple[str, ...] = ("text", "token")
-SAVED_DATA: tuple[str, ...] = ("conversation", "as_written")
-"""What the reward scores a step against: the conversation as the data has it, or as written into memory."""
-
-
-class MalformedActionError(ValueError):
-    """An action of the wrong type, length or token ids; the episode is unchanged and the step can be retried."""
-
-
-@dataclass
-class WrittenInteraction:
-    """An interaction as it sits in the agent's memory (``ids``: ``[BOS][Q] q`` + answer ids, token mode)."""
-
-    query: str
-    answer: str
-    ids: np.ndarray | None = None
-
-    @property
-    def text(self) -> str:
-        return f"{self.query} {self.answer}"
+__all__ = ["MODES", "SAVED_DATA", "MalformedActionError", "MrlEnv", "validate_token_ids"]
 
 
 class MrlEnv(gym.Env):
@@ -145,20 +132,17 @@ class MrlEnv(gym.Env):
                  render_mode: str | None = None) -> None:
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: expected one of {', '.join(MODES)}")
-        if saved_data not in SAVED_DATA:
-            raise ValueError(f"saved_data={saved_data!r}: expected one of {', '.join(SAVED_DATA)}")
-        self.saved_data = saved_data
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode={render_mode!r}: expected None or 'ansi'")
         self.mode, self.render_mode, self.teacher_forcing = mode, render_mode, teacher_forcing
         self.max_answer_chars, self.max_answer_tokens = max_answer_chars, max_answer_tokens
-        self.tokenizer = tokenizer if tokenizer is not None else default_tokenizer()
-        self.sampler = make_sampler(source, steps, split, config, strategy, long_range_ratio, episodes,
-                                    num_episodes, data_seed, order)
-        self.steps = self.sampler.steps
-        self.scorer = RewardScorer(build_reward(reward, similarity, self.tokenizer))
-        self.statistics = StatisticsSource(source, config, self.steps, episodes, self.sampler, word_statistics)
-        self.vocab_size = self.tokenizer.vocab_size
+        self.core = BatchedMrlEnv(1, source, steps, split, config=config, strategy=strategy,
+                                  long_range_ratio=long_range_ratio, episodes=episodes, num_episodes=num_episodes,
+                                  data_seed=data_seed, reward=reward, similarity=similarity, tokenizer=tokenizer,
+                                  teacher_forcing=teacher_forcing, order=order, max_answer_tokens=max_answer_tokens,
+                                  saved_data=saved_data, word_statistics=word_statistics, mode=mode)
+        self.tokenizer, self.vocab_size = self.core.tokenizer, self.core.vocab_size
+        self.saved_data, self.steps = self.core.saved_data, self.core.steps
         if mode == "text":
             text = NaturalText(max_text_chars)
             self.observation_space = spaces.Dict(saved_query=text, saved_answer=text, query=text)
@@ -170,6 +154,12 @@ class MrlEnv(gym.Env):
         self._drawn: DrawnEpisode | None = None
         self._last_info: dict[str, Any] | None = None
 
+    # The episode data, reward and corpus statistics are the core's: one home for each.
+    sampler = property(lambda self: self.core.sampler)
+    scorer = property(lambda self: self.core.scorer)
+    reward = property(lambda self: self.core.reward)
+    statistics = property(lambda self: self.core.statistics)
+
     # ---------------------------------------------------------------------------------------------- reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -178,19 +168,17 @@ class MrlEnv(gym.Env):
             self.sampler.restart()
         self._drawn = self._choose_episode(options)
         episode, long_range = self._drawn.episode, self._drawn.long_range
-        self._plan: tuple[StepSpec, ...] = step_plan(self.steps, long_range)
         self._teacher_forcing = bool(options.get("teacher_forcing", self.teacher_forcing))
+        self.core.reset(options={"episodes": [episode], "long_range": [long_range],
+                                 "teacher_forcing": self._teacher_forcing})
         self._step = 0
-        self._written = [self._interaction(episode.query, episode.answer, self._answer_ids(episode.answer))]
-        self._conversation = self._written[:1] + [
-            self._interaction(f.query, f.answer, self._answer_ids(f.answer)) for f in episode.interactions]
-        self._targets = (memory_targets_of(self.scorer.reward, [episode], self.steps, self.statistics.get())[0]
-                         if self.scorer.uses_memory_targets else None)
-        self._running_mean, self._mean_sources = RunningMean(self.scorer.running_mean_new_weight), []
+        self._texts = {"conversation": [f"{episode.query} {episode.answer}"]
+                       + [f"{f.query} {f.answer}" for f in episode.interactions]}
+        self._texts["as_written"] = self._texts["conversation"][:1]
         self._last_info = None
         observation = self._observation(episode.query, episode.answer, episode.interactions[0].query)
         info = {"episode": episode, "episode_index": self._drawn.index, "long_range": long_range,
-                "steps": self.steps, "modes": [spec.mode for spec in self._plan]}
+                "steps": self.steps, "modes": [spec.mode for spec in step_plan(self.steps, long_range)]}
         return observation, info
 
     def _choose_episode(self, options: dict[str, Any]) -> DrawnEpisode:
@@ -216,57 +204,35 @@ class MrlEnv(gym.Env):
         if self._step >= self.steps:
             raise RuntimeError(f"the episode ended after {self.steps} steps: call reset() to start a new one")
         answer_text, answer_ids = self._validate(action)
-        spec, episode = self._plan[self._step], self._drawn.episode
-        follow_up = episode.interactions[self._step]
-        self._fold_running_mean(spec)
-        saved = self._scored(spec.saved_index)
-        mean = self._running_mean.value
-        targets = None if self._targets is None else [self._targets[self._step]]
-        if self.mode == "text":
-            scores = self.scorer.score_texts([answer_text], [follow_up.answer], [saved.text], [spec.mode], mean,
-                                             targets)
-        else:
-            reference = self._answer_ids(follow_up.answer)
-            scores = self.scorer.score_ids([answer_ids.tolist()], None, [reference.tolist()], None,
-                                           [saved.ids.tolist()], None, [spec.mode], mean, targets)
+        out = self.core.step([answer_text] if self.mode == "text" else [answer_ids.tolist()])
+        follow_up = self._drawn.episode.interactions[self._step]
         written_answer = follow_up.answer if self._teacher_forcing else answer_text
-        written_ids = self._answer_ids(follow_up.answer) if self._teacher_forcing or answer_ids is None else answer_ids
-        self._written.append(self._interaction(follow_up.query, written_answer, written_ids))
-        facts = [] if episode.facts is None else [f.text for f in episode.facts[self._step]]
+        self._texts["as_written"].append(f"{follow_up.query} {written_answer}")
+        info = self._step_info(out, follow_up, answer_text, written_answer)
+        self._step += 1
+        terminated = self._step == self.steps
+        next_query = "" if terminated else self._drawn.episode.interactions[self._step].query
+        self._last_info = info
+        return self._observation("", "", next_query), float(out.rewards[0]), terminated, False, info
+
+    def _step_info(self, out: BatchStep, follow_up, answer_text: str, written_answer: str) -> dict[str, Any]:
+        """The step's ``info`` (see the class docstring) from the core's step of this one episode."""
+        facts = self._drawn.episode.facts
+        saved_index = int(out.saved_index[0])
+        folded = [spec.running_mean_update for spec in step_plan(self.steps, self._drawn.long_range)[:self._step + 1]]
         info = {
-            "step": self._step, "mode": spec.mode, "query": follow_up.query, "answer": answer_text,
-            "reference": follow_up.answer, "saved_data": saved.text, "saved_index": spec.saved_index,
-            "running_mean_of": tuple(self._mean_sources), "facts": facts,
-            "fact_recall": None if episode.facts is None else fact_recall(answer_text, facts),
-            "held_fact_recall": self._held_fact_recall(answer_text),
-            "reward_components": {k: float(v[0]) for k, v in scores.components.items()},
+            "step": self._step, "mode": out.modes[0], "query": follow_up.query, "answer": answer_text,
+            "reference": follow_up.answer, "saved_data": self._texts[self.saved_data][saved_index],
+            "saved_index": saved_index, "running_mean_of": tuple(i for i in folded if i is not None),
+            "facts": [] if facts is None else [f.text for f in facts[self._step]],
+            "fact_recall": None if facts is None else float(out.fact_recall[0]),
+            "held_fact_recall": _none_if_nan(float(out.held_fact_recall[0])),
+            "reward_components": {k: float(v[0]) for k, v in out.components.items()},
             "teacher_forcing": self._teacher_forcing, "write_to_memory": written_answer,
         }
         if self.mode == "token":
-            info["write_to_memory_ids"] = tuple(int(i) for i in written_ids)
-        self._step += 1
-        terminated = self._step == self.steps
-        next_query = "" if terminated else episode.interactions[self._step].query
-        self._last_info = info
-        return self._observation("", "", next_query), float(scores.reward[0]), terminated, False, info
-
-    def _scored(self, index: int) -> WrittenInteraction:
-        """Interaction ``index`` as the reward sees it (``saved_data``, see the class docstring)."""
-        return (self._written if self.saved_data == "as_written" else self._conversation)[index]
-
-    def _fold_running_mean(self, spec: StepSpec) -> None:
-        """Folds the interaction two steps back in, once per step (a retried step does not refold)."""
-        source = spec.running_mean_update
-        if source is None or source in self._mean_sources:
-            return
-        written = self._scored(source)
-        if self.mode == "text":
-            embedding = self.scorer.embed_texts([written.text])
-        else:
-            embedding = self.scorer.embed_ids(*_padded([written.ids]))
-        if embedding is not None:
-            self._running_mean.update(embedding)
-        self._mean_sources.append(source)
+            info["write_to_memory_ids"] = tuple(out.write_to_memory.to_lists()[0])
+        return info
 
     def _validate(self, action) -> tuple[str, np.ndarray | None]:
         if self.mode == "text":
@@ -283,23 +249,6 @@ class MrlEnv(gym.Env):
         return self.tokenizer.decode(ids.tolist()), ids
 
     # ------------------------------------------------------------------------------------------- helpers
-    def _held_fact_recall(self, answer: str) -> float | None:
-        """``held_fact_recall`` of this step (interactions as written so far); ``None`` when memory holds none."""
-        facts = self._drawn.episode.facts
-        if facts is None:
-            return None
-        recall = held_fact_recall(answer, facts[self._step], [w.text for w in self._written])
-        return None if math.isnan(recall) else recall
-
-    def _answer_ids(self, answer: str) -> np.ndarray | None:
-        return np.asarray(self.tokenizer.encode_answer(answer), np.int64) if self.mode == "token" else None
-
-    def _interaction(self, query: str, answer: str, answer_ids: np.ndarray | None) -> WrittenInteraction:
-        if answer_ids is None:
-            return WrittenInteraction(query, answer)
-        query_ids = np.asarray(self.tokenizer.encode_query(query), np.int64)
-        return WrittenInteraction(query, answer, np.concatenate([query_ids, answer_ids]))
-
     def _observation(self, saved_query: str, saved_answer: str, query: str) -> dict[str, Any]:
         if self.mode == "text":
             return {"saved_query": saved_query, "saved_answer": saved_answer, "query": query}
@@ -319,6 +268,10 @@ class MrlEnv(gym.Env):
             return f"saved: Q: {episode.query}\n  A: {episode.answer}\nnext query: {episode.interactions[0].query}"
         return (f"step {info['step']} [{info['mode']}] Q: {info['query']}\n  A: {info['answer']}\n"
                 f"  reference: {info['reference']}\n  saved: {info['saved_data']}")
+
+
+def _none_if_nan(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def validate_token_ids(action: Any, vocab_size: int, max_length: int) -> np.ndarray:
@@ -341,49 +294,3 @@ def validate_token_ids(action: Any, vocab_size: int, max_length: int) -> np.ndar
         raise MalformedActionError(f"answer ids span [{action.min()}, {action.max()}], expected ids in "
                                    f"[0, {vocab_size})")
     return action.astype(np.int64)
-
-
-def _padded(rows: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    from rxmrl.rewards import pad_id_lists
-
-    return pad_id_lists([row.tolist() for row in rows])
-
-
-class StatisticsSource:
-    """The :class:`WordStatistics` an env's memory tokens use: ``given``, else those of the curriculum's train
-    split of the env's data config, else (hand-made episodes, or a source without a train split) those of
-    the env's own episodes. Computed on first use: rewards without memory tokens never load them."""
-
-    def __init__(self, source, config: str | None, steps: int, episodes, sampler: EpisodeSampler,
-                 given: WordStatistics | None = None) -> None:
-        self._source, self._config, self._steps = source, config, steps
-        self._from_episodes = episodes is not None
-        self._sampler, self._value = sampler, given
-
-    def get(self) -> WordStatistics:
-        if self._value is None:
-            if not self._from_episodes:
-                try:
-                    self._value = curriculum_word_statistics(str(self._source), self._config or f"steps-{self._steps}")
-                except (CurriculumValidationError, FileNotFoundError):
-                    pass
-            if self._value is None:
-                self._value = WordStatistics.from_episodes(e for pool in self._sampler.pools.values() for e in pool)
-        return self._value
-
-
-def make_sampler(source, steps, split, config, strategy, long_range_ratio, episodes, num_episodes, data_seed,
-                 order) -> EpisodeSampler:
-    """The episode sampler of an env: hand-made ``episodes`` or the curriculum data of a stage."""
-    if episodes is not None:
-        pools = pools_from_episodes(episodes)
-        if strategy is None:  # the episodes' own strategies: one kind, or both mixed
-            strategy = "mixed" if pools[False] and pools[True] else "long_range" if pools[True] else "cumulative"
-        if steps is None:
-            steps = min(e.num_follow_ups for e in episodes)
-        return EpisodeSampler(pools, steps, strategy, long_range_ratio, order)
-    if strategy is None:
-        strategy = "long_range" if (config or "").endswith("-lr") else "cumulative"
-    steps, pools = load_pools(source, steps, split, strategy, config=config, num_episodes=num_episodes,
-                              seed=data_seed)
-    return EpisodeSampler(pools, steps, strategy, long_range_ratio, order)

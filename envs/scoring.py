@@ -34,16 +34,19 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from rxmrl.data import Episode, load_curriculum
+from rxmrl.data import CurriculumValidationError, Episode, load_curriculum
 from rxmrl.rewards import (
     DEFAULT_NEW_WEIGHT, MemoryTarget, RewardConfig, RxlmRewardConfig, SentenceEncoderSimilarity,
     SimilarityBackend, TokenEmbeddingSimilarity, WordStatistics, preset_reward,
 )
 from rxmrl.tokenizer import RxTokenizer
+
+if TYPE_CHECKING:
+    from rxmrl.envs.episodes import EpisodeSampler
 
 SIMILARITIES: tuple[str, ...] = ("encoder", "policy-embedding", "random-embedding")
 _RANDOM_EMBEDDINGS: dict[tuple[int, int, int], torch.Tensor] = {}
@@ -178,10 +181,13 @@ class RewardScorer:
 
     def score_texts(self, generated: list[str], reference: list[str], saved: list[str], modes: list[str],
                     running_mean: torch.Tensor | None,
-                    memory_targets: Sequence[MemoryTarget | None] | None = None) -> Scores:
+                    memory_targets: Sequence[MemoryTarget | None] | None = None,
+                    running_mean_mask: torch.Tensor | None = None) -> Scores:
         score = getattr(self.reward, "score_texts", self.reward)
-        out = score(generated, reference, saved, modes=modes, running_mean=running_mean,
-                    **self._extra(memory_targets))
+        extra = self._extra(memory_targets)
+        if running_mean_mask is not None:  # rows of a batch without a mean yet (long range, step 1)
+            extra["running_mean_mask"] = running_mean_mask
+        out = score(generated, reference, saved, modes=modes, running_mean=running_mean, **extra)
         return _as_scores(out, len(modes))
 
 
@@ -196,3 +202,26 @@ def _as_scores(out: Any, batch: int) -> Scores:
     if not bool(torch.isfinite(reward).all()):
         raise FloatingPointError(f"the reward returned non-finite values: {reward.tolist()}")
     return Scores(reward, {k: torch.as_tensor(v).reshape(-1).float().cpu() for k, v in components.items()})
+
+
+class StatisticsSource:
+    """The :class:`WordStatistics` an env's memory tokens use: ``given``, else those of the curriculum's train
+    split of the env's data config, else (hand-made episodes, or a source without a train split) those of
+    the env's own episodes. Computed on first use: rewards without memory tokens never load them."""
+
+    def __init__(self, source, config: str | None, steps: int, episodes, sampler: EpisodeSampler,
+                 given: WordStatistics | None = None) -> None:
+        self._source, self._config, self._steps = source, config, steps
+        self._from_episodes = episodes is not None
+        self._sampler, self._value = sampler, given
+
+    def get(self) -> WordStatistics:
+        if self._value is None:
+            if not self._from_episodes:
+                try:
+                    self._value = curriculum_word_statistics(str(self._source), self._config or f"steps-{self._steps}")
+                except (CurriculumValidationError, FileNotFoundError):
+                    pass
+            if self._value is None:
+                self._value = WordStatistics.from_episodes(e for pool in self._sampler.pools.values() for e in pool)
+        return self._value

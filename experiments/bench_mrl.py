@@ -88,7 +88,7 @@ def run_config(args: argparse.Namespace, estimator: str, group_size: int):
 
 def bench_tokenizer(vocab_size: int):
     """The embedded tokenizer grown to ``vocab_size`` with filler tokens (in memory; the cached file is kept)."""
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     tokenizer = default_tokenizer(5000)
     missing = vocab_size - tokenizer.vocab_size

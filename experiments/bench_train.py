@@ -43,6 +43,7 @@ def stage4_worker(steps: int, config_file: Path) -> dict:
 
     from rxmrl.config import load_config
     from rxmrl.training.distributed import init_distributed
+    from rxmrl.training.loop import RunRecord
     from rxmrl.training.rng import seed_everything
     from rxmrl.training.stages.batching import pad_episodes
     from rxmrl.training.stages.common import make_trainer
@@ -64,8 +65,7 @@ def stage4_worker(steps: int, config_file: Path) -> dict:
     def step_fn(m, batch):
         return memory_aware_step(m, batch, settings)
 
-    trainer = make_trainer(model, step_fn, rows, pad_episodes, settings, init_distributed(), run_dir=None,
-                           desc="bench")
+    trainer = make_trainer(model, step_fn, rows, pad_episodes, settings, init_distributed(), RunRecord(desc="bench"))
     losses = [trainer.train_step()["loss"] for _ in range(WARMUP_STEPS)]
     start, cpu_start = time.perf_counter(), time.process_time()
     losses += [trainer.train_step()["loss"] for _ in range(steps)]

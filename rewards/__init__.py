@@ -9,6 +9,7 @@ model: the sentence encoder is loaded on first use, once per process.
 
 from rxmrl.rewards.bleu import SMOOTHING_METHODS, token_bleu
 from rxmrl.rewards.facts import fact_recall, held_fact_recall, mix_fact_recall
+from rxmrl.rewards.id_reward import RewardOutput
 from rxmrl.rewards.ids import as_padded, pad_id_lists, strip_ids
 from rxmrl.rewards.length import length_score
 from rxmrl.rewards.memory_tokens import (
@@ -22,7 +23,7 @@ from rxmrl.rewards.memory_tokens import (
     memory_target,
 )
 from rxmrl.rewards.presets import check_preset, preset_reward
-from rxmrl.rewards.retention import MODES, PRESETS, MemoryRetentionReward, RewardConfig, RewardOutput
+from rxmrl.rewards.retention import MODES, PRESETS, MemoryRetentionReward, RewardConfig
 from rxmrl.rewards.running_mean import DEFAULT_NEW_WEIGHT, RunningMean
 from rxmrl.rewards.rxlm import RXLM_PRESET, RxlmReward, RxlmRewardConfig
 from rxmrl.rewards.similarity import (

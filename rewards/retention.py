@@ -50,6 +50,7 @@ from typing import Literal
 import torch
 
 from rxmrl.rewards.bleu import SMOOTHING_METHODS, token_bleu
+from rxmrl.rewards.id_reward import IdReward, PaddedTriple, RewardOutput
 from rxmrl.rewards.ids import as_padded, strip_ids
 from rxmrl.rewards.length import length_score
 from rxmrl.rewards.memory_tokens import MemoryTarget, WordStatistics, episode_memory_targets, memory_score
@@ -146,34 +147,11 @@ class RewardConfig:
         return cls(**{**presets[name], **overrides})
 
 
-@dataclass
-class RewardOutput:
-    """``reward`` ``[B]`` in [0, scale] and each component ``[B]`` (unscaled, in [0, 1]) by name
-    (:class:`rxmrl.rewards.RxlmReward` returns one too, with its own components and no clipping).
-
-    Components: ``bleu_reference``, ``bleu_saved``, ``cosine_reference``, ``cosine_saved`` (left out when
-    no cosine term weighs the saved data),
-    ``cosine_running_mean`` (0 where a sample has no running mean), ``length``, and the mode-adjusted group
-    values ``bleu`` and ``cosine`` that enter the total.
-    """
-
-    reward: torch.Tensor
-    components: dict[str, torch.Tensor]
-
-    def row(self, index: int) -> dict[str, float]:
-        """One sample's reward and components as plain floats (for ``info`` dicts and logs)."""
-        return {"reward": float(self.reward[index]), **{k: float(v[index]) for k, v in self.components.items()}}
-
-    def means(self) -> dict[str, float]:
-        """Batch means of the reward and every component over the samples that have it (``NaN``: absent)."""
-        return {"reward": float(self.reward.mean()), **{k: float(v.nanmean()) for k, v in self.components.items()}}
-
-
 _SPECIAL_TEXT = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
 _WORDS = re.compile(r"\w+|[^\w\s]")
 
 
-class MemoryRetentionReward:
+class MemoryRetentionReward(IdReward):
     """The composite memory-retention reward, scoring B samples in one call.
 
     Batched call (ids; what the trainer and the batched environment use)::
@@ -198,14 +176,9 @@ class MemoryRetentionReward:
     targets of an episode come from :meth:`memory_targets`, once per episode (they depend on the data only).
     """
 
-    def __init__(
-        self,
-        config: RewardConfig | str = "default",
-        similarity: SimilarityBackend | None = None,
-        *,
-        decode: Callable[[Sequence[int]], str] | None = None,
-        tokenize: Callable[[str], Sequence[int]] | None = None,
-    ) -> None:
+    def __init__(self, config: RewardConfig | str = "default", similarity: SimilarityBackend | None = None, *,
+                 decode: Callable[[Sequence[int]], str] | None = None,
+                 tokenize: Callable[[str], Sequence[int]] | None = None) -> None:
         self.config = RewardConfig.preset(config) if isinstance(config, str) else config
         self.similarity = similarity if similarity is not None else SentenceEncoderSimilarity(decode=decode)
         self.tokenize = tokenize
@@ -240,6 +213,7 @@ class MemoryRetentionReward:
 
     # ---- embeddings (also used by the environment for the running mean) ----
     def _prepare(self, ids, lengths, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One batch padded, with this preset's special tokens stripped."""
         ids, lengths = as_padded(ids, lengths, device=device)
         return strip_ids(ids, lengths, self._drop)
 
@@ -253,31 +227,10 @@ class MemoryRetentionReward:
         return self.similarity.embed_texts([self._clean_text(t) for t in texts], cache=cache)
 
     # ---- scoring ----
-    def __call__(self, generated, reference, saved, **kwargs) -> RewardOutput:
-        return self.score_ids(generated, reference, saved, **kwargs)
-
-    def score_ids(
-        self,
-        generated,
-        reference,
-        saved,
-        *,
-        generated_lengths: torch.Tensor | None = None,
-        reference_lengths: torch.Tensor | None = None,
-        saved_lengths: torch.Tensor | None = None,
-        modes: str | Sequence[str] = "standard",
-        running_mean: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
-        running_mean_mask: torch.Tensor | None = None,
-        memory_targets: Sequence[MemoryTarget | None] | None = None,
-    ) -> RewardOutput:
-        """Score B answers given as token ids (see the class docstring)."""
-        gen, gen_len = self._prepare(generated, generated_lengths)
-        device = gen.device
-        ref, ref_len = self._prepare(reference, reference_lengths, device)
-        sav, sav_len = self._prepare(saved, saved_lengths, device)
-        batch = gen.shape[0]
-        if not (ref.shape[0] == sav.shape[0] == batch):
-            raise ValueError(f"batch sizes differ: generated {batch}, reference {ref.shape[0]}, saved {sav.shape[0]}")
+    def _score(self, ids: PaddedTriple, modes, running_mean, running_mean_mask, memory_targets) -> RewardOutput:
+        """Score B answers given as token ids, padded and stripped (see the class docstring)."""
+        gen, gen_len, ref, ref_len, sav, sav_len = ids
+        device, batch = gen.device, gen.shape[0]
         bleu_ref, bleu_sav = self._bleu_pair(gen, gen_len, ref, ref_len, sav, sav_len)
         emb = self.similarity
         e_gen = emb.embed_ids(gen, gen_len, cache=False).to(device)

@@ -67,8 +67,9 @@ import torch
 import torch.nn.functional as F
 
 from rxmrl.rewards.bleu import token_bleu
+from rxmrl.rewards.id_reward import IdReward, PaddedTriple, RewardOutput
 from rxmrl.rewards.ids import as_padded
-from rxmrl.rewards.retention import RewardOutput, _mode_codes, _running_mean_batch
+from rxmrl.rewards.retention import _mode_codes, _running_mean_batch
 from rxmrl.rewards.similarity import SentenceEncoderSimilarity, SimilarityBackend, TokenEmbeddingSimilarity, cosine
 
 _SUM_TOLERANCE = 1e-6
@@ -188,7 +189,7 @@ class RxlmRewardConfig:
 RXLM_PRESET = RxlmRewardConfig(rewards_scale=10.0)  # the reference's defaults on the 0-10 scale
 
 
-class RxlmReward:
+class RxlmReward(IdReward):
     """rxlm's ``MrlRewardModel`` with the call interface of :class:`MemoryRetentionReward`::
 
         reward = RxlmReward("rxlm", TokenEmbeddingSimilarity(policy_embedding_weight))
@@ -205,14 +206,11 @@ class RxlmReward:
     so the reward plugs in wherever a richer reward is called. ``score_texts`` scores ``tokenize(text)``.
     """
 
-    def __init__(
-        self,
-        config: RxlmRewardConfig | str = "rxlm",
-        similarity: SimilarityBackend | None = None,
-        *,
-        decode: Callable[[Sequence[int]], str] | None = None,
-        tokenize: Callable[[str], Sequence[int]] | None = None,
-    ) -> None:
+    ignores_extra_keywords = True
+
+    def __init__(self, config: RxlmRewardConfig | str = "rxlm", similarity: SimilarityBackend | None = None, *,
+                 decode: Callable[[Sequence[int]], str] | None = None,
+                 tokenize: Callable[[str], Sequence[int]] | None = None) -> None:
         if isinstance(config, str):
             if config != "rxlm":
                 raise ValueError(f"RxlmReward builds preset 'rxlm' only, got {config!r}")
@@ -235,37 +233,16 @@ class RxlmReward:
         return self.embed_ids(self._encode(texts), cache=cache)
 
     # ---- scoring ----
-    def __call__(self, generated, reference, saved, **kwargs) -> RewardOutput:
-        return self.score_ids(generated, reference, saved, **kwargs)
-
     def score_texts(self, generated: Sequence[str], reference: Sequence[str], saved: Sequence[str],
                     **kwargs) -> RewardOutput:  # fmt: skip
         """``score_ids`` on ``tokenize`` of each text (keywords as ``score_ids``)."""
         return self.score_ids(self._encode(generated), self._encode(reference), self._encode(saved), **kwargs)
 
-    def score_ids(
-        self,
-        generated,
-        reference,
-        saved,
-        *,
-        generated_lengths: torch.Tensor | None = None,
-        reference_lengths: torch.Tensor | None = None,
-        saved_lengths: torch.Tensor | None = None,
-        modes: str | Sequence[str] = "standard",
-        running_mean: torch.Tensor | Sequence[torch.Tensor | None] | None = None,
-        running_mean_mask: torch.Tensor | None = None,
-        **ignored,
-    ) -> RewardOutput:
-        """Score B answers given as token ids (see the class docstring)."""
+    def _score(self, ids: PaddedTriple, modes, running_mean, running_mean_mask, memory_targets) -> RewardOutput:
+        """Score B answers given as padded token ids (see the class docstring; ``memory_targets`` is ignored)."""
         cfg = self.config
-        gen, gen_len = as_padded(generated, generated_lengths)
-        device = gen.device
-        ref, ref_len = as_padded(reference, reference_lengths, device)
-        sav, sav_len = as_padded(saved, saved_lengths, device)
-        batch = gen.shape[0]
-        if not (ref.shape[0] == sav.shape[0] == batch):
-            raise ValueError(f"batch sizes differ: generated {batch}, reference {ref.shape[0]}, saved {sav.shape[0]}")
+        gen, gen_len, ref, ref_len, sav, sav_len = ids
+        device, batch = gen.device, gen.shape[0]
         codes = _mode_codes(modes, batch, device)  # [B]: 0 standard, 1 long_range, 2 negative
         negative, long_range = codes == 2, codes == 1
         e_gen = self.embed_ids(gen, gen_len, cache=False)  # [B, E]

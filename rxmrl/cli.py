@@ -3,6 +3,12 @@
 Each feature owns its subcommands: a module listed in ``COMMAND_MODULES`` exposes
 ``add_commands(subparsers)`` and sets ``func`` on the parsers it adds. Modules are imported
 when the parser is built, so keep their top level light (import torch inside the handlers).
+
+One error path: a handler raises :class:`rxmrl.runtime.InputError` (``ConfigError``,
+``CurriculumValidationError``, ``ConversionError``, ``ModelFolderError`` are ones) for bad input, or another
+:class:`rxmrl.runtime.RunError` for a run that cannot go on; :func:`main` prints its message as one
+``error:`` line on stderr and returns its exit code (2 for bad input). Anything else is a bug and keeps its
+traceback.
 """
 
 from __future__ import annotations
@@ -37,10 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def report_error(message: object) -> None:
+    """The one way a command says what went wrong: ``error: MESSAGE`` on stderr, on one line."""
+    text = " ".join(str(message).split())
+    print(f"error: {text}", file=sys.stderr, flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command. Errors that say everything (a bad config, a locked run directory, a diverged run,
-    a full disk) print one ``error:`` line and exit 2 (bad input) or 1, without a traceback."""
-    from rxmrl.config import ConfigError
+    """Run one command. Errors that say everything (bad input, a locked run directory, a diverged run, a
+    full disk) print one ``error:`` line on stderr and exit 2 (bad input) or 1, without a traceback."""
     from rxmrl.runtime import RunError
 
     parser = build_parser()
@@ -50,11 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except ConfigError as error:
-        print(f"error: {error}", flush=True)
-        return 2
     except RunError as error:
-        print(f"error: {error}", flush=True)
+        report_error(error)
         return error.exit_code
 
 

@@ -15,7 +15,13 @@ Why strict: a misspelt key silently falling back to its default is the most expe
 because the run still trains. Unknown keys and ill-typed values raise ``ConfigError`` naming the key path,
 the value and what was expected, with close matches suggested. A dataclass checks its own fields in
 ``__post_init__``; checks across fields (which must see every ``--set`` applied) go in a ``validate()``
-method, which :func:`validate` runs over the whole tree once the config is loaded, before any work. A
+method, which :func:`validate` runs over the whole tree once the config is loaded, before any work.
+
+Limits are declared, not coded: a dataclass lists its bounded fields in a ``LIMITS`` class variable,
+``{"learning_rate": "> 0", "warmup_steps": ">= 0", "trainable": "non-empty"}`` (the rules are the keys of
+``LIMIT_RULES``; on a list, tuple or dict the rule holds for every item; ``None`` is left alone), and
+:func:`validate` checks them with the rest. Whatever a class declares, no float anywhere in the tree may be
+NaN or infinite: no setting means "unbounded" by ``inf`` (optional limits are ``"none"``). A
 dataclass whose keys were renamed lists them in a ``MOVED`` class variable, so an old config is told where
 each key went.
 
@@ -41,6 +47,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rxmrl.runtime import InputError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
@@ -50,8 +58,9 @@ T = TypeVar("T")
 _NONE_STRINGS = ("none", "null")
 
 
-class ConfigError(ValueError):
-    """A configuration key or value is wrong; the message names the key path and what was expected."""
+class ConfigError(ValueError, InputError):
+    """A configuration key or value is wrong; the message names the key path and what was expected.
+    An :class:`~rxmrl.runtime.InputError`: the CLI prints it as one ``error:`` line and exits 2."""
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -71,8 +80,10 @@ INCLUDE = "include"
 def read_toml(path: Path, including: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A TOML file as a mapping, every ``include = "file.toml"`` of its tables resolved (see the module
     docstring); a missing, invalid or circular include is a ``ConfigError`` naming the file and the key."""
+    where = f" (included by {str(including[-1])!r})" if including else ""
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder{where}: expected a TOML file")
     if not path.is_file():
-        where = f" (included by {str(including[-1])!r})" if including else ""
         raise ConfigError(f"config file {str(path)!r} does not exist{where}")
     if path.resolve() in including:
         chain = " -> ".join(str(p) for p in (*including, path.resolve()))
@@ -81,6 +92,10 @@ def read_toml(path: Path, including: tuple[Path, ...] = ()) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: invalid TOML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}): expected a TOML file") from error
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error.strerror}") from error
     return _resolve_includes(data, path, (*including, path.resolve()), "")
 
 
@@ -105,10 +120,14 @@ def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def validate(config: Any, prefix: str = "") -> None:
-    """Run the ``validate()`` method of every dataclass in the tree (its cross-field checks)."""
+    """Check the whole tree once, before any work: every float finite, every dataclass's ``LIMITS``, then
+    its ``validate()`` method (its cross-field checks)."""
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         for f in dataclasses.fields(config):
-            validate(getattr(config, f.name), _join(prefix, f.name))
+            value, key = getattr(config, f.name), _join(prefix, f.name)
+            _check_finite(value, key)
+            validate(value, key)
+        _check_limits(config, prefix)
         check = getattr(config, "validate", None)
         if callable(check):
             try:
@@ -120,6 +139,52 @@ def validate(config: Any, prefix: str = "") -> None:
     elif isinstance(config, (list, tuple)):
         for index, item in enumerate(config):
             validate(item, f"{prefix}.{index}")
+
+
+LIMIT_RULES: dict[str, typing.Callable[[Any], bool]] = {
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    ">= 1": lambda v: v >= 1,
+    "in [0, 1]": lambda v: 0 <= v <= 1,
+    "in (0, 1]": lambda v: 0 < v <= 1,
+    "in [0, 1)": lambda v: 0 <= v < 1,
+    "non-empty": lambda v: len(v) > 0,
+}
+
+
+def _check_limits(config: Any, prefix: str) -> None:
+    """The ``LIMITS`` a dataclass declares (see the module docstring), each refused with the key and value."""
+    for name, rule in getattr(type(config), "LIMITS", {}).items():
+        if rule not in LIMIT_RULES or name not in {f.name for f in dataclasses.fields(config)}:
+            raise TypeError(f"{type(config).__name__}.LIMITS[{name!r}] = {rule!r}: expected a field and one of "
+                            f"{list(LIMIT_RULES)}")
+        value, key = getattr(config, name), _join(prefix, name)
+        if rule == "non-empty":
+            if value is not None and not LIMIT_RULES[rule](value):
+                raise ConfigError(f"{key} = {_toml_value(to_dict(value))}: expected a non-empty list")
+            continue
+        for item_key, item in _items(value, key):
+            if item is not None and not LIMIT_RULES[rule](item):
+                raise ConfigError(f"{item_key} = {_toml_value(item)}: expected a number {rule}")
+
+
+def _check_finite(value: Any, key: str) -> None:
+    for item_key, item in _items(value, key):
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"{item_key} = {_toml_value(item)}: expected a finite number")
+
+
+def _items(value: Any, key: str):
+    """``(key, item)`` for each scalar of a field: the value itself, or the items of a list, tuple or dict
+    (nested dataclasses are left to :func:`validate`)."""
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            yield from _items(item, f"{key}.{name}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            yield from _items(item, f"{key}.{index}")
+    elif not (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        yield key, value
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:

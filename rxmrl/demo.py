@@ -5,9 +5,11 @@ new query and its Short-Term Memory, streams the answer, and *then* the memory i
 ``-1``/``-2`` of :meth:`ReactiveTransformer.interact` are shown as ``[memory update…]`` / ``[memory
 updated]``). The per-turn latency stays flat however long the conversation grows.
 
-With a TTY on stdin it is an interactive chat (an empty line ends it); otherwise, or with ``--scripted``,
-it replays an embedded validation episode: the saved interaction is written into memory first, then the
-follow-up questions are asked and the reference answers shown beside the model's.
+With a TTY on stdin it is an interactive chat (an empty line or Ctrl-C ends it); piped input is one query a
+line. With ``--scripted`` it replays an embedded validation episode: the saved interaction is written into
+memory first, then the follow-up questions are asked and the reference answers shown beside the model's.
+A query longer than the model's ``max_seq_len`` (with the answer it may write) is not answered: a note on
+stderr says so, and the conversation goes on.
 """
 
 from __future__ import annotations
@@ -51,14 +53,14 @@ def load_model_and_tokenizer(checkpoint: Path | None, preset: str, seed: int):
     import torch
 
     from rxmrl.model import ReactiveTransformer, get_preset
-    from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     if checkpoint is not None:
-        if not (checkpoint / "config.json").is_file():
-            raise SystemExit(f"rxmrl demo: {checkpoint} has no config.json; expected a save_pretrained directory")
-        tokenizer_file = checkpoint / "tokenizer.json"
-        tokenizer = RxTokenizer.load(tokenizer_file) if tokenizer_file.is_file() else default_tokenizer()
-        return ReactiveTransformer.from_pretrained(checkpoint).eval(), tokenizer, False
+        from rxmrl.model.folder import folder_tokenizer
+        from rxmrl.model.rxt import load_rxt
+
+        model = load_rxt(checkpoint, role="--checkpoint").eval()
+        return model, folder_tokenizer(checkpoint, model.config.vocab_size, default=default_tokenizer), False
     tokenizer = default_tokenizer()
     torch.manual_seed(seed)
     model = ReactiveTransformer(get_preset(preset, vocab_size=tokenizer.vocab_size)).eval()
@@ -77,12 +79,17 @@ def converse(model, tokenizer, queries: Iterator[str], sampling, max_new_tokens:
     turns: list[Turn] = []
     for query in queries:
         print(f"you> {query}", file=out)
+        query_ids = tokenizer.encode_query(query)
+        if len(query_ids) + max_new_tokens > model.config.max_seq_len:
+            print(f"note: this query is {len(query_ids)} tokens; with {max_new_tokens} answer tokens that is over "
+                  f"the model's limit of {model.config.max_seq_len}: not answered", file=sys.stderr, flush=True)
+            continue
         print("rxt> ", end="", file=out, flush=True)
         answer_ids: list[int] = []
         shown = ""
         start = time.perf_counter()
         answered = start
-        for token in model.interact(tokenizer.encode_query(query), max_new_tokens, sampling, generator):
+        for token in model.interact(query_ids, max_new_tokens, sampling, generator):
             if token == MEMORY_UPDATE_STARTED:
                 answered = time.perf_counter()
                 print("  [memory update…]", end="", file=out, flush=True)
@@ -109,10 +116,31 @@ def _typed_queries() -> Iterator[str]:
         yield line.strip()
 
 
+def _piped_queries(stream) -> Iterator[str]:
+    """One query per non-empty line of piped input (``echo "who is Tom?" | rxmrl demo``)."""
+    for line in stream:
+        if line.strip():
+            yield line.strip()
+
+
+def check_demo_arguments(args: argparse.Namespace) -> None:
+    """Options refused in one line before the model loads."""
+    import math
+
+    from rxmrl.runtime import InputError
+
+    if args.turns < 1 or args.max_new_tokens < 1:
+        raise InputError(f"--turns {args.turns}, --max-new-tokens {args.max_new_tokens}: expected counts >= 1")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise InputError(f"--temperature {args.temperature}: expected a finite number >= 0 (0: greedy)")
+    if not 0 < args.top_p <= 1:
+        raise InputError(f"--top-p {args.top_p}: expected a share in (0, 1]")
+
+
 def run_demo(args: argparse.Namespace) -> int:
-    from rxmrl.data import load_curriculum
     from rxmrl.model import SamplingConfig
 
+    check_demo_arguments(args)
     model, tokenizer, fresh = load_model_and_tokenizer(args.checkpoint, args.preset, args.seed)
     sampling = SamplingConfig(temperature=args.temperature, top_p=args.top_p) if args.temperature > 0 \
         else SamplingConfig()
@@ -122,8 +150,23 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"(a freshly built '{args.preset}' model: untrained, so its answers are noise; "
               "train one with `rxmrl train supervised` and pass --checkpoint)")
     model.reset_stm(1)
-    scripted = args.scripted or not sys.stdin.isatty()
-    if scripted:
+    try:
+        turns = _conversation(args, model, tokenizer, sampling)
+    except KeyboardInterrupt:  # Ctrl-C ends the chat like an empty line (the turns so far are not shown)
+        print("\n(interrupted)", file=sys.stderr)
+        return 0
+    if turns:
+        print("\nturn  answer ms  memory-update ms")
+        for index, turn in enumerate(turns, 1):
+            print(f"{index:>4}  {turn.answer_seconds * 1e3:>9.1f}  {turn.memory_seconds * 1e3:>16.1f}")
+    return 0
+
+
+def _conversation(args: argparse.Namespace, model, tokenizer, sampling) -> list[Turn]:
+    """The scripted episode, the piped queries or the typed chat; the turns it played."""
+    from rxmrl.data import load_curriculum
+
+    if args.scripted:
         episode = load_curriculum(steps=max(args.turns, 1), split="validation", num_episodes=1)[0]
         print(f"\nsaved interaction (written into memory first):\n  Q: {episode.query}\n  A: {episode.answer}")
         model.init_stm_state(tokenizer.encode_query(episode.query), tokenizer.encode(episode.answer))
@@ -132,11 +175,8 @@ def run_demo(args: argparse.Namespace) -> int:
                          args.seed)
         for follow_up, turn in zip(follow_ups, turns):
             print(f"reference for '{turn.query}': {follow_up.answer}")
-    else:
-        print("Type a message; an empty line ends the conversation.")
-        turns = converse(model, tokenizer, _typed_queries(), sampling, args.max_new_tokens, args.seed)
-    if turns:
-        print("\nturn  answer ms  memory-update ms")
-        for index, turn in enumerate(turns, 1):
-            print(f"{index:>4}  {turn.answer_seconds * 1e3:>9.1f}  {turn.memory_seconds * 1e3:>16.1f}")
-    return 0
+        return turns
+    if not sys.stdin.isatty():
+        return converse(model, tokenizer, _piped_queries(sys.stdin), sampling, args.max_new_tokens, args.seed)
+    print("Type a message; an empty line ends the conversation.")
+    return converse(model, tokenizer, _typed_queries(), sampling, args.max_new_tokens, args.seed)

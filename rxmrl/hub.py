@@ -27,8 +27,10 @@ def local_folder(name_or_path: str | os.PathLike, patterns: Sequence[str] | None
     if directory.is_dir():
         return directory
     if offline():
-        raise FileNotFoundError(f"{name_or_path!s} is not a local directory and HF_HUB_OFFLINE is set, so it "
-                                "cannot be fetched from the hub")
+        from rxmrl.runtime import MissingInput
+
+        raise MissingInput(f"{name_or_path!s} is not a local directory and HF_HUB_OFFLINE is set, so it "
+                           "cannot be fetched from the hub")
     from huggingface_hub import snapshot_download
 
     return Path(snapshot_download(str(name_or_path), allow_patterns=list(patterns) if patterns else None))

@@ -62,6 +62,18 @@ class RunError(RuntimeError):
     exit_code = 1
 
 
+class InputError(RunError):
+    """Bad input (a file, a folder, an option) found before the work it would spoil: the CLI prints one
+    ``error:`` line on stderr naming what is wrong and where, and exits 2. Raise it (or a subclass) wherever
+    an input is checked; a command needs no ``try``/``print`` of its own."""
+
+    exit_code = 2
+
+
+class MissingInput(InputError, FileNotFoundError):
+    """A file or folder the command reads is not there (still a ``FileNotFoundError`` to callers)."""
+
+
 class RunDirectoryInUse(RunError):
     """Another running process holds the run directory's lock."""
 
@@ -72,11 +84,39 @@ class DiskFullError(RunError):
     """A write ran out of disk space (the files already on disk are intact)."""
 
 
-class ForeignContent(RunError):
+class ForeignContent(InputError):
     """A destination holds what this writer did not make (or is a file where a folder goes): replacing it
     would delete someone's files, so the writer refuses before any work."""
 
-    exit_code = 2
+
+def check_output(path: str | os.PathLike, role: str, folder: bool = False) -> Path:
+    """Refuse, before any work, an output that could not be written at the end: a folder where a file goes,
+    a file where a folder goes, a path below a file, or a place this process may not write.
+
+    Every command that writes somewhere it was told (``--out``, ``--plot``, ``--json``, a run directory)
+    checks it here first, so an hour of work is never thrown away on a path that was wrong from the start.
+    """
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise InputError(f"{role} {path} is a file: expected a folder")
+    if not folder and path.is_dir():
+        raise InputError(f"{role} {path} is a folder: expected the path of a file")
+    existing = next(p for p in (path, *path.parents) if p.exists() or p == Path(p.anchor or "."))
+    if existing != path and not existing.is_dir():
+        raise InputError(f"{role} {path}: {existing} is a file, so nothing can be written below it")
+    writable = existing if existing.is_dir() else existing.parent
+    if not os.access(writable, os.W_OK | os.X_OK):
+        raise InputError(f"{role} {path}: {writable} is not writable by this user")
+    return path
+
+
+def check_counts(args: Any, *names: str) -> None:
+    """Counts given on the command line (``args.NAME``, ``None`` when left out) that must be >= 1, refused
+    by their option's name before any work."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputError(f"--{name.replace('_', '-')} {value}: expected a count >= 1")
 
 
 # ------------------------------------------------------------------------------------------ threads
@@ -356,7 +396,7 @@ def _finite(data: Any) -> Any:
 def is_disk_full(error: BaseException) -> bool:
     """An OSError ENOSPC/EDQUOT, or a library's wording of one (torch's zip writer says "unexpected pos",
     safetensors "StorageFull")."""
-    if isinstance(error, DiskFullError):
+    if isinstance(error, DiskFullError) or is_file_too_large(error):
         return False
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
@@ -371,7 +411,16 @@ def disk_full_error(path: str | os.PathLike) -> DiskFullError:
                          "some space and run the same command again; the files written before are intact")
 
 
+def is_file_too_large(error: BaseException) -> bool:
+    """EFBIG: the file outgrew this process's size limit (``ulimit -f``) or the file system's, with space
+    left on the disk; freeing space would not help, so it is not reported as a full disk."""
+    return (isinstance(error, OSError) and error.errno == errno.EFBIG) or "File too large" in str(error)
+
+
 def _raise_disk_full(error: BaseException, path: Path) -> None:
+    if is_file_too_large(error):
+        raise RunError(f"{path} grew past the largest file this process may write (EFBIG: see `ulimit -f` and the "
+                       "file system's limit); the files written before are intact") from error
     if is_disk_full(error):
         raise disk_full_error(path) from error
 
@@ -415,6 +464,7 @@ class RunLock:
                 holder = _probe(folder / LOCK_FILE)
                 if holder is not None:
                     raise RunDirectoryInUse(_in_use(self.directory, folder, holder))
+        check_output(self.directory, "run directory", folder=True)
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = self._lock_file()
         record = {"pid": os.getpid(), "host": _HOST, "since": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -13,8 +13,6 @@ Interaction format (the decoder reads the query and ``[A]``, then generates the 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +29,16 @@ if TYPE_CHECKING:
 
 TOKENIZER_FILE = "tokenizer.json"
 DEFAULT_VOCAB_SIZE = 4096
+
+
+def query_layout(tokens: Sequence[int]) -> list[int]:
+    """``[BOS][Q] q``: a query's tokens as the decoder reads them (the one place the query is laid out)."""
+    return [BOS_ID, QUERY_ID, *tokens]
+
+
+def answer_layout(tokens: Sequence[int]) -> list[int]:
+    """``[A] a [EOS]``: an answer's tokens as the decoder writes them (the one place the answer is laid out)."""
+    return [ANSWER_ID, *tokens, EOS_ID]
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,7 @@ class RxTokenizer:
     # ----------------------------------------------------------------------------- interaction format
     def encode_query(self, text: str) -> list[int]:
         """``[BOS][Q] q``: what the decoder reads before ``[A]``."""
-        return [BOS_ID, QUERY_ID, *self.encode(text)]
+        return query_layout(self.encode(text))
 
     def encode_prompt(self, text: str) -> list[int]:
         """``[BOS][Q] q [A]``: the decoder's input when it generates an answer."""
@@ -90,7 +98,15 @@ class RxTokenizer:
 
     def encode_answer(self, text: str) -> list[int]:
         """``[A] a [EOS]``."""
-        return [ANSWER_ID, *self.encode(text), EOS_ID]
+        return answer_layout(self.encode(text))
+
+    def encode_query_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """``[BOS][Q] q`` per text, one batched encoding."""
+        return [query_layout(ids) for ids in self.encode_batch(texts)]
+
+    def encode_answer_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """``[A] a [EOS]`` per text, one batched encoding."""
+        return [answer_layout(ids) for ids in self.encode_batch(texts)]
 
     def encode_interaction(self, query: str, answer: str, max_length: int) -> EncodedInteraction:
         """``[BOS][Q] q [A] a [EOS]`` cut to ``max_length`` (tail first) and right-padded with ``[PAD]``."""
@@ -101,15 +117,14 @@ class RxTokenizer:
         if len(queries) != len(answers):
             raise ValueError(f"{len(queries)} queries but {len(answers)} answers: expected one answer per query")
         answer_ids = self.encode_batch(answers)
-        rows = [self._pack([BOS_ID, QUERY_ID, *q], a, max_length)
-                for q, a in zip(self.encode_batch(queries), answer_ids)]
+        rows = [self._pack(q, a, max_length) for q, a in zip(self.encode_query_batch(queries), answer_ids)]
         return _stack(rows)
 
     def encode_queries(self, queries: Sequence[str], max_length: int | None = None,
                        add_answer_marker: bool = False) -> InteractionBatch:
         """Right-padded ``[BOS][Q] q`` rows (``+ [A]`` for generation prompts); answer mask all zero."""
         marker = [ANSWER_ID] if add_answer_marker else []
-        ids = [[BOS_ID, QUERY_ID, *q, *marker] for q in self.encode_batch(queries)]
+        ids = [[*q, *marker] for q in self.encode_query_batch(queries)]
         length = max_length or max(len(row) for row in ids)
         rows = [_pad(row[:length], [0] * min(len(row), length), length, len(row) > length) for row in ids]
         return _stack(rows)
@@ -117,7 +132,7 @@ class RxTokenizer:
     def _pack(self, query_ids: list[int], answer_tokens: list[int], max_length: int) -> EncodedInteraction:
         if max_length < 1:
             raise ValueError(f"max_length={max_length}: expected a positive length")
-        ids = query_ids + [ANSWER_ID] + answer_tokens + [EOS_ID]
+        ids = query_ids + answer_layout(answer_tokens)
         targets = [0] * (len(query_ids) + 1) + [1] * (len(answer_tokens) + 1)
         return _pad(ids[:max_length], targets[:max_length], max_length, len(ids) > max_length)
 
@@ -135,12 +150,21 @@ class RxTokenizer:
     @classmethod
     def load(cls, path: str | os.PathLike) -> RxTokenizer:
         """From a ``tokenizer.json`` file or a folder holding one."""
+        from rxmrl.runtime import InputError, MissingInput
+
         path = Path(path)
         if path.is_dir():
             path = path / TOKENIZER_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"no tokenizer at {path}: expected a {TOKENIZER_FILE} or a folder with one")
-        return cls(Tokenizer.from_file(str(path)))
+            raise MissingInput(f"no tokenizer at {path}: expected a {TOKENIZER_FILE} or a folder with one")
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as error:  # noqa: BLE001 -- the tokenizers library raises a bare Exception on bad JSON
+            raise InputError(f"{path}: not a tokenizer ({' '.join(str(error).split())[:160]})") from error
+        try:
+            return cls(tokenizer)
+        except ValueError as error:
+            raise InputError(f"{path}: not an rxmrl tokenizer: {error}") from error
 
     def to_hf(self) -> PreTrainedTokenizerFast:
         from transformers import PreTrainedTokenizerFast
@@ -190,39 +214,3 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, 
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     return RxTokenizer(tokenizer)
-
-
-def _cache_dir() -> Path:
-    return Path(os.environ.get("RXMRL_CACHE", Path.home() / ".cache" / "rxmrl")).expanduser()
-
-
-def embedded_corpus(seed: int = 0) -> list[str]:
-    """The texts the default tokenizer is trained on: train-split stories and interactions."""
-    from rxmrl.data.storygen import generate_interactions, generate_stories
-
-    texts = generate_stories("train", 2000, seed)
-    texts += [f"{i.query}\n{i.answer}" for i in generate_interactions("train", 4000, seed)]
-    return texts
-
-
-def default_tokenizer(vocab_size: int = DEFAULT_VOCAB_SIZE) -> RxTokenizer:
-    """The tokenizer of the embedded curriculum, trained once and cached by generator version and size.
-
-    Cached at ``$RXMRL_CACHE`` (default ``~/.cache/rxmrl``)``/tokenizer-v<version>-<size>-<key>/``; the key
-    hashes the generator version and source, so a changed world vocabulary retrains it.
-    """
-    from rxmrl.data import storygen, world
-    from rxmrl.data.storygen import GENERATOR_VERSION
-
-    # The key also hashes the generator's source, so an edited world never meets a stale tokenizer.
-    sources = [Path(module.__file__).read_text(encoding="utf-8") for module in (storygen, world)]
-    key = hashlib.sha1(json.dumps([GENERATOR_VERSION, vocab_size, *sources]).encode()).hexdigest()[:10]
-    path = _cache_dir() / f"tokenizer-v{GENERATOR_VERSION}-{vocab_size}-{key}" / TOKENIZER_FILE
-    if path.is_file():
-        return RxTokenizer.load(path)
-    tokenizer = train_tokenizer(embedded_corpus(), vocab_size)
-    from rxmrl.runtime import atomic_file
-
-    with atomic_file(path) as temporary:  # concurrent first calls never read a half-written file
-        tokenizer.tokenizer.save(str(temporary))
-    return tokenizer

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from rxmrl.data import Episode, Fact, Interaction
+from rxmrl.data import Episode, Fact, Interaction, default_tokenizer
 from rxmrl.envs import build_reward
-from rxmrl.tokenizer import default_tokenizer
 
 
 def hand_made_episode(steps: int = 4, strategy: str | None = "cumulative", tag: str = "") -> Episode:

@@ -6,9 +6,9 @@ from functools import lru_cache
 
 import torch
 
-from rxmrl.data import load_curriculum, load_interactions, load_stories
+from rxmrl.data import default_tokenizer, load_curriculum, load_interactions, load_stories
 from rxmrl.model import ReactiveTransformer, get_preset
-from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+from rxmrl.tokenizer import RxTokenizer
 from rxmrl.training.loop import LoopConfig
 from rxmrl.training.optim import OptimConfig
 from rxmrl.training.schedule import ScheduleConfig

@@ -4,12 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from rxmrl.data import load_curriculum
+from rxmrl.data import default_tokenizer, load_curriculum
 from rxmrl.envs import BatchedMrlEnv, MrlEnv, OracleAgent, RandomAgent, RxTAgent, run_episode
 from rxmrl.evaluation import evaluate
 from rxmrl.model.config import get_preset
 from rxmrl.model.rxt import ReactiveTransformer
-from rxmrl.tokenizer import default_tokenizer
 
 
 @pytest.fixture(scope="module")

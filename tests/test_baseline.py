@@ -180,7 +180,7 @@ def test_baseline_train_command_rejects_an_unknown_config_key(capsys):
     from rxmrl.cli import main
 
     assert main(["baseline", "train", "--config", "experiments/baseline.toml", "--set", "sft.max_stepz=3"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith("error: unknown key 'sft.max_stepz' in [sft].") and out.count("\n") == 1
 
 

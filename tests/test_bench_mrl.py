@@ -107,7 +107,7 @@ def test_run_config_sets_the_estimator_and_group(bench):
 
 
 def test_bench_tokenizer_grows_to_the_issue_vocabulary_without_changing_the_text_ids(bench):
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     tokenizer = default_tokenizer(5000)
     grown = bench.bench_tokenizer(5000)

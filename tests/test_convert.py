@@ -511,7 +511,7 @@ def test_convert_refuses_a_folder_holding_files_it_did_not_write_and_keeps_them(
     destination.mkdir()
     (destination / "important.txt").write_text("precious")
     assert main(["convert", "rxlm", str(REFERENCE), str(destination)]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out == (f"error: {destination} holds files this command did not write (important.txt): give an empty "
                    "or new folder, or pass --replace to replace the folder and everything in it\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["D"]  # no hidden .old-/.tmp- sibling either
@@ -523,7 +523,7 @@ def test_convert_refuses_a_file_at_the_destination_even_with_replace(tmp_path, c
     destination = tmp_path / "D"
     destination.write_text("a file")
     assert main(["convert", "rxlm", str(REFERENCE), str(destination), "--replace"]) == 2
-    assert capsys.readouterr().out == f"error: {destination} is a file, not a folder: give a folder (absent or " \
+    assert capsys.readouterr().err == f"error: {destination} is a file, not a folder: give a folder (absent or " \
                                       "empty) to write into\n"
     assert destination.read_text() == "a file" and sorted(p.name for p in tmp_path.iterdir()) == ["D"]
 

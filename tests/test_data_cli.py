@@ -102,3 +102,20 @@ def test_inspect_of_an_unreachable_hub_id_exits_non_zero_naming_it(capsys):
     captured = capsys.readouterr()
     assert "could not load hub dataset 'nobody/no-such-dataset' config 'steps-2' split 'train'" in captured.out
     assert "error: 1 of 1 splits could not be read" in captured.err
+
+
+def test_a_corpus_row_without_text_is_refused_by_row_split_source_and_field(tmp_path):
+    import json
+
+    from rxmrl.data import CurriculumValidationError
+
+    sft, stories = tmp_path / "sft.jsonl", tmp_path / "stories.jsonl"
+    sft.write_text("\n".join(json.dumps(r) for r in [{"query": "Who?", "answer": "Tom."},
+                                                     {"query": "Where?", "answer": " "}]) + "\n")
+    stories.write_text("\n".join(json.dumps(r) for r in [{"text": "Once."}, {"text": ""}]) + "\n")
+    assert load_interactions(sft, num_interactions=1)[0].answer == "Tom."
+    with pytest.raises(CurriculumValidationError, match=rf"interaction 1 of train \({sft}\) has field 'answer' = ' '"):
+        load_interactions(sft)
+    assert load_stories(stories, num_stories=1) == ["Once."]
+    with pytest.raises(CurriculumValidationError, match=rf"story 1 of train \({stories}\) has field 'text' = ''"):
+        load_stories(stories)

@@ -33,5 +33,7 @@ def test_each_turn_changes_the_memory_the_next_turn_reads():
 def test_a_checkpoint_directory_without_a_config_is_refused_by_name(tmp_path):
     import pytest
 
-    with pytest.raises(SystemExit, match="config.json"):
+    from rxmrl.model.folder import ModelFolderError
+
+    with pytest.raises(ModelFolderError, match="config.json is missing"):
         load_model_and_tokenizer(tmp_path, "nano", seed=0)

@@ -13,7 +13,7 @@ import torch
 import torch.multiprocessing as mp
 
 from rxmrl.training.distributed import DistEnv, all_reduce_mean, cleanup, init_distributed
-from rxmrl.training.loop import LoopConfig, Trainer
+from rxmrl.training.loop import LoopConfig, RunRecord, Trainer, TrainerSettings
 from rxmrl.training.metrics import read_metrics
 from rxmrl.training.optim import OptimConfig
 from rxmrl.training.schedule import ScheduleConfig
@@ -32,13 +32,11 @@ def train(run_dir: Path, rank: int, world_size: int, max_steps: int = STEPS) -> 
     torch.manual_seed(0)
     model = ToyMoEClassifier(dropout=0.0)
     batches = toy_batches(GLOBAL_BATCH // world_size, rank=rank, world_size=world_size)
-    trainer = Trainer(model, toy_task_step, batches,
-                      config=LoopConfig(max_steps=max_steps, log_every=1, progress=False, tensorboard=False,
-                                        grad_clip=0.5),
-                      optim=OptimConfig(lr=3e-2), schedule=ScheduleConfig(warmup_steps=2, total_steps=STEPS),
-                      group_of=GROUP_OF, trainable=["embedding", "head"],
-                      trainable_schedule=unfreeze_encoder_at_step_2, run_dir=run_dir,
-                      env=init_distributed(device="cpu"))
+    loop = LoopConfig(max_steps=max_steps, log_every=1, progress=False, tensorboard=False, grad_clip=0.5)
+    settings = TrainerSettings(loop, OptimConfig(lr=3e-2), ScheduleConfig(warmup_steps=2, total_steps=STEPS))
+    trainer = Trainer(model, toy_task_step, batches, settings=settings, group_of=GROUP_OF,
+                      trainable=["embedding", "head"], trainable_schedule=unfreeze_encoder_at_step_2,
+                      env=init_distributed(device="cpu"), run=RunRecord(run_dir))
     trainer.fit()
     trainer.close()
     return trainer

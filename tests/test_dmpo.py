@@ -14,7 +14,7 @@ from rxmrl.config import ConfigError, apply_overrides
 from rxmrl.envs.padded import PaddedIds
 from rxmrl.envs.scoring import build_reward
 from rxmrl.model import GREEDY, SamplingConfig
-from rxmrl.training.mrl import MrlTrainer, collect_rollout, load_stage_data
+from rxmrl.training.mrl import MrlTrainer, RolloutPlan, collect_rollout, load_stage_data
 from rxmrl.training.mrl.dmpo import DmpoInputs, dmpo_loss, preference_pairs, sequence_log_probs
 from rxmrl.training.mrl.objective import memory_credit
 from rxmrl.training.mrl.rollout import answer_rows, answer_tokens, rollout_env, stage_episodes
@@ -132,9 +132,10 @@ def dmpo_rollout(tokenizer, reward, with_reference=True):
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 3)
     episodes = stage_episodes(data.episodes, data.long_range, 2)
     env = rollout_env(episodes, 2, reward, tokenizer, max_answer_tokens=6)
-    rollout = collect_rollout(policy, env, episodes, SamplingConfig(temperature=1.0), reference=policy,
-                              max_answer_tokens=6, group_size=2, with_reference=with_reference,
-                              continue_with="best", score_sampling=GREEDY, generator=torch.Generator().manual_seed(0))
+    plan = RolloutPlan(SamplingConfig(temperature=1.0), max_answer_tokens=6, group_size=2,
+                       reference_member="none" if with_reference else "absent", continue_with="best",
+                       reference_sampling=GREEDY)
+    rollout = collect_rollout(policy, env, episodes, plan, reference=policy, generator=torch.Generator().manual_seed(0))
     return rollout, episodes, env
 
 
@@ -176,9 +177,9 @@ def test_the_blank_reference_scores_every_answer_from_a_memory_never_written(tok
     episodes = stage_episodes(data.episodes, data.long_range, 2)
     reward = build_reward("default", "policy-embedding", tokenizer, policy=policy)
     env = rollout_env(episodes, 2, reward, tokenizer, max_answer_tokens=6)
-    rollout = collect_rollout(policy, env, episodes, SamplingConfig(), reference=policy, max_answer_tokens=6,
-                              group_size=2, with_reference=True, continue_with="best", score_sampling=GREEDY,
-                              with_blank_reference=True, generator=torch.Generator().manual_seed(0))
+    plan = RolloutPlan(SamplingConfig(), max_answer_tokens=6, group_size=2, reference_member="none",
+                       continue_with="best", reference_sampling=GREEDY, blank_reference=True)
+    rollout = collect_rollout(policy, env, episodes, plan, reference=policy, generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(0)
     policy.initial_stm(len(episodes), generator)  # the episodes' own start, then the blank one
     blank = policy.initial_stm(len(episodes), generator).repeat_interleave(3, 0)

@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from env_helpers import RecordingReward
-from rxmrl.data import load_curriculum
+from rxmrl.data import default_tokenizer, load_curriculum
 from rxmrl.envs import BatchedMrlEnv, MalformedActionError, MrlEnv, PaddedIds, concat_padded
-from rxmrl.tokenizer import default_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -123,3 +122,24 @@ def test_held_fact_recall_counts_only_facts_that_memory_was_given():
         held[teacher_forcing] = [float(env.step(PaddedIds.from_lists([a])).held_fact_recall[0]) for a in answers]
     assert held[True] == [1.0, 1.0]
     assert held[False][0] == 1.0 and np.isnan(held[False][1])  # the agent never wrote "lake" into memory
+
+
+@pytest.mark.parametrize("reward", ["default", "memory"])
+def test_text_rows_score_as_single_text_envs_do(episodes, reward):
+    """``MrlEnv`` is a one-episode view of the batched env; B text rows at once (long-range rows without a
+    running mean beside cumulative ones with one) score as B text envs one at a time."""
+    n = len(episodes)  # each row answers with another episode's answer, but row 0 of step 2 recalls
+    texts = [[episodes[(b + 1) % n].interactions[i].answer for b in range(n)] for i in range(4)]
+    texts[2][0] = episodes[0].interactions[2].answer
+    settings = dict(similarity="random-embedding", reward=reward)
+    batched = BatchedMrlEnv(len(episodes), episodes=episodes, steps=4, mode="text", **settings)
+    batched.reset(options={"episodes": episodes})
+    with pytest.raises(MalformedActionError):
+        batched.step([1, 2, 3, 4, 5])  # ids where text rows are expected; the step can be retried
+    outs = [batched.step(texts[i]) for i in range(4)]
+    for b, episode in enumerate(episodes):
+        single = MrlEnv(episodes=episodes, steps=4, mode="text", **settings)
+        single.reset(options={"episode": episode})
+        rewards = [single.step(texts[i][b])[1] for i in range(4)]
+        assert rewards == pytest.approx([float(o.rewards[b]) for o in outs], abs=1e-5)
+    assert float(outs[2].rewards[0]) > float(outs[2].rewards[1:3].max())

@@ -6,9 +6,8 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from env_helpers import RecordingReward, expected_running_means, hand_made_episode
-from rxmrl.data import Episode, Interaction
-from rxmrl.envs import MalformedActionError, MrlEnv, step_plan
-from rxmrl.tokenizer import default_tokenizer
+from rxmrl.data import Episode, Interaction, default_tokenizer
+from rxmrl.envs import MalformedActionError, MrlEnv, PaddedIds, step_plan
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +95,12 @@ def test_token_mode_scores_ids_of_the_interaction_the_setting_names(tokenizer, s
     first = tokenizer.encode_query(episode.query) + tokenizer.encode_answer(episode.answer)
     own = answers[0].tolist() if saved_data == "as_written" else tokenizer.encode_answer(episode.interactions[0].answer)
     follow_up_0 = tokenizer.encode_query(episode.interactions[0].query) + own
-    assert reward.calls[0]["saved"] == [first]
-    assert reward.calls[1]["saved"] == [follow_up_0]
+    rows = lambda call, name: PaddedIds(call[name], call[f"{name}_lengths"]).to_lists()  # noqa: E731
+    assert rows(reward.calls[0], "saved") == [first]
+    assert rows(reward.calls[1], "saved") == [follow_up_0]
     assert list(infos[0]["write_to_memory_ids"]) == answers[0].tolist()  # memory gets the agent's answer
-    assert reward.calls[1]["reference"] == [tokenizer.encode_answer(episode.interactions[1].answer)]
-    assert reward.calls[2]["generated"] == [answers[2].tolist()]
+    assert rows(reward.calls[1], "reference") == [tokenizer.encode_answer(episode.interactions[1].answer)]
+    assert rows(reward.calls[2], "generated") == [answers[2].tolist()]
 
 
 def test_info_reports_facts_recall_components_and_reference():

@@ -60,7 +60,7 @@ def test_eval_command_runs_a_reactive_transformer_checkpoint(tmp_path, capsys):
 
     from rxmrl.model.config import get_preset
     from rxmrl.model.rxt import ReactiveTransformer
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     torch.manual_seed(0)
     config = get_preset("nano", vocab_size=default_tokenizer().vocab_size, dim=32, num_layers=1, num_heads=2,

@@ -55,7 +55,7 @@ def tiny_checkpoint(tmp_path_factory):
     import torch
 
     from rxmrl.model import ReactiveTransformer, get_preset
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     torch.manual_seed(0)
     tokenizer = default_tokenizer()

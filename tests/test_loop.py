@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from rxmrl.training.distributed import DistEnv
-from rxmrl.training.loop import LoopConfig, NonFiniteLossError, Trainer
+from rxmrl.training.harness import NonFiniteLossError
+from rxmrl.training.loop import Evaluation, LoopConfig, RunRecord, Trainer, TrainerSettings
 from rxmrl.training.metrics import read_metrics
 from rxmrl.training.optim import OptimConfig, build_optimizer
 from rxmrl.training.schedule import ScheduleConfig, WarmupCosine
@@ -21,13 +22,20 @@ OPTIM = OptimConfig(lr=3e-2, weight_decay=0.1, group_lr={"embedding": 5e-2})
 SCHEDULE = ScheduleConfig(warmup_steps=3, total_steps=40, min_lr_ratio=0.1)
 
 
-def make_trainer(run_dir=None, step_fn=toy_step, seed=0, batch_size=8, dropout=0.1, eval_every=0, **loop) -> Trainer:
+def make_trainer(run_dir=None, step_fn=toy_step, seed=0, batch_size=8, dropout=0.1, evaluation=None,
+                 **loop) -> Trainer:
     torch.manual_seed(seed)
     model = ToyMoEClassifier(dropout)
     config = LoopConfig(**{"max_steps": 40, "log_every": 5, "progress": False, "tensorboard": False, **loop})
-    return Trainer(model, step_fn, toy_batches(batch_size), config=config, optim=OPTIM, schedule=SCHEDULE,
-                   group_of=GROUP_OF, run_dir=run_dir, eval_every=eval_every,
+    return Trainer(model, step_fn, toy_batches(batch_size), settings=TrainerSettings(config, OPTIM, SCHEDULE),
+                   group_of=GROUP_OF, evaluation=evaluation, run=RunRecord(run_dir),
                    env=DistEnv())  # pinned to the CPU: exact-equality tests need deterministic kernels
+
+
+def plain_trainer(run_dir: Path, settings: TrainerSettings, run_config=None) -> Trainer:
+    """A fresh toy model's ``Trainer`` with one parameter group, recording to ``run_dir``."""
+    return Trainer(ToyMoEClassifier(), toy_step, toy_batches(), settings=settings, env=DistEnv(),
+                   run=RunRecord(run_dir, config=run_config))
 
 
 def test_loss_falls_on_a_toy_model(tmp_path):
@@ -143,8 +151,7 @@ def test_a_checkpoint_of_the_weights_that_gave_a_nan_is_set_aside(tmp_path):
 
 def test_best_checkpoint_follows_the_evaluation_metric(tmp_path):
     scores = iter([3.0, 1.0, 2.0])
-    trainer = make_trainer(tmp_path, max_steps=9, eval_every=3)
-    trainer.eval_fn = lambda model: {"loss": next(scores)}
+    trainer = make_trainer(tmp_path, max_steps=9, evaluation=Evaluation(lambda model: {"loss": next(scores)}, 3))
     trainer.fit()
     assert trainer.best_value == 1.0
     assert trainer.checkpoints.best() is not None
@@ -152,6 +159,11 @@ def test_best_checkpoint_follows_the_evaluation_metric(tmp_path):
     assert '"step": 6' in meta
     evals = [r for r in read_metrics(tmp_path / "metrics.jsonl") if "eval/loss" in r]
     assert [(r["step"], r["eval/loss"]) for r in evals] == [(3, 3.0), (6, 1.0), (9, 2.0)]
+
+
+def test_an_evaluation_needs_a_cadence_of_at_least_one_step():
+    with pytest.raises(ValueError, match="Evaluation.every must be >= 1 step, got 0"):
+        Evaluation(lambda model: {"loss": 0.0}, 0)
 
 
 def test_accumulating_two_half_batches_equals_one_full_batch():
@@ -239,13 +251,10 @@ def test_a_resume_applies_a_changed_learning_rate_and_says_so(tmp_path, capsys):
     run_config = load_config(LoopConfig)  # any dataclass tree: what config.toml records
     flat = ScheduleConfig(warmup_steps=0, min_lr_ratio=1.0)
     loop = LoopConfig(max_steps=4, progress=False, tensorboard=False)
-    trainer = Trainer(ToyMoEClassifier(), toy_step, toy_batches(), config=loop, optim=OptimConfig(lr=1e-2),
-                      schedule=flat, run_dir=tmp_path, env=DistEnv(), run_config=run_config)
-    trainer.fit()
+    plain_trainer(tmp_path, TrainerSettings(loop, OptimConfig(lr=1e-2), flat), run_config).fit()
     changed = dataclasses.replace(run_config, grad_clip=0.5)
-    resumed = Trainer(ToyMoEClassifier(), toy_step, toy_batches(), config=dataclasses.replace(loop, max_steps=8),
-                      optim=OptimConfig(lr=1e-3), schedule=flat, run_dir=tmp_path, env=DistEnv(),
-                      run_config=changed)
+    settings = TrainerSettings(dataclasses.replace(loop, max_steps=8), OptimConfig(lr=1e-3), flat)
+    resumed = plain_trainer(tmp_path, settings, changed)
     assert resumed.step == 4
     assert {g["lr"] for g in resumed.optimizer.param_groups} == {1e-3}  # not the checkpoint's 1e-2
     assert "differs in grad_clip; the new values apply from the resumed step" in capsys.readouterr().out
@@ -266,14 +275,11 @@ def test_a_resume_with_another_batch_size_is_refused(tmp_path):
 def test_a_huge_learning_rate_stops_at_the_last_finite_checkpoint_and_resumes_with_a_sane_one(tmp_path):
     from safetensors.torch import load_file
 
-    huge, sane_lr = OptimConfig(lr=1e30), OptimConfig(lr=3e-2)
     torch.manual_seed(0)
     config = LoopConfig(max_steps=20, log_every=1, checkpoint_every=1, progress=False, tensorboard=False)
-    warm = Trainer(ToyMoEClassifier(), toy_step, toy_batches(), config=dataclasses.replace(config, max_steps=2),
-                   optim=sane_lr, run_dir=tmp_path, env=DistEnv())
-    warm.fit()  # two good steps on disk
-    diverging = Trainer(ToyMoEClassifier(), toy_step, toy_batches(), config=config, optim=huge, run_dir=tmp_path,
-                        env=DistEnv())
+    huge, sane = TrainerSettings(config, OptimConfig(lr=1e30)), TrainerSettings(config, OptimConfig(lr=3e-2))
+    plain_trainer(tmp_path, dataclasses.replace(sane, loop=dataclasses.replace(config, max_steps=2))).fit()
+    diverging = plain_trainer(tmp_path, huge)  # resumes from the two good steps on disk
     with pytest.raises(NonFiniteLossError, match=r"non-finite .* moved aside to diverged-step-0000000\d. Last "
                                                  r"finite checkpoint: .*step-0000000\d; running the same command "
                                                  r"again resumes from it") as error:
@@ -282,8 +288,7 @@ def test_a_huge_learning_rate_stops_at_the_last_finite_checkpoint_and_resumes_wi
     assert Path(named) == diverging.checkpoints.latest()  # where the next run resumes
     for path in (tmp_path / "checkpoints").iterdir():  # nothing non-finite was saved, the set-aside one included
         assert all(torch.isfinite(t).all() for t in load_file(path / "model.safetensors").values()), path
-    sane = Trainer(ToyMoEClassifier(), toy_step, toy_batches(), config=config, optim=sane_lr, run_dir=tmp_path,
-                   env=DistEnv())
-    assert sane.step == int(Path(named).name.split("-")[1])
-    result = sane.fit()
+    resumed = plain_trainer(tmp_path, sane)
+    assert resumed.step == int(Path(named).name.split("-")[1])
+    result = resumed.fit()
     assert result.step == 20 and all(math.isfinite(loss) for loss in result.losses)

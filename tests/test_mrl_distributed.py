@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from rxmrl.data import default_tokenizer
 from rxmrl.training.distributed import cleanup, init_distributed
 from rxmrl.training.mrl import MrlTrainer
 from rxmrl.training.mrl.curriculum import rank_minibatches, rank_shard
-from rxmrl.tokenizer import default_tokenizer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_distributed import free_port  # noqa: E402

@@ -11,6 +11,7 @@ from rxmrl.envs.padded import PaddedIds
 from rxmrl.model import SamplingConfig
 from rxmrl.training.mrl import MrlTrainer, collect_rollout, compute_advantages, load_stage_data
 from rxmrl.training.mrl.advantages import group_advantages
+from rxmrl.training.mrl.plan import RolloutPlan
 from rxmrl.training.mrl.rollout import continuing_members, rollout_env, stage_episodes
 from rxmrl.envs.scoring import build_reward
 
@@ -54,7 +55,7 @@ def group_rollout(tokenizer, reward=None, seed=0, group_size=3):
     reward = reward or build_reward("default", "policy-embedding", tokenizer, policy=policy)
     env = rollout_env(episodes, 2, reward, tokenizer, max_answer_tokens=6)
     sampling = SamplingConfig(temperature=1.0)
-    rollout = collect_rollout(policy, env, episodes, sampling, max_answer_tokens=6, group_size=group_size,
+    rollout = collect_rollout(policy, env, episodes, RolloutPlan(sampling, max_answer_tokens=6, group_size=group_size),
                               generator=torch.Generator().manual_seed(seed))
     return rollout, len(episodes)
 
@@ -159,9 +160,8 @@ def test_the_reference_member_closes_each_group_with_the_policys_own_log_probs_a
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 3)
     env, episodes = env_for(data, 2, policy, tokenizer)
     sampling = SamplingConfig(temperature=1.0, top_k=20)
-    rollout = collect_rollout(policy, env, episodes, sampling, reference=policy, max_answer_tokens=6, group_size=2,
-                              with_reference=True, reference_behaviour="policy",
-                              generator=torch.Generator().manual_seed(0))
+    plan = RolloutPlan(sampling, max_answer_tokens=6, group_size=2, reference_member="policy")
+    rollout = collect_rollout(policy, env, episodes, plan, reference=policy, generator=torch.Generator().manual_seed(0))
     members, size = 3, len(episodes)
     assert rollout.group_size == members and rollout.size == 2 * size * members
     last = torch.arange(members - 1, rollout.size, members)  # member G of every group: the reference answer

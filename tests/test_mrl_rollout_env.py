@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from rxmrl.data import default_tokenizer
 from rxmrl.model import ReactiveTransformer, RxTConfig, SamplingConfig, interaction_ids
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
-from rxmrl.tokenizer import default_tokenizer
 from rxmrl.training.mrl.critic import Critic
 from rxmrl.envs.scoring import build_reward
-from rxmrl.training.mrl import StageConfig, collect_rollout, load_stage_data
+from rxmrl.training.mrl import RolloutPlan, StageConfig, collect_rollout, load_stage_data
 from rxmrl.envs.padded import PaddedIds
 from rxmrl.training.mrl.rollout import answer_rows, rollout_env, stage_episodes, truncate_interactions
 
@@ -71,8 +71,8 @@ def test_rollout_rewards_are_the_envs_own_step_rewards_for_the_same_answers(toke
     assert [e.interactions[-1] for e in episodes] == [
         e.interactions[-1 if lr else 2] for e, lr in zip(data.episodes, data.long_range, strict=True)]
     env = rollout_env(episodes, 3, reward, tokenizer, max_answer_tokens=6)
-    rollout = collect_rollout(policy, env, episodes, SamplingConfig(greedy=True), max_answer_tokens=6,
-                              max_interaction_len=16, generator=torch.Generator().manual_seed(0),
+    plan = RolloutPlan(SamplingConfig(greedy=True), max_answer_tokens=6, max_interaction_len=16)
+    rollout = collect_rollout(policy, env, episodes, plan, generator=torch.Generator().manual_seed(0),
                               critic=Critic(policy))
     fresh = rollout_env(episodes, 3, reward, tokenizer, max_answer_tokens=6)
     start = fresh.reset(options={"episodes": episodes})
@@ -107,8 +107,9 @@ def test_teacher_forcing_writes_the_reference_answer_and_still_scores_the_policy
     reward = build_reward("default", "policy-embedding", tokenizer, policy=policy)
     episodes = stage_episodes(data.episodes, data.long_range, 2)
     env = rollout_env(episodes, 2, reward, tokenizer, max_answer_tokens=4)
-    rollout = collect_rollout(policy, env, episodes, SamplingConfig(greedy=True), max_answer_tokens=4,
-                              teacher_forcing=True, generator=torch.Generator().manual_seed(0))
+    rollout = collect_rollout(policy, env, episodes,
+                              RolloutPlan(SamplingConfig(greedy=True), max_answer_tokens=4, teacher_forcing=True),
+                              generator=torch.Generator().manual_seed(0))
     for b, episode in enumerate(episodes):
         follow_up = episode.interactions[0]
         write = rollout.write_ids[2 + b][rollout.write_mask[2 + b]].tolist()
@@ -132,8 +133,8 @@ def test_validation_with_teacher_forcing_holds_every_fact_and_writes_the_referen
     data = load_stage_data(stage, "embedded", "validation", 6)
     reward = build_reward("default", "random-embedding", tokenizer)
     env = rollout_env(stage_episodes(data.episodes, data.long_range, 4), 4, reward, tokenizer, max_answer_tokens=6)
-    forced = evaluate_policy(policy, env, data, SamplingConfig(greedy=True), 6, 6, teacher_forcing=True)
-    own = evaluate_policy(policy, env, data, SamplingConfig(greedy=True), 6, 6, teacher_forcing=False)
+    forced = evaluate_policy(policy, env, data, RolloutPlan(SamplingConfig(greedy=True), 6, teacher_forcing=True), 6)
+    own = evaluate_policy(policy, env, data, RolloutPlan(SamplingConfig(greedy=True), 6, teacher_forcing=False), 6)
     assert forced.held_fact_recall == pytest.approx(forced.fact_recall)
     assert not torch.isnan(forced.episode_held_fact_recall).any()
     assert torch.isnan(own.episode_held_fact_recall).any() or own.held_fact_recall != own.fact_recall

@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from rxmrl.config import load_config
+from rxmrl.data import default_tokenizer
 from rxmrl.envs.scoring import build_reward
 from rxmrl.model import ReactiveTransformer, RxTConfig, SamplingConfig, interaction_ids
 from rxmrl.special_tokens import ANSWER_ID
-from rxmrl.tokenizer import default_tokenizer
 from rxmrl.training.mrl import (
     Critic, MrlRunConfig, MrlTrainer, StageConfig, collect_rollout, compute_advantages,
     explained_variance, load_stage_data, mrl_loss,
 )
+from rxmrl.training.mrl.plan import RolloutPlan
 from rxmrl.training.mrl.rollout import answer_rows, rollout_env, stage_episodes
 from rxmrl.training.mrl.trainer import component_of
 
@@ -67,8 +68,8 @@ def test_rollout_records_log_probs_under_the_sampling_distribution_and_writes_wi
     sampling = SamplingConfig(temperature=0.7, top_k=20)
     reference = tiny_policy(tokenizer.vocab_size)
     torch.manual_seed(1)
-    rollout = collect_rollout(policy, env, episodes, sampling, reference=reference, critic=Critic(policy),
-                              max_answer_tokens=6)
+    rollout = collect_rollout(policy, env, episodes, RolloutPlan(sampling, max_answer_tokens=6), reference=reference,
+                              critic=Critic(policy))
     assert rollout.size == 6 and rollout.rewards.shape == (6,) and rollout.values.shape == (6,)
     # Behaviour log-probs equal a teacher-forced re-score under the same processed distribution ...
     scored = policy.score(rollout.queries, rollout.answers, rollout.stm_read, answer_mask=rollout.mask,
@@ -99,8 +100,8 @@ def test_reference_stm_is_reset_per_episode(tokenizer):
     outs = []
     for _ in range(2):
         generator = torch.Generator().manual_seed(0)
-        outs.append(collect_rollout(policy, env, episodes, GREEDY_ROLLOUT, reference=reference,
-                                    max_answer_tokens=4, generator=generator))
+        outs.append(collect_rollout(policy, env, episodes, RolloutPlan(GREEDY_ROLLOUT, max_answer_tokens=4),
+                                    reference=reference, generator=generator))
     assert torch.equal(outs[0].ref_log_probs, outs[1].ref_log_probs)
 
 
@@ -176,7 +177,7 @@ def test_critic_explained_variance_rises_on_a_fixed_batch(tokenizer):
     env, episodes = env_for(data, 2, policy, tokenizer)
     torch.manual_seed(0)
     critic = Critic(policy, memory_aware=True)
-    rollout = collect_rollout(policy, env, episodes, SamplingConfig(), max_answer_tokens=6, critic=critic)
+    rollout = collect_rollout(policy, env, episodes, RolloutPlan(SamplingConfig(), max_answer_tokens=6), critic=critic)
     optimizer = torch.optim.Adam(critic.parameters(), lr=3e-3)
     _, returns = compute_advantages(rollout.rewards, torch.zeros_like(rollout.rewards), rollout.num_steps)
     values = lambda: critic(rollout.critic_ids, rollout.critic_mask, rollout.stm_read)  # noqa: E731
@@ -207,8 +208,9 @@ def test_two_stage_curriculum_runs_end_to_end(tokenizer, tmp_path):
     assert len(iterations) == 4 and all(0 <= r["rollout/reward"] <= 10 for r in iterations)
     for key in ("train/loss/policy", "train/loss/entropy", "train/loss/reference_kl", "train/loss/memory",
                 "train/loss/stabilisation_kl", "train/loss/value", "train/policy/clip_fraction",
-                "train/policy/approx_kl", "rollout/explained_variance", "memory/stm_change_step_0"):
+                "train/loss/total", "rollout/explained_variance", "memory/stm_change_step_0"):
         assert key in iterations[0], key
+    assert not {"train/loss", "train/policy/approx_kl"} & set(iterations[0])  # each value under one name
     assert any("eval/stage1/reward" in r for r in records)
     for directory in ("final", "best-stage-0", "best-stage-1"):
         ReactiveTransformer.from_pretrained(tmp_path / directory)
@@ -248,7 +250,7 @@ def test_paired_differences_leave_out_episodes_without_a_value_on_either_side():
 
 
 def test_a_non_finite_reward_stops_with_a_clear_message_and_keeps_the_last_checkpoint(tokenizer, tmp_path):
-    from rxmrl.training.loop import NonFiniteLossError
+    from rxmrl.training.harness import NonFiniteLossError
 
     cfg = tiny_config()
     policy = tiny_policy(tokenizer.vocab_size)
@@ -272,14 +274,14 @@ def test_no_memory_ablation_keeps_the_fresh_stm(tokenizer):
     policy = tiny_policy(tokenizer.vocab_size).eval()
     data = load_stage_data(tiny_config().stages[0], "embedded", "train", 2)
     env, episodes = env_for(data, 2, policy, tokenizer, max_answer_tokens=3)
-    rollout = collect_rollout(policy, env, episodes, GREEDY_ROLLOUT, max_answer_tokens=3, write_memory=False)
+    rollout = collect_rollout(policy, env, episodes, RolloutPlan(GREEDY_ROLLOUT, max_answer_tokens=3, write_memory=False))
     assert torch.equal(rollout.stm_read, rollout.stm_prev) and rollout.stm_change().abs().max() == 0
 
 
 def test_cached_encoder_outputs_give_the_same_stm_and_gradients_as_re_encoding(tokenizer, tmp_path):
     """With the encoder and embedding frozen the rollout keeps each write's encoded data and the update
     reuses it; memory attention still trains through it, exactly as when every pass re-encodes."""
-    from rxmrl.training.mrl.trainer import minibatch
+    from rxmrl.training.mrl.update import minibatch
 
     cfg = tiny_config()  # default trainable: memory cross-attention, memory attention, critic
     trainer = MrlTrainer(cfg, tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
@@ -297,7 +299,7 @@ def test_cached_encoder_outputs_give_the_same_stm_and_gradients_as_re_encoding(t
     outputs = []
     for encoded in (batch["encoded"], None):
         trainer.model.zero_grad(set_to_none=True)
-        stm = trainer.recompute_stm({**batch, "encoded": encoded})
+        stm = trainer.learner.recompute_stm({**batch, "encoded": encoded})
         log_probs = policy.score(batch["queries"], batch["answers"], stm, answer_mask=batch["mask"],
                                  sampling=trainer.sampling, with_logits=False).log_probs
         log_probs[batch["mask"]].sum().backward()
@@ -327,7 +329,7 @@ def test_fact_weight_mixes_recall_into_the_rewards_the_advantages_come_from(toke
 
 
 def test_nan_weights_met_by_the_sampler_stop_with_the_guards_message(tokenizer, tmp_path):
-    from rxmrl.training.loop import NonFiniteLossError
+    from rxmrl.training.harness import NonFiniteLossError
 
     trainer = MrlTrainer(tiny_config(), tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path)
     with torch.no_grad():
@@ -398,7 +400,7 @@ def test_an_old_mrl_config_is_told_where_each_key_went(override, moved):
 
 
 def test_episode_samples_lay_whole_episodes_out_by_step_episode_and_member():
-    from rxmrl.training.mrl.trainer import episode_samples
+    from rxmrl.training.mrl.update import episode_samples
 
     index = episode_samples(torch.tensor([2, 0]), num_episodes=3, steps=2, group_size=2)
     # sample (t·B + b)·G + g: step 0 of episodes 2 and 0, then their step 1
@@ -413,7 +415,7 @@ def test_the_episode_chain_rebuilds_the_rollouts_memory_and_its_gradient_reaches
     """``memory_backprop = "episode"``: with the rollout's weights the STM chain rebuilt from STM_0 is the one
     the answers were sampled from (every group member reading its step's STM), and the last answer's loss
     moves with the first write, which the one-write recompute cannot see."""
-    from rxmrl.training.mrl.trainer import episode_samples, minibatch
+    from rxmrl.training.mrl.update import episode_samples, minibatch
 
     extra = ["mrl.memory_backprop=episode"] + (["mrl.group_size=2", "mrl.advantages.estimator=grpo"]
                                                if group == 2 else [])
@@ -426,12 +428,12 @@ def test_the_episode_chain_rebuilds_the_rollouts_memory_and_its_gradient_reaches
     rollout.advantages = rollout.returns = torch.zeros_like(rollout.rewards)
     batch = minibatch(rollout, episode_samples(torch.tensor([1, 2]), 3, 3, group))
     with torch.no_grad():
-        stm, prev = trainer.recompute_stm_chain(batch, 3, group)
+        stm, prev = trainer.learner.recompute_stm_chain(batch, 3, group)
     torch.testing.assert_close(stm, batch["stm_read"], atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(prev, batch["stm_prev"], atol=1e-5, rtol=1e-4)
 
     encoded = batch["encoded"].clone().requires_grad_(True)
-    stm, _ = trainer.recompute_stm_chain({**batch, "encoded": encoded}, 3, group)
+    stm, _ = trainer.learner.recompute_stm_chain({**batch, "encoded": encoded}, 3, group)
     stm[-1].sum().backward()  # STM_3 of the last episode: rows of step 0 are its first write
     first_write = encoded.grad[:2 * group].flatten(1).abs().sum(1)  # the rows' copy of it: member 0's
     assert first_write[group] > 0 and first_write[:group].sum() == 0  # its own episode's write, not the other's
@@ -455,11 +457,11 @@ def test_episode_backprop_is_refused_for_dmpo():
 
 def test_ppo_memory_credit_scores_the_answers_from_a_blank_memory_and_weights_the_policy_term(tokenizer, tmp_path,
                                                                                               monkeypatch):
-    import rxmrl.training.mrl.trainer as trainer_module
+    import rxmrl.training.mrl.update as update_module
 
     seen = []
-    real_loss = trainer_module.mrl_loss
-    monkeypatch.setattr(trainer_module, "mrl_loss", lambda batch, cfg: seen.append(batch) or real_loss(batch, cfg))
+    real_loss = update_module.mrl_loss
+    monkeypatch.setattr(update_module, "mrl_loss", lambda batch, cfg: seen.append(batch) or real_loss(batch, cfg))
     plain = MrlTrainer(tiny_config(), tiny_policy(tokenizer.vocab_size), tokenizer, run_dir=tmp_path / "plain")
     data, _ = plain.stage_data[0]
     assert plain.collect(plain.config.stages[0], data, [0, 1]).ref_blank_log_probs is None  # no extra pass

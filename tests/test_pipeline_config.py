@@ -71,6 +71,30 @@ def test_phase_paths_and_seeds_come_from_the_top_level():
     assert config.eval.source == "embedded"  # "" resolves to the MRL curriculum's source
 
 
+
+def test_the_resolved_config_holds_one_seed_per_run_and_the_stage_loops():
+    """The top-level seed, one per run it resolves (warm start, MRL, baseline), and the supervised data and
+    stage loops (stage 4's loop seed is a measured choice: experiments/warmstart.toml); the evaluation and the
+    baseline's data read the run's seed instead of their own."""
+    import dataclasses
+
+    def seeds(value, path=""):
+        if dataclasses.is_dataclass(value):
+            for field in dataclasses.fields(value):
+                yield from seeds(getattr(value, field.name), f"{path}{field.name}.")
+        if path.endswith("seed."):
+            yield path[:-1]
+
+    config = load_config(PipelineConfig, QUICKSTART, ["seed=3"]).resolved()
+    loops = [f"supervised.stage{n}.loop.seed" for n in range(1, 5)]
+    assert sorted(seeds(config)) == sorted(["seed", "supervised.seed", "supervised.data.seed", "mrl.seed",
+                                            "baseline.sft.seed", *loops])
+    with pytest.raises(ConfigError, match="eval.seed"):
+        load_config(PipelineConfig, QUICKSTART, ["eval.seed=1"])
+    from rxmrl.pipeline.phases import readers
+
+    assert {"supervised", "eval", "retention", "audit"} <= set(readers("seed"))  # a new seed redoes them
+
 def test_mrl_validation_defaults_to_the_final_evaluations_reward():
     config = load_config(PipelineConfig, QUICKSTART, ["eval.reward=memory", "eval.similarity=random-embedding"])
     validation = config.resolved().mrl.validation
@@ -97,11 +121,11 @@ def test_resolved_config_round_trips_through_toml(tmp_path):
 
 def test_run_command_reports_config_errors_in_one_line(capsys):
     assert main(["run", str(QUICKSTART), "--set", "eval.stepz=2"]) == 2
-    assert "error: unknown key 'eval.stepz'" in capsys.readouterr().out
+    assert "error: unknown key 'eval.stepz'" in capsys.readouterr().err
     assert main(["run", str(QUICKSTART), "--phases", "eval,plots"]) == 2
-    assert "unknown phase(s) ['plots']" in capsys.readouterr().out
+    assert "unknown phase(s) ['plots']" in capsys.readouterr().err
     assert main(["run", str(QUICKSTART), "--redo", "model"]) == 2
-    assert capsys.readouterr().out.startswith("error: --redo names unknown phase(s) ['model']; expected some of")
+    assert capsys.readouterr().err.startswith("error: --redo names unknown phase(s) ['model']; expected some of")
 
 
 def test_every_setting_is_read_by_a_phase_or_declared_operational():
@@ -139,6 +163,6 @@ def test_dmpo_is_the_mrl_run_with_the_dmpo_algorithm_and_joins_eval_and_retentio
 def test_a_dmpo_run_the_mrl_section_cannot_make_is_refused_before_any_phase(capsys, tmp_path):
     assert main(["run", str(QUICKSTART), "--set", f"run_dir={tmp_path}", "--set", "dmpo.enabled=true",
                  "--set", "dmpo.group_size=1", "--set", "mrl.mrl.dmpo.candidates=samples"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith("error: the [dmpo] run ([mrl] with mrl.algorithm = dmpo): mrl.mrl: dmpo pairs two answers")
     assert out.count("\n") == 1 and not (tmp_path / "phases").exists()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rxmrl.cli import main
-from rxmrl.data import Episode, Fact, Interaction
+from rxmrl.data import Episode, Fact, Interaction, default_tokenizer
 from rxmrl.envs import BatchedMrlEnv, MrlEnv, OracleAgent, PaddedIds, run_episode
 from rxmrl.envs.batched import BatchReset
 from rxmrl.evaluation.audit import run_audit, win_rate
@@ -16,7 +16,6 @@ from rxmrl.evaluation.audit_cases import (
     EmptyAgent, HistoryDumpAgent, OtherEpisodeAgent, PreviousAnswerAgent, RecordedAnswers, WrongFactAgent,
 )
 from rxmrl.rewards import episode_memory_targets
-from rxmrl.tokenizer import default_tokenizer
 
 NAMES = ["Tom", "Ann", "Max", "Sue", "Ben", "Eva"]
 COLOURS = ["red", "blue", "green", "pink", "gold", "grey"]
@@ -165,7 +164,7 @@ def test_audit_command_writes_table_json_and_plots(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["--preset", "memry"], "--preset='memry' is not a reward preset"),
     (["--cases", "oracle,fake"], "unknown audit case(s) ['fake']"),
-    (["--checkpoint", "/nonexistent"], "holds no config.json"),
+    (["--checkpoint", "/nonexistent"], "--checkpoint /nonexistent: no such folder"),
     (["--reward-callable", "json"], "expected 'module:name'"),
 ])
 def test_audit_command_refuses_bad_input_in_one_line(argv, message, capsys):

@@ -6,13 +6,12 @@ import pytest
 import torch
 
 from env_helpers import hand_made_episode
-from rxmrl.data import Episode, Fact, Interaction
+from rxmrl.data import Episode, Fact, Interaction, default_tokenizer
 from rxmrl.envs.scoring import build_reward
 from rxmrl.rewards import (
     MemoryRetentionReward, MemoryTarget, RewardConfig, WordStatistics, as_trl_reward, content_words,
     episode_memory_targets, memory_score, memory_target,
 )
-from rxmrl.tokenizer import default_tokenizer
 
 
 @pytest.fixture(scope="module")

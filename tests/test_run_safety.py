@@ -305,7 +305,7 @@ def test_a_second_run_on_a_run_directory_is_refused_and_the_first_finishes_untou
             time.sleep(0.05)
         capsys.readouterr()
         assert main(mrl_command(shared, warm_start, "seed=1")) == 2  # another seed: it must not mix in
-        out = capsys.readouterr().out
+        out = capsys.readouterr().err
         assert out.startswith(f"error: run directory {shared} is in use by process {first} on ")
         assert out.count("\n") == 1
         assert main(["train", "supervised", "--set", f"run_dir={shared / 'sub'}"]) == 2  # nor below it
@@ -420,7 +420,7 @@ def test_a_bad_config_is_refused_in_one_line_before_any_work(tmp_path, warm_star
     command = [str(warm_start) if part == "INIT" else part for part in command]
     started = time.perf_counter()
     assert main(command) == 2
-    assert capsys.readouterr().out == message + "\n"
+    assert capsys.readouterr().err == message + "\n"
     assert list(tmp_path.iterdir()) == [] and time.perf_counter() - started < 5
 
 
@@ -436,7 +436,7 @@ def test_an_init_of_another_model_size_into_a_run_directory_is_refused_in_one_li
     bigger.save_pretrained(other)  # the same --init folder, written over with another size
     capsys.readouterr()
     assert main(mrl_command(run_dir, other, "stages=[{steps = 2, num_episodes = 3, eval_episodes = 3}]")) == 2
-    out = capsys.readouterr().out.splitlines()[-1]
+    out = capsys.readouterr().err.splitlines()[-1]
     assert re.fullmatch(rf"error: {run_dir}/checkpoints/step-\d+/model.safetensors holds a model of another size "
                         r"than this run's \(\d+ tensors differ, e.g. .* is \[.*\] there and \[.*\] here\): resume "
                         r"with the model config it was written with, or use a new run_dir", out), out
@@ -452,7 +452,7 @@ def test_rxmrl_run_refuses_a_model_size_changed_under_finished_stages(tmp_path, 
     capsys.readouterr()
     resized = [*pipeline_overrides(run_dir), "supervised.model.overrides.dim=64"]
     assert main(["run", str(QUICKSTART), *as_set_arguments(resized)]) == 2
-    assert capsys.readouterr().out == (f"error: supervised.model.overrides.dim changed, but {run_dir / 'warmstart'} "
+    assert capsys.readouterr().err == (f"error: supervised.model.overrides.dim changed, but {run_dir / 'warmstart'} "
                                        "already holds stage-1 of the earlier model size: set it back, or use a new "
                                        "run_dir\n")
     shutil.rmtree(run_dir)
@@ -476,13 +476,13 @@ def finished_mrl(tmp_path, warm_start, capsys):
 
 
 def refused_at_once(command: list[str], capsys) -> str:
-    """Run ``command``: exit 2 within 5 s; its one output line."""
+    """Run ``command``: exit 2 within 5 s; its one error line (stderr)."""
     from rxmrl.cli import main
 
     started = time.perf_counter()
     assert main(command) == 2
     assert time.perf_counter() - started < 5
-    lines = capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1, lines
     return lines[0]
 

@@ -100,7 +100,7 @@ def test_the_cli_prints_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("pathlib.Path.write_bytes", lambda self, data: fill_the_disk(self))
     assert main(["data", "generate", "--out", str(tmp_path / "data"), "--configs", "steps-1", "--num-train", "2",
                  "--num-validation", "2", "--num-interactions", "2", "--num-stories", "2"]) == 1
-    last = capsys.readouterr().out.splitlines()[-1]
+    last = capsys.readouterr().err.splitlines()[-1]
     # the first file it writes: the dataset's INCOMPLETE mark, before any episode
     assert last.startswith("error: no space left on the disk while writing ") and "INCOMPLETE" in last
 
@@ -151,7 +151,7 @@ def test_the_cli_refuses_a_locked_run_directory_in_one_line(tmp_path, capsys):
     finally:
         holder.kill()
         holder.wait()
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert code == 2 and out.count("\n") == 1
     assert out.startswith(f"error: run directory {tmp_path / 'run'} is in use by process {holder.pid} on ")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".rxmrl.lock"]  # nothing was written

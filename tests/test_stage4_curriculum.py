@@ -114,4 +114,4 @@ def test_a_curriculum_longer_than_the_episodes_is_refused_before_any_stage_runs(
     code = main(["train", "supervised", "--config", str(warmstart), "--set", f"run_dir={tmp_path / 'run'}",
                  "--set", "stage4.follow_up_curriculum=[[0,2],[10,9]]"])
     assert code == 2 and not (tmp_path / "run").exists()
-    assert "trains on 9 follow-ups; the episodes have data.curriculum_steps=6" in capsys.readouterr().out
+    assert "trains on 9 follow-ups; the episodes have data.curriculum_steps=6" in capsys.readouterr().err

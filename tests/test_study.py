@@ -91,9 +91,9 @@ def test_a_tiny_study_trains_measures_and_resumes(tmp_path, capsys):
     assert main(command) == 0  # everything done: nothing trains again
     assert "4 of 4 runs already done" in capsys.readouterr().out
     assert main([*command, "--set", "stage4.fact_weight=3"]) == 2  # another recipe into the same folder
-    assert "asked with other recipe" in capsys.readouterr().out
+    assert "asked with other recipe" in capsys.readouterr().err
     # every run read the recipe as it was when the study started; an edited config file is refused by name
     assert json.loads((out / "runs" / "seed0-fused" / "spec.json").read_text())["config"] == str(out / "recipe.toml")
     config.write_text(re.sub(r"(?m)^fact_weight = .*$", "fact_weight = 7.0", WARMSTART.read_text()))
     assert main(command) == 2
-    assert "no longer resolves to the recipe" in (text := capsys.readouterr().out) and "stage4.fact_weight" in text
+    assert "no longer resolves to the recipe" in (text := capsys.readouterr().err) and "stage4.fact_weight" in text

@@ -64,7 +64,7 @@ def test_cli_rejects_unknown_stages_and_config_keys(tmp_path, capsys):
     assert main(["train", "supervised", "--set", "stage4.unfreeze_encoder_at=-1",
                  "--set", "stage4.unfreeze_memory_attention_at=2"]) == 2
     assert main(["train", "supervised", "--set", "stage9.loop.max_steps=1"]) == 2
-    assert "stage9" in capsys.readouterr().out
+    assert "stage9" in capsys.readouterr().err
 
 
 def test_warmstart_preset_loads_and_finishes_in_the_published_order():
@@ -106,6 +106,6 @@ def test_a_stage_resumed_with_another_batch_size_is_refused_before_any_work(tmp_
     command = ["train", "supervised", "--config", str(WARMSTART), "--stages", "1", *sets]
     capsys.readouterr()
     assert main([*command, "--set", "stage1.batch_size=3"]) == 2
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert out.startswith("error: stage1.batch_size (2 -> 3) changed since") and out.count("\n") == 1
     assert sorted(p.name for p in (run_dir / "stage-1" / "run").iterdir()) == ["checkpoints", "config.toml"]

@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as hst
 
 from rxmrl import special_tokens as st
-from rxmrl.tokenizer import RxTokenizer, default_tokenizer, train_tokenizer
+from rxmrl.data import default_tokenizer
+from rxmrl.tokenizer import RxTokenizer, train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,23 @@ def test_query_and_answer_formats(tokenizer):
     prompts = tokenizer.encode_queries(["Lily", "Lily Lily"], add_answer_marker=True)
     assert prompts.input_ids[0].tolist()[:len(words) + 3] == tokenizer.encode_prompt("Lily")
 
+
+
+def test_batched_queries_and_answers_equal_single_ones(tokenizer):
+    texts = ["Lily", "", "What colour was the kite that Tom found?"]
+    assert tokenizer.encode_query_batch(texts) == [tokenizer.encode_query(t) for t in texts]
+    assert tokenizer.encode_answer_batch(texts) == [tokenizer.encode_answer(t) for t in texts]
+    assert tokenizer.encode_answer_batch([""]) == [[st.ANSWER_ID, st.EOS_ID]]
+
+
+def test_the_baseline_history_is_the_interaction_format_without_per_turn_bos(tokenizer):
+    from rxmrl.baseline.data import completion_ids, query_ids, turn_ids
+    from rxmrl.data import Interaction
+
+    q, a = tokenizer.encode("Who?"), tokenizer.encode("Tom.")
+    assert turn_ids(tokenizer, Interaction("Who?", "Tom.")) == [st.QUERY_ID, *q, st.ANSWER_ID, *a, st.EOS_ID]
+    assert query_ids(tokenizer, "Who?") == [st.QUERY_ID, *q, st.ANSWER_ID]
+    assert completion_ids(tokenizer, "Tom.") == [*a, st.EOS_ID]
 
 def test_interaction_is_padded_with_masks_on_the_answer(tokenizer):
     query, answer = "What colour was Lily's ball?", "Lily's ball was red."

@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from rxmrl.baseline.data import completion_ids, fit_history, query_ids, turn_ids
+from rxmrl.baseline.data import answer_row, completion_ids, fit_history, history_turn, query_ids, turn_ids
 from rxmrl.data.schema import Episode, Interaction
 from rxmrl.envs.agents import Agent
+from rxmrl.model.interaction import answer_prompt
 from rxmrl.model.sampling import GREEDY, SamplingConfig
-from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
+from rxmrl.special_tokens import EOS_ID, PAD_ID
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -127,10 +128,10 @@ class StatelessAgent(Agent):
         from rxmrl.envs.padded import PaddedIds
 
         budget = self.context_length - self.max_new_tokens
-        prompts = [fit_history(history, [*query[1:], ANSWER_ID], budget).ids  # drop the query's [BOS]
+        prompts = [fit_history(history, history_turn(answer_prompt(query)), budget).ids
                    for history, query in zip(self.batch_history, queries.to_lists(), strict=True)]
         answers = self._generate(prompts)
-        return PaddedIds.from_lists([[ANSWER_ID, *answer] for answer in answers], queries.ids.device)
+        return PaddedIds.from_lists([answer_row(answer) for answer in answers], queries.ids.device)
 
     def remember_batch(self, queries: PaddedIds, answers: PaddedIds) -> None:
         for history, turn in zip(self.batch_history, _turns(queries, answers), strict=True):
@@ -142,7 +143,7 @@ class StatelessAgent(Agent):
 
 def _turns(queries: PaddedIds, answers: PaddedIds) -> list[list[int]]:
     """``[BOS][Q] q`` + ``[A] a [EOS]`` rows -> history turns ``[Q] q [A] a [EOS]``."""
-    return [[*q[1:], *a] for q, a in zip(queries.to_lists(), answers.to_lists(), strict=True)]
+    return [history_turn(q) + a for q, a in zip(queries.to_lists(), answers.to_lists(), strict=True)]
 
 
 def load_stateless_agent(directory: str | Path, device: str = "cpu", **kwargs) -> StatelessAgent:
@@ -156,7 +157,6 @@ def load_stateless_agent(directory: str | Path, device: str = "cpu", **kwargs) -
 def is_baseline_checkpoint(directory: str | Path) -> bool:
     """True for a folder holding a Hugging Face causal LM (``model_type`` in its ``config.json``), which
     ``rxmrl eval --agent FOLDER`` should load as a :class:`StatelessAgent` rather than an RxT."""
-    import json
+    from rxmrl.model.folder import inspect_folder
 
-    config = Path(directory) / "config.json"
-    return config.is_file() and "model_type" in json.loads(config.read_text())
+    return inspect_folder(directory).kind == "baseline"

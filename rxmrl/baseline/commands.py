@@ -72,7 +72,7 @@ def _grpo(args: argparse.Namespace) -> int:
 def _size(args: argparse.Namespace) -> int:
     from rxmrl.baseline.model import build_stateless_model, size_report
     from rxmrl.model import count_preset, get_preset
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     rxt = get_preset(args.preset, vocab_size=default_tokenizer().vocab_size)
     model = build_stateless_model(rxt, args.match)
@@ -94,8 +94,15 @@ def _latency(args: argparse.Namespace) -> int:
     from rxmrl.baseline.model import build_stateless_model
     from rxmrl.baseline.train import load_baseline
     from rxmrl.model import ReactiveTransformer, get_preset
-    from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+    from rxmrl.model.folder import folder_tokenizer
+    from rxmrl.model.rxt import load_rxt
+    from rxmrl.runtime import check_counts, check_output
+    from rxmrl.data import default_tokenizer
 
+    check_counts(args, "turns", "repeats", "threads")
+    for option in ("json", "plot"):
+        if getattr(args, option) is not None:
+            check_output(getattr(args, option), f"--{option}")
     torch.set_num_threads(args.threads)
     if args.checkpoint is not None:
         stateless, tokenizer = load_baseline(args.checkpoint)
@@ -103,9 +110,9 @@ def _latency(args: argparse.Namespace) -> int:
         tokenizer = default_tokenizer()
         stateless = None
     if args.rxt_checkpoint is not None:
-        rxt = ReactiveTransformer.from_pretrained(args.rxt_checkpoint)
-        if args.checkpoint is None and (args.rxt_checkpoint / "tokenizer.json").is_file():
-            tokenizer = RxTokenizer.load(args.rxt_checkpoint)
+        rxt = load_rxt(args.rxt_checkpoint, role="--rxt-checkpoint")
+        if args.checkpoint is None:
+            tokenizer = folder_tokenizer(args.rxt_checkpoint, rxt.config.vocab_size, default=lambda: tokenizer)
     else:
         torch.manual_seed(0)
         rxt = ReactiveTransformer(get_preset(args.preset, vocab_size=tokenizer.vocab_size))

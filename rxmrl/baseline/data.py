@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from rxmrl.data.schema import Episode, Interaction
-from rxmrl.special_tokens import ANSWER_ID, BOS_ID, EOS_ID, QUERY_ID
+from rxmrl.special_tokens import ANSWER_ID, BOS_ID
 
 if TYPE_CHECKING:
     import datasets
@@ -31,19 +31,32 @@ if TYPE_CHECKING:
     from rxmrl.tokenizer import RxTokenizer
 
 
+def history_turn(ids: Sequence[int]) -> list[int]:
+    """An RxT-format sequence (``[BOS][Q] q ...``, :mod:`rxmrl.tokenizer`) as a turn of the history: the same
+    ids without the per-turn ``[BOS]``."""
+    ids = list(ids)
+    return ids[1:] if ids[:1] == [BOS_ID] else ids
+
+
 def turn_ids(tokenizer: RxTokenizer, interaction: Interaction) -> list[int]:
     """``[Q] q [A] a [EOS]``: one finished interaction as it appears in the history."""
-    return [QUERY_ID, *tokenizer.encode(interaction.query), ANSWER_ID, *tokenizer.encode(interaction.answer), EOS_ID]
+    return history_turn(tokenizer.encode_query(interaction.query) + tokenizer.encode_answer(interaction.answer))
 
 
 def query_ids(tokenizer: RxTokenizer, query: str) -> list[int]:
     """``[Q] q [A]``: the open turn the model answers."""
-    return [QUERY_ID, *tokenizer.encode(query), ANSWER_ID]
+    return history_turn(tokenizer.encode_prompt(query))
 
 
 def completion_ids(tokenizer: RxTokenizer, answer: str) -> list[int]:
-    """``a [EOS]``: the training target of a turn."""
-    return [*tokenizer.encode(answer), EOS_ID]
+    """``a [EOS]``: the training target of a turn (the answer without its ``[A]``, which the prompt ends with)."""
+    return tokenizer.encode_answer(answer)[1:]
+
+
+def answer_row(completion: Sequence[int]) -> list[int]:
+    """A generated completion (``a [EOS]``, or ``a`` cut at the token limit) as the environment's answer row
+    ``[A] a [EOS]``: the inverse of :func:`completion_ids`."""
+    return [ANSWER_ID, *completion]
 
 
 @dataclass(frozen=True)

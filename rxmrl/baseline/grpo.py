@@ -48,7 +48,7 @@ class GRPOSection:
     # sentence encoder, a frozen copy of the model's token embeddings, or fixed random ones
     similarity: Literal["encoder", "policy-embedding", "random-embedding"] = "encoder"
     logging_steps: int = 5
-    seed: int = 0
+    seed: int = 0  # the run's one seed: the trainer, data order and the embedded data's generation
     torch_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -116,7 +116,7 @@ def _train_baseline_grpo(config: GRPORunConfig, verbose: bool) -> GRPOResult:
     model, tokenizer = load_baseline(config.checkpoint)
     model.train()
     data = config.data
-    episodes = load_episodes(data, "train", data.num_episodes)
+    episodes = load_episodes(data, "train", data.num_episodes, section.seed)
     dataset = grpo_dataset(tokenizer, episodes, section.max_prompt_tokens, data.steps)
     statistics = WordStatistics.from_episodes(episodes)  # the memory tokens' template words
     output_dir = Path(config.output_dir)

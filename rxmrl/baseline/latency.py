@@ -182,11 +182,9 @@ def format_latency_table(rows: Sequence[LatencyRow]) -> str:
 
 def plot_latency(rows: Sequence[LatencyRow], path: str | Path) -> Path:
     """A PNG of prompt tokens, ms per answer token and GFLOPs per turn, stateless vs RxT (for ``report.md``)."""
-    import matplotlib
+    from rxmrl.figures import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     turns = [r.turn for r in rows]
     panels = (
         ("prompt tokens", [r.stateless_prompt_tokens for r in rows], [r.rxt_prompt_tokens for r in rows]),
@@ -203,6 +201,4 @@ def plot_latency(rows: Sequence[LatencyRow], path: str | Path) -> Path:
         axis.set_xlabel("turn")
         axis.grid(alpha=0.3)
     axes[0].legend()
-    from rxmrl.pipeline.plots import save_figure
-
     return save_figure(figure, path)

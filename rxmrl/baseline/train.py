@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from rxmrl.special_tokens import PAD_ID
 
@@ -36,30 +36,34 @@ CONFIG_FILE = "baseline.toml"
 
 @dataclass
 class ModelSection:
+    LIMITS: ClassVar[dict[str, str]] = {"num_layers": ">= 1", "max_length": ">= 1"}
     preset: str = "nano"  # RxT preset whose parameter count the baseline matches
     match: Literal["total", "decoder", "decoder_active"] = "total"  # which RxT count to match
     num_layers: int | None = None  # Llama depth; None: 2 x the preset's layers (decoder + encoder)
     max_length: int = 512  # context: prompt + completion tokens (longer histories are cut from the left)
 
     def validate(self) -> None:
-        from rxmrl.training.supervised import model_preset
+        from rxmrl.model.config import get_preset
 
-        model_preset(self.preset)
+        get_preset(self.preset)
 
 
 @dataclass
 class DataSection:
+    LIMITS: ClassVar[dict[str, str]] = {"steps": ">= 1", "num_episodes": ">= 1", "eval_episodes": ">= 1"}
     source: str = "embedded"  # curriculum source (rxmrl.data.load_curriculum)
     steps: int = 4  # follow-ups per episode (curriculum config steps-N)
     long_range: bool = False  # steps-N-lr episodes
     num_episodes: int = 200  # training episodes (each gives steps + 1 rows)
     eval_episodes: int = 16  # validation episodes for the completion loss before/after training
     include_first: bool = True  # also train on the first interaction (answered from an empty history)
-    seed: int = 0  # data generation seed of the embedded source
 
 
 @dataclass
 class SFTSection:
+    LIMITS: ClassVar[dict[str, str]] = {"max_steps": ">= 1", "batch_size": ">= 1", "grad_accum_steps": ">= 1",
+        "learning_rate": "> 0", "warmup_steps": ">= 0", "weight_decay": ">= 0", "max_grad_norm": ">= 0",
+        "logging_steps": ">= 1", "seed": ">= 0", "torch_threads": ">= 1"}
     max_steps: int = 150  # optimizer steps
     batch_size: int = 8  # rows per step (per device)
     grad_accum_steps: int = 1
@@ -69,7 +73,7 @@ class SFTSection:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     logging_steps: int = 10
-    seed: int = 0  # model init, data order
+    seed: int = 0  # the baseline's one seed: model init, the embedded data's generation, data order
     torch_threads: int | None = None  # None: torch's default; 1 is much faster on a busy, shared CPU
 
 
@@ -94,11 +98,12 @@ class BaselineResult:
     seconds: float
 
 
-def load_episodes(data: DataSection, split: str, num_episodes: int):
+def load_episodes(data: DataSection, split: str, num_episodes: int, seed: int):
+    """The baseline's episodes of ``split``; ``seed`` generates the embedded source's (the run's one seed)."""
     from rxmrl.data import load_curriculum
 
     return load_curriculum(data.source, data.steps, split, long_range=data.long_range,
-                           num_episodes=num_episodes, seed=data.seed).episodes
+                           num_episodes=num_episodes, seed=seed).episodes
 
 
 def completion_loss(model: torch.nn.Module, dataset: datasets.Dataset, batch_size: int = 16) -> float:
@@ -183,7 +188,7 @@ def _train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None, verbo
     from rxmrl.config import save_config
     from rxmrl.model import get_preset
     from rxmrl.runtime import staged_files, write_json
-    from rxmrl.tokenizer import default_tokenizer
+    from rxmrl.data import default_tokenizer
 
     started = time.perf_counter()
     say = print if verbose else (lambda *_: None)
@@ -198,9 +203,9 @@ def _train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None, verbo
         f"{target:,} ({(parameters - target) / target:+.2%})")
 
     data = config.data
-    train_set, stats = history_dataset(tokenizer, load_episodes(data, "train", data.num_episodes),
+    train_set, stats = history_dataset(tokenizer, load_episodes(data, "train", data.num_episodes, config.sft.seed),
                                        config.model.max_length, data.steps, data.include_first)
-    eval_set, _ = history_dataset(tokenizer, load_episodes(data, "validation", data.eval_episodes),
+    eval_set, _ = history_dataset(tokenizer, load_episodes(data, "validation", data.eval_episodes, config.sft.seed),
                                   config.model.max_length, data.steps, data.include_first)
     say(f"history rows: {stats.summary()}")
     loss_before = completion_loss(model, eval_set)
@@ -229,15 +234,28 @@ def _train_baseline(config: BaselineConfig, tokenizer: RxTokenizer | None, verbo
 
 
 def load_baseline(directory: str | Path, device: str = "cpu") -> tuple[PreTrainedModel, RxTokenizer]:
-    """The model and tokenizer a :func:`train_baseline` run saved."""
-    from transformers import LlamaForCausalLM
+    """The model and tokenizer a :func:`train_baseline` run saved, the folder checked before the model is
+    built (:mod:`rxmrl.model.folder`): a folder that is not a Llama baseline, weights of another shape or a
+    tokenizer of another vocabulary are refused in one line (an RxT ``config.json`` read as a Llama's would
+    build a 6.5-billion-parameter model from the Llama defaults)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from rxmrl.tokenizer import RxTokenizer
+    from rxmrl.model.folder import (CONFIG_FILE, ModelFolderError, check_weights, expected_shapes, inspect_folder,
+                                    load_tokenizer, require_kind)
 
-    directory = Path(directory)
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"{directory} has no config.json: expected a directory written by "
-                                "`rxmrl baseline train`")
-    model = LlamaForCausalLM.from_pretrained(str(directory), local_files_only=True).to(device)
+    folder = inspect_folder(directory, "baseline")
+    require_kind(folder, "baseline", "baseline")
+    if folder.config["model_type"] != "llama":
+        raise ModelFolderError(f"{folder.path / CONFIG_FILE}: model_type {folder.config['model_type']!r}, expected "
+                               "'llama' (the baseline rxmrl baseline train writes)")
+    try:
+        config = LlamaConfig.from_dict(folder.config)
+        check_weights(folder.weights, expected_shapes(lambda: LlamaForCausalLM(config)))
+    except (TypeError, ValueError, RuntimeError) as error:
+        if isinstance(error, ModelFolderError):
+            raise
+        raise ModelFolderError(f"{folder.path / CONFIG_FILE}: describes no buildable Llama ({error})") from error
+    tokenizer = load_tokenizer(folder.path, config.vocab_size)
+    model = LlamaForCausalLM.from_pretrained(str(folder.path), local_files_only=True).to(device)
     model.eval()
-    return model, RxTokenizer.load(directory)
+    return model, tokenizer

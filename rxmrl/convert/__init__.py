@@ -12,8 +12,10 @@ The converted folder is an ordinary rxmrl model: ``rxmrl eval --agent DIR``, ``r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,9 +47,35 @@ class Converted:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    from rxmrl.model.folder import read_json
+
     if not path.is_file():
         raise ConversionError(f"{path} is missing")
-    return json.loads(path.read_text())
+    return read_json(path)  # non-UTF-8 or broken JSON: one line naming the file
+
+
+def _weights(folder: Path) -> dict[str, Any]:
+    """The reference folder's tensors, a truncated or foreign ``model.safetensors`` refused by name first."""
+    from safetensors.torch import load_file
+
+    from rxmrl.model.folder import read_safetensors_header
+
+    read_safetensors_header(Path(folder) / "model.safetensors")
+    return load_file(str(Path(folder) / "model.safetensors"))
+
+
+@contextlib.contextmanager
+def matching(folder: str | os.PathLike) -> Iterator[None]:
+    """Weights that do not fit the model the reference config describes (a wrong shape, a missing tensor,
+    an odd size) become one :class:`ConversionError` naming the folder, not a traceback from torch."""
+    try:
+        yield
+    except (KeyError, RuntimeError, TypeError, ValueError) as error:
+        if isinstance(error, ConversionError):
+            raise
+        detail = " ".join(str(error).split())[:200]
+        raise ConversionError(f"{folder}: model.safetensors does not fit the model config.json describes "
+                              f"({detail})") from error
 
 
 def _tokenizer_json(source: str | os.PathLike | None, fallback: Path) -> tuple[dict[str, Any], str]:
@@ -62,7 +90,7 @@ def _tokenizer_json(source: str | os.PathLike | None, fallback: Path) -> tuple[d
     if not path.is_file():
         raise ConversionError(f"no tokenizer.json at {path}; pass the reference tokenizer (a file, folder or hub "
                               "id) with --tokenizer")
-    return json.loads(path.read_text()), str(source or path)
+    return _read_json(path), str(source or path)
 
 
 def _assemble(model_config: dict[str, Any], tensors: dict, tokenizer_json: dict[str, Any],
@@ -82,11 +110,12 @@ def _assemble(model_config: dict[str, Any], tensors: dict, tokenizer_json: dict[
         raise ConversionError(str(error)) from None
     mapping = mapping_for(tokenizer_json, roles)
     config = rxlm_to_config(model_config, mapping.new_size)
-    model = ReactiveTransformer(config)
     tensors = dict(tensors)
-    reconstructed = retie(tensors)  # a save made after share_components
-    state = rxlm_state_dict(tensors, config, mapping, model.state_dict())
-    model.load_state_dict(state, strict=True)
+    with matching(provenance["source"]):
+        reconstructed = retie(tensors)  # a save made after share_components
+        model = ReactiveTransformer(config)
+        state = rxlm_state_dict(tensors, config, mapping, model.state_dict())
+        model.load_state_dict(state, strict=True)
     tokenizer = RxTokenizer(Tokenizer.from_str(relabel_tokenizer(tokenizer_json, mapping, roles)))
     provenance = {**provenance, "format": "rxlm-RxTAlpha", "roles": roles, "added_tokens": mapping.added,
                   "relabel": mapping.relabel, "reconstructed": reconstructed}
@@ -95,8 +124,6 @@ def _assemble(model_config: dict[str, Any], tensors: dict, tokenizer_json: dict[
 
 def load_rxlm(source: str | os.PathLike, tokenizer: str | os.PathLike | None = None) -> Converted:
     """Convert an RxLM ``RxTAlpha`` checkpoint (``save_pretrained`` folder or hub id) and its tokenizer."""
-    from safetensors.torch import load_file
-
     from rxmrl.hub import local_folder
 
     folder = local_folder(source, REFERENCE_FILES)
@@ -105,7 +132,7 @@ def load_rxlm(source: str | os.PathLike, tokenizer: str | os.PathLike | None = N
         raise ConversionError(f"{folder}/config.json is not an RxTAlpha config (no decoder_config); for separate "
                               "decoder / encoder / memory-attention folders use load_rxlm_components")
     tokenizer_json, tokenizer_source = _tokenizer_json(tokenizer, folder)
-    tensors = load_file(str(folder / "model.safetensors"))
+    tensors = _weights(folder)
     return _assemble(model_config, tensors, tokenizer_json, {"source": str(source), "tokenizer": tokenizer_source})
 
 
@@ -113,8 +140,6 @@ def load_rxlm_components(decoder: str | os.PathLike, encoder: str | os.PathLike,
                          memory_attention: str | os.PathLike, tokenizer: str | os.PathLike,
                          tokenizer_config: dict[str, int] | None = None) -> Converted:
     """Convert separate ``RxTDecoder`` / ``RxTEncoder`` / ``RxTSelfInterlayerMemoryAttention`` folders."""
-    from safetensors.torch import load_file
-
     from rxmrl.hub import local_folder
 
     parts = {"decoder": decoder, "encoder": encoder, "memory_attention": memory_attention}
@@ -122,7 +147,7 @@ def load_rxlm_components(decoder: str | os.PathLike, encoder: str | os.PathLike,
     for name, source in parts.items():
         folder = local_folder(source, REFERENCE_FILES[:2])
         configs[f"{name}_config"] = _read_json(folder / "config.json")
-        tensors.update({f"{name}.{k}": v for k, v in load_file(str(folder / "model.safetensors")).items()})
+        tensors.update({f"{name}.{k}": v for k, v in _weights(folder).items()})
     if not any(k.startswith("memory_attention.model.interlayer_gate_layers.") for k in tensors):
         raise ConversionError(f"{memory_attention}: not a self-interlayer memory attention (no interlayer gates); "
                               "only RxTSelfInterlayerMemoryAttention is supported")

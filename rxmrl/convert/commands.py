@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
+from typing import NoReturn
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -40,13 +40,15 @@ def _replace_option(parser: argparse.ArgumentParser) -> None:
                         "files than a converted model's (they are deleted); without it such a folder is refused")
 
 
-def _fail(message: str) -> int:
-    print(f"rxmrl convert: {message}", file=sys.stderr)
-    return 2
+def _fail(message: str) -> NoReturn:
+    """Refuse with the CLI's one error line (``rxmrl.cli.main`` prints an :class:`InputError`, exit 2)."""
+    from rxmrl.convert import ConversionError
+
+    raise ConversionError(message)
 
 
 def _rxlm(args: argparse.Namespace) -> int:
-    from rxmrl.convert import ConversionError, check_destination, load_rxlm, load_rxlm_components, save_converted
+    from rxmrl.convert import check_destination, load_rxlm, load_rxlm_components, save_converted
 
     components = (args.decoder, args.encoder, args.memory_attention)
     try:
@@ -61,20 +63,20 @@ def _rxlm(args: argparse.Namespace) -> int:
         else:
             return _fail("expected SRC DST (or DST with --decoder/--encoder/--memory-attention)")
         destination = save_converted(converted, args.paths[-1], args.replace)
-    except (ConversionError, FileNotFoundError) as error:
+    except FileNotFoundError as error:
         return _fail(str(error))
     return _report(converted, destination)
 
 
 def _rxnn(args: argparse.Namespace) -> int:
-    from rxmrl.convert import ConversionError, check_destination, save_converted
+    from rxmrl.convert import check_destination, save_converted
     from rxmrl.convert.rxnn import load_rxnn_decoder
 
     try:
         check_destination(args.destination, args.replace)
         converted = load_rxnn_decoder(args.source, args.tokenizer)
         destination = save_converted(converted, args.destination, args.replace)
-    except (ConversionError, FileNotFoundError) as error:
+    except FileNotFoundError as error:
         return _fail(str(error))
     return _report(converted, destination)
 

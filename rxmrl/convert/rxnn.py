@@ -103,10 +103,9 @@ def load_rxnn_decoder(source: str | os.PathLike, tokenizer: str | os.PathLike | 
     """Convert an RxNN ``RxTDecoder`` folder or hub id (and its tokenizer) into a decoder-only model."""
     from pathlib import Path
 
-    from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
-    from rxmrl.convert import REFERENCE_FILES, Converted, _read_json, _tokenizer_json
+    from rxmrl.convert import REFERENCE_FILES, Converted, _read_json, _tokenizer_json, _weights, matching
     from rxmrl.convert.vocab import mapping_for, pad_tokenizer, relabel_tokenizer, role_ids
     from rxmrl.hub import local_folder
     from rxmrl.model import ReactiveTransformer
@@ -122,9 +121,10 @@ def load_rxnn_decoder(source: str | os.PathLike, tokenizer: str | os.PathLike | 
         raise ConversionError(str(error)) from None
     mapping = mapping_for(tokenizer_json, roles)
     ours = rxnn_to_config(config, mapping.new_size)
-    model = ReactiveTransformer(ours)
-    tensors = load_file(str(Path(folder) / "model.safetensors"))
-    model.load_state_dict(rxnn_decoder_state_dict(tensors, ours, mapping, model.state_dict()), strict=True)
+    tensors = _weights(Path(folder))
+    with matching(source):
+        model = ReactiveTransformer(ours)
+        model.load_state_dict(rxnn_decoder_state_dict(tensors, ours, mapping, model.state_dict()), strict=True)
     relabelled = RxTokenizer(Tokenizer.from_str(relabel_tokenizer(tokenizer_json, mapping, roles)))
     provenance = {"source": str(source), "tokenizer": tokenizer_source, "format": "rxnn-RxTDecoder",
                   "roles": roles, "added_tokens": mapping.added, "relabel": mapping.relabel}

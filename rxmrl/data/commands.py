@@ -69,6 +69,10 @@ def _generate(args: argparse.Namespace) -> int:
     from rxmrl.data.curriculum import INCOMPLETE, mark_incomplete, write_episodes
     from rxmrl.data.schema import EMBEDDED_CONFIGS, parse_config
 
+    from rxmrl.runtime import check_counts, check_output
+
+    check_counts(args, "num_train", "num_validation", "num_supervised", "num_interactions", "num_stories")
+    check_output(args.out, "--out", folder=True)
     configs = args.configs or list(EMBEDDED_CONFIGS)
     for config in configs:
         parse_config(config)
@@ -163,7 +167,8 @@ def _stats(values: list[int]) -> str:
 
 def _inspect(args: argparse.Namespace) -> int:
     from rxmrl.data.curriculum import load_curriculum, refuse_incomplete, token_lengths
-    from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+    from rxmrl.data.embedded_tokenizer import default_tokenizer
+    from rxmrl.tokenizer import RxTokenizer
 
     if Path(args.source).exists():
         refuse_incomplete(Path(args.source))  # once, not once per split
@@ -233,7 +238,8 @@ def _texts_of(path: Path) -> list[str]:
 
 
 def _train_tokenizer(args: argparse.Namespace) -> int:
-    from rxmrl.tokenizer import embedded_corpus, train_tokenizer
+    from rxmrl.data.embedded_tokenizer import embedded_corpus
+    from rxmrl.tokenizer import train_tokenizer
 
     texts = [t for path in args.inputs for t in _texts_of(path)] if args.inputs else embedded_corpus()
     tokenizer = train_tokenizer(texts, args.vocab_size, args.min_frequency)

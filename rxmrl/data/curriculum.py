@@ -117,34 +117,36 @@ def load_curriculum(source: str | os.PathLike = EMBEDDED, steps: int | None = No
 def load_interactions(source: str | os.PathLike = EMBEDDED, split: str = "train", *,
                       num_interactions: int | None = None, seed: int = 0) -> list[Interaction]:
     """Single (query, answer) interactions for interaction SFT (rows ``query``, ``answer``)."""
-    name = str(source)
-    if name == EMBEDDED:
+    if str(source) == EMBEDDED:
         return storygen.generate_interactions(split, num_interactions or 10_000, seed)
-    rows = _load_rows(name, _corpus_folder(name, "sft"), split)[:num_interactions]
-    interactions = []
-    for i, row in enumerate(rows):
-        where = f"interaction {i} of {split} ({name})"
-        fields = [row.get(field) if isinstance(row, dict) else None for field in ("query", "answer")]
-        for field, value in zip(("query", "answer"), fields):
-            if not isinstance(value, str) or not value.strip():
-                raise CurriculumValidationError(f"{where} has field '{field}' = {value!r:.40}, expected non-empty text")
-        interactions.append(Interaction(*fields))
-    return interactions
+    return [Interaction(*texts) for texts in _corpus_texts(str(source), "sft", split, num_interactions)]
 
 
 def load_stories(source: str | os.PathLike = EMBEDDED, split: str = "train", *,
                  num_stories: int | None = None, seed: int = 0) -> list[str]:
     """Plain stories for LM pre-training (rows ``text``)."""
-    name = str(source)
-    if name == EMBEDDED:
+    if str(source) == EMBEDDED:
         return storygen.generate_stories(split, num_stories or 5_000, seed)
-    rows = _load_rows(name, _corpus_folder(name, "stories"), split)[:num_stories]
+    return [texts[0] for texts in _corpus_texts(str(source), "stories", split, num_stories)]
+
+
+_CORPUS_FIELDS = {"sft": ("interaction", ("query", "answer")), "stories": ("story", ("text",))}
+
+
+def _corpus_texts(name: str, corpus: str, split: str, count: int | None) -> list[list[str]]:
+    """The first ``count`` rows of a corpus (``sft`` or ``stories``) of a file source, each row's text fields
+    checked non-empty: an error names the row, the split, the source and the field."""
+    what, fields = _CORPUS_FIELDS[corpus]
+    rows = _load_rows(name, _corpus_folder(name, corpus), split)[:count]
+    texts = []
     for i, row in enumerate(rows):
-        text = row.get("text") if isinstance(row, dict) else None
-        if not isinstance(text, str) or not text.strip():
-            raise CurriculumValidationError(f"story {i} of {split} ({name}) has field 'text' = {text!r:.40}, "
-                                            "expected non-empty text")
-    return [row["text"] for row in rows]
+        values = [row.get(field) if isinstance(row, dict) else None for field in fields]
+        for field, value in zip(fields, values):
+            if not isinstance(value, str) or not value.strip():
+                raise CurriculumValidationError(f"{what} {i} of {split} ({name}) has field '{field}' = "
+                                                f"{value!r:.40}, expected non-empty text")
+        texts.append(values)
+    return texts
 
 
 def token_lengths(episodes: Sequence[Episode], tokenizer: InteractionTokenizer) -> list[tuple[int, int]]:
@@ -241,6 +243,8 @@ def _read_files(files: list[Path]) -> list[dict[str, Any]]:
                                         f"{', '.join(_FILE_BUILDERS)} files of one kind")
     bars_were_on = datasets.is_progress_bar_enabled()  # a bar per small local file is noise; restore it after
     datasets.disable_progress_bars()
+    verbosity = datasets.logging.get_verbosity()  # its own log of a bad file would be a second error line
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL + 1)
     try:
         dataset = datasets.load_dataset(_FILE_BUILDERS[files[0].suffix], data_files=[str(f) for f in files],
                                         split="train")
@@ -248,6 +252,7 @@ def _read_files(files: list[Path]) -> list[dict[str, Any]]:
     except Exception as error:  # noqa: BLE001 -- datasets' own errors name neither the file nor the row
         raise CurriculumValidationError(_unreadable(files, error)) from error
     finally:
+        datasets.logging.set_verbosity(verbosity)
         if bars_were_on:
             datasets.enable_progress_bars()
 

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rxmrl.runtime import InputError
+
 STRATEGIES: tuple[str, ...] = ("cumulative", "long_range")
 
 PUBLISHED_CONFIGS: tuple[str, ...] = (
@@ -33,8 +35,9 @@ _CONFIG_PATTERN = re.compile(r"^steps-([1-9][0-9]*)(-lr)?$")
 MAX_STEPS = 64
 
 
-class CurriculumValidationError(ValueError):
-    """A curriculum row, config or split does not match the schema; the message says where and why."""
+class CurriculumValidationError(ValueError, InputError):
+    """A curriculum row, config or split does not match the schema; the message says where and why (an
+    :class:`~rxmrl.runtime.InputError`: the CLI prints one ``error:`` line)."""
 
 
 @dataclass(frozen=True)

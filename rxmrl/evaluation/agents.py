@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from rxmrl.data import Episode
+from rxmrl.data import Episode, default_tokenizer
 from rxmrl.envs.agents import Agent, OracleAgent, RandomAgent, RxTAgent
 from rxmrl.model.sampling import SamplingConfig
-from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+from rxmrl.tokenizer import RxTokenizer
 
 AGENT_NAMES: tuple[str, ...] = ("oracle", "random")
 
@@ -20,6 +20,25 @@ def load_tokenizer_for(path: str | Path | None) -> RxTokenizer:
             if (folder / "tokenizer.json").is_file():
                 return RxTokenizer.load(folder)
     return default_tokenizer()
+
+
+def check_agent_exists(spec: str, role: str = "agent") -> None:
+    from rxmrl.runtime import MissingInput
+
+    if spec not in AGENT_NAMES and not Path(spec).exists():
+        raise MissingInput(f"{role} {spec!r}: expected 'oracle', 'random' or a checkpoint folder with config.json "
+                           "and model.safetensors")
+
+
+def check_agents(specs: Sequence[str], role: str = "agent") -> None:
+    """Every agent named on the command line checked before any episode is played (a broken last model of
+    ``--compare`` is refused before the first one is evaluated)."""
+    from rxmrl.model.rxt import check_folder
+
+    for spec in specs:
+        check_agent_exists(spec, role)
+        if spec not in AGENT_NAMES:
+            check_folder(spec, role)
 
 
 def load_agent(spec: str, episodes: Sequence[Episode] = (), *, tokenizer: RxTokenizer | None = None,
@@ -34,18 +53,17 @@ def load_agent(spec: str, episodes: Sequence[Episode] = (), *, tokenizer: RxToke
         return OracleAgent(tokenizer)
     if spec == "random":
         return RandomAgent(list(episodes), seed=seed, tokenizer=tokenizer)
-    folder = Path(spec)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"agent {spec!r}: expected 'oracle', 'random' or a checkpoint folder with "
-                                "config.json and model.safetensors")
-    from rxmrl.baseline.agent import is_baseline_checkpoint, load_stateless_agent
+    from rxmrl.model.folder import ModelFolderError, inspect_folder
+    from rxmrl.model.rxt import load_rxt
 
-    if is_baseline_checkpoint(folder):  # a Hugging Face causal LM from `rxmrl baseline train`
-        return load_stateless_agent(folder, device, max_new_tokens=max_new_tokens, seed=seed, sampling=sampling)
-    from rxmrl.model.rxt import ReactiveTransformer
+    check_agent_exists(spec)
+    folder = inspect_folder(spec, "agent")
+    if folder.kind == "baseline":  # a Hugging Face causal LM from `rxmrl baseline train`
+        from rxmrl.baseline.agent import load_stateless_agent
 
-    model = ReactiveTransformer.from_pretrained(folder, device=device)
+        return load_stateless_agent(folder.path, device, max_new_tokens=max_new_tokens, seed=seed, sampling=sampling)
+    model = load_rxt(folder.path, device, role="agent")
     if model.config.vocab_size < tokenizer.vocab_size:
-        raise ValueError(f"checkpoint {spec} has vocab_size {model.config.vocab_size} but its tokenizer has "
-                         f"{tokenizer.vocab_size} tokens")
+        raise ModelFolderError(f"checkpoint {spec} has vocab_size {model.config.vocab_size} but its tokenizer has "
+                               f"{tokenizer.vocab_size} tokens")
     return RxTAgent(model, tokenizer, max_new_tokens=max_new_tokens, sampling=sampling, seed=seed)

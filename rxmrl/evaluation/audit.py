@@ -258,7 +258,7 @@ def write_audit(audit: Audit, out_dir, level: float = 0.95) -> dict[str, str]:
     ``audit-REWARD.png`` per reward into ``out_dir``; returns the paths by name."""
     from pathlib import Path
 
-    from rxmrl.pipeline.plots import plot_reward_audit
+    from rxmrl.evaluation.audit_plot import plot_reward_audit
     from rxmrl.runtime import write_json, write_text
 
     out = Path(out_dir)

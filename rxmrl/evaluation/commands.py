@@ -88,13 +88,16 @@ def _audit(args: argparse.Namespace) -> int:
 
     from rxmrl.data import CurriculumValidationError
     from rxmrl.evaluation.audit import AuditSettings, audit_rewards, write_audit
+    from rxmrl.model.rxt import check_folder
+    from rxmrl.runtime import check_counts, check_output
 
+    check_counts(args, "episodes", "max_new_tokens", "batch_size")
+    check_output(args.out, "--out", folder=True)
     try:
         checkpoints = {}
         for spec in args.checkpoint:
             label, _, path = spec.rpartition("=") if "=" in spec else (Path(spec).name, "", spec)
-            if not (Path(path) / "config.json").is_file():
-                raise FileNotFoundError(f"--checkpoint {spec!r}: {path} holds no config.json (a model folder)")
+            check_folder(path, "--checkpoint", kind="rxt")  # audited with and without its memory
             checkpoints[label or Path(path).name] = path
         if args.episodes < 2:
             raise ValueError(f"--episodes {args.episodes}: the audit pairs episodes, give at least 2")
@@ -117,8 +120,12 @@ def _audit(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from rxmrl.data import CurriculumValidationError
 
+    from rxmrl.evaluation.agents import check_agents
+    from rxmrl.runtime import check_counts
     from rxmrl.evaluation.published import format_published_rows
 
+    check_counts(args, "episodes", "max_new_tokens", "batch_size")
+    check_agents(args.compare or [args.agent], "--compare" if args.compare else "--agent")
     try:
         if args.compare:
             from rxmrl.evaluation.compare import compare, compare_with_baseline

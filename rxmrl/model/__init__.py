@@ -22,7 +22,7 @@ from rxmrl.model.encoder import Encoder
 from rxmrl.model.interaction import (answer_prompt, answer_tokens, interaction_ids, pad_batch, query_tokens,
                                      written_interaction)
 from rxmrl.model.memory import MemoryAttention, ResidualGate, ShortTermMemory
-from rxmrl.model.params import PUBLISHED, count_parameters, count_preset, parameter_table
+from rxmrl.model.params import PUBLISHED, count_parameters
 from rxmrl.model.rxt import (
     MEMORY_UPDATE_STARTED,
     MEMORY_UPDATED,
@@ -41,6 +41,7 @@ from rxmrl.model.sampling import (
     token_log_probs,
     token_scores,
 )
+from rxmrl.model.sizes import count_preset, parameter_table
 
 __all__ = [
     "GREEDY", "MEMORY_UPDATED", "MEMORY_UPDATE_STARTED", "PRESETS", "PUBLISHED", "Decoder",

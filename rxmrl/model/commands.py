@@ -21,7 +21,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _info(args: argparse.Namespace) -> int:
     from rxmrl.model.config import PRESETS
-    from rxmrl.model.params import parameter_table
+    from rxmrl.model.sizes import parameter_table
 
     if args.preset not in PRESETS:
         print(f"unknown preset {args.preset!r}; available: {', '.join(sorted(PRESETS))}")
@@ -34,7 +34,7 @@ def _info(args: argparse.Namespace) -> int:
 
 def _presets(args: argparse.Namespace) -> int:
     from rxmrl.model.config import PRESETS
-    from rxmrl.model.params import count_preset
+    from rxmrl.model.sizes import count_preset
 
     print(f"{'preset':<24}{'dim':>5}{'layers':>7}{'experts':>9}{'slots':>7}{'vocab':>7}{'total':>10}")
     for name, config in PRESETS.items():

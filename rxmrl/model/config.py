@@ -167,50 +167,21 @@ PRESETS: dict[str, RxTConfig] = {
     # memory attention ~5.53M.
     "rxt-alpha-supervised": RxTConfig(),
     # Published decoder-only RxT-Alpha-Mini: ~60M.
-    "rxt-alpha-mini-decoder": RxTConfig(
-        vocab_size=10_000,
-        num_layers=8,
-        num_experts=16,
-        experts_per_token=2,
-        expert_dim=512,
-        stm_slots=1024,
-        max_seq_len=1024,
-        decoder_only=True,
-    ),
+    "rxt-alpha-mini-decoder": RxTConfig(vocab_size=10_000, num_layers=8, num_experts=16, experts_per_token=2,
+                                        expert_dim=512, stm_slots=1024, max_seq_len=1024, decoder_only=True),
     # Trains in seconds to minutes on 2 CPU cores; set vocab_size from the tokenizer.
-    "nano": RxTConfig(
-        vocab_size=4096,
-        dim=64,
-        num_layers=2,
-        num_heads=4,
-        query_heads=2,
-        kv_heads=2,
-        num_experts=4,
-        experts_per_token=2,
-        expert_dim=128,
-        encoder_ff_dim=192,
-        stm_slots=32,
-    ),
+    "nano": RxTConfig(vocab_size=4096, dim=64, num_layers=2, num_heads=4, query_heads=2, kv_heads=2, num_experts=4,
+                      experts_per_token=2, expert_dim=128, encoder_ff_dim=192, stm_slots=32),
     # Our own intermediate scale for one GPU, not a published model: the published RxT-Alpha Micro cards do
     # not give enough of their shape (width, expert size, STM) to rebuild, and disagree on vocab and size.
-    "micro": RxTConfig(
-        vocab_size=8192,
-        dim=128,
-        num_layers=4,
-        num_heads=8,
-        query_heads=4,
-        kv_heads=4,
-        num_experts=8,
-        experts_per_token=2,
-        expert_dim=256,
-        encoder_ff_dim=384,
-        stm_slots=64,
-    ),
+    "micro": RxTConfig(vocab_size=8192, dim=128, num_layers=4, num_heads=8, query_heads=4, kv_heads=4, num_experts=8,
+                       experts_per_token=2, expert_dim=256, encoder_ff_dim=384, stm_slots=64),
 }
 
 
 def get_preset(name: str, **overrides: Any) -> RxTConfig:
-    """The named preset, with fields overridden (``get_preset("nano", vocab_size=3000)``)."""
+    """The named preset, with fields overridden (``get_preset("nano", vocab_size=3000)``); an unknown name is a
+    ``ValueError`` naming the presets, so a config section that checks its preset here fails in one line."""
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; available: {sorted(PRESETS)}")
+        raise ValueError(f"preset={name!r} is not an RxT preset; expected one of {sorted(PRESETS)}")
     return PRESETS[name].replace(**overrides) if overrides else PRESETS[name]

@@ -116,8 +116,7 @@ class Decoder(nn.Module):
 
     def __init__(self, config: RxTConfig, embedding: nn.Embedding) -> None:
         super().__init__()
-        self.config = config
-        self.embedding = embedding
+        self.config, self.embedding = config, embedding
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_layers))
         self.norm = final_norm(config)
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=config.lm_head_bias)
@@ -144,26 +143,14 @@ class Decoder(nn.Module):
         num_valid = torch.zeros(batch, dtype=torch.long, device=memory.device)
         return DecoderCache(self_kv, self.memory_kv(memory), memory_mask, num_valid)
 
-    def forward(
-        self,
-        input_ids: Tensor,
-        memory: Tensor | None = None,
-        memory_mask: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        cache: DecoderCache | None = None,
-    ) -> tuple[Tensor, Tensor]:
+    def forward(self, input_ids: Tensor, memory: Tensor | None = None, memory_mask: Tensor | None = None,
+                attention_mask: Tensor | None = None, cache: DecoderCache | None = None) -> tuple[Tensor, Tensor]:
         """Logits ``[B, T, V]`` and the mean MoE aux loss over layers (arguments as :meth:`features`)."""
         hidden, aux = self.features(input_ids, memory, memory_mask, attention_mask, cache)
         return self.lm_head(hidden), aux
 
-    def features(
-        self,
-        input_ids: Tensor,
-        memory: Tensor | None = None,
-        memory_mask: Tensor | None = None,
-        attention_mask: Tensor | None = None,
-        cache: DecoderCache | None = None,
-    ) -> tuple[Tensor, Tensor]:
+    def features(self, input_ids: Tensor, memory: Tensor | None = None, memory_mask: Tensor | None = None,
+                 attention_mask: Tensor | None = None, cache: DecoderCache | None = None) -> tuple[Tensor, Tensor]:
         """Final-norm hidden states ``[B, T, D]`` (what ``lm_head`` reads) and the mean MoE aux loss.
 
         Scoring calls this and projects only the positions it needs onto the vocabulary: the ``[B, T, V]``

@@ -37,8 +37,7 @@ class Encoder(nn.Module):
 
     def __init__(self, config: RxTConfig, embedding: nn.Embedding) -> None:
         super().__init__()
-        self.config = config
-        self.embedding = embedding
+        self.config, self.embedding = config, embedding
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_layers))
         if config.mlm_head:
             self.mlm_norm = RMSNorm(config.dim, config.norm_eps)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rxmrl.model.config import PRESETS, RxTConfig
+from rxmrl.model.config import RxTConfig
 
 PUBLISHED: dict[str, dict[str, float]] = {
     "rxt-alpha-supervised": {
@@ -50,25 +50,3 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
         "memory_attention": memory_attention,
         "total": decoder + encoder + memory_attention,
     }
-
-
-def count_preset(config: RxTConfig) -> dict[str, int]:
-    """Counts for a config, built on the meta device (no memory, no time)."""
-    from rxmrl.model.rxt import ReactiveTransformer
-
-    with torch.device("meta"):
-        model = ReactiveTransformer(config)
-    return count_parameters(model)
-
-
-def parameter_table(name: str, config: RxTConfig | None = None) -> str:
-    """A printable table of ours vs published (with the relative difference) for a preset."""
-    counts = count_preset(config or PRESETS[name])
-    published = PUBLISHED.get(name, {})
-    lines = [f"{'component':<18}{'ours':>14}{'published':>14}{'diff':>9}"]
-    for key, value in counts.items():
-        ref = published.get(key)
-        ref_text = f"{ref / 1e6:>13.2f}M" if ref else f"{'-':>14}"
-        diff = f"{(value - ref) / ref:>+8.1%}" if ref else f"{'':>9}"
-        lines.append(f"{key:<18}{value / 1e6:>13.2f}M{ref_text}{diff}")
-    return "\n".join(lines)

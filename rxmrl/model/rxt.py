@@ -26,6 +26,9 @@ from torch import Tensor, nn
 from rxmrl.model.card import MODEL_CARD_TEMPLATE
 
 from rxmrl.model.config import RxTConfig
+from rxmrl.model.folder import (CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, Kind, ModelFolder, ModelFolderError,
+                                 check_weights, expected_shapes, inspect_folder, load_tokenizer, require_kind,
+                                 require_stage, rxt_config)
 from rxmrl.model.decoder import Decoder
 from rxmrl.model.encoder import Encoder
 from rxmrl.model.interaction import (Ids, answer_prompt, interaction_ids, pad_batch,
@@ -35,7 +38,6 @@ from rxmrl.model.memory import MemoryAttention, ResidualGate, ShortTermMemory
 from rxmrl.model.sampling import GREEDY, SamplingConfig, head_token_scores, sample, token_scores
 from rxmrl.special_tokens import EOS_ID, PAD_ID
 
-CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 MEMORY_UPDATE_STARTED, MEMORY_UPDATED = -1, -2  # markers streamed by ``interact``
 
 
@@ -225,15 +227,9 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
                 logits, _ = self.decoder(ids, stm, attention_mask=mask)
 
     @torch.no_grad()
-    def generate(
-        self,
-        query_ids: Sequence[Ids],
-        stm: Tensor,
-        max_new_tokens: int = 128,
-        sampling: SamplingConfig = GREEDY,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> GenerationOutput:
+    def generate(self, query_ids: Sequence[Ids], stm: Tensor, max_new_tokens: int = 128,
+                 sampling: SamplingConfig = GREEDY, use_cache: bool = True,
+                 generator: torch.Generator | None = None) -> GenerationOutput:
         """Answer ``B`` queries (``[BOS][Q] q``; ``[A]`` is appended here), row ``b`` reading ``stm[b]``."""
         steps = list(self._decode_steps(query_ids, stm, max_new_tokens, sampling, use_cache, generator))
         tokens, log_probs, active = (torch.stack(parts, dim=1) for parts in zip(*steps, strict=True))
@@ -282,14 +278,9 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
         return ScoreOutput(logits, log_probs, answer_mask, aux, entropy)
 
     @torch.no_grad()
-    def batch_interact(
-        self,
-        query_ids: Sequence[Ids],
-        stm: Tensor,
-        max_new_tokens: int = 128,
-        sampling: SamplingConfig = GREEDY,
-        generator: torch.Generator | None = None,
-    ) -> tuple[GenerationOutput, Tensor]:
+    def batch_interact(self, query_ids: Sequence[Ids], stm: Tensor, max_new_tokens: int = 128,
+                       sampling: SamplingConfig = GREEDY,
+                       generator: torch.Generator | None = None) -> tuple[GenerationOutput, Tensor]:
         """One event for ``B`` conversations: answer from ``stm``, then write (query, answer) into it."""
         output = self.generate(query_ids, stm, max_new_tokens, sampling, True, generator)
         return output, self.update_memory(stm, query_ids, output.answers())
@@ -353,12 +344,58 @@ class ReactiveTransformer(nn.Module, ModelHubMixin, library_name="rxmrl", pipeli
     def from_pretrained(
         cls, name_or_path: str | Path, device: str | torch.device = "cpu"
     ) -> ReactiveTransformer:
-        """Load from a local directory, or from a hub repo id when online (``HF_HUB_OFFLINE`` unset)."""
-        from safetensors.torch import load_model
-
+        """Load from a local folder, or from a hub repo id when online (``HF_HUB_OFFLINE`` unset); the folder
+        is checked first (:func:`load_rxt`: kind, tensor shapes against ``config.json``)."""
         from rxmrl.hub import local_folder
 
-        directory = local_folder(name_or_path, [CONFIG_FILE, WEIGHTS_FILE])
-        model = cls(RxTConfig.load(directory / CONFIG_FILE))
-        load_model(model, str(directory / WEIGHTS_FILE), device=str(device))
-        return model.to(device)
+        local = Path(name_or_path)
+        directory = local if local.exists() else local_folder(name_or_path, [CONFIG_FILE, WEIGHTS_FILE])
+        return load_rxt(directory, device)
+
+
+# ------------------------------------------------------------------ checked loading (rxmrl.model.folder)
+
+def checked_rxt_config(path: str | Path, role: str = "model folder", min_stage: tuple[int, str] | None = None):
+    """The :class:`RxTConfig` of an RxT folder whose weights match it (:mod:`rxmrl.model.folder`), nothing
+    built; ``min_stage``: ``(stage, what needs it)`` for a reader that needs a late enough supervised stage."""
+    folder = inspect_folder(path, role)
+    require_kind(folder, "rxt", role)
+    if min_stage is not None:
+        require_stage(folder, min_stage[0], role, min_stage[1])
+    config = rxt_config(folder)
+    try:
+        check_weights(folder.weights, expected_shapes(lambda: ReactiveTransformer(config)))
+    except (TypeError, ValueError, RuntimeError) as error:
+        if isinstance(error, ModelFolderError):
+            raise
+        raise ModelFolderError(f"{folder.path / CONFIG_FILE}: describes no buildable model ({error})") from error
+    return config
+
+
+def load_rxt(path: str | Path, device: str | torch.device = "cpu", role: str = "model folder",
+             min_stage: tuple[int, str] | None = None) -> ReactiveTransformer:
+    """An RxT model from a checked folder (:func:`checked_rxt_config`), its weights loaded and finite (a NaN
+    saved into a folder is named here, not blamed on the learning rate of the run that reads it)."""
+    from safetensors.torch import load_model
+
+    model = ReactiveTransformer(checked_rxt_config(path, role, min_stage))
+    load_model(model, str(Path(path) / WEIGHTS_FILE), device=str(device))
+    bad = next((name for name, tensor in model.state_dict().items() if not torch.isfinite(tensor).all()), None)
+    if bad is not None:
+        raise ModelFolderError(f"{Path(path) / WEIGHTS_FILE}: tensor {bad!r} holds NaN or inf: the run that wrote it "
+                               "diverged; use an earlier checkpoint")
+    return model.to(device)
+
+
+def check_folder(path: str | Path, role: str = "model folder", kind: Kind | None = None) -> ModelFolder:
+    """Every check a reader of the folder would make, before any work (``--compare``, ``--checkpoint``): its
+    kind (when ``kind`` is given), an RxT folder's config, weights and tokenizer; a baseline's Llama is
+    checked when loaded."""
+    folder = inspect_folder(path, role)
+    if kind is not None:
+        require_kind(folder, kind, role)
+    if folder.kind == "rxt":
+        config = checked_rxt_config(path, role)
+        if (folder.path / TOKENIZER_FILE).exists():
+            load_tokenizer(folder.path, config.vocab_size)
+    return folder

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from rxmrl.lazy import lazy_getattr
 
 _EXPORTS = {
-    "PipelineConfig": "rxmrl.pipeline.config", "PHASES": "rxmrl.pipeline.run",
+    "PipelineConfig": "rxmrl.pipeline.config", "PHASES": "rxmrl.pipeline.phases",
     "run_pipeline": "rxmrl.pipeline.run", "write_report": "rxmrl.pipeline.report",
 }
 __all__ = sorted(_EXPORTS)
@@ -23,6 +23,7 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from rxmrl.pipeline.config import PipelineConfig  # noqa: F401
     from rxmrl.pipeline.report import write_report  # noqa: F401
-    from rxmrl.pipeline.run import PHASES, run_pipeline  # noqa: F401
+    from rxmrl.pipeline.phases import PHASES  # noqa: F401
+    from rxmrl.pipeline.run import run_pipeline  # noqa: F401
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

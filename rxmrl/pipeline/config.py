@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from rxmrl.baseline.train import BaselineConfig
 from rxmrl.rewards.presets import check_preset
@@ -29,6 +29,8 @@ RXT_MODELS = ("warm_start", "mrl", "dmpo")  # the reactive models (memory to abl
 @dataclass
 class EvalSection:
     """The reward-range evaluation every model plays on the same validation episodes."""
+
+    LIMITS: ClassVar[dict[str, str]] = {"max_new_tokens": ">= 1"}
 
     source: str = ""  # curriculum source ("": the MRL curriculum's, mrl.data_source)
     steps: int = 8  # follow-ups per episode: 8 gives the published "8+1-step episodes"
@@ -46,7 +48,6 @@ class EvalSection:
     sampling: SamplingSettings = field(default_factory=lambda: SamplingSettings(greedy=True))
     # which rows to evaluate (dmpo joins by itself when [dmpo] is enabled)
     models: list[str] = field(default_factory=lambda: [m for m in MODELS if m != "dmpo"])
-    seed: int = 0  # episode order, the random agent, sampling
     device: str = "auto"  # where the models answer: auto (cuda when available) | cpu | cuda | cuda:1 ...
 
     def __post_init__(self) -> None:
@@ -132,6 +133,7 @@ class LatencySection:
 
 @dataclass
 class ReportSection:
+    LIMITS: ClassVar[dict[str, str]] = {"histogram_bins": ">= 1"}
     histogram_bins: int = 20  # bins of the per-episode reward histograms
     published: bool = True  # show the published rows (clearly labelled) under ours
 
@@ -140,8 +142,10 @@ class ReportSection:
 class PipelineConfig:
     """``rxmrl run CONFIG``: every phase of an experiment (see :mod:`rxmrl.pipeline.run`)."""
 
+    LIMITS: ClassVar[dict[str, str]] = {"seed": ">= 0", "torch_threads": ">= 1"}
+
     run_dir: Path = Path("runs/quickstart")  # everything the run makes lands here
-    seed: int = 0  # seeds the warm start, MRL and the baseline (each section's own seed is set from it)
+    seed: int = 0  # seeds the warm start, MRL, the baseline (each one's seed is set from it) and the evaluation
     torch_threads: int | None = None  # torch threads for the whole run ("none": torch's default)
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     mrl: MrlRunConfig = field(default_factory=MrlRunConfig)

@@ -48,15 +48,17 @@ DEPENDS_ON: dict[str, tuple[str, ...]] = {
     "latency": ("mrl", "baseline"),
     "report": ("data", "supervised", "mrl", "dmpo", "baseline", "eval", "retention", "audit", "latency"),
 }
+# the phase that writes each model a later phase may read (by its name in eval/retention/audit.models)
+MODEL_PHASES = {"warm_start": "supervised", "mrl": "mrl", "dmpo": "dmpo", "baseline": "baseline"}
 READS: dict[str, tuple[str, ...]] = {
     "data": ("supervised.data", "eval.source", "eval.steps", "eval.strategy", "eval.split", "eval.num_episodes"),
     "supervised": ("seed", "supervised"),
     "mrl": ("mrl",),  # resolved: its seed, warm start and validation reward are in it
     "dmpo": ("mrl", "dmpo"),
     "baseline": ("baseline",),
-    "eval": ("eval", "supervised.data.seed"),
-    "retention": ("eval", "retention", "supervised.data.seed"),
-    "audit": ("eval", "audit", "mrl.reward.preset", "supervised.data.seed"),
+    "eval": ("seed", "eval", "supervised.data.seed"),  # the run's seed orders episodes and samples answers
+    "retention": ("seed", "eval", "retention", "supervised.data.seed"),
+    "audit": ("seed", "eval", "audit", "mrl.reward.preset", "supervised.data.seed"),
     "latency": ("latency", "eval.device"),
     "report": ("report",),
 }

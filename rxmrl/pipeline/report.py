@@ -17,7 +17,7 @@ from typing import Any
 from rxmrl.evaluation.published import PUBLISHED_NOTE, PUBLISHED_ROWS
 from rxmrl.pipeline.config import MODELS, PipelineConfig
 from rxmrl.pipeline.plots import plot_fact_recall, plot_mrl_rewards, plot_reward_by_step, plot_reward_histograms
-from rxmrl.pipeline.run import model_dirs, read_timings
+from rxmrl.pipeline.layout import model_dirs, read_timings
 from rxmrl.runtime import write_text
 
 LABELS = {"warm_start": "RxT warm start (stage 4)", "mrl": "RxT after MRL", "dmpo": "RxT after DMPO", "baseline": "stateless LLM baseline",
@@ -69,21 +69,28 @@ def latency_by_model(rows: list[dict[str, Any]]) -> dict[str, float]:
             "baseline": last["stateless_seconds"] * 1e3}
 
 
+def markdown_table(header: list[str], align: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: the header, the alignment row (``---`` or ``---:`` per column), one line per row."""
+    line = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join(align) + "|", *map(line, rows)])
+
+
 def results_table(results: dict[str, dict[str, Any]], latency: list[dict[str, Any]]) -> str:
     """Our rows: reward mean [95% CI], min, max, fact recall and recall of held facts [95% CI], latency of the
     last turn."""
     turn = f"turn {len(latency)}" if latency else "n/a"
     ms = latency_by_model(latency)
-    lines = [f"| model | reward mean [95% CI] | min | max | fact recall [95% CI] | held facts [95% CI] "
-             f"| latency, {turn} (ms) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    header = ["model", "reward mean [95% CI]", "min", "max", "fact recall [95% CI]", "held facts [95% CI]",
+              f"latency, {turn} (ms)"]
+    rows = []
     for name, record in results.items():
         summary = record["summary"]
         reward = summary["reward"]
-        lines.append(f"| {LABELS[name]} | {format_interval(reward, 2)} | {format_number(reward['min'], 2)} "
-                     f"| {format_number(reward['max'], 2)} | {format_interval(summary['fact_recall'], 3)} "
-                     f"| {format_interval(summary['held_fact_recall'], 3) if 'held_fact_recall' in summary else '–'} "
-                     f"| {format_number(ms.get(name), 1) if name in ms else '–'} |")
-    return "\n".join(lines)
+        rows.append([LABELS[name], format_interval(reward, 2), format_number(reward["min"], 2),
+                     format_number(reward["max"], 2), format_interval(summary["fact_recall"], 3),
+                     format_interval(summary["held_fact_recall"], 3) if "held_fact_recall" in summary else "–",
+                     format_number(ms.get(name), 1) if name in ms else "–"])
+    return markdown_table(header, ["---"] + ["---:"] * 6, rows)
 
 
 def published_table() -> str:
@@ -98,38 +105,38 @@ def comparison_table(comparison: dict[str, Any], name: str = "MRL") -> str:
     each validation preset (``reward/<preset>``), then fact recall."""
     presets = list(comparison["stages"][0].get("differences", {})) if comparison["stages"] else []
     similarity = comparison.get("validation_similarity", "")
-    extra = "".join(f" `{key[len('reward/'):]}` ({similarity}): {name} − warm start [95% CI] |" for key in presets)
-    lines = [f"| stage | steps | strategy | training reward: warm start | {name} | difference [95% CI] "
-             f"| {name} without memory |{extra} fact recall: warm start | {name} | difference [95% CI] "
-             f"| {name}: memory − reset [95% CI] |",
-             "|---:|---:|---|---:|---:|---:|---:|" + "---:|" * len(presets) + "---:|---:|---:|---:|"]
+    header = ["stage", "steps", "strategy", "training reward: warm start", name, "difference [95% CI]",
+              f"{name} without memory",
+              *(f"`{key[len('reward/'):]}` ({similarity}): {name} − warm start [95% CI]" for key in presets),
+              "fact recall: warm start", name, "difference [95% CI]", f"{name}: memory − reset [95% CI]"]
+    align = ["---:", "---:", "---"] + ["---:"] * (8 + len(presets))
+    rows = []
     for row in comparison["stages"]:
         recall = row.get("fact_recall_difference")  # absent in runs written before it was recorded
-        recall = _signed_interval(recall) if recall else "–"
-        by_preset = "".join(f" {_signed_interval(row['differences'][key])} |" for key in presets)
-        lines.append(f"| {row['stage']} | {row['steps']} | {row['strategy']} | {row['warm_start']['reward']:.3f} "
-                     f"| {row['mrl']['reward']:.3f} | {_signed_interval(row['difference'])} "
-                     f"| {row['mrl_no_memory']['reward']:.3f} |{by_preset} {row['warm_start']['fact_recall']:.3f} "
-                     f"| {row['mrl']['fact_recall']:.3f} | {recall} "
-                     f"| {_signed_interval(row['mrl_memory_recall_gain']) if 'mrl_memory_recall_gain' in row else '–'} |")
-    return "\n".join(lines)
+        gain = row.get("mrl_memory_recall_gain")
+        rows.append([str(row["stage"]), str(row["steps"]), row["strategy"], f"{row['warm_start']['reward']:.3f}",
+                     f"{row['mrl']['reward']:.3f}", _signed_interval(row["difference"]),
+                     f"{row['mrl_no_memory']['reward']:.3f}",
+                     *(_signed_interval(row["differences"][key]) for key in presets),
+                     f"{row['warm_start']['fact_recall']:.3f}", f"{row['mrl']['fact_recall']:.3f}",
+                     _signed_interval(recall) if recall else "–", _signed_interval(gain) if gain else "–"])
+    return markdown_table(header, align, rows)
 
 
 def retention_table(retention: dict[str, Any]) -> str:
     """Per RxT model: recall with memory, with a reset memory, the gap, and the gain over the baseline."""
     baseline = retention.get("baseline")
     scoring = next(iter(retention["models"].values()))["with_memory"].get("scoring", "")
-    lines = [f"| model | fact recall [95% CI] | reset memory | memory gap [95% CI] | gain over "
-             f"{LABELS.get(baseline, baseline)} [95% CI] | reward, {scoring} [95% CI] |",
-             "|---|---:|---:|---:|---:|---:|"]
+    header = ["model", "fact recall [95% CI]", "reset memory", "memory gap [95% CI]",
+              f"gain over {LABELS.get(baseline, baseline)} [95% CI]", f"reward, {scoring} [95% CI]"]
+    rows = []
     for name, row in retention["models"].items():
         gain = row.get("gain")
-        lines.append(f"| {LABELS.get(name, name)} | {format_interval(row['with_memory']['fact_recall'], 3)} "
-                     f"| {format_interval(row['reset_memory']['fact_recall'], 3)} "
-                     f"| {_signed_stat(row['gap']['fact_recall'])} "
-                     f"| {_signed_stat(gain['fact_recall']) if gain else '–'} "
-                     f"| {format_interval(row['with_memory']['reward'], 2)} |")
-    return "\n".join(lines)
+        rows.append([LABELS.get(name, name), format_interval(row["with_memory"]["fact_recall"], 3),
+                     format_interval(row["reset_memory"]["fact_recall"], 3), _signed_stat(row["gap"]["fact_recall"]),
+                     _signed_stat(gain["fact_recall"]) if gain else "–",
+                     format_interval(row["with_memory"]["reward"], 2)])
+    return markdown_table(header, ["---"] + ["---:"] * 5, rows)
 
 
 def _signed_stat(stat: dict[str, float]) -> str:

@@ -36,37 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from rxmrl.pipeline.config import PipelineConfig
-from rxmrl.pipeline.phases import (PHASES, attempts_path, check_phase_names, invalidate, marker_path,
+from rxmrl.pipeline.layout import CONFIG_FILE, PHASE_TITLES, TIMINGS_FILE, model_dirs, read_timings
+from rxmrl.pipeline.phases import (MODEL_PHASES, PHASES, attempts_path, check_phase_names, invalidate, marker_path,
                                    refuse_changes_under_results, stale_because)
 from rxmrl.runtime import RunLock, WallClock, torch_threads, write_json, write_text
-
-PHASE_TITLES = {"data": "data and tokenizer", "supervised": "supervised warm start (stages 1-4)",
-                "mrl": "MRL curriculum", "dmpo": "DMPO on the same curriculum", "baseline": "stateless baseline (TRL SFT)",
-                "eval": "reward-range evaluation", "retention": "retention (reference conversation in memory)",
-                "audit": "reward audit", "latency": "latency per turn",
-                "report": "report"}
-CONFIG_FILE, TIMINGS_FILE = "config.toml", "timings.json"
-
-
-# ------------------------------------------------------------------------------------------ layout
-
-
-def model_dirs(run_dir: Path) -> dict[str, str]:
-    """What each evaluated model name loads (``rxmrl.evaluation.load_agent`` specs)."""
-    run_dir = Path(run_dir)
-    return {"warm_start": str(run_dir / "warmstart" / "stage-4"), "mrl": str(run_dir / "mrl" / "final"),
-            "dmpo": str(run_dir / "dmpo" / "final"), "baseline": str(run_dir / "baseline"), "oracle": "oracle", "random": "random"}
-
-
-def read_timings(run_dir: Path) -> dict[str, float]:
-    """Wall seconds of every finished phase, in phase order (from the phase markers)."""
-    timings = {}
-    for phase in PHASES:
-        path = marker_path(run_dir, phase)
-        if path.is_file():
-            timings[phase] = json.loads(path.read_text(encoding="utf-8"))["seconds"]
-    return timings
-
 
 # ------------------------------------------------------------------------------------------ phases
 
@@ -133,7 +106,7 @@ def evaluation_env(config: PipelineConfig, tokenizer, teacher_forcing: bool = Fa
     ev = config.eval
     return BatchedMrlEnv(ev.batch_size, ev.source, ev.steps, ev.split, config=ev.curriculum_config,
                          num_episodes=ev.num_episodes, data_seed=config.supervised.data.seed, reward=ev.reward,
-                         similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=ev.seed,
+                         similarity=ev.similarity, tokenizer=tokenizer, order="sequential", seed=config.seed,
                          device=ev.resolved_device(), saved_data=ev.saved_data, teacher_forcing=teacher_forcing)
 
 
@@ -157,9 +130,9 @@ def phase_eval(config: PipelineConfig) -> dict[str, Any]:
     for name in ev.models:
         path = Path(config.run_dir) / "eval" / f"{name}.json"
         if not path.is_file():
-            agent = load_agent(dirs[name], episodes, tokenizer=tokenizer, seed=ev.seed,
+            agent = load_agent(dirs[name], episodes, tokenizer=tokenizer, seed=config.seed,
                                max_new_tokens=ev.max_new_tokens, device=device, sampling=sampling)
-            result = evaluate(agent, env, ev.num_episodes, seed=ev.seed, meta=meta)
+            result = evaluate(agent, env, ev.num_episodes, seed=config.seed, meta=meta)
             write_json(path, evaluation_record(name, dirs[name], result))
             reward = result.reward()
             print(f"  {name}: reward {reward.mean:.2f} [{reward.ci_low:.2f}, {reward.ci_high:.2f}], "
@@ -201,7 +174,7 @@ def phase_retention(config: PipelineConfig) -> dict[str, Any]:
     meta = {"config": ev.curriculum_config, "split": ev.split, "scoring": f"{ev.reward} ({ev.similarity})",
             "sampling": describe_sampling(sampling)}
     result = measure_retention(models, env, ev.num_episodes, baseline=config.retention.models[0],
-                               max_new_tokens=ev.max_new_tokens, sampling=sampling, seed=ev.seed, meta=meta)
+                               max_new_tokens=ev.max_new_tokens, sampling=sampling, seed=config.seed, meta=meta)
     print(result.format_table(), flush=True)
     folder = Path(config.run_dir) / "retention"
     write_text(folder / "retention.txt", result.format_table() + "\n")
@@ -223,7 +196,7 @@ def phase_audit(config: PipelineConfig) -> dict[str, Any]:
         config=ev.curriculum_config, split=ev.split, num_episodes=ev.num_episodes,
         data_seed=config.supervised.data.seed, batch_size=ev.batch_size,
         checkpoints={labels[m]: dirs[m] for m in config.audit.models}, max_new_tokens=ev.max_new_tokens,
-        seed=ev.seed, device=ev.resolved_device(), sampling=ev.sampling.build())
+        seed=config.seed, device=ev.resolved_device(), sampling=ev.sampling.build())
     audit = audit_rewards(settings, RxTokenizer.load(dirs["warm_start"]))
     print(audit.format_table(), flush=True)
     return write_audit(audit, Path(config.run_dir) / "audit")
@@ -286,6 +259,7 @@ def run_pipeline(config: PipelineConfig, phases: list[str] | None = None, say: C
     changed = changed_keys(run_dir / CONFIG_FILE, config)
     check_config(config, changed)
     refuse_changes_under_results(run_dir, run_dir / CONFIG_FILE, config, redo or ())
+    check_phase_inputs(config, chosen)
     with RunLock(run_dir) as lock:
         if lock.took_over:
             say(f"note: {run_dir} was locked by process {lock.took_over.get('pid')} on "
@@ -320,6 +294,34 @@ def check_config(config: PipelineConfig, changed: list[str]) -> None:
     if resized and started:
         raise ConfigError(f"{', '.join(resized)} changed, but {warm} already holds {', '.join(started)} of the "
                           "earlier model size: set it back, or use a new run_dir")
+
+
+def phase_inputs(config: PipelineConfig) -> dict[str, set[str]]:
+    """The earlier phases whose models each phase reads (the models its section names, and the warm start's
+    tokenizer)."""
+    def models(names) -> set[str]:
+        return {MODEL_PHASES[name] for name in names if name in MODEL_PHASES} | {"supervised"}
+
+    return {"mrl": {"supervised"}, "dmpo": {"supervised"} if config.dmpo.enabled else set(),
+            "baseline": {"supervised"}, "eval": models(config.eval.models),
+            "retention": models(config.retention.models) if config.retention.enabled else set(),
+            "audit": models(config.audit.models) if config.audit.enabled else set(),
+            "latency": {"baseline", "mrl"} if config.latency.enabled else set()}
+
+
+def check_phase_inputs(config: PipelineConfig, chosen: list[str]) -> None:
+    """Refuse ``--phases`` that would read a model no phase has made (``--phases eval`` on a fresh run
+    directory), naming the missing phase, before anything runs (``ConfigError``)."""
+    from rxmrl.config import ConfigError
+
+    run_dir = Path(config.run_dir)
+    for phase in chosen:
+        for needed in sorted(phase_inputs(config).get(phase, set()), key=PHASES.index):
+            before = chosen[:chosen.index(phase)]
+            if needed not in before and not marker_path(run_dir, needed).is_file():
+                raise ConfigError(f"--phases {','.join(chosen)}: phase {phase} reads what phase {needed} makes, "
+                                  f"and {needed} has not finished in {run_dir} (no {marker_path(run_dir, needed)}): "
+                                  f"add {needed} to --phases, or leave --phases out to run every phase")
 
 
 def _run_phases(config: PipelineConfig, chosen: list[str], say: Callable[[str], None]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from rxmrl.study.plan import PERTURBATIONS
@@ -127,6 +128,7 @@ def _seeds(args: argparse.Namespace) -> int:
     print(table)
     print(f"wrote {out / 'table.txt'}, {out / 'summary.json'}, {out / 'recall.png'}")
     if failed:
-        print(f"error: {len(failed)} run(s) failed: {', '.join(failed)} (re-run the same command to retry them)")
+        print(f"error: {len(failed)} run(s) failed: {', '.join(failed)} (re-run the same command to retry them)",
+              file=sys.stderr)
         return 1
     return 0

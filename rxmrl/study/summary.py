@@ -70,7 +70,7 @@ def format_table(summary: Mapping[str, Any]) -> str:
 def plot_recall(summary: Mapping[str, Any], path: str | Path, title: str = "") -> Path:
     """Recall per run with memory (with its interval) and with a reset memory; runs that read memory in
     colour, the others grey."""
-    from rxmrl.pipeline.plots import pyplot, save_figure
+    from rxmrl.figures import pyplot, save_figure
 
     plt = pyplot()
     runs = summary["runs"]

@@ -2,8 +2,9 @@
 
 The pieces every stage shares, one concept per module:
 
-* ``loop``        -- ``Trainer``: step function in, optimised model out (AMP, accumulation, clipping,
-                     NaN guard, freezing, metrics, checkpoints, exact resume, DDP)
+* ``harness``     -- ``RunHarness``: run directory, lock, metrics, checkpoints, exact resume, NaN guard,
+                     AMP, the optimiser step and progress; the supervised ``Trainer`` and MRL stand on it
+* ``loop``        -- ``Trainer``: step function in, optimised model out (accumulation, freezing, DDP)
 * ``optim``       -- AdamW over named parameter groups; freezing groups
 * ``schedule``    -- warm-up + cosine learning-rate schedule with a floor
 * ``checkpoint``  -- atomic checkpoints (keep last K and ``best``)

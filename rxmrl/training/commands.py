@@ -48,15 +48,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _supervised(args: argparse.Namespace) -> int:
-    from rxmrl.config import ConfigError, config_from_args
+    from rxmrl.config import config_from_args
     from rxmrl.training.supervised import SupervisedConfig, format_report, run_supervised
 
     overrides = list(args.overrides) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
-    try:
-        config = config_from_args(SupervisedConfig, argparse.Namespace(config=args.config, overrides=overrides))
-    except ConfigError as error:
-        print(f"error: {error}")
-        return 2
+    config = config_from_args(SupervisedConfig, argparse.Namespace(config=args.config, overrides=overrides))
     reports = run_supervised(config, args.stages)
     from rxmrl.training.distributed import init_distributed
 

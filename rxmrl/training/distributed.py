@@ -101,10 +101,6 @@ def all_reduce_gradients(parameters: Sequence[nn.Parameter], env: DistEnv) -> No
         offset += size
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def all_reduce_mean(values: Mapping[str, float], env: DistEnv) -> dict[str, float]:
     """Mean of each scalar across ranks (every rank must pass the same keys)."""
     if not env.distributed or not values:

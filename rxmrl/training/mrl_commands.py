@@ -43,26 +43,20 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _mrl(args: argparse.Namespace) -> int:
     from rxmrl.config import ConfigError, config_from_args
-
+    from rxmrl.runtime import InputError
     from rxmrl.training.mrl.config import MrlRunConfig
 
     overrides = list(args.overrides)
     overrides += [f"init={args.init}"] if args.init else []
     overrides += [f"run_dir={args.run_dir}"] if args.run_dir else []
     overrides += [f"mrl.algorithm={args.algorithm}"] if args.algorithm else []  # `train dmpo`: the algorithm wins
-    try:
-        config = config_from_args(MrlRunConfig, argparse.Namespace(config=args.config, overrides=overrides))
-    except ConfigError as error:
-        print(f"error: {error}")
-        return 2
+    config = config_from_args(MrlRunConfig, argparse.Namespace(config=args.config, overrides=overrides))
     if not config.init:
-        print("error: no warm start: pass --init CHECKPOINT (a model dir) or set `init` in the config")
-        return 2
+        raise ConfigError("no warm start: pass --init CHECKPOINT (a model dir) or set `init` in the config")
     from rxmrl.training.mrl.run import run_mrl
 
     try:
         run_mrl(config)
     except FileNotFoundError as error:
-        print(f"error: {error}")
-        return 2
+        raise InputError(str(error)) from error
     return 0

@@ -17,9 +17,9 @@ stays bit-identical while the optimizer's state layout never changes -- which ke
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -29,6 +29,8 @@ GroupOf = Callable[[str], str]
 
 @dataclass
 class OptimConfig:
+    LIMITS: ClassVar[dict[str, str]] = {"lr": "> 0", "weight_decay": ">= 0", "betas": "in [0, 1)", "eps": "> 0",
+        "group_lr": ">= 0", "group_weight_decay": ">= 0"}
     lr: float = 3e-4  # base learning rate for groups without their own
     weight_decay: float = 0.01  # decoupled decay for matrices (never norms, biases, embeddings)
     betas: tuple[float, float] = (0.9, 0.95)
@@ -104,10 +106,6 @@ def set_trainable(model: nn.Module, trainable: Sequence[str] | set[str] | None,
             if group not in chosen:
                 parameter.grad = None
     return chosen
-
-
-def trainable_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
-    return (p for p in model.parameters() if p.requires_grad)
 
 
 def clip_sets(model: nn.Module, group_of: GroupOf | None, apart: Collection[str] = ()) -> dict[str, list[nn.Parameter]]:

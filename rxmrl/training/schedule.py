@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 
 @dataclass
 class ScheduleConfig:
+    LIMITS: ClassVar[dict[str, str]] = {"total_steps": ">= 1"}
     warmup_steps: int = 100  # linear ramp from lr/W to lr
     total_steps: int | None = None  # cosine reaches the floor here; None: the loop's max_steps
     min_lr_ratio: float = 0.1  # floor as a fraction of each group's base rate

@@ -24,7 +24,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from rxmrl.training.stages.joint import InteractionStageConfig, JointStageConfig
 from rxmrl.training.stages.memory_attention import MemoryAttentionStageConfig
@@ -61,6 +61,8 @@ def model_preset(name: str, overrides: dict[str, Any] | None = None):
 
 @dataclass
 class DataSection:
+    LIMITS: ClassVar[dict[str, str]] = {"tokenizer_vocab_size": ">= 1", "curriculum_steps": ">= 1",
+        "num_validation_episodes": ">= 1", "seed": ">= 0"}
     source: str = "embedded"  # curriculum source: "embedded", a local folder/file, or a hub id
     tokenizer: str = "default"  # "default" (embedded tokenizer) or a path to a tokenizer.json / folder
     tokenizer_vocab_size: int = 4096  # for the default tokenizer
@@ -73,6 +75,7 @@ class DataSection:
 
 @dataclass
 class SupervisedConfig:
+    LIMITS: ClassVar[dict[str, str]] = {"seed": ">= 0"}
     run_dir: Path = Path("runs/warmstart")
     stages: list[int] = field(default_factory=lambda: list(STAGES))
     seed: int = 0  # model initialisation
@@ -119,7 +122,8 @@ def is_complete(directory: Path) -> bool:
 
 
 def load_tokenizer(data: DataSection):
-    from rxmrl.tokenizer import RxTokenizer, default_tokenizer
+    from rxmrl.data import default_tokenizer
+    from rxmrl.tokenizer import RxTokenizer
 
     if data.tokenizer == "default":
         return default_tokenizer(data.tokenizer_vocab_size)
@@ -135,7 +139,9 @@ def starting_model(config: SupervisedConfig, stage: int, vocab_size: int):
         if is_complete(stage_dir(config.run_dir, earlier)):
             return ReactiveTransformer.from_pretrained(stage_dir(config.run_dir, earlier)), f"stage-{earlier}"
     if config.init is not None:
-        return ReactiveTransformer.from_pretrained(config.init), str(config.init)
+        from rxmrl.model.rxt import load_rxt
+
+        return load_rxt(config.init, role="init"), str(config.init)
     seed_everything(config.seed)
     preset = model_preset(config.model.preset, {**config.model.overrides, "vocab_size": vocab_size})
     return ReactiveTransformer(preset), f"fresh {config.model.preset}"
@@ -214,6 +220,19 @@ def save_stage(directory: Path, model, tokenizer, config: SupervisedConfig, repo
     write_json(directory / SUMMARY_FILE, report, nan_as_null=False)
 
 
+def check_init(config: SupervisedConfig) -> None:
+    """A bad ``init`` refused before any stage prepares its data: the folder checked (kind, weights against
+    its ``config.json``) and its vocabulary the run's tokenizer's (the stages train on that tokenizer's ids)."""
+    from rxmrl.model.folder import ModelFolderError
+    from rxmrl.model.rxt import checked_rxt_config
+
+    vocab_size = checked_rxt_config(config.init, "init").vocab_size
+    tokens = load_tokenizer(config.data).vocab_size
+    if vocab_size != tokens:
+        raise ModelFolderError(f"init {config.init} has vocab_size {vocab_size}, the run's tokenizer "
+                               f"(data.tokenizer = {config.data.tokenizer!r}) has {tokens} tokens")
+
+
 def run_supervised(config: SupervisedConfig, stages: Sequence[int] | None = None, env=None) -> list[StageReport]:
     """Run the chosen stages (default: ``config.stages``) in order; see the module docstring."""
     from rxmrl.training.distributed import init_distributed, lock_run_dir
@@ -221,6 +240,8 @@ def run_supervised(config: SupervisedConfig, stages: Sequence[int] | None = None
     from rxmrl.config import validate
 
     validate(config)
+    if config.init is not None:
+        check_init(config)
     env = env or init_distributed()
     chosen = check_stages(stages if stages is not None else config.stages)
     lock = lock_run_dir(config.run_dir, env)

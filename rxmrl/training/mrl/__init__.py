@@ -4,6 +4,7 @@ One concept per module::
 
     config      MrlRunConfig (run) > StageConfig (curriculum stage), MrlConfig (algorithm) > Objective/...,
                 OptimSettings (the optimiser: per-component and per-stage rates), ValidationSettings
+    plan        RolloutPlan: what a rollout samples and records, per algorithm (built from config + stage)
     rollout     episodes played in the batched env: STM before/after, behaviour + reference log-probs, values
     critic      value model: warm-start encoder over (saved interaction + query) [+ STM], value head
     advantages  IMPO's r - V, or GAE; normalisation; explained variance
@@ -11,7 +12,11 @@ One concept per module::
     curriculum  stage data, epoch order (last smaller batch included), the resumable position
     evaluate    validation reward per episode and step, fact recall, bootstrap interval
     validation  the rewards validation scores with besides the training one, and its printed line
+    update      Learner (STM recomputed, values), PpoSamples / DmpoPairs: minibatches and each one's loss
+    model       MrlModel: policy + critic, the optimiser's component names
+    records     what an iteration logs about its rollout
     trainer     MrlTrainer: stages -> epochs -> rollout -> advantages -> PPO epochs over minibatches, its own loop
+                on the run harness (rxmrl.training.harness)
 
 Usage::
 
@@ -29,6 +34,7 @@ from rxmrl.training.mrl.critic import Critic
 from rxmrl.training.mrl.curriculum import CurriculumState, StageData, epoch_batches, load_stage_data
 from rxmrl.training.mrl.evaluate import Evaluation, bootstrap_mean_difference, evaluate_policy
 from rxmrl.training.mrl.objective import LossInputs, mrl_loss
+from rxmrl.training.mrl.plan import RolloutPlan
 from rxmrl.training.mrl.rollout import Rollout, collect_rollout, rollout_env, stage_episodes
 from rxmrl.training.mrl.trainer import MrlModel, MrlResult, MrlTrainer, component_of
 
@@ -36,7 +42,7 @@ __all__ = [
     "AdvantageConfig", "Critic", "CriticConfig", "CurriculumState", "Evaluation", "LossInputs",
     "MrlConfig", "MrlModel", "MrlResult", "MrlRunConfig", "MrlTrainer", "ObjectiveConfig", "OptimSettings",
     "RewardSettings", "ValidationSettings",
-    "Rollout", "SamplingSettings", "StageConfig", "StageData", "bootstrap_mean_difference",
+    "Rollout", "RolloutPlan", "SamplingSettings", "StageConfig", "StageData", "bootstrap_mean_difference",
     "collect_rollout", "component_of", "compute_advantages", "epoch_batches",
     "evaluate_policy", "explained_variance", "load_stage_data", "mrl_loss", "rollout_env", "stage_episodes",
 ]

@@ -28,6 +28,10 @@ def check_components(lrs: dict[str, float], key: str) -> None:
 class ObjectiveConfig:
     """Coefficients of the loss assembled by :func:`rxmrl.training.mrl.objective.mrl_loss`."""
 
+    LIMITS: ClassVar[dict[str, str]] = {"clip": "> 0", "entropy_coef": ">= 0", "reference_kl_coef": ">= 0",
+        "stabilisation_kl_coef": ">= 0", "memory_coef": ">= 0", "value_coef": ">= 0", "value_clip": "> 0",
+        "moe_aux_coef": ">= 0", "memory_credit": ">= 0"}
+
     clip: float = 0.2  # PPO ratio clip epsilon
     entropy_coef: float = 0.01  # entropy bonus c_H (mean over real answer tokens)
     reference_kl_coef: float = 0.05  # KL(pi_theta || pi_ref) to the frozen warm-start policy
@@ -50,6 +54,8 @@ class ObjectiveConfig:
 class AdvantageConfig:
     """How per-step advantages are computed from rewards and the critic's values."""
 
+    LIMITS: ClassVar[dict[str, str]] = {"gamma": "in [0, 1]", "lam": "in [0, 1]"}
+
     # impo: A_t = r_t - V_t;  gae: GAE(gamma, lam) over steps (both with a critic);  grpo: group-normalised
     # reward;  rloo: leave-one-out baseline (both over mrl.group_size answers sampled from one STM, no critic)
     estimator: Literal["impo", "gae", "grpo", "rloo"] = "impo"
@@ -61,6 +67,8 @@ class AdvantageConfig:
 @dataclass
 class SamplingSettings:
     """The distribution answers are sampled from; log-probs for the ratio use the same one."""
+
+    LIMITS: ClassVar[dict[str, str]] = {"temperature": "> 0", "top_k": ">= 1", "top_p": "in (0, 1]"}
 
     temperature: float = 1.0  # > 0
     top_k: int | None = None  # keep the k most likely tokens ("none": off)
@@ -78,6 +86,7 @@ class CriticConfig:
     """The value model: an encoder copied from the warm start plus a value head."""
 
     MOVED: ClassVar[dict[str, str]] = {"lr": "the critic's learning rate is optim.group_lr.critic"}
+    LIMITS: ClassVar[dict[str, str]] = {"max_len": ">= 1"}
 
     max_len: int = 512  # tokens of (saved interaction + current query) the critic reads (longer than the policy's)
     memory_aware: bool = False  # add a cross-attention from the critic's states to the (detached) STM
@@ -86,6 +95,9 @@ class CriticConfig:
 @dataclass
 class StageConfig:
     """One curriculum stage."""
+
+    LIMITS: ClassVar[dict[str, str]] = {"num_episodes": ">= 1", "eval_episodes": ">= 1", "epochs": ">= 1",
+        "trainable": "non-empty"}
 
     steps: int = 2  # follow-ups per episode (the curriculum step)
     strategy: Literal["cumulative", "long_range", "mixed"] = "cumulative"  # mixed: long-range with long_range_ratio
@@ -148,6 +160,8 @@ class DmpoConfig:
 @dataclass
 class MrlConfig:
     """The RL algorithm: rollouts, PPO epochs (or DMPO passes), objective, advantages."""
+
+    LIMITS: ClassVar[dict[str, str]] = {"max_interaction_len": ">= 1"}
 
     # ppo: the clipped policy-gradient loss (mrl_loss) with advantages.estimator; dmpo: preference pairs from
     # one STM per step (mrl.dmpo, the loss dmpo_loss), no advantages and no critic
@@ -348,6 +362,8 @@ class MrlRunConfig:
                 "tensorboard, amp and amp_dtype are top-level keys; the other loop keys were never read",
         "schedule": "the schedule is optim.warmup_steps and optim.min_lr_ratio (over the whole curriculum)",
     }
+
+    LIMITS: ClassVar[dict[str, str]] = {"seed": ">= 0"}
 
     init: str = ""  # warm-start checkpoint: a model dir (config.json + model.safetensors) or a checkpoint dir
     tokenizer: str = ""  # tokenizer path ("": the dir of init if it has one, else the embedded default)

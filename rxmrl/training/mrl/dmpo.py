@@ -1,6 +1,6 @@
 r"""DMPO, Direct Memory and Preference Optimization: DPO at every step of an episode, conditioned on the STM.
 
-At step ``t`` of episode ``b`` the rollout (``collect_rollout(with_reference=..., continue_with="best")``)
+At step ``t`` of episode ``b`` the rollout (``RolloutPlan.dmpo``: the reference member, ``continue_with="best"``)
 gives K candidate answers from one STM -- answers sampled from the policy and, by default, the reference
 answer -- each scored by the env's reward. The highest-reward candidate is *accepted* ``y_w``, the lowest
 *rejected* ``y_l``; the pair trains only when ``r(y_w) - r(y_l) >= min_margin``. The episode's memory then

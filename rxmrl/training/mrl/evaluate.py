@@ -16,8 +16,9 @@ from torch import Tensor
 
 from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.evaluation.bootstrap import bootstrap_interval
-from rxmrl.model import ReactiveTransformer, SamplingConfig
+from rxmrl.model import ReactiveTransformer
 from rxmrl.training.mrl.curriculum import StageData
+from rxmrl.training.mrl.plan import RolloutPlan
 from rxmrl.training.mrl.rollout import collect_rollout, stage_episodes
 
 
@@ -45,16 +46,16 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: StageData, sampling: SamplingConfig,
-                    batch_size: int = 32, max_answer_tokens: int = 48,
-                    max_interaction_len: int = 256, seed: int = 0, write_memory: bool = True,
-                    scorers: Mapping[str, BatchedMrlEnv] | None = None, teacher_forcing: bool = False) -> Evaluation:
-    """Play every episode of ``data`` in ``env`` (in order) with a seeded generator (STM noise and any
-    sampling), so evaluation never moves the training RNG and repeats exactly. ``teacher_forcing``: the
-    reference answers are written into memory (the retention protocol), else the policy's own.
-    ``write_memory=False``: the no-memory ablation (the policy answers from a fresh STM every time). Fact
-    recall averages the steps whose data has facts (the env gives NaN for the others). ``scorers``: other
-    rewards of the same answers (:func:`collect_rollout`), reported per episode under their names."""
+def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: StageData, plan: RolloutPlan,
+                    batch_size: int = 32, seed: int = 0,
+                    scorers: Mapping[str, BatchedMrlEnv] | None = None) -> Evaluation:
+    """Play every episode of ``data`` in ``env`` (in order) as ``plan`` says (one answer per step) with a
+    seeded generator (STM noise and any sampling), so evaluation never moves the training RNG and repeats
+    exactly. ``plan.teacher_forcing``: the reference answers are written into memory (the retention
+    protocol), else the policy's own. ``plan.write_memory=False``: the no-memory ablation (the policy answers
+    from a fresh STM every time). Fact recall averages the steps whose data has facts (the env gives NaN for
+    the others). ``scorers``: other rewards of the same answers (:func:`collect_rollout`), reported per
+    episode under their names."""
     was_training = policy.training
     policy.eval()
     generator = torch.Generator(device=policy.device).manual_seed(seed)
@@ -65,9 +66,7 @@ def evaluate_policy(policy: ReactiveTransformer, env: BatchedMrlEnv, data: Stage
     for start in range(0, len(data), batch_size):
         rows = range(start, min(start + batch_size, len(data)))
         episodes = stage_episodes([data.episodes[i] for i in rows], [data.long_range[i] for i in rows], steps)
-        rollout = collect_rollout(policy, env, episodes, sampling, max_answer_tokens=max_answer_tokens,
-                                  max_interaction_len=max_interaction_len, generator=generator,
-                                  write_memory=write_memory, scorers=scorers, teacher_forcing=teacher_forcing)
+        rollout = collect_rollout(policy, env, episodes, plan, generator=generator, scorers=scorers)
         rewards = rollout.rewards.view(steps, len(rows))  # [N, B]
         episode_rewards.append(rewards.mean(0))
         for name, scored in rollout.scored_by.items():

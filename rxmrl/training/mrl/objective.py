@@ -70,6 +70,25 @@ def memory_regulariser(stm: Tensor, stm_prev: Tensor, steps: Tensor, coef: float
     return (torch.sqrt(steps.float() + 1) * coef * mse).mean(), mse
 
 
+def _weighted_mean(x: Tensor, mask: Tensor, token_weights: Tensor | None, token_mean) -> Tensor:
+    """The policy term's token mean; with ``memory_credit``'s weights ``w``, ``sum w·x / sum w``: the weights
+    move credit between tokens, not the step size."""
+    if token_weights is None:
+        return token_mean(x)
+    weights = token_weights.detach().float() * mask
+    return (x * weights).sum() / weights.sum().clamp_min(1e-8)
+
+
+def clipped_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, clip: float) -> tuple[Tensor, Tensor]:
+    """``½ mean max((V - R)², (V_old + clip(V - V_old, ±c_V) - R)²)`` and the share of values clipped."""
+    values, old_values, returns = values.float(), old_values.float(), returns.float()
+    clipped = old_values + (values - old_values).clamp(-clip, clip)
+    loss = 0.5 * torch.maximum((values - returns).pow(2), (clipped - returns).pow(2)).mean()
+    with torch.no_grad():
+        fraction = ((values - old_values).abs() > clip).float().mean()
+    return loss, fraction
+
+
 def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str, Tensor]]:
     r"""Total IMPO loss of a minibatch, and every term (detached) by name.
 
@@ -92,7 +111,8 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
     IMPO's policy stabilisation is the KL between the current policy and the previous step's policy on the
     same episode; every step of a batched rollout was produced by the same behaviour policy pi_old, so
     that is the KL to pi_old, estimated on the episode's own answer tokens. ``c_mem`` multiplies
-    ``sqrt(t+1)``: later steps of an episode may change memory less. Diagnostics (not in the loss):
+    ``sqrt(t+1)``: later steps of an episode may change memory less. ``loss/stabilisation_kl`` is CleanRL's
+    ``approx_kl`` (the same k3 estimate), logged under that one name. Diagnostics (not in the loss):
     ``clip_fraction`` (tokens with ``|rho - 1| > eps``), ``ratio`` (mean rho), ``value/clip_fraction``,
     ``memory/stm_mse`` (unweighted STM change).
     """
@@ -108,34 +128,22 @@ def mrl_loss(batch: LossInputs, cfg: ObjectiveConfig) -> tuple[Tensor, dict[str,
     ratio = log_ratio.exp()
     adv = batch.advantages[:, None].to(ratio.dtype)  # [M, 1] -> broadcast over the step's tokens
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv)
-    if batch.token_weights is None:
-        policy_loss = -token_mean(surrogate)
-    else:  # a weighted token mean: the weights move credit between tokens, not the step size
-        weights = batch.token_weights.detach().float() * mask
-        policy_loss = -(surrogate * weights).sum() / weights.sum().clamp_min(1e-8)
+    policy_loss = -_weighted_mean(surrogate, mask, batch.token_weights, token_mean)
     entropy = token_mean(batch.entropy)
     ref_kl = token_mean(_k3((ref_log_probs - log_probs).masked_fill(~batch.mask, 0.0)))
     stab_kl = token_mean(_k3(log_ratio))  # tokens were sampled from pi_old: k3 of KL(pi_old || pi_theta)
-
     memory_loss, mse = memory_regulariser(batch.stm, batch.stm_prev, batch.steps, cfg.memory_coef)
-
-    values, old_values, returns = batch.values.float(), batch.old_values.float(), batch.returns.float()
-    clipped = old_values + (values - old_values).clamp(-cfg.value_clip, cfg.value_clip)
-    value_loss = 0.5 * torch.maximum((values - returns).pow(2), (clipped - returns).pow(2)).mean()
-    aux = batch.moe_aux if batch.moe_aux is not None else values.new_zeros(())
+    value_loss, value_clipped = clipped_value_loss(batch.values, batch.old_values, batch.returns, cfg.value_clip)
+    aux = batch.moe_aux if batch.moe_aux is not None else value_loss.new_zeros(())
 
     total = (policy_loss - cfg.entropy_coef * entropy + cfg.reference_kl_coef * ref_kl
              + cfg.stabilisation_kl_coef * stab_kl + memory_loss + cfg.value_coef * value_loss
              + cfg.moe_aux_coef * aux)
     with torch.no_grad():
-        metrics = {
-            "loss/policy": policy_loss, "loss/entropy": entropy, "loss/reference_kl": ref_kl,
-            "loss/stabilisation_kl": stab_kl, "loss/memory": memory_loss, "loss/value": value_loss,
-            "loss/moe_aux": aux, "loss/total": total,
-            "policy/clip_fraction": token_mean(((ratio - 1).abs() > cfg.clip).float()),
-            "policy/approx_kl": stab_kl,  # CleanRL's approx_kl: the same k3 estimate
-            "policy/ratio": token_mean(ratio),
-            "value/clip_fraction": ((values - old_values).abs() > cfg.value_clip).float().mean(),
-            "memory/stm_mse": mse.mean(),
-        }
+        metrics = {"loss/policy": policy_loss, "loss/entropy": entropy, "loss/reference_kl": ref_kl,
+                   "loss/stabilisation_kl": stab_kl, "loss/memory": memory_loss, "loss/value": value_loss,
+                   "loss/moe_aux": aux, "loss/total": total,
+                   "policy/clip_fraction": token_mean(((ratio - 1).abs() > cfg.clip).float()),
+                   "policy/ratio": token_mean(ratio), "value/clip_fraction": value_clipped,
+                   "memory/stm_mse": mse.mean()}
     return total, {k: v.detach() for k, v in metrics.items()}

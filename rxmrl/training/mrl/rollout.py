@@ -3,7 +3,8 @@
 The episodes are played in a :class:`rxmrl.envs.BatchedMrlEnv` (its native batched form): the env holds the
 tokenised episodes, the step plan (which saved data, which reward mode), the running mean and teacher
 forcing, and scores every step in one batched reward call on ids; this module drives it with the policy and
-records what the update needs. Per episode (row ``b``), with interaction 0 = the saved first interaction and
+records what the update needs, every choice read from a :class:`~rxmrl.training.mrl.plan.RolloutPlan` (one
+per algorithm; the steps are named phases: write, answer, reference, score, value). Per episode (row ``b``), with interaction 0 = the saved first interaction and
 interaction ``k`` = follow-up ``k-1`` as written into memory::
 
     start = env.reset(options={"episodes": episodes})      # the curriculum's choice, in its order
@@ -17,7 +18,7 @@ interaction ``k`` = follow-up ``k-1`` as written into memory::
         V_t        = critic(saved data out.saved_index + query_t [, STM])
         interaction t+1 = out.written_interaction           # (query_t, answer_t), or reference_t under TF
 
-With ``group_size = G > 1`` (the group estimators) each step samples G answers per episode from the
+With ``plan.group_size = G > 1`` (the group estimators) each step samples G answers per episode from the
 identical STM and query, the env scores all of them (``score_alternatives``), and the episode goes on with
 one drawn uniformly at random -- from the sampling generator, never from the rewards -- so the memory
 trajectory stays the policy's own and unbiased::
@@ -28,14 +29,14 @@ trajectory stays the policy's own and unbiased::
 
 Samples are then ``(t·B + b)·G + g``; no critic is needed (``critic=None``: values 0).
 
-DMPO's candidates (``with_reference=True``, ``continue_with="best"``) add the step's reference answer as
+DMPO's candidates (``plan.reference_member="none"``, ``continue_with="best"``) add the step's reference answer as
 member ``G`` of every group (K = G + 1 members), and the episode goes on with the member of the highest
 reward -- the accepted answer -- so memory takes the accepted answer and never a rejected one::
 
         answers_{t,b,G} = reference_t                       # scored like a sample; old log-probs 0 (not sampled)
         c_b = argmax_k r_{t,b,k}                            # ties: the last of them (stable order)
 
-A group estimator's ``reference_member`` adds the reference answer the same way (member ``G``, scored like a
+A group estimator's reference member (``plan.reference_member="policy"``) adds the reference answer the same way (member ``G``, scored like a
 sample) but keeps the random continuation among the sampled members, and records the policy's own log-probs
 of the reference tokens as their behaviour log-probs, so the PPO ratio starts at 1 for them too::
 
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -63,11 +65,13 @@ from rxmrl.data import Episode
 from rxmrl.envs.batched import BatchedMrlEnv
 from rxmrl.envs.episodes import cut_to_steps
 from rxmrl.envs.padded import PaddedIds
-from rxmrl.model import ReactiveTransformer, SamplingConfig, pad_batch, query_tokens
+from rxmrl.model import ReactiveTransformer, pad_batch, query_tokens
 from rxmrl.rewards import WordStatistics
 from rxmrl.special_tokens import ANSWER_ID, EOS_ID, PAD_ID
 from rxmrl.tokenizer import RxTokenizer
+from rxmrl.training.mrl.config import StageConfig
 from rxmrl.training.mrl.objective import LOG_PROB_FLOOR
+from rxmrl.training.mrl.plan import RolloutPlan
 
 
 # -------------------------------------------------------------------------------- stage episodes
@@ -121,10 +125,6 @@ class Rollout:
     def size(self) -> int:
         return self.rewards.shape[0]
 
-    def episode_rewards(self) -> Tensor:
-        """Mean reward per episode ``[B]`` (over its steps and their group members)."""
-        return self.rewards.view(self.num_steps, self.num_episodes, self.group_size).mean((0, 2))
-
     def stm_change(self) -> Tensor:
         """``MSE(STM_t, STM_{t-1})`` per step ``[N]`` (what the memory regulariser penalises)."""
         per_sample = (self.stm_read - self.stm_prev).pow(2).flatten(1).mean(1)
@@ -168,6 +168,15 @@ def rollout_env(episodes: Sequence[Episode], steps: int, reward: Callable[..., A
                          saved_data=saved_data, word_statistics=word_statistics)
 
 
+def stage_word_statistics(reward, source: str, stage: StageConfig) -> WordStatistics | None:
+    """The memory tokens' word statistics of a stage's data (train split), for a reward that uses them."""
+    if not getattr(reward, "uses_memory_targets", False):
+        return None
+    from rxmrl.envs.scoring import curriculum_word_statistics
+
+    return curriculum_word_statistics(source, f"steps-{stage.data_steps or stage.steps}")
+
+
 def answer_rows(tokens: Tensor, mask: Tensor, write: str = "closed") -> PaddedIds:
     """Generated answers (``[B, T]``, no ``[A]``, ``[PAD]`` after ``[EOS]``) as the env's ``[A] a [EOS]`` rows.
 
@@ -198,148 +207,179 @@ def truncate_interactions(interactions: PaddedIds, max_len: int) -> PaddedIds:
 
 
 @torch.no_grad()
-def collect_rollout(
-    policy: ReactiveTransformer,
-    env: BatchedMrlEnv,
-    episodes: Sequence[Episode],
-    sampling: SamplingConfig,
-    *,
-    reference: ReactiveTransformer | None = None,
-    critic=None,
-    max_answer_tokens: int = 48,
-    max_interaction_len: int = 256,
-    critic_max_len: int = 512,
-    teacher_forcing: bool = False,
-    random_reset_ratio: float = 0.0,
-    carried: tuple[Tensor, Tensor] | None = None,
-    generator: torch.Generator | None = None,
-    write_memory: bool = True,
-    keep_encoded: bool = False,
-    group_size: int = 1,
-    scorers: Mapping[str, BatchedMrlEnv] | None = None,
-    with_reference: bool = False,
-    continue_with: str = "random",
-    score_sampling: SamplingConfig | None = None,
-    with_blank_reference: bool = False,
-    reference_behaviour: str = "none",
-) -> Rollout:
-    """Play ``episodes`` (see :func:`stage_episodes`) in ``env`` with ``policy`` (see the module docstring).
+def collect_rollout(policy: ReactiveTransformer, env: BatchedMrlEnv, episodes: Sequence[Episode], plan: RolloutPlan,
+                    *, reference: ReactiveTransformer | None = None, critic=None,
+                    carried: tuple[Tensor, Tensor] | None = None, generator: torch.Generator | None = None,
+                    scorers: Mapping[str, BatchedMrlEnv] | None = None) -> Rollout:
+    """Play ``episodes`` (see :func:`stage_episodes`) in ``env`` with ``policy`` as ``plan`` says (see the
+    module docstring): per step the named phases write, answer, reference, score and value.
 
     The env scores each step (one batched reward call on ids: its plan, saved data, running mean and
-    teacher forcing); this function owns the model side: memory writes (cut to ``max_interaction_len``),
-    generation, reference log-probs and values. ``write_memory=False`` is the no-memory ablation: STM stays
-    the fresh initial state, so any reward the policy earns comes from the query alone (rewards are still
-    scored against the interactions as written). ``keep_encoded=True`` records each write's encoded data:
-    with the encoder and embedding frozen the update reuses it instead of re-encoding every interaction on
-    every pass (identical values: no dropout). ``group_size > 1``: G answers per step from one STM, the
-    episode continuing with one drawn at random (see the module docstring). ``scorers`` (evaluation, one
-    answer per step): more envs of the same steps, each with its own reward, reset with the same episodes and
-    stepped with the same answers; their rewards land in ``rollout.scored_by[name]``. ``with_reference``:
-    the reference answer joins every group as its last member; ``continue_with="best"``: the episode goes on
-    with the group's highest-reward member instead of a random one (DMPO). ``score_sampling``: the
-    distribution the reference policy's log-probs are taken under (default: ``sampling``; DMPO: the model's
-    own, ``GREEDY``). ``with_blank_reference``: the reference policy also scores every answer from a fresh,
-    never written STM (``rollout.ref_blank_log_probs``), so the update can tell the tokens memory made likelier.
-    ``reference_behaviour``: the reference member's behaviour log-probs: ``"none"`` (0: no policy sampled it,
-    DMPO) or ``"policy"`` (the policy's own under ``sampling``, floored at ``LOG_PROB_FLOOR``: a PPO ratio of 1
-    before the update, as for a sampled member). The random continuation is always a sampled member.
+    teacher forcing); the phases own the model side: memory writes, generation, reference log-probs and
+    values. ``reference``: the frozen policy whose log-probs the KL terms and DMPO read (None: the behaviour
+    log-probs stand in). ``critic``: values of each step (None: 0). ``carried``: the previous rollout's final
+    ``(STM, reference STM)`` for ``plan.random_reset_ratio``. ``scorers`` (evaluation, one answer per step):
+    more envs of the same steps, each with its own reward, reset with the same episodes and stepped with the
+    same answers; their rewards land in ``rollout.scored_by[name]``.
     """
-    if continue_with not in ("random", "best"):
-        raise ValueError(f"continue_with={continue_with!r}: expected 'random' or 'best'")
-    if reference_behaviour not in ("none", "policy"):
-        raise ValueError(f"reference_behaviour={reference_behaviour!r}: expected 'none' or 'policy'")
-    score_sampling = sampling if score_sampling is None else score_sampling
-    members = group_size + with_reference  # answers per episode and step
-    timings = dict.fromkeys(("memory", "generate", "reference", "critic", "reward"), 0.0)
-    device = policy.device
-    scorers = dict(scorers or {})
-    if scorers and members != 1:
-        raise ValueError(f"scorers score one answer per step; group_size={group_size}")
-    options = {"episodes": list(episodes), "teacher_forcing": teacher_forcing}
-    start = env.reset(options=options)
-    for other in scorers.values():
-        other.reset(options=options)
-    size, steps = len(start.episodes), env.steps
-    stm, ref_stm = initial_memory(policy, size, random_reset_ratio, *(carried or (None, None)), generator)
-    if with_blank_reference and reference is None:
-        raise ValueError("with_blank_reference needs the reference policy")
-    blank = reference.initial_stm(size, generator) if with_blank_reference else None
-    written = [truncate_interactions(start.saved_interaction, max_interaction_len)]  # interaction k, as written
-    written_rows = [written[0].to_lists()]
-    query = start.query
-    per_step: list[dict] = []
-    for t in range(steps):
+    play = _Play(policy, env, plan, reference, critic, generator, dict(scorers or {}))
+    play.reset(episodes, carried)
+    for t in range(env.steps):
+        play.step(t)
+    return _stack(play.per_step, play.size, play.stm, play.ref_stm, play.timings, plan.members)
+
+
+@dataclass
+class _Play:
+    """One rollout in progress: the models, the plan, the STMs and what the steps recorded so far."""
+
+    policy: ReactiveTransformer
+    env: BatchedMrlEnv
+    plan: RolloutPlan
+    reference: ReactiveTransformer | None
+    critic: Any
+    generator: torch.Generator | None
+    scorers: dict[str, BatchedMrlEnv]
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("memory", "generate", "reference", "critic", "reward"), 0.0))  # seconds per phase
+    per_step: list[dict] = field(default_factory=list)
+
+    @contextmanager
+    def timed(self, phase: str):
         clock = time.perf_counter()
-        ids, mask = written[t].ids.to(device), written[t].mask().to(device)  # [B, W]
-        stm_prev = stm
-        encoded = None
-        if write_memory:
-            encoded, _ = policy.encoder(ids, mask)  # [B, L, W, D]; write_memory's two halves, ED kept
-            stm = policy.memory_attention(stm, encoded, mask)
-        if reference is not None and write_memory:
-            ref_stm = reference.write_memory(ref_stm, ids, mask)
-        timings["memory"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        queries = [q for q in query.to_lists() for _ in range(group_size)]  # [B·G], a group per episode
-        out = policy.generate(queries, _Repeat(group_size)(stm), max_answer_tokens, sampling, generator=generator)
-        tokens, token_mask, old_lp = out.tokens, out.mask, out.log_probs
-        if with_reference:  # the reference answer as member G (behaviour log-probs: reference_behaviour)
-            ref_tokens, ref_mask = answer_tokens(env.current_references(), max_answer_tokens)
-            ref_tokens, ref_mask = ref_tokens.to(device), ref_mask.to(device)
-            ref_old = (policy.score(query.to_lists(), ref_tokens, stm, answer_mask=ref_mask, sampling=sampling,
-                                    with_logits=False).log_probs.clamp_min(LOG_PROB_FLOOR).masked_fill(~ref_mask, 0.0)
-                       if reference_behaviour == "policy" else torch.zeros(ref_tokens.shape, device=device))
-            tokens, token_mask, old_lp = (append_member(a, b, group_size, pad) for a, b, pad in
-                                          ((tokens, ref_tokens, 0), (token_mask, ref_mask, False), (old_lp, ref_old, 0.0)))
-            queries = [q for q in query.to_lists() for _ in range(members)]
-        group = _Repeat(members)
-        timings["generate"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        if reference is not None:
-            ref_lp = reference.score(queries, tokens, group(ref_stm), answer_mask=token_mask,
-                                     sampling=score_sampling, with_logits=False).log_probs
-        else:
-            ref_lp = old_lp.clone()
-        blank_lp = (reference.score(queries, tokens, group(blank), answer_mask=token_mask, sampling=score_sampling,
-                                    with_logits=False).log_probs if blank is not None else None)
-        timings["reference"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        answers = answer_rows(tokens, token_mask, policy.config.interaction_write)  # [B·K] rows
-        if members == 1:
-            result = scored = env.step(answers)
-            scored_by = {name: other.step(answers).rewards.float().cpu() for name, other in scorers.items()}
-        else:  # score the whole group, then go on with one member: drawn without looking at the rewards, or
-            scored, scored_by = env.score_alternatives(answers, group_size=members), {}  # DMPO's accepted one
-            if continue_with == "random":  # a sampled member (the reference one, if any, comes last)
-                sampled = continuing_members(size, group_size, generator)
-                rows = (sampled // group_size) * members + sampled % group_size
-            else:
-                rows = best_members(scored.rewards, members)
-            rows = rows.to(answers.ids.device)
-            result = env.step(PaddedIds(answers.ids[rows], answers.lengths[rows]).trimmed())
-        timings["reward"] += time.perf_counter() - clock
-        clock = time.perf_counter()  # the value reads the saved data the step is about (not the answer)
-        c_ids = c_mask = None
-        values = torch.zeros(len(queries), device=device)
-        if critic is not None:
-            saved_rows = [written_rows[k][b] for b, k in enumerate(result.saved_index.tolist())]
-            c_ids, c_mask = pad_batch(critic_inputs(saved_rows, query.to_lists(), critic_max_len), device=device)
-            values = critic(c_ids, c_mask, stm)
-            c_ids, c_mask, values = group(c_ids), group(c_mask), group(values)
-        timings["critic"] += time.perf_counter() - clock
-        written.append(truncate_interactions(result.written_interaction, max_interaction_len))
-        written_rows.append(written[-1].to_lists())
-        query = result.next_query
+        yield
+        self.timings[phase] += time.perf_counter() - clock
+
+    def reset(self, episodes: Sequence[Episode], carried: tuple[Tensor, Tensor] | None) -> None:
+        """Reset the env (and the scorers) to ``episodes``; fresh (or carried) STMs; interaction 0 as written."""
+        plan = self.plan
+        if self.scorers and plan.members != 1:
+            raise ValueError(f"scorers score one answer per step; group_size={plan.group_size}")
+        options = {"episodes": list(episodes), "teacher_forcing": plan.teacher_forcing}
+        start = self.env.reset(options=options)
+        for other in self.scorers.values():
+            other.reset(options=options)
+        self.size = len(start.episodes)
+        self.stm, self.ref_stm = initial_memory(self.policy, self.size, plan.random_reset_ratio,
+                                                *(carried or (None, None)), self.generator)
+        if plan.blank_reference and self.reference is None:
+            raise ValueError("blank_reference needs the reference policy")
+        self.blank = self.reference.initial_stm(self.size, self.generator) if plan.blank_reference else None
+        self.written = [truncate_interactions(start.saved_interaction, plan.max_interaction_len)]  # interaction k
+        self.written_rows = [self.written[0].to_lists()]
+        self.query = start.query
+
+    def step(self, t: int) -> None:
+        """Step ``t``: the phases in order, then the step's record."""
+        ids, mask, stm_prev, encoded = self.write(t)
+        queries, tokens, token_mask, old = self.answer()
+        ref, blank = self.reference_scores(queries, tokens, token_mask, old)
+        answers = answer_rows(tokens, token_mask, self.policy.config.interaction_write)  # [B·K] rows
+        scored, result, scored_by = self.score(answers)
+        critic_ids, critic_mask, values = self.value(result, len(queries))
+        self.written.append(truncate_interactions(result.written_interaction, self.plan.max_interaction_len))
+        self.written_rows.append(self.written[-1].to_lists())
+        self.query = result.next_query
         components = {k: v.float().cpu() for k, v in scored.components.items()}
         components["fact_recall"] = scored.fact_recall.float().cpu()  # NaN where the data has no facts
         components["held_fact_recall"] = scored.held_fact_recall.float().cpu()  # NaN: memory holds none
-        per_step.append(dict(queries=queries, tokens=tokens, mask=token_mask, old=old_lp, ref=ref_lp, blank=blank_lp,
-                             write_ids=group(ids), write_mask=group(mask),
-                             encoded=group(encoded) if keep_encoded and encoded is not None else None,
-                             stm_prev=group(stm_prev), stm_read=group(stm), critic_ids=c_ids, critic_mask=c_mask,
-                             rewards=scored.rewards.float().cpu(), values=values.float().cpu(),
-                             components=components, scored_by=scored_by))
-    return _stack(per_step, size, stm, ref_stm, timings, members)
+        group = _Repeat(self.plan.members)
+        self.per_step.append(dict(
+            queries=queries, tokens=tokens, mask=token_mask, old=old, ref=ref, blank=blank, write_ids=group(ids),
+            write_mask=group(mask), encoded=group(encoded) if self.plan.keep_encoded and encoded is not None else None,
+            stm_prev=group(stm_prev), stm_read=group(self.stm), critic_ids=critic_ids, critic_mask=critic_mask,
+            rewards=scored.rewards.float().cpu(), values=values.float().cpu(), components=components,
+            scored_by=scored_by))
+
+    def write(self, t: int) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Write interaction ``t`` into both STMs: ``(ids, mask, STM before, encoded data)``."""
+        with self.timed("memory"):
+            device = self.policy.device
+            ids, mask = self.written[t].ids.to(device), self.written[t].mask().to(device)  # [B, W]
+            stm_prev, encoded = self.stm, None
+            if self.plan.write_memory:
+                encoded, _ = self.policy.encoder(ids, mask)  # [B, L, W, D]; write_memory's two halves, ED kept
+                self.stm = self.policy.memory_attention(self.stm, encoded, mask)
+            if self.reference is not None and self.plan.write_memory:
+                self.ref_stm = self.reference.write_memory(self.ref_stm, ids, mask)
+        return ids, mask, stm_prev, encoded
+
+    def answer(self) -> tuple[list[list[int]], Tensor, Tensor, Tensor]:
+        """G sampled answers per episode from its one STM (plus the reference member): ``(queries [B·K],
+        tokens [B·K, T], mask, behaviour log-probs)``."""
+        plan, group_size = self.plan, self.plan.group_size
+        with self.timed("generate"):
+            queries = [q for q in self.query.to_lists() for _ in range(group_size)]  # [B·G], a group per episode
+            out = self.policy.generate(queries, _Repeat(group_size)(self.stm), plan.max_answer_tokens,
+                                       plan.sampling, generator=self.generator)
+            tokens, mask, old = out.tokens, out.mask, out.log_probs
+            if plan.with_reference:
+                tokens, mask, old = self.reference_member(tokens, mask, old)
+                queries = [q for q in self.query.to_lists() for _ in range(plan.members)]
+        return queries, tokens, mask, old
+
+    def reference_member(self, tokens: Tensor, mask: Tensor, old: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The step's reference answer as member G of every group; its behaviour log-probs 0 (``"none"``) or
+        the policy's own under ``sampling``, floored (``"policy"``)."""
+        plan, device = self.plan, self.policy.device
+        ref_tokens, ref_mask = answer_tokens(self.env.current_references(), plan.max_answer_tokens)
+        ref_tokens, ref_mask = ref_tokens.to(device), ref_mask.to(device)
+        if plan.reference_member == "policy":
+            ref_old = self.policy.score(self.query.to_lists(), ref_tokens, self.stm, answer_mask=ref_mask,
+                                        sampling=plan.sampling, with_logits=False).log_probs
+            ref_old = ref_old.clamp_min(LOG_PROB_FLOOR).masked_fill(~ref_mask, 0.0)
+        else:
+            ref_old = torch.zeros(ref_tokens.shape, device=device)
+        return tuple(append_member(a, b, plan.group_size, pad) for a, b, pad in
+                     ((tokens, ref_tokens, 0), (mask, ref_mask, False), (old, ref_old, 0.0)))
+
+    def reference_scores(self, queries: list[list[int]], tokens: Tensor, mask: Tensor,
+                         old: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The reference policy's log-probs of every answer from its own STM (and from a blank one)."""
+        group, sampling = _Repeat(self.plan.members), self.plan.score_sampling
+        with self.timed("reference"):
+            ref = old.clone() if self.reference is None else self.reference.score(
+                queries, tokens, group(self.ref_stm), answer_mask=mask, sampling=sampling, with_logits=False).log_probs
+            blank = None if self.blank is None else self.reference.score(
+                queries, tokens, group(self.blank), answer_mask=mask, sampling=sampling, with_logits=False).log_probs
+        return ref, blank
+
+    def score(self, answers: PaddedIds):
+        """The env scores the step: ``(scored, stepped, scored_by)``. One answer per step is stepped as it is;
+        a group is scored whole, then the episode goes on with the member ``continue_with`` picks."""
+        plan = self.plan
+        with self.timed("reward"):
+            if plan.members == 1:
+                scored = self.env.step(answers)
+                return scored, scored, {name: other.step(answers).rewards.float().cpu()
+                                        for name, other in self.scorers.items()}
+            scored = self.env.score_alternatives(answers, group_size=plan.members)
+            rows = self.continuing_rows(scored.rewards).to(answers.ids.device)
+            stepped = self.env.step(PaddedIds(answers.ids[rows], answers.lengths[rows]).trimmed())
+        return scored, stepped, {}
+
+    def continuing_rows(self, rewards: Tensor) -> Tensor:
+        """``[B]`` rows of the answers the episodes go on with: a sampled member drawn without looking at the
+        rewards (the reference one, if any, comes last), or DMPO's accepted one."""
+        members, group_size = self.plan.members, self.plan.group_size
+        if self.plan.continue_with == "best":
+            return best_members(rewards, members)
+        sampled = continuing_members(self.size, group_size, self.generator)
+        return (sampled // group_size) * members + sampled % group_size
+
+    def value(self, stepped, samples: int) -> tuple[Tensor | None, Tensor | None, Tensor]:
+        """``(critic ids, mask, values)`` of the step's ``samples``: the value reads the saved data the step
+        is about (not the answer) and the query, [+ STM]; no critic: values 0."""
+        device = self.policy.device
+        with self.timed("critic"):
+            if self.critic is None:
+                return None, None, torch.zeros(samples, device=device)
+            saved_rows = [self.written_rows[k][b] for b, k in enumerate(stepped.saved_index.tolist())]
+            ids, mask = pad_batch(critic_inputs(saved_rows, self.query.to_lists(), self.plan.critic_max_len),
+                                  device=device)
+            values = self.critic(ids, mask, self.stm)
+            group = _Repeat(self.plan.members)
+        return group(ids), group(mask), group(values)
 
 
 def continuing_members(episodes: int, group_size: int, generator: torch.Generator | None) -> Tensor:

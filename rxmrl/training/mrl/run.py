@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rxmrl.model import ReactiveTransformer
 from rxmrl.training.mrl.config import MrlRunConfig
 from rxmrl.model.sampling import describe_sampling
 from rxmrl.training.mrl.evaluate import Evaluation, bootstrap_mean_difference
@@ -12,25 +11,24 @@ from rxmrl.training.mrl.trainer import MrlResult, MrlTrainer
 from rxmrl.training.mrl.validation import training_reward_label
 
 
-def load_warm_start(init: str | Path, tokenizer_path: str | Path = ""):
-    """``(policy, tokenizer)`` from a model dir (``ReactiveTransformer.from_pretrained``); the tokenizer from
-    ``tokenizer_path``, else the model dir, else the embedded default of the model's vocabulary size."""
-    from rxmrl.tokenizer import TOKENIZER_FILE, RxTokenizer, default_tokenizer
+# MRL trains memory: a warm start needs memory attention pre-trained (stage 3) or later
+INIT_NEEDS = (3, "MRL (trained memory attention)")
 
-    directory = Path(init)
-    if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"--init {init}: expected a model dir with config.json + model.safetensors "
-                                "(as the supervised stages and MRL's best-stage-N/ and final/ write)")
-    policy = ReactiveTransformer.from_pretrained(directory)
-    if tokenizer_path:
-        tokenizer = RxTokenizer.load(tokenizer_path)
-    elif (directory / TOKENIZER_FILE).is_file():
-        tokenizer = RxTokenizer.load(directory)
-    else:
-        tokenizer = default_tokenizer(policy.config.vocab_size)
-    if tokenizer.vocab_size != policy.config.vocab_size:
-        raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens, the model's vocab_size is "
-                         f"{policy.config.vocab_size}")
+
+def load_warm_start(init: str | Path, tokenizer_path: str | Path = ""):
+    """``(policy, tokenizer)`` from a checked model dir (:func:`rxmrl.model.folder.load_rxt`); the tokenizer from
+    ``tokenizer_path``, else the model dir, else the embedded default of the model's vocabulary size."""
+    from rxmrl.model.folder import ModelFolderError, folder_tokenizer, load_tokenizer
+    from rxmrl.model.rxt import load_rxt
+    from rxmrl.data import default_tokenizer
+
+    policy = load_rxt(init, role="--init", min_stage=INIT_NEEDS)
+    vocab_size = policy.config.vocab_size
+    tokenizer = (load_tokenizer(tokenizer_path, vocab_size) if tokenizer_path else
+                 folder_tokenizer(init, vocab_size, default=lambda: default_tokenizer(vocab_size)))
+    if tokenizer.vocab_size != vocab_size:
+        raise ModelFolderError(f"the tokenizer of --init {init} has {tokenizer.vocab_size} tokens, the model's "
+                               f"vocab_size is {vocab_size}")
     return policy, tokenizer
 
 
@@ -44,11 +42,13 @@ def run_mrl(config: MrlRunConfig) -> tuple[MrlResult, list[dict]]:
     validation presets and similarity, and the sampling the validation answers were drawn with.
     """
     from rxmrl.config import validate
+    from rxmrl.model.rxt import checked_rxt_config
     from rxmrl.resume import check_init_apart, has_checkpoints, refuse_unresumable_changes
     from rxmrl.training.distributed import init_distributed, lock_run_dir
 
     validate(config)
     check_init_apart(config.init, config.run_dir)
+    checked_rxt_config(config.init, "--init", INIT_NEEDS)  # a bad warm start refused before the run directory
     lock = lock_run_dir(config.run_dir, init_distributed())  # before anything is written or evaluated
     try:
         if has_checkpoints(config.run_dir):  # a resume: the same warm start, data and curriculum

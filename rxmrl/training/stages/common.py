@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -17,14 +16,15 @@ from torch import nn
 from rxmrl.model import ReactiveTransformer
 from rxmrl.training.data_order import BatchOrder, ResumableBatches
 from rxmrl.training.distributed import DistEnv
-from rxmrl.training.loop import EvalFn, LoopConfig, StepFn, Trainer
+from rxmrl.training.loop import Evaluation, LoopConfig, RunRecord, StepFn, Trainer, TrainerSettings
 from rxmrl.training.optim import GroupOf, OptimConfig
 from rxmrl.training.schedule import ScheduleConfig
 
 
 @dataclass
-class StageLoop:
-    """Loop, optimizer and schedule settings of one stage (each stage config embeds one)."""
+class StageLoop(TrainerSettings):
+    """Loop, optimizer and schedule settings of one stage with a stage's defaults, and its batch size (each
+    stage config extends it, so the stage's config is the ``Trainer``'s settings as it is)."""
 
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=200, log_every=10))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3))
@@ -61,17 +61,16 @@ def resumable_batches(rows: Sequence[Any], batch_size: int, collate: Callable[[l
 
 
 def make_trainer(model: ReactiveTransformer, step_fn: StepFn, rows: Sequence[Any],
-                 collate: Callable[[list[Any]], Any], settings: StageLoop, env: DistEnv, *,
-                 run_dir: str | Path | None, desc: str, trainable: Collection[str] | None = None,
+                 collate: Callable[[list[Any]], Any], settings: StageLoop, env: DistEnv, run: RunRecord, *,
+                 trainable: Collection[str] | None = None,
                  trainable_schedule: Callable[[Trainer], Collection[str] | None] | None = None,
-                 eval_fn: EvalFn | None = None, eval_every: int = 0, run_config: Any = None) -> Trainer:
-    """The shared ``Trainer`` over a stage's rows with the model's named parameter groups (``eval_fn`` every
-    ``eval_every`` steps; its lowest ``loss`` keeps ``best``)."""
+                 evaluation: Evaluation | None = None) -> Trainer:
+    """The shared ``Trainer`` over a stage's rows, in ``settings.batch_size`` batches, with the model's named
+    parameter groups (an ``evaluation``'s lowest ``loss`` keeps ``best``)."""
     batches = resumable_batches(rows, settings.batch_size, collate, settings.loop.seed, env)
-    return Trainer(model, step_fn, batches, config=settings.loop, optim=settings.optim,
-                   schedule=settings.schedule, group_of=model_group_of(model), trainable=trainable,
-                   trainable_schedule=trainable_schedule, run_dir=run_dir, env=env, eval_fn=eval_fn,
-                   eval_every=eval_every, run_config=run_config, desc=desc)
+    return Trainer(model, step_fn, batches, settings=settings, group_of=model_group_of(model),
+                   trainable=trainable, trainable_schedule=trainable_schedule, env=env, evaluation=evaluation,
+                   run=run)
 
 
 def unwrap_model(model: nn.Module) -> ReactiveTransformer:

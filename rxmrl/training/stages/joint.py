@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from rxmrl.training.distributed import DistEnv
-from rxmrl.training.loop import TrainResult
+from rxmrl.training.loop import RunRecord, TrainResult
 from rxmrl.training.stages.batching import Row, mask_tokens, masked_cross_entropy, next_token_loss, pad_rows
 from rxmrl.training.stages.common import StageLoop, make_trainer, unwrap_model
 
@@ -40,6 +40,9 @@ class JointStageConfig(StageLoop):
     """Stage 1 (stories) or stage 2 (interactions)."""
 
     MOVED: ClassVar[dict[str, str]] = {"answer_only": "answer_only is a setting of stage 2 (interactions) only"}
+
+    LIMITS: ClassVar[dict[str, str]] = {"num_examples": ">= 1", "max_length": ">= 1", "ar_weight": ">= 0",
+        "mlm_weight": ">= 0", "moe_aux_weight": ">= 0", "mask_prob": "in [0, 1]", "memory_noise": ">= 0"}
 
     num_examples: int = 2000  # stories (stage 1) or interactions (stage 2) to train on
     max_length: int = 128  # tokens per sequence, special tokens included
@@ -85,6 +88,6 @@ def train_joint(model: nn.Module, rows: list[Row], config: JointStageConfig, env
         return joint_step(m, batch, config)
 
     groups = ["embedding", "encoder", "decoder", "memory_cross_attention"]
-    with make_trainer(unwrap_model(model), step_fn, rows, pad_rows, config, env, run_dir=run_dir, desc=desc,
-                      trainable=groups, run_config=run_config) as trainer:
+    with make_trainer(unwrap_model(model), step_fn, rows, pad_rows, config, env,
+                      RunRecord(run_dir, config=run_config, desc=desc), trainable=groups) as trainer:
         return trainer.fit()

@@ -40,14 +40,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rxmrl.training.distributed import DistEnv
-from rxmrl.training.loop import TrainResult
+from rxmrl.training.loop import RunRecord, TrainResult
 from rxmrl.training.stages.batching import Row, pad_episodes, trim
 from rxmrl.training.stages.common import StageLoop, make_trainer, unwrap_model
 
@@ -55,6 +55,10 @@ from rxmrl.training.stages.common import StageLoop, make_trainer, unwrap_model
 @dataclass
 class MemoryAttentionStageConfig(StageLoop):
     """Stage 3."""
+
+    LIMITS: ClassVar[dict[str, str]] = {"num_episodes": ">= 1", "max_length": ">= 1", "first_weight": "in [0, 1]",
+        "step_weight": "in [0, 1]", "step_decay": ">= 0", "weight_jitter": ">= 0", "stm_noise": ">= 0",
+        "input_noise": ">= 0", "label_noise": ">= 0", "centred_weight": "in [0, 1]"}
 
     num_episodes: int | None = 1000  # episodes of the curriculum split to train on (None: all)
     max_length: int = 128  # tokens per interaction
@@ -147,6 +151,6 @@ def train_memory_attention(model: nn.Module, episodes: list[list[Row]], config: 
     def step_fn(m: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, Any]]:
         return memory_attention_step(m, batch, config)
 
-    with make_trainer(unwrap_model(model), step_fn, episodes, pad_episodes, config, env, run_dir=run_dir,
-                      desc=desc, trainable=["memory_attention"], run_config=run_config) as trainer:
+    with make_trainer(unwrap_model(model), step_fn, episodes, pad_episodes, config, env,
+                      RunRecord(run_dir, config=run_config, desc=desc), trainable=["memory_attention"]) as trainer:
         return trainer.fit()

@@ -55,14 +55,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from rxmrl.model.memory import set_gate_bias
 from rxmrl.training.distributed import DistEnv
-from rxmrl.training.loop import EvalFn, Trainer, TrainResult
+from rxmrl.training.loop import EvalFn, Evaluation, RunRecord, Trainer, TrainResult
 from rxmrl.training.stages.batching import Row, pad_episodes, projected_next_token_loss, trim
 from rxmrl.training.stages.common import StageLoop, make_trainer, model_groups, unwrap_model
 
@@ -70,6 +70,8 @@ from rxmrl.training.stages.common import StageLoop, make_trainer, model_groups, 
 @dataclass
 class MemoryAwareStageConfig(StageLoop):
     """Stage 4."""
+
+    LIMITS: ClassVar[dict[str, str]] = {"num_episodes": ">= 1", "max_length": ">= 1", "moe_aux_weight": ">= 0"}
 
     num_episodes: int | None = None  # episodes of the curriculum split to train on (None: all)
     max_length: int = 128  # tokens per interaction
@@ -216,8 +218,9 @@ def train_memory_aware(model: nn.Module, episodes: list[list[Row]], config: Memo
         progress = trainer.step if config.unfreeze_unit == "step" else trainer.epoch
         return trainable_groups(progress, config, available)
 
-    with make_trainer(rxt, step_fn, episodes, pad_episodes, config, env, run_dir=run_dir, desc=desc,
+    probe = Evaluation(eval_fn, config.probe_every) if eval_fn is not None and config.probe_every else None
+    run = RunRecord(run_dir, config=run_config, desc=desc)
+    with make_trainer(rxt, step_fn, episodes, pad_episodes, config, env, run,
                       trainable=trainable_groups(0, config, available), trainable_schedule=schedule,
-                      eval_fn=eval_fn, eval_every=config.probe_every if eval_fn is not None else 0,
-                      run_config=run_config) as trainer:
+                      evaluation=probe) as trainer:
         return trainer.fit()
