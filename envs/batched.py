@@ -64,6 +64,7 @@ class BatchStep:
     written_interaction: PaddedIds  # query + write_to_memory: the interaction the memory encoder reads
     fact_recall: torch.Tensor  # [B] float32; NaN where the data has no facts
     held_fact_recall: torch.Tensor  # [B] recall of the facts memory holds (rxmrl.rewards.held_fact_recall); NaN: none
+    final_recall: torch.Tensor  # [B] fact recall of the long-range final question; NaN on other steps, cumulative rows
     terminated: torch.Tensor  # [B] bool
     next_query: PaddedIds | None  # the next follow-up queries; None after the last step
 
@@ -83,6 +84,7 @@ class GroupScores:
     saved_index: torch.Tensor  # [B·G]
     fact_recall: torch.Tensor  # [B·G]; NaN where the data has no facts
     held_fact_recall: torch.Tensor  # [B·G]; NaN where memory holds none of the step's facts
+    final_recall: torch.Tensor  # [B·G]; NaN where the step is not a long-range final question
 
 
 class BatchedMrlEnv:
@@ -187,6 +189,7 @@ class BatchedMrlEnv:
             step=i, rewards=scored.rewards, components=scored.components, modes=scored.modes,
             saved_index=scored.saved_index, reference=reference, write_to_memory=written_answer,
             written_interaction=written, fact_recall=scored.fact_recall, held_fact_recall=scored.held_fact_recall,
+            final_recall=scored.final_recall,
             terminated=torch.full((batch,), done, dtype=torch.bool, device=self.device),
             next_query=None if done else self._queries[self._step],
         )
@@ -232,13 +235,13 @@ class BatchedMrlEnv:
         present = None if mean.present is None else mean.present.repeat_interleave(repeat, 0)
         scores = self._rows.score(self.scorer, answers, reference, saved, modes, (values, present), targets)
         if self.compute_fact_recall:
-            recall, held = self._fact_recall(answers, i, repeat)
+            recall, held, final = self._fact_recall(answers, i, repeat)
         else:
-            recall = held = torch.full((len(answers),), math.nan)
+            recall = held = final = torch.full((len(answers),), math.nan)
         return GroupScores(rewards=scores.reward.to(self.device),
                            components={k: v.to(self.device) for k, v in scores.components.items()}, modes=modes,
                            saved_index=saved_index.repeat_interleave(repeat), fact_recall=recall.to(self.device),
-                           held_fact_recall=held.to(self.device))
+                           held_fact_recall=held.to(self.device), final_recall=final.to(self.device))
 
     def _scored_interaction(self, index: int) -> PaddedIds:
         """Interaction ``index`` as the reward sees it: the data's (``saved_data="conversation"``) or as
@@ -262,19 +265,22 @@ class BatchedMrlEnv:
         if embedding is not None:
             self._running_mean.update(embedding.to(self.device), rows)
 
-    def _fact_recall(self, answers: PaddedIds, step: int, repeat: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """``[B·repeat]`` recall of all the step's facts, and of those memory holds (as written so far)."""
+    def _fact_recall(self, answers: PaddedIds, step: int,
+                     repeat: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[B·repeat]`` recall of all the step's facts, of those memory holds (as written so far), and the
+        final recall: the first, on the rows whose step is a long-range final question (NaN on the others)."""
         texts = self._rows.texts(answers)
         while len(self._written_texts) < len(self._written):  # interactions 0..step, decoded once each
             self._written_texts.append(self._rows.texts(self._written[len(self._written_texts)]))
-        recall, held = [], []
+        recall, held, final = [], [], []
         for row, text in enumerate(texts):
             b = row // repeat
             facts = self._episodes[b].facts
             written = [interaction[b] for interaction in self._written_texts]
             recall.append(math.nan if facts is None else fact_recall(text, [f.text for f in facts[step]]))
             held.append(math.nan if facts is None else held_fact_recall(text, facts[step], written))
-        return torch.tensor(recall, dtype=torch.float32), torch.tensor(held, dtype=torch.float32)
+            final.append(recall[-1] if self._plans[b][step].final_question else math.nan)
+        return tuple(torch.tensor(values, dtype=torch.float32) for values in (recall, held, final))
 
     def _validate(self, answers: PaddedIds | torch.Tensor, lengths: torch.Tensor | None,
                   rows: int | None = None) -> PaddedIds:

@@ -98,7 +98,9 @@ class MrlEnv(gym.Env):
     ``step``: ``step``, ``mode``, ``query``, ``answer`` (text), ``reference``, ``saved_data`` (text of S),
     ``saved_index``, ``running_mean_of`` (interaction indices folded so far), ``facts``, ``fact_recall`` (of the
     answer; ``None`` when the data has no facts), ``held_fact_recall`` (of the facts memory holds: their source
-    interaction as written states them; ``None`` when none), ``reward_components`` (name -> float),
+    interaction as written states them; ``None`` when none), ``final_recall`` (``fact_recall`` on a long-range
+    final question, the one about the first interaction; ``None`` on every other step), ``reward_components``
+    (name -> float),
     ``teacher_forcing``, ``write_to_memory`` (the answer text to write) and, in token mode,
     ``write_to_memory_ids`` (a tuple of ids: Gymnasium's vector envs batch it as one object per env, which
     a variable-length array cannot be).
@@ -227,6 +229,7 @@ class MrlEnv(gym.Env):
             "facts": [] if facts is None else [f.text for f in facts[self._step]],
             "fact_recall": None if facts is None else float(out.fact_recall[0]),
             "held_fact_recall": _none_if_nan(float(out.held_fact_recall[0])),
+            "final_recall": _none_if_nan(float(out.final_recall[0])),
             "reward_components": {k: float(v[0]) for k, v in out.components.items()},
             "teacher_forcing": self._teacher_forcing, "write_to_memory": written_answer,
         }

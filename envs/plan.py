@@ -42,6 +42,12 @@ class StepSpec:
     saved_index: int
     running_mean_update: int | None
 
+    @property
+    def final_question(self) -> bool:
+        """The long-range final question: it asks about the first interaction after every distractor turn, so
+        its recall (``final_recall``) measures retention over the whole episode on its own."""
+        return self.mode == "long_range"
+
 
 def step_plan(steps: int, long_range: bool) -> tuple[StepSpec, ...]:
     """The scoring plan of an episode with ``steps`` follow-ups (see the module table)."""

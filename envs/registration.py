@@ -3,8 +3,8 @@
     rxmrl/TinyStoriesMRL-v0                    cumulative, 8 steps (``steps-8``)
     rxmrl/TinyStoriesMRL-LongRange-v0          long-range, 8 steps (``steps-8-lr``)
     rxmrl/TinyStoriesMRL-Mixed-v0              half cumulative, half long-range, 8 steps
-    rxmrl/TinyStoriesMRL-Steps{N}-v0           cumulative, N in 1, 2, 4, 6, 8, 12, 16, 24, 32
-    rxmrl/TinyStoriesMRL-LongRange-Steps{N}-v0 long-range, N in 2, 4, 6, 8, 12, 16, 24, 32
+    rxmrl/TinyStoriesMRL-Steps{N}-v0           cumulative, N in 1, 2, 4, 6, 8, 10, 12, 14, 16, 24, 32
+    rxmrl/TinyStoriesMRL-LongRange-Steps{N}-v0 long-range, N in 2, 4, 6, 8, 10, 12, 14, 16, 24, 32
 
 Any constructor argument of :class:`rxmrl.envs.MrlEnv` can be passed to ``gymnasium.make`` (``mode="token"``,
 ``source=...``, ``split="validation"``, ``similarity="random-embedding"``...).
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 ENTRY_POINT = "rxmrl.envs.mrl_env:MrlEnv"
 NAMESPACE = "rxmrl"
-STEP_VARIANTS: tuple[int, ...] = (1, 2, 4, 6, 8, 12, 16, 24, 32)
+STEP_VARIANTS: tuple[int, ...] = (1, 2, 4, 6, 8, 10, 12, 14, 16, 24, 32)
 
 
 def registered_ids() -> dict[str, dict]:

@@ -88,12 +88,11 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     tokenizer = RxTokenizer.load(next(iter(specs.values())))
-    steps = int(args.config.split("-")[1])
     print(f"{'model':<14}{'written':<18}{'closed':>24}{'as-generated':>24}{'as-generated - closed':>28}"
           f"{'differ':>12}")
     for name, path in specs.items():
         for written, forcing in (("own answers", False), ("reference", True)):
-            env = retention_env(tokenizer, steps, split=args.split, num_episodes=args.episodes,
+            env = retention_env(tokenizer, args.config, split=args.split, num_episodes=args.episodes,
                                 teacher_forcing=forcing)
             model = ReactiveTransformer.from_pretrained(path).eval()
             runs = measure(model, env, args.episodes, args.max_new_tokens)

@@ -47,3 +47,15 @@ def expected_running_means(embeddings: list[torch.Tensor]) -> list[torch.Tensor 
         mean = embedding if mean is None else 0.8 * embedding + 0.2 * mean
         means.append(mean)
     return means
+
+
+def hand_made_long_range_episode(steps: int = 3, tag: str = "") -> Episode:
+    """A saved story about Tom's red kite, a topic switch to Mia's blue cup, questions about Mia, then the final
+    question about Tom's kite: its fact ("red") was stated only in interaction 0."""
+    follow_ups = [Interaction(f"Now tell me about Mia{tag}.", f"Mia{tag} had a blue cup.")]
+    follow_ups += [Interaction(f"What colour was Mia's cup {k}{tag}?", f"Mia's cup {k}{tag} was blue.")
+                   for k in range(1, steps - 1)]
+    follow_ups.append(Interaction(f"Think back to Tom{tag}. What colour was his kite?", f"Tom{tag}'s kite was red."))
+    facts = [[]] + [[Fact("blue", 1)] for _ in range(1, steps - 1)] + [[Fact("red", 0)]]
+    return Episode(f"Tell me about Tom{tag}.", f"Tom{tag} had a red kite in the park.", follow_ups, facts,
+                   "long_range")

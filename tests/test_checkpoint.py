@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from rxmrl.training.checkpoint import CheckpointManager, find_checkpoint, load_checkpoint, load_weights
+from rxmrl.training.checkpoint import CheckpointManager, load_checkpoint
 from rxmrl.training.rng import get_rng_state, seed_everything, set_rng_state
 
 
@@ -84,17 +84,16 @@ def test_rng_state_restores_python_numpy_and_torch_streams():
     assert first[:2] == again[:2] and torch.equal(first[2], again[2])
 
 
-def test_a_warm_start_finds_the_latest_checkpoint_of_a_run_directory(tmp_path):
+def test_the_latest_complete_checkpoint_is_the_highest_step(tmp_path):
     manager = CheckpointManager(tmp_path / "run" / "checkpoints")
     models = [nn.Linear(2, 2) for _ in range(2)]
     for step, model in zip((1, 2), models):
         manager.save(model, {"step": step}, step)
-    assert find_checkpoint(tmp_path / "run") == manager.latest()
-    assert find_checkpoint(manager.latest()) == manager.latest()
-    warm = load_weights(tmp_path / "run", nn.Linear(2, 2))
+    (manager.directory / "step-00000003").mkdir()  # a folder without the files is no checkpoint
+    assert manager.latest() == manager.directory / "step-00000002"
+    warm = nn.Linear(2, 2)
+    assert load_checkpoint(manager.latest(), warm)["step"] == 2
     assert torch.equal(warm.weight, models[1].weight)
-    with pytest.raises(FileNotFoundError, match="no complete checkpoint at"):
-        find_checkpoint(tmp_path / "nowhere")
 
 
 EXIT_BETWEEN_THE_RENAMES = """

@@ -104,6 +104,19 @@ def test_inspect_of_an_unreachable_hub_id_exits_non_zero_naming_it(capsys):
     assert "error: 1 of 1 splits could not be read" in captured.err
 
 
+def test_generate_by_default_writes_every_horizon_to_sixteen_steps_in_both_strategies(tmp_path, capsys):
+    out = tmp_path / "curriculum"
+    assert main(["data", "generate", "--out", str(out), "--num-train", "3", "--num-validation", "2",
+                 "--num-supervised", "2", "--num-interactions", "10", "--num-stories", "5"]) == 0
+    capsys.readouterr()
+    for steps in (8, 10, 12, 14, 16):
+        for config in (f"steps-{steps}", f"steps-{steps}-lr"):
+            read = load_curriculum(out, config=config, split="validation")
+            assert read.episodes == load_curriculum(config=config, split="validation", num_episodes=2).episodes
+            assert {e.num_follow_ups for e in read} == {steps}
+            assert {e.strategy for e in read} == {"long_range" if config.endswith("-lr") else "cumulative"}
+
+
 def test_a_corpus_row_without_text_is_refused_by_row_split_source_and_field(tmp_path):
     import json
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from env_helpers import RecordingReward
+from env_helpers import RecordingReward, hand_made_long_range_episode
 from rxmrl.data import default_tokenizer, load_curriculum
 from rxmrl.envs import BatchedMrlEnv, MalformedActionError, MrlEnv, PaddedIds, concat_padded
 
@@ -122,6 +122,37 @@ def test_held_fact_recall_counts_only_facts_that_memory_was_given():
         held[teacher_forcing] = [float(env.step(PaddedIds.from_lists([a])).held_fact_recall[0]) for a in answers]
     assert held[True] == [1.0, 1.0]
     assert held[False][0] == 1.0 and np.isnan(held[False][1])  # the agent never wrote "lake" into memory
+
+
+@pytest.mark.parametrize("config", ["steps-16", "steps-16-lr"])
+def test_sixteen_step_batches_play_to_the_end_with_the_final_recall_on_the_last_long_range_step(config):
+    env = BatchedMrlEnv(2, "embedded", None, "validation", config=config, num_episodes=2,
+                        similarity="random-embedding", order="sequential", seed=0)
+    start = env.reset(seed=0)
+    long_range = config.endswith("-lr")
+    assert env.steps == 16 and [e.num_follow_ups for e in start.episodes] == [16, 16]
+    assert start.long_range.tolist() == [long_range] * 2
+    finals = []
+    for step in range(16):
+        out = env.step(env.current_references())
+        assert out.done == (step == 15) and (out.next_query is None) == (step == 15)
+        assert bool(((out.rewards >= 0) & (out.rewards <= 10)).all())
+        finals.append(out.final_recall.tolist())
+    assert np.isnan(finals[:15]).all()
+    assert finals[15] == [1.0, 1.0] if long_range else np.isnan(finals[15]).all()
+
+
+def test_final_recall_is_the_final_questions_recall_per_row_and_per_alternative():
+    episodes = [hand_made_long_range_episode(3, tag) for tag in ("", "2")]
+    tokenizer = default_tokenizer()
+    env = BatchedMrlEnv(2, episodes=episodes, steps=3, similarity="random-embedding")
+    env.reset(options={"episodes": episodes})
+    for _ in range(2):
+        assert bool(torch.isnan(env.step(env.current_references()).final_recall).all())
+    states, forgets = (tokenizer.encode_answer(t) for t in ("Tom's kite was red.", "I forgot what the kite was like."))
+    group = env.score_alternatives(PaddedIds.from_lists([states, forgets, forgets, states]), group_size=2)
+    assert group.final_recall.tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert env.step(PaddedIds.from_lists([states, forgets])).final_recall.tolist() == [1.0, 0.0]
 
 
 @pytest.mark.parametrize("reward", ["default", "memory"])

@@ -1,11 +1,12 @@
 """MrlEnv: Gymnasium contract, which saved data / mode / running mean scores each step, errors, seeding."""
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-from env_helpers import RecordingReward, expected_running_means, hand_made_episode
+from env_helpers import RecordingReward, expected_running_means, hand_made_episode, hand_made_long_range_episode
 from rxmrl.data import Episode, Interaction, default_tokenizer
 from rxmrl.envs import MalformedActionError, MrlEnv, PaddedIds, step_plan
 
@@ -220,3 +221,36 @@ def test_any_reward_callable_can_score_the_env():
     env.reset(options={"episode": episode})
     assert env.step("four")[1] == 4.0
     assert env.step("")[1] == 0.0
+
+
+@pytest.mark.parametrize("mode", ["text", "token"])
+@pytest.mark.parametrize("env_id, long_range", [("rxmrl/TinyStoriesMRL-Steps16-v0", False),
+                                                ("rxmrl/TinyStoriesMRL-LongRange-Steps16-v0", True)])
+def test_sixteen_step_episodes_play_through_gymnasium_with_the_final_recall_on_the_last_long_range_step(
+        mode, env_id, long_range):
+    env = gymnasium.make(env_id, mode=mode, split="validation", num_episodes=2, similarity="random-embedding")
+    check_env(env.unwrapped, skip_render_check=True)
+    _, info = env.reset(seed=0)
+    episode, tokenizer = info["episode"], env.unwrapped.tokenizer
+    assert info["steps"] == 16 and episode.num_follow_ups == 16 and info["long_range"] == long_range
+    finals = []
+    for step, follow_up in enumerate(episode.interactions):  # the oracle: every reference answer
+        answer = follow_up.answer if mode == "text" else np.asarray(tokenizer.encode_answer(follow_up.answer))
+        _, _, terminated, truncated, info = env.step(answer)
+        assert terminated == (step == 15) and not truncated
+        finals.append(info["final_recall"])
+    assert finals == [None] * 15 + [1.0 if long_range else None]
+
+
+def test_final_recall_scores_only_the_final_question_about_the_first_interaction():
+    episode = hand_made_long_range_episode(3)
+    env = MrlEnv(episodes=[episode], steps=3, similarity="random-embedding")
+    for final_answer, expected in (("Tom's kite was red.", 1.0), ("I forgot what the kite was like.", 0.0)):
+        env.reset(options={"episode": episode})
+        infos = [env.step(answer)[4] for answer in ("Mia had a blue cup.", "It was blue.", final_answer)]
+        assert [info["final_recall"] for info in infos] == [None, None, expected]
+        assert infos[1]["fact_recall"] == 1.0 and infos[2]["fact_recall"] == expected
+    cumulative = hand_made_episode(3)
+    env = MrlEnv(episodes=[cumulative], steps=3, similarity="random-embedding")
+    env.reset(options={"episode": cumulative})
+    assert [env.step("The kite was red.")[4]["final_recall"] for _ in range(3)] == [None] * 3

@@ -5,8 +5,10 @@ import pytest
 
 from rxmrl.cli import main
 from rxmrl.data import load_curriculum
-from rxmrl.envs import BatchedMrlEnv, OracleAgent, RandomAgent
+from env_helpers import hand_made_episode, hand_made_long_range_episode
+from rxmrl.envs import Agent, BatchedMrlEnv, OracleAgent, RandomAgent
 from rxmrl.evaluation import bootstrap_interval, evaluate
+from rxmrl.evaluation.compare import compare
 
 
 def test_bootstrap_interval_covers_the_mean_and_shrinks_with_more_episodes():
@@ -78,3 +80,62 @@ def test_eval_command_runs_a_reactive_transformer_checkpoint(tmp_path, capsys):
                  "--similarity", "random-embedding", "--max-new-tokens", "4", "--json", "--temperature", "0.8",
                  "--top-k", "20"]) == 0
     assert __import__("json").loads(capsys.readouterr().out)["sampling"] == "sampled (temperature 0.8, top-k 20)"
+
+
+class ScriptedAgent(Agent):
+    """Answers step i of every episode with ``script[i]``."""
+
+    name = "scripted"
+
+    def __init__(self, script: list[str]) -> None:
+        super().__init__()
+        self.script = script
+
+    def begin_batch(self, start) -> None:
+        self._step, self._rows = 0, len(start.episodes)
+
+    def answer_batch(self, queries):
+        self._step += 1
+        return self._encode_answers([self.script[self._step - 1]] * self._rows, queries.ids.device)
+
+
+def test_final_recall_is_the_long_range_final_question_alone_with_its_interval():
+    episodes = [hand_made_long_range_episode(3, tag) for tag in ("", "2", "3")]
+    env = BatchedMrlEnv(3, episodes=episodes, steps=3, similarity="random-embedding", order="sequential")
+    remembers = evaluate(ScriptedAgent(["Mia had a blue cup.", "It was blue.", "The kite was red."]), env, 3)
+    forgets = evaluate(ScriptedAgent(["Mia had a blue cup.", "It was blue.", "I forgot the kite."]), env, 3)
+    assert remembers.episode_final_recall.tolist() == [1.0] * 3 and forgets.episode_final_recall.tolist() == [0.0] * 3
+    assert np.isnan(remembers.final_recall[:, :2]).all()  # the distractor turns are not the final question
+    assert remembers.fact_recall[:, 1].tolist() == forgets.fact_recall[:, 1].tolist() == [1.0] * 3
+    final = forgets.final_question_recall()
+    assert (final.mean, final.ci_low, final.ci_high) == (0.0, 0.0, 0.0)
+    assert forgets.summary()["final_recall"]["mean"] == 0.0 and remembers.summary()["final_recall"]["mean"] == 1.0
+    assert "final recall [95% CI] 1.000 [1.000, 1.000]: the long-range final question" in remembers.format_table()
+    difference = compare(remembers, forgets)
+    assert difference.final_recall_difference.mean == 1.0
+    assert difference.summary()["difference"]["final_recall"]["mean"] == 1.0
+    assert "final recall +1.000 [+1.000, +1.000]" in difference.format_table()
+
+
+def test_cumulative_episodes_have_no_final_recall_and_say_so():
+    episodes = [hand_made_episode(3, tag=tag) for tag in ("", "2")]
+    env = BatchedMrlEnv(2, episodes=episodes, steps=3, similarity="random-embedding", order="sequential")
+    result = evaluate(ScriptedAgent(["The kite was red."] * 3), env, 2)
+    assert result.recall().mean == 1.0 and np.isnan(result.episode_final_recall).all()
+    assert result.final_question_recall() is None and result.summary()["final_recall"] is None
+    assert "final recall: none (no long-range episode" in result.format_table()
+    difference = compare(result, result)
+    assert difference.final_recall_difference is None and difference.summary()["difference"]["final_recall"] is None
+    assert "final recall none (no long-range final question)" in difference.format_table()
+
+
+def test_eval_command_reports_the_final_recall_of_sixteen_step_long_range_episodes(capsys):
+    import json
+
+    assert main(["eval", "--agent", "oracle", "--config", "steps-16-lr", "--episodes", "2", "--similarity",
+                 "random-embedding", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["steps"]) == 16 and summary["final_recall"]["mean"] == 1.0
+    assert main(["eval", "--agent", "oracle", "--config", "steps-16", "--episodes", "2", "--similarity",
+                 "random-embedding"]) == 0
+    assert "step 15" in (out := capsys.readouterr().out) and "final recall: none" in out

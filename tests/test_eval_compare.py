@@ -11,7 +11,8 @@ from rxmrl.evaluation.reward_range import EvaluationResult
 
 
 def result(rewards: np.ndarray, recall: np.ndarray) -> EvaluationResult:
-    return EvaluationResult(agent="x", step_rewards=rewards, fact_recall=recall, held_fact_recall=recall, components={},
+    return EvaluationResult(agent="x", step_rewards=rewards, fact_recall=recall, held_fact_recall=recall,
+                            final_recall=np.full(rewards.shape, np.nan), components={},
                             modes=[["standard"] * rewards.shape[1]] * rewards.shape[0], seconds=1.0)
 
 

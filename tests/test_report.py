@@ -11,8 +11,10 @@ from rxmrl.pipeline.run import evaluation_record
 from rxmrl.runtime import write_json
 
 
-def result(name: str, rewards: np.ndarray, recall: np.ndarray) -> EvaluationResult:
-    return EvaluationResult(agent=name, step_rewards=rewards, fact_recall=recall, held_fact_recall=recall, components={},
+def result(name: str, rewards: np.ndarray, recall: np.ndarray, final: np.ndarray | None = None) -> EvaluationResult:
+    final = np.full(rewards.shape, np.nan) if final is None else final
+    return EvaluationResult(agent=name, step_rewards=rewards, fact_recall=recall, held_fact_recall=recall,
+                            final_recall=final, components={},
                             modes=[["standard"] * rewards.shape[1]] * rewards.shape[0], seconds=1.0,
                             meta={"config": "steps-3", "split": "validation", "scoring": "default (token)"})
 
@@ -72,3 +74,40 @@ def test_latency_and_mrl_sections_appear_with_their_files(run_dir):
     assert "| 2 | 10 | 52 | 12 | 30.0 | 5.0 |" in report
     assert (run_dir / "plots" / "latency_per_turn.png").is_file()
     assert (run_dir / "plots" / "mrl_reward_per_stage.png").is_file()
+
+
+def final_on_last_step(values: list[float]) -> np.ndarray:
+    """``(N, 3)`` final recall: ``values`` on the last step (the long-range final question), NaN before it."""
+    final = np.full((len(values), 3), np.nan)
+    final[:, -1] = values
+    return final
+
+
+def test_final_recall_has_its_own_columns_with_intervals_when_the_episodes_are_long_range(run_dir):
+    from rxmrl.evaluation.compare import compare
+    from rxmrl.evaluation.retention import Retention
+
+    rewards, recall = np.ones((4, 3)), np.full((4, 3), 0.5)
+    warm, warm_reset = (result(n, rewards, recall, final_on_last_step(v))
+                        for n, v in (("warm", [0.0, 1.0, 0.0, 1.0]), ("warm reset", [0.0] * 4)))
+    mrl, mrl_reset = (result(n, rewards, recall, final_on_last_step(v))
+                      for n, v in (("mrl", [1.0, 1.0, 1.0, 1.0]), ("mrl reset", [0.0, 0.0, 0.0, 1.0])))
+    write_json(run_dir / "eval" / "mrl.json", evaluation_record("mrl", "x/mrl/final", mrl))
+    retention = Retention({"warm_start": warm, "mrl": mrl}, {"warm_start": warm_reset, "mrl": mrl_reset},
+                          {"warm_start": compare(warm, warm_reset), "mrl": compare(mrl, mrl_reset)},
+                          {"mrl": compare(mrl, warm)}, "warm_start")
+    write_json(run_dir / "retention" / "retention.json", retention.summary())
+    report = write_report(run_dir).read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| model | reward mean"))
+    assert "| final recall [95% CI] |" in header
+    assert next(line for line in report.splitlines() if line.startswith("| RxT after MRL |")).split("|")[7].strip() \
+        == "1.000 [1.000, 1.000]"
+    assert "| RxT after MRL | 1.000 [1.000, 1.000] | 0.250 [0.000, 0.750] | +0.750 [+0.250, +1.000] " \
+           "| +0.500 [+0.000, +1.000] |" in report
+    assert "none, these episodes are cumulative" not in report
+
+
+def test_cumulative_episodes_say_they_have_no_final_recall(run_dir):
+    report = write_report(run_dir).read_text()
+    assert "final recall [95% CI]" not in report
+    assert "*Final recall: none, these episodes are cumulative (no long-range final question).*" in report

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from rxmrl.baseline.data import fit_history, query_ids, turn_ids
-from rxmrl.baseline.train import DataSection, load_episodes
+from rxmrl.baseline.train import BaselineDataSection, load_episodes
 from rxmrl.data.schema import Episode
 from rxmrl.rewards import WordStatistics
 
@@ -61,7 +61,7 @@ class GRPOSection:
 class GRPORunConfig:
     checkpoint: str = "runs/baseline"  # an SFT output dir (`rxmrl baseline train`)
     output_dir: str = "runs/baseline-grpo"
-    data: DataSection = field(default_factory=DataSection)
+    data: BaselineDataSection = field(default_factory=BaselineDataSection)
     grpo: GRPOSection = field(default_factory=GRPOSection)
 
 

@@ -35,7 +35,7 @@ CONFIG_FILE = "baseline.toml"
 
 
 @dataclass
-class ModelSection:
+class BaselineModelSection:
     LIMITS: ClassVar[dict[str, str]] = {"num_layers": ">= 1", "max_length": ">= 1"}
     preset: str = "nano"  # RxT preset whose parameter count the baseline matches
     match: Literal["total", "decoder", "decoder_active"] = "total"  # which RxT count to match
@@ -49,7 +49,7 @@ class ModelSection:
 
 
 @dataclass
-class DataSection:
+class BaselineDataSection:
     LIMITS: ClassVar[dict[str, str]] = {"steps": ">= 1", "num_episodes": ">= 1", "eval_episodes": ">= 1"}
     source: str = "embedded"  # curriculum source (rxmrl.data.load_curriculum)
     steps: int = 4  # follow-ups per episode (curriculum config steps-N)
@@ -80,8 +80,8 @@ class SFTSection:
 @dataclass
 class BaselineConfig:
     output_dir: str = "runs/baseline"  # model + tokenizer + config + result land here
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataSection = field(default_factory=DataSection)
+    model: BaselineModelSection = field(default_factory=BaselineModelSection)
+    data: BaselineDataSection = field(default_factory=BaselineDataSection)
     sft: SFTSection = field(default_factory=SFTSection)
 
 
@@ -98,7 +98,7 @@ class BaselineResult:
     seconds: float
 
 
-def load_episodes(data: DataSection, split: str, num_episodes: int, seed: int):
+def load_episodes(data: BaselineDataSection, split: str, num_episodes: int, seed: int):
     """The baseline's episodes of ``split``; ``seed`` generates the embedded source's (the run's one seed)."""
     from rxmrl.data import load_curriculum
 

@@ -26,7 +26,13 @@ PUBLISHED_CONFIGS: tuple[str, ...] = (
 )
 """Configs of ``ReactiveAI/TinyStories-MRL`` (``steps-16`` may be absent there)."""
 
-EMBEDDED_CONFIGS: tuple[str, ...] = PUBLISHED_CONFIGS + ("steps-24", "steps-32")
+LONG_HORIZON_CONFIGS: tuple[str, ...] = (
+    "steps-10", "steps-10-lr", "steps-12-lr", "steps-14", "steps-14-lr", "steps-16-lr",
+)
+"""The horizons up to 16 steps that the published set lacks, in both strategies: the card's aim is a 16-step
+MRL curriculum, and its stages (mixed strategies too) and evaluations read these from a generated folder."""
+
+EMBEDDED_CONFIGS: tuple[str, ...] = PUBLISHED_CONFIGS + LONG_HORIZON_CONFIGS + ("steps-24", "steps-32")
 """Configs the embedded generator writes by default; it also accepts any ``steps-N`` / ``steps-N-lr``."""
 
 SPLITS: tuple[str, ...] = ("train", "validation", "supervised")

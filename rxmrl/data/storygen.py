@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from rxmrl.data import world
@@ -168,17 +168,22 @@ class Story:
              Detail(f"Where did {n} find the {thing}?", f"{_cap(self.she)} found the {thing} under the {spot}.",
                     spot)])
 
+    def _with_friend(self, pool: Sequence[str], sentence: str, question: str, answer: str) -> Scene:
+        """A one-detail scene of the child, a friend and one word drawn from ``pool``, drawn before the friend
+        (the generator's output depends on the order of its draws). The templates fill ``{n}`` (the child),
+        ``{friend}``, ``{word}`` and ``{a_word}`` (the word with its article)."""
+        word = self.words.pick(pool)
+        fill = {"n": self.name, "friend": self._friend(), "word": word, "a_word": _a(word)}
+        return self._scene([sentence.format(**fill)],
+                           [Detail(question.format(**fill), answer.format(**fill), word)])
+
     def _share_food(self) -> Scene:
-        n, food, friend = self.name, self.words.pick(world.FOODS), self._friend()
-        return self._scene(
-            [f"Later, {n} and {friend} shared {_a(food)} for a snack."],
-            [Detail(f"What snack did {n} share with {friend}?", f"{n} shared {_a(food)} with {friend}.", food)])
+        return self._with_friend(world.FOODS, "Later, {n} and {friend} shared {a_word} for a snack.",
+                                 "What snack did {n} share with {friend}?", "{n} shared {a_word} with {friend}.")
 
     def _play_game(self) -> Scene:
-        n, game, friend = self.name, self.words.pick(world.GAMES), self._friend()
-        return self._scene(
-            [f"{n} and {friend} played {game} until the sun went down."],
-            [Detail(f"What game did {n} play with {friend}?", f"{n} and {friend} played {game}.", game)])
+        return self._with_friend(world.GAMES, "{n} and {friend} played {word} until the sun went down.",
+                                 "What game did {n} play with {friend}?", "{n} and {friend} played {word}.")
 
     def _gift(self) -> Scene:
         n, w = self.name, self.words
@@ -197,10 +202,8 @@ class Story:
                     feeling)])
 
     def _walk(self) -> Scene:
-        n, place, friend = self.name, self.words.pick(world.PLACES), self._friend()
-        return self._scene(
-            [f"After that, {n} walked with {friend} to the {place}."],
-            [Detail(f"Where did {n} walk with {friend}?", f"They walked to the {place}.", place)])
+        return self._with_friend(world.PLACES, "After that, {n} walked with {friend} to the {word}.",
+                                 "Where did {n} walk with {friend}?", "They walked to the {word}.")
 
     def _help_friend(self) -> Scene:
         n, w, friend = self.name, self.words, self._friend()
@@ -211,10 +214,8 @@ class Story:
              Detail(f"Where did {n} find the {item} that {friend} lost?", f"{n} found it near the {spot}.", spot)])
 
     def _sing(self) -> Scene:
-        n, song, friend = self.name, self.words.pick(world.SONGS), self._friend()
-        return self._scene(
-            [f"In the evening, {n} sang {song} to {friend}."],
-            [Detail(f"What did {n} sing to {friend}?", f"{n} sang {song}.", song)])
+        return self._with_friend(world.SONGS, "In the evening, {n} sang {word} to {friend}.",
+                                 "What did {n} sing to {friend}?", "{n} sang {word}.")
 
     _SCENES: tuple[Callable[[Story], Scene], ...] = (
         _meet_animal, _find_thing, _share_food, _play_game, _gift, _weather, _walk, _help_friend, _sing,

@@ -4,7 +4,8 @@ Both agents play the same episodes in the same order, so per-episode rewards pai
 means is estimated from the per-episode differences ``d_n = r^A_n - r^B_n`` with a percentile bootstrap over
 episodes (:func:`rxmrl.evaluation.bootstrap.bootstrap_interval`), which is much tighter than comparing two
 independent intervals because episode difficulty cancels. Fact recall pairs only episodes where both have a
-value (episodes whose follow-ups carry facts); so does the recall of held facts (those memory was given).
+value (episodes whose follow-ups carry facts); so do the recall of held facts (those memory was given) and the
+final recall (long-range episodes only: ``None`` when no episode has a final question).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rxmrl.evaluation.reward_range import EvaluationResult, Stat
+from rxmrl.evaluation.reward_range import EvaluationResult, Stat, as_dict_or_none, measured
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,19 @@ class Comparison:
     reward_difference: Stat  # of d_n = reward A - reward B over episodes
     fact_recall_difference: Stat  # of the paired per-episode fact recall differences
     held_fact_recall_difference: Stat  # the same, over the facts memory holds
+    final_recall_difference: Stat | None  # of the long-range final question's recall; None: no such question
 
     def summary(self) -> dict[str, Any]:
         return {"a": self.a.summary(), "b": self.b.summary(),
                 "difference": {"reward": self.reward_difference.as_dict(),
                                "fact_recall": self.fact_recall_difference.as_dict(),
-                               "held_fact_recall": self.held_fact_recall_difference.as_dict()}}
+                               "held_fact_recall": self.held_fact_recall_difference.as_dict(),
+                               "final_recall": as_dict_or_none(self.final_recall_difference)}}
+
+    def final_recall_interval(self) -> str:
+        """The signed final recall difference, or ``none`` when the episodes have no final question."""
+        final = self.final_recall_difference
+        return "none (no long-range final question)" if final is None else final.interval(signed=True)
 
     def format_table(self, level: float = 0.95) -> str:
         r = self.reward_difference
@@ -37,6 +45,7 @@ class Comparison:
             f"  reward      {r.mean:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]",
             f"  fact recall {self.fact_recall_difference.interval(signed=True)}",
             f"  held facts  {self.held_fact_recall_difference.interval(signed=True)}",
+            f"  final recall {self.final_recall_interval()}",
         ])
 
 
@@ -48,8 +57,9 @@ def compare(a: EvaluationResult, b: EvaluationResult, level: float = 0.95) -> Co
                          "expected the same episodes")
     recall = a.episode_fact_recall - b.episode_fact_recall  # NaN where either has none
     held = a.episode_held_fact_recall - b.episode_held_fact_recall
+    final = a.episode_final_recall - b.episode_final_recall
     return Comparison(a, b, Stat.of(a.episode_rewards - b.episode_rewards, level),
-                      Stat.of(recall, level), Stat.of(held, level))
+                      Stat.of(recall, level), Stat.of(held, level), measured(final, level))
 
 
 @dataclass(frozen=True)
@@ -74,7 +84,8 @@ class BaselineComparison:
         for name, c in zip(self.names, self.comparisons):
             lines.append(f"  {name}: reward {c.reward_difference.interval(signed=True)}, fact recall "
                          f"{c.fact_recall_difference.interval(signed=True)}, held facts "
-                         f"{c.held_fact_recall_difference.interval(signed=True)}")
+                         f"{c.held_fact_recall_difference.interval(signed=True)}, final recall "
+                         f"{c.final_recall_interval()}")
         return "\n".join(lines)
 
 

@@ -12,6 +12,9 @@ with a reset memory on the same episodes::
     gap(model)          recall(model) - recall(model, memory never written)      what memory carries
     gain(model)         recall(model) - recall(baseline)                          e.g. MRL over its warm start
 
+Long-range episodes (``steps-N-lr``) give the same three for their *final recall* on its own: the final
+question, about the first interaction after N - 1 distractor turns; cumulative episodes have none (``None``).
+
 Every difference is paired over episodes (:func:`rxmrl.evaluation.compare.compare`): percentile bootstrap
 of the per-episode differences.
 """
@@ -25,7 +28,7 @@ from typing import Any
 from rxmrl.envs import BatchedMrlEnv
 from rxmrl.envs.agents import RxTAgent
 from rxmrl.evaluation.compare import Comparison, compare
-from rxmrl.evaluation.reward_range import EvaluationResult, evaluate
+from rxmrl.evaluation.reward_range import EvaluationResult, as_dict_or_none, evaluate
 from rxmrl.model import ReactiveTransformer, SamplingConfig
 
 
@@ -40,13 +43,16 @@ class Retention:
     baseline: str | None
 
     def summary(self, level: float = 0.95) -> dict[str, Any]:
-        """Plain numbers (``json.dumps``-able): recall, held recall and reward of each model and its differences."""
+        """Plain numbers (``json.dumps``-able): recall, final recall (``None``: no long-range final question)
+        and reward of each model and its differences."""
         def stats(result: EvaluationResult) -> dict[str, Any]:
-            return {"fact_recall": result.recall(level).as_dict(), "reward": result.reward(level).as_dict(),
-                    "episodes": result.num_episodes, **result.meta}
+            return {"fact_recall": result.recall(level).as_dict(),
+                    "final_recall": as_dict_or_none(result.final_question_recall(level)),
+                    "reward": result.reward(level).as_dict(), "episodes": result.num_episodes, **result.meta}
 
         def difference(c: Comparison) -> dict[str, Any]:
-            return {"fact_recall": c.fact_recall_difference.as_dict(), "reward": c.reward_difference.as_dict()}
+            return {"fact_recall": c.fact_recall_difference.as_dict(),
+                    "final_recall": as_dict_or_none(c.final_recall_difference), "reward": c.reward_difference.as_dict()}
 
         return {"protocol": "reference conversation written into memory; the model answers every follow-up",
                 "baseline": self.baseline,
@@ -57,28 +63,42 @@ class Retention:
                            for name in self.with_memory}}
 
     def format_table(self, level: float = 0.95) -> str:
+        """Fact recall per model, then the final recall the same way (or a line saying there is none)."""
         pct = f"{level:.0%}"
         header = (f"{'model':<14}{'recall [' + pct + ' CI]':>24}{'reset memory':>24}{'memory gap':>26}"
                   f"{'gain over ' + (self.baseline or '-'):>28}")
         lines = ["retention: the reference conversation written into memory, the model answers every follow-up",
-                 header]
+                 header, *self._rows(level, EvaluationResult.recall, "fact_recall_difference")]
+        if all(result.final_question_recall(level) is None for result in self.with_memory.values()):
+            return "\n".join([*lines, "final recall: none (cumulative episodes have no long-range final question)"])
+        return "\n".join([*lines, "final recall: the long-range final question about the first interaction",
+                          header, *self._rows(level, EvaluationResult.final_question_recall,
+                                              "final_recall_difference")])
+
+    def _rows(self, level: float, recall_of, difference: str) -> list[str]:
+        """One line per model: ``recall_of(result)`` with memory and reset, the gap and the gain (a Comparison's
+        ``difference`` attribute); ``n/a`` where a value is absent."""
+        def interval(stat, signed: bool = False) -> str:
+            return "n/a" if stat is None else stat.interval(signed=signed)
+
+        lines = []
         for name, result in self.with_memory.items():
-            gain = self.gain[name].fact_recall_difference if name in self.gain else None
-            lines.append(f"{name:<14}{result.recall(level).interval():>24}"
-                         f"{self.reset_memory[name].recall(level).interval():>24}"
-                         f"{self.gap[name].fact_recall_difference.interval(signed=True):>26}"
-                         f"{(gain.interval(signed=True) if gain is not None else '-'):>28}")
-        return "\n".join(lines)
+            gain = interval(getattr(self.gain[name], difference), signed=True) if name in self.gain else "-"
+            lines.append(f"{name:<14}{interval(recall_of(result, level)):>24}"
+                         f"{interval(recall_of(self.reset_memory[name], level)):>24}"
+                         f"{interval(getattr(self.gap[name], difference), signed=True):>26}{gain:>28}")
+        return lines
 
 
-def retention_env(tokenizer, steps: int = 8, *, split: str = "validation", num_episodes: int = 64,
+def retention_env(tokenizer, config: str = "steps-8", *, split: str = "validation", num_episodes: int = 64,
                   source: str = "embedded", data_seed: int = 0, batch_size: int = 32,
                   teacher_forcing: bool = True) -> BatchedMrlEnv:
-    """The episodes of ``steps-N`` / ``split`` in a fixed order with the reference conversation written into
-    memory (the protocol). Recall does not depend on the reward scored beside it, so the cheapest one is used.
+    """The episodes of ``config`` (``steps-N``, or ``steps-N-lr``: long range, whose final question is the
+    ``final_recall``) / ``split`` in a fixed order with the reference conversation written into memory (the
+    protocol). Recall does not depend on the reward scored beside it, so the cheapest one is used.
     ``teacher_forcing=False``: the same episodes with the agent's own answers written (what depends on how the
     agent writes them)."""
-    return BatchedMrlEnv(batch_size, source, steps, split, config=f"steps-{steps}", num_episodes=num_episodes,
+    return BatchedMrlEnv(batch_size, source, None, split, config=config, num_episodes=num_episodes,
                          data_seed=data_seed, reward="default", similarity="random-embedding", tokenizer=tokenizer,
                          order="sequential", seed=0, teacher_forcing=teacher_forcing)
 

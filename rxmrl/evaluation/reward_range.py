@@ -2,7 +2,10 @@
 
 The per-episode reward is the mean of its step rewards (0-10). The table reports its mean with a bootstrap
 95% interval over episodes, its min and max, the same per step, and the fact recall of the answers (the
-fraction of each follow-up's facts stated; steps without facts in the data are left out).
+fraction of each follow-up's facts stated; steps without facts in the data are left out). Long-range episodes
+also report their *final recall* on its own: the recall of the final question, which asks about the first
+interaction after every distractor turn, and which the episode mean averages with those turns. Cumulative
+episodes have no such question; their final recall is absent (``None``), not a number.
 """
 
 from __future__ import annotations
@@ -50,6 +53,17 @@ class Stat:
         return {"mean": self.mean, "ci_low": self.ci_low, "ci_high": self.ci_high, "min": self.min, "max": self.max}
 
 
+def measured(values: np.ndarray, level: float = 0.95) -> Stat | None:
+    """:meth:`Stat.of` the values, or ``None`` when all are NaN: a quantity these episodes do not have (the
+    final recall of cumulative episodes) is absent, never a number."""
+    values = np.asarray(values, dtype=np.float64)
+    return Stat.of(values, level) if (~np.isnan(values)).any() else None
+
+
+def as_dict_or_none(stat: Stat | None) -> dict[str, float] | None:
+    return None if stat is None else stat.as_dict()
+
+
 @dataclass
 class EvaluationResult:
     """Per-step rewards, fact recall and reward components of every episode, with what produced them."""
@@ -58,6 +72,7 @@ class EvaluationResult:
     step_rewards: np.ndarray  # (N, steps)
     fact_recall: np.ndarray  # (N, steps), NaN where the data has no facts
     held_fact_recall: np.ndarray  # (N, steps), recall of the facts memory holds (rxmrl.rewards.held_fact_recall)
+    final_recall: np.ndarray  # (N, steps), fact recall of the long-range final question; NaN on every other step
     components: dict[str, np.ndarray]  # name -> (N, steps)
     modes: list[list[str]]  # modes[n][i]
     seconds: float
@@ -83,6 +98,11 @@ class EvaluationResult:
         return episode_means(self.held_fact_recall)
 
     @property
+    def episode_final_recall(self) -> np.ndarray:
+        """``(N,)`` recall of each episode's long-range final question (NaN: a cumulative episode has none)."""
+        return episode_means(self.final_recall)
+
+    @property
     def episodes_per_second(self) -> float:
         return self.num_episodes / self.seconds if self.seconds > 0 else math.inf
 
@@ -103,12 +123,17 @@ class EvaluationResult:
     def held_recall(self, level: float = 0.95) -> Stat:
         return Stat.of(self.episode_held_fact_recall, level)
 
+    def final_question_recall(self, level: float = 0.95) -> Stat | None:
+        """Final recall over the episodes that have a long-range final question; ``None`` when none has."""
+        return measured(self.episode_final_recall, level)
+
     def summary(self, level: float = 0.95) -> dict[str, Any]:
         """Plain numbers for logs and reports (``json.dumps``-able)."""
         return {
             "agent": self.agent, **self.meta, "episodes": self.num_episodes, "seconds": self.seconds,
             "episodes_per_second": self.episodes_per_second, "reward": self.reward(level).as_dict(),
             "fact_recall": self.recall(level).as_dict(), "held_fact_recall": self.held_recall(level).as_dict(),
+            "final_recall": as_dict_or_none(self.final_question_recall(level)),
             "steps": [{"step": i, "reward": self.step_reward(i, level).as_dict(),
                        "fact_recall": Stat.of(self.fact_recall[:, i], level).as_dict(),
                        "held_fact_recall": Stat.of(self.held_fact_recall[:, i], level).as_dict(),
@@ -136,7 +161,17 @@ class EvaluationResult:
             lines.append(line(label, self.step_reward(i, level), Stat.of(self.fact_recall[:, i], level),
                               Stat.of(self.held_fact_recall[:, i], level)))
         lines.append("held facts: those whose source interaction, as written into memory, states them")
+        lines.append(self.final_recall_line(level))
         return "\n".join(lines)
+
+    def final_recall_line(self, level: float = 0.95) -> str:
+        """The final recall with its interval, or a line saying these episodes have no final question."""
+        final = self.final_question_recall(level)
+        if final is None:
+            return "final recall: none (no long-range episode: cumulative episodes have no final question)"
+        count = int((~np.isnan(self.episode_final_recall)).sum())
+        return (f"final recall [{level:.0%} CI] {final.interval()}: the long-range final question about the first "
+                f"interaction, {count} episodes")
 
 
 def episode_means(per_step: np.ndarray) -> np.ndarray:
@@ -156,20 +191,21 @@ def evaluate(agent: Agent, env: BatchedMrlEnv, num_episodes: int | None = None, 
     total = len(env.sampler) if num_episodes is None else num_episodes
     if total < 1:
         raise ValueError(f"num_episodes={num_episodes}: expected at least 1 episode")
-    rewards, recalls, held, modes, components = [], [], [], [], {}
+    rewards, recalls, held, finals, modes, components = [], [], [], [], [], {}
     started = time.perf_counter()
     played = 0
     while played < total:
         count = min(env.batch_size, total - played)
         start = env.reset(seed=seed if played == 0 else None, options={"batch_size": count})
         agent.begin_batch(start)
-        query, batch_rewards, batch_recall, batch_held, batch_components = start.query, [], [], [], {}
+        query, batch_rewards, batch_recall, batch_held, batch_final, batch_components = start.query, [], [], [], [], {}
         while True:
             answers = agent.answer_batch(query)
             out = env.step(answers)
             batch_rewards.append(out.rewards.cpu().numpy())
             batch_recall.append(out.fact_recall.cpu().numpy())
             batch_held.append(out.held_fact_recall.cpu().numpy())
+            batch_final.append(out.final_recall.cpu().numpy())
             for name, value in out.components.items():
                 batch_components.setdefault(name, []).append(value.cpu().numpy())
             if out.done:
@@ -179,6 +215,7 @@ def evaluate(agent: Agent, env: BatchedMrlEnv, num_episodes: int | None = None, 
         rewards.append(np.stack(batch_rewards, axis=1))  # (count, steps)
         recalls.append(np.stack(batch_recall, axis=1))
         held.append(np.stack(batch_held, axis=1))
+        finals.append(np.stack(batch_final, axis=1))
         for name, values in batch_components.items():
             components.setdefault(name, []).append(np.stack(values, axis=1))
         modes.extend(start.modes)
@@ -186,7 +223,7 @@ def evaluate(agent: Agent, env: BatchedMrlEnv, num_episodes: int | None = None, 
     seconds = time.perf_counter() - started
     return EvaluationResult(
         agent=getattr(agent, "name", type(agent).__name__), step_rewards=np.concatenate(rewards),
-        fact_recall=np.concatenate(recalls), held_fact_recall=np.concatenate(held),
+        fact_recall=np.concatenate(recalls), held_fact_recall=np.concatenate(held), final_recall=np.concatenate(finals),
         components={k: np.concatenate(v) for k, v in components.items()},
         modes=modes, seconds=seconds, meta=dict(meta or {}),
     )

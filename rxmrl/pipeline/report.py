@@ -75,13 +75,31 @@ def markdown_table(header: list[str], align: list[str], rows: list[list[str]]) -
     return "\n".join([line(header), "|" + "|".join(align) + "|", *map(line, rows)])
 
 
+def has_final_recall(summaries: list[dict[str, Any]]) -> bool:
+    """Whether any summary holds a final recall (null or absent: cumulative episodes, or an older run)."""
+    return any(summary.get("final_recall") for summary in summaries)
+
+
+def final_recall_note(summaries: list[dict[str, Any]]) -> list[str]:
+    """Lines under a table: what the final recall is, or that these episodes have none (null in every summary);
+    nothing for files written before it was recorded."""
+    if has_final_recall(summaries):
+        return ["", "*Final recall*: recall on the long-range final question alone, the one about the first "
+                    "interaction after every distractor turn (the fact recall averages it with those turns)."]
+    if all("final_recall" in summary for summary in summaries):
+        return ["", "*Final recall: none, these episodes are cumulative (no long-range final question).*"]
+    return []
+
+
 def results_table(results: dict[str, dict[str, Any]], latency: list[dict[str, Any]]) -> str:
-    """Our rows: reward mean [95% CI], min, max, fact recall and recall of held facts [95% CI], latency of the
-    last turn."""
+    """Our rows: reward mean [95% CI], min, max, fact recall, recall of held facts and (long-range episodes)
+    final recall [95% CI], latency of the last turn."""
     turn = f"turn {len(latency)}" if latency else "n/a"
     ms = latency_by_model(latency)
+    summaries = [record["summary"] for record in results.values()]
+    final = has_final_recall(summaries)
     header = ["model", "reward mean [95% CI]", "min", "max", "fact recall [95% CI]", "held facts [95% CI]",
-              f"latency, {turn} (ms)"]
+              *(["final recall [95% CI]"] if final else []), f"latency, {turn} (ms)"]
     rows = []
     for name, record in results.items():
         summary = record["summary"]
@@ -89,8 +107,10 @@ def results_table(results: dict[str, dict[str, Any]], latency: list[dict[str, An
         rows.append([LABELS[name], format_interval(reward, 2), format_number(reward["min"], 2),
                      format_number(reward["max"], 2), format_interval(summary["fact_recall"], 3),
                      format_interval(summary["held_fact_recall"], 3) if "held_fact_recall" in summary else "–",
+                     *([format_interval(summary.get("final_recall"), 3)] if final else []),
                      format_number(ms.get(name), 1) if name in ms else "–"])
-    return markdown_table(header, ["---"] + ["---:"] * 6, rows)
+    table = markdown_table(header, ["---"] + ["---:"] * (len(header) - 1), rows)
+    return "\n".join([table, *final_recall_note(summaries)])
 
 
 def published_table() -> str:
@@ -124,22 +144,35 @@ def comparison_table(comparison: dict[str, Any], name: str = "MRL") -> str:
 
 
 def retention_table(retention: dict[str, Any]) -> str:
-    """Per RxT model: recall with memory, with a reset memory, the gap, and the gain over the baseline."""
+    """Per RxT model: recall with memory, with a reset memory, the gap, and the gain over the baseline; then
+    the same for the final recall of long-range episodes, or a line saying the episodes have none."""
     baseline = retention.get("baseline")
     scoring = next(iter(retention["models"].values()))["with_memory"].get("scoring", "")
     header = ["model", "fact recall [95% CI]", "reset memory", "memory gap [95% CI]",
               f"gain over {LABELS.get(baseline, baseline)} [95% CI]", f"reward, {scoring} [95% CI]"]
-    rows = []
-    for name, row in retention["models"].items():
-        gain = row.get("gain")
-        rows.append([LABELS.get(name, name), format_interval(row["with_memory"]["fact_recall"], 3),
-                     format_interval(row["reset_memory"]["fact_recall"], 3), _signed_stat(row["gap"]["fact_recall"]),
-                     _signed_stat(gain["fact_recall"]) if gain else "–",
-                     format_interval(row["with_memory"]["reward"], 2)])
-    return markdown_table(header, ["---"] + ["---:"] * 5, rows)
+    rows = [_retention_cells(name, row, "fact_recall") + [format_interval(row["with_memory"]["reward"], 2)]
+            for name, row in retention["models"].items()]
+    table = markdown_table(header, ["---"] + ["---:"] * 5, rows)
+    summaries = [row["with_memory"] for row in retention["models"].values()]
+    if not has_final_recall(summaries):
+        return "\n".join([table, *final_recall_note(summaries)])
+    final_rows = [_retention_cells(name, row, "final_recall") for name, row in retention["models"].items()]
+    final_table = markdown_table(["model", "final recall [95% CI]", *header[2:5]], ["---"] + ["---:"] * 4, final_rows)
+    return "\n".join([table, *final_recall_note(summaries), "", final_table])
 
 
-def _signed_stat(stat: dict[str, float]) -> str:
+def _retention_cells(name: str, row: dict[str, Any], key: str) -> list[str]:
+    """Model, ``key`` with memory and with a reset memory, the gap and the gain of one retention row (``n/a`` or
+    ``–`` where absent)."""
+    gain = row.get("gain")
+    return [LABELS.get(name, name), format_interval(row["with_memory"].get(key), 3),
+            format_interval(row["reset_memory"].get(key), 3), _signed_stat(row["gap"].get(key)),
+            _signed_stat(gain.get(key)) if gain else "–"]
+
+
+def _signed_stat(stat: dict[str, float] | None) -> str:
+    if not stat or stat.get("mean") is None:
+        return "n/a"
     return f"{stat['mean']:+.3f} [{stat['ci_low']:+.3f}, {stat['ci_high']:+.3f}]"
 
 

@@ -135,9 +135,11 @@ def phase_eval(config: PipelineConfig) -> dict[str, Any]:
             result = evaluate(agent, env, ev.num_episodes, seed=config.seed, meta=meta)
             write_json(path, evaluation_record(name, dirs[name], result))
             reward = result.reward()
+            final = result.final_question_recall()
             print(f"  {name}: reward {reward.mean:.2f} [{reward.ci_low:.2f}, {reward.ci_high:.2f}], "
-                  f"fact recall {result.recall().mean:.3f}, held facts {result.held_recall().mean:.3f} "
-                  f"({result.seconds:.1f} s)", flush=True)
+                  f"fact recall {result.recall().mean:.3f}, held facts {result.held_recall().mean:.3f}"
+                  + ("" if final is None else f", final recall {final.mean:.3f}") + f" ({result.seconds:.1f} s)",
+                  flush=True)
         written[name] = str(path)
     return {"results": written}
 
@@ -148,6 +150,7 @@ def evaluation_record(name: str, spec: str, result) -> dict[str, Any]:
             "episode_rewards": result.episode_rewards.tolist(),
             "episode_fact_recall": result.episode_fact_recall.tolist(),
             "episode_held_fact_recall": result.episode_held_fact_recall.tolist(),
+            "episode_final_recall": result.episode_final_recall.tolist(),  # NaN (null): no final question
             "step_rewards": result.step_rewards.tolist()}
 
 

@@ -21,7 +21,7 @@ def measure(model_dir: Path, retention: dict[str, Any], source: str, data_seed: 
     from rxmrl.model import ReactiveTransformer
     from rxmrl.tokenizer import RxTokenizer
 
-    env = retention_env(RxTokenizer.load(model_dir), retention["steps"], num_episodes=retention["episodes"],
+    env = retention_env(RxTokenizer.load(model_dir), f"steps-{retention['steps']}", num_episodes=retention["episodes"],
                         source=source, data_seed=data_seed)
     model = ReactiveTransformer.from_pretrained(model_dir).eval()
     result = measure_retention({"model": model}, env, retention["episodes"])

@@ -176,30 +176,6 @@ def load_checkpoint(path: str | Path, model: nn.Module, map_location: str | torc
     return torch.load(path / STATE_FILE, map_location=map_location, weights_only=False)
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """A complete checkpoint from a checkpoint directory, a ``checkpoints/`` folder or a run directory
-    (the latest step in the last two cases): what ``--init CHECKPOINT`` accepts."""
-    path = Path(path)
-    recover(path)
-    if _is_complete(path):
-        return path
-    for directory in (path, path / "checkpoints"):
-        latest = CheckpointManager(directory).latest()
-        if latest is not None:
-            return latest
-    raise FileNotFoundError(f"no complete checkpoint at {path} (looked for {MODEL_FILE} + {STATE_FILE} + "
-                            f"{META_FILE} there, and for step-* directories in it and in {path / 'checkpoints'})")
-
-
-def load_weights(path: str | Path, model: nn.Module, strict: bool = True,
-                 device: str | torch.device = "cpu") -> nn.Module:
-    """Only the weights (a warm start for the next stage): no optimizer, RNG or data position."""
-    weights = find_checkpoint(path) / MODEL_FILE
-    check_shapes(weights, model)
-    load_model(model, str(weights), strict=strict, device=str(device))
-    return model
-
-
 def check_shapes(weights: str | Path, model: nn.Module) -> None:
     """Refuse, in one line, weights of another model size (instead of one ``size mismatch`` line per tensor)."""
     with safe_open(str(weights), framework="pt") as file:
