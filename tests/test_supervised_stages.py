@@ -16,7 +16,7 @@ from rxmrl.training.stages import (
     train_joint, train_memory_attention, train_memory_aware, trainable_groups,
 )
 from rxmrl.training.stages.memory_attention import slot_cosine
-from rxmrl.training.stages.batching import mask_tokens, pad_episodes
+from rxmrl.training.stages.batching import mask_tokens, next_token_loss, pad_episodes, projected_next_token_loss, trim
 
 sys.path.insert(0, str(Path(__file__).parent))
 from supervised_helpers import (  # noqa: E402
@@ -127,6 +127,30 @@ def test_memory_aware_training_lowers_the_follow_up_loss():
     result = train_memory_aware(tiny_model(), episodes(16, steps=2), config, ENV)
     first, last = first_and_last(result.losses)
     assert last < 0.8 * first, result.losses
+
+
+def test_projecting_only_the_answer_positions_gives_the_full_projection_loss_and_gradients():
+    model = tiny_model()
+    batch = trim({key: value[1] for key, value in pad_episodes(episodes(4, steps=2)).items()})
+    batch["target_weight"] = batch["target_weight"] * (1 + 4 * (torch.arange(batch["input_ids"].shape[1]) % 3 == 0))
+    stm = model.initial_stm(4, torch.Generator().manual_seed(0))
+    results = []
+    for projected in (False, True):
+        model.zero_grad()
+        hidden, _ = model.decoder.features(batch["input_ids"], stm, attention_mask=batch["attention_mask"])
+        head = model.decoder.lm_head
+        loss, accuracy = (projected_next_token_loss(hidden, head, batch) if projected
+                          else next_token_loss(head(hidden), batch))
+        loss.backward()
+        grads = [p.grad.clone() for p in model.decoder.parameters() if p.grad is not None]
+        results.append((loss.detach(), accuracy, grads))
+    (full, full_acc, full_grads), (part, part_acc, part_grads) = results
+    assert (batch["attention_mask"][:, 1:] & (batch["target_weight"][:, 1:] == 0)).any()  # prompts are skipped
+    torch.testing.assert_close(part, full)
+    assert part_acc == full_acc
+    assert len(part_grads) == len(full_grads) > 0
+    for a, b in zip(part_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
 
 
 def test_episodes_of_a_batch_step_in_lockstep():

@@ -144,5 +144,19 @@ def next_token_loss(logits: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, T
                                 batch["target_weight"][:, 1:] * batch["attention_mask"][:, 1:])
 
 
+def projected_next_token_loss(hidden: Tensor, head: torch.nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """:func:`next_token_loss` from final hidden states ``[B, T, D]``, projecting only the target positions.
+
+    A stage-4 batch's targets are the answer tokens of right-padded rows: projecting every prompt and padding
+    position onto the vocabulary (forward, the log-softmax, its backward and the head's gradient) was most of
+    a step. The loss is the same weighted mean over the same positions, summed in another order.
+    """
+    weights = batch["target_weight"][:, 1:] * batch["attention_mask"][:, 1:]  # [B, T-1]
+    chosen = weights > 0
+    logits = head(hidden[:, :-1][chosen])  # [M, V], M target positions
+    return masked_cross_entropy(logits[None], batch["input_ids"][:, 1:][chosen][None], weights[chosen][None])
+
+
 __all__ = ["Row", "interaction_rows", "episode_rows", "mask_tokens", "masked_cross_entropy", "next_token_loss",
+           "projected_next_token_loss",
            "pad_episodes", "pad_rows", "story_rows", "trim"]

@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from rxmrl.model.memory import set_gate_bias
 from rxmrl.training.distributed import DistEnv
 from rxmrl.training.loop import EvalFn, Evaluation, RunRecord, Trainer, TrainResult
-from rxmrl.training.stages.batching import Row, next_token_loss, pad_episodes, trim
+from rxmrl.training.stages.batching import Row, pad_episodes, projected_next_token_loss, trim
 from rxmrl.training.stages.common import StageLoop, make_trainer, model_groups, unwrap_model
 
 
@@ -148,9 +148,10 @@ def trainable_groups(progress: int, config: MemoryAwareStageConfig, available: l
     return [g for g in groups if g in available]
 
 
-def follow_up_logits(model: nn.Module, batch: dict[str, Tensor], reset_memory: bool = False,
-                     generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor]]]:
-    """Yield ``(logits [B, T, V], moe_aux, follow-up batch)`` for follow-ups ``t = 1 .. N``.
+def follow_up_features(model: nn.Module, batch: dict[str, Tensor], reset_memory: bool = False,
+                       generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor]]]:
+    """Yield ``(hidden [B, T, D], moe_aux, follow-up batch)`` for follow-ups ``t = 1 .. N``: the decoder's final
+    hidden states, which ``lm_head`` projects onto the vocabulary.
 
     ``batch`` holds ``[N + 1, B, T]`` tensors from :func:`pad_episodes`. With ``reset_memory`` the decoder
     reads a fresh STM at every follow-up instead of the accumulated one (the no-memory control).
@@ -165,8 +166,17 @@ def follow_up_logits(model: nn.Module, batch: dict[str, Tensor], reset_memory: b
             previous = trim({key: value[t - 1] for key, value in batch.items()})
             stm = rxt.write_memory(stm, previous["input_ids"], previous["attention_mask"])
         current = trim({key: value[t] for key, value in batch.items()})
-        logits, aux = rxt.decoder(current["input_ids"], stm, attention_mask=current["attention_mask"])
-        yield logits, aux, current
+        hidden, aux = rxt.decoder.features(current["input_ids"], stm, attention_mask=current["attention_mask"])
+        yield hidden, aux, current
+
+
+def follow_up_logits(model: nn.Module, batch: dict[str, Tensor], reset_memory: bool = False,
+                     generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor, dict[str, Tensor]]]:
+    """Yield ``(logits [B, T, V], moe_aux, follow-up batch)`` for follow-ups ``t = 1 .. N`` (as
+    :func:`follow_up_features`, every position projected)."""
+    head = unwrap_model(model).decoder.lm_head
+    for hidden, aux, current in follow_up_features(model, batch, reset_memory, generator):
+        yield head(hidden), aux, current
 
 
 def memory_aware_step(model: nn.Module, batch: dict[str, Tensor],
@@ -174,11 +184,13 @@ def memory_aware_step(model: nn.Module, batch: dict[str, Tensor],
     """One batch of episodes: mean follow-up answer loss through the accumulated STM (+ MoE aux).
 
     The answer loss is the mean over tokens weighted by the rows' target weights (``fact_weight`` on fact
-    tokens, 1 elsewhere), so ``ar_loss`` equals the plain mean only when ``fact_weight = 1``.
+    tokens, 1 elsewhere), so ``ar_loss`` equals the plain mean only when ``fact_weight = 1``. Only the answer
+    positions are projected onto the vocabulary (:func:`projected_next_token_loss`).
     """
+    head = unwrap_model(model).decoder.lm_head
     losses, accuracies, auxes = [], [], []
-    for logits, aux, current in follow_up_logits(model, batch):
-        loss, accuracy = next_token_loss(logits, current)
+    for hidden, aux, current in follow_up_features(model, batch):
+        loss, accuracy = projected_next_token_loss(hidden, head, current)
         losses.append(loss)
         accuracies.append(accuracy)
         auxes.append(aux)
