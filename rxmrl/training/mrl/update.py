@@ -199,14 +199,14 @@ UPDATES = {"ppo": PpoSamples, "dmpo": DmpoPairs}  # RolloutPlan.update -> the up
 def minibatch(rollout: Rollout, index: Tensor) -> dict[str, Any]:
     """The samples ``index`` of a rollout, answer columns trimmed to the longest answer among them."""
     mask = rollout.mask[index]
-    width = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
+    width = used_width(mask)
     write_mask = rollout.write_mask[index]
-    write_width = int(write_mask.any(0).nonzero().max()) + 1
+    write_width = used_width(write_mask)
     rows = index.tolist()
     critic = {"critic_ids": None, "critic_mask": None}
     if rollout.critic_mask is not None:
         critic_mask = rollout.critic_mask[index]
-        critic_width = int(critic_mask.any(0).nonzero().max()) + 1
+        critic_width = used_width(critic_mask)
         critic = {"critic_ids": rollout.critic_ids[index, :critic_width], "critic_mask": critic_mask[:, :critic_width]}
     return {
         "queries": [rollout.queries[i] for i in rows],
@@ -227,7 +227,7 @@ def _reference_columns(rollout: Rollout, index: Tensor) -> dict[str, Tensor | No
     if rollout.reference_mask is None:
         return {"reference_answers": None, "reference_mask": None}
     mask = rollout.reference_mask[index]
-    width = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
+    width = used_width(mask)
     return {"reference_answers": rollout.reference_answers[index, :width], "reference_mask": mask[:, :width]}
 
 
@@ -258,3 +258,9 @@ def episode_samples(episodes: Tensor, num_episodes: int, steps: int, group_size:
     t = torch.arange(steps).view(steps, 1, 1)
     g = torch.arange(group_size).view(1, 1, group_size)
     return ((t * num_episodes + episodes.view(1, -1, 1)) * group_size + g).flatten()
+
+
+def used_width(mask: Tensor) -> int:
+    """Columns up to the last one any row uses (at least 1): a minibatch is trimmed to it, so padding
+    columns no sample needs are never computed."""
+    return int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
