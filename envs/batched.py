@@ -62,7 +62,7 @@ class BatchStep:
     reference: PaddedIds  # the follow-ups' reference answers, [A] a [EOS]
     write_to_memory: PaddedIds  # answer ids to write with query: own answers, or references (teacher forcing)
     written_interaction: PaddedIds  # query + write_to_memory: the interaction the memory encoder reads
-    fact_recall: torch.Tensor  # [B] float32; NaN where the data has no facts
+    fact_recall: torch.Tensor  # [B] float32; NaN where the step asks no fact (or the data has none)
     held_fact_recall: torch.Tensor  # [B] recall of the facts memory holds (rxmrl.rewards.held_fact_recall); NaN: none
     final_recall: torch.Tensor  # [B] fact recall of the long-range final question; NaN on other steps, cumulative rows
     terminated: torch.Tensor  # [B] bool
@@ -82,7 +82,7 @@ class GroupScores:
     components: dict[str, torch.Tensor]  # name -> [B·G]
     modes: list[str]  # [B·G]
     saved_index: torch.Tensor  # [B·G]
-    fact_recall: torch.Tensor  # [B·G]; NaN where the data has no facts
+    fact_recall: torch.Tensor  # [B·G]; NaN where the step asks no fact (or the data has none)
     held_fact_recall: torch.Tensor  # [B·G]; NaN where memory holds none of the step's facts
     final_recall: torch.Tensor  # [B·G]; NaN where the step is not a long-range final question
 
@@ -277,7 +277,8 @@ class BatchedMrlEnv:
             b = row // repeat
             facts = self._episodes[b].facts
             written = [interaction[b] for interaction in self._written_texts]
-            recall.append(math.nan if facts is None else fact_recall(text, [f.text for f in facts[step]]))
+            asked = [] if facts is None else [f.text for f in facts[step] if f.text.strip()]
+            recall.append(fact_recall(text, asked) if asked else math.nan)  # a step that asks no fact scores none
             held.append(math.nan if facts is None else held_fact_recall(text, facts[step], written))
             final.append(recall[-1] if self._plans[b][step].final_question else math.nan)
         return tuple(torch.tensor(values, dtype=torch.float32) for values in (recall, held, final))

@@ -97,7 +97,7 @@ class MrlEnv(gym.Env):
     ``reset``: ``episode`` (the cut :class:`Episode`), ``episode_index``, ``long_range``, ``steps``, ``modes``.
     ``step``: ``step``, ``mode``, ``query``, ``answer`` (text), ``reference``, ``saved_data`` (text of S),
     ``saved_index``, ``running_mean_of`` (interaction indices folded so far), ``facts``, ``fact_recall`` (of the
-    answer; ``None`` when the data has no facts), ``held_fact_recall`` (of the facts memory holds: their source
+    answer; ``None`` when the step asks no fact), ``held_fact_recall`` (of the facts memory holds: their source
     interaction as written states them; ``None`` when none), ``final_recall`` (``fact_recall`` on a long-range
     final question, the one about the first interaction; ``None`` on every other step), ``reward_components``
     (name -> float),
@@ -227,7 +227,7 @@ class MrlEnv(gym.Env):
             "reference": follow_up.answer, "saved_data": self._texts[self.saved_data][saved_index],
             "saved_index": saved_index, "running_mean_of": tuple(i for i in folded if i is not None),
             "facts": [] if facts is None else [f.text for f in facts[self._step]],
-            "fact_recall": None if facts is None else float(out.fact_recall[0]),
+            "fact_recall": _none_if_nan(float(out.fact_recall[0])),
             "held_fact_recall": _none_if_nan(float(out.held_fact_recall[0])),
             "final_recall": _none_if_nan(float(out.final_recall[0])),
             "reward_components": {k: float(v[0]) for k, v in out.components.items()},

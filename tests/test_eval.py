@@ -107,6 +107,8 @@ def test_final_recall_is_the_long_range_final_question_alone_with_its_interval()
     assert remembers.episode_final_recall.tolist() == [1.0] * 3 and forgets.episode_final_recall.tolist() == [0.0] * 3
     assert np.isnan(remembers.final_recall[:, :2]).all()  # the distractor turns are not the final question
     assert remembers.fact_recall[:, 1].tolist() == forgets.fact_recall[:, 1].tolist() == [1.0] * 3
+    assert np.isnan(remembers.fact_recall[:, 0]).all()  # the topic switch asks no fact: no recall, not a free 1.0
+    assert forgets.episode_fact_recall.tolist() == [0.5] * 3  # (1 + 0) / 2 asked steps, not (1 + 1 + 0) / 3
     final = forgets.final_question_recall()
     assert (final.mean, final.ci_low, final.ci_high) == (0.0, 0.0, 0.0)
     assert forgets.summary()["final_recall"]["mean"] == 0.0 and remembers.summary()["final_recall"]["mean"] == 1.0
