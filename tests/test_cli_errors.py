@@ -35,6 +35,8 @@ def one_error_line(argv: list[str], capsys) -> str:
     (["eval", "--agent", "oracle", "--episodes", "0"], "--episodes 0: expected a count >= 1"),
     (["data", "generate", "--out", "OUT", "--num-train", "-5"], "--num-train -5: expected a count >= 1"),
     (["train", "supervised", "--run-dir", "FILE/run"], "FILE is a file, so nothing can be written below it"),
+    (["train", "supervised", "--threads", "0"], "--threads 0: expected a count >= 1"),
+    (["train", "mrl", "--init", "FOLDER", "--threads", "0"], "--threads 0: expected a count >= 1"),
     (["run", "FOLDER"], "is a folder: expected a TOML file"),
 ])
 def test_outputs_and_counts_are_refused_before_the_work(argv, named, tmp_path, capsys):

@@ -109,3 +109,17 @@ def test_a_stage_resumed_with_another_batch_size_is_refused_before_any_work(tmp_
     out = capsys.readouterr().err
     assert out.startswith("error: stage1.batch_size (2 -> 3) changed since") and out.count("\n") == 1
     assert sorted(p.name for p in (run_dir / "stage-1" / "run").iterdir()) == ["checkpoints", "config.toml"]
+
+
+def test_threads_sets_torchs_thread_count_for_the_run_and_restores_it(tmp_path, monkeypatch):
+    import rxmrl.training.supervised as supervised
+
+    seen = []
+    real = supervised.run_supervised
+    monkeypatch.setattr(supervised, "run_supervised",
+                        lambda config, stages: (seen.append(torch.get_num_threads()), real(config, stages))[1])
+    before = torch.get_num_threads()
+    wanted = 2 if before == 1 else 1
+    assert main(["train", "supervised", "--config", str(WARMSTART), "--stages", "1", "--threads", str(wanted),
+                 *tiny_overrides(tmp_path / "run")]) == 0
+    assert seen == [wanted] and torch.get_num_threads() == before

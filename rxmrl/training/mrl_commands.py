@@ -33,19 +33,22 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     from rxmrl.config import add_config_arguments
+    from rxmrl.training.commands import add_threads_argument
 
     add_config_arguments(parser)
     parser.add_argument("--init", default=None, metavar="CHECKPOINT",
                         help="warm-start model dir (config.json + model.safetensors [+ tokenizer.json]); "
                              "overrides the config's `init`")
     parser.add_argument("--run-dir", default=None, help="override the config's run_dir")
+    add_threads_argument(parser)
 
 
 def _mrl(args: argparse.Namespace) -> int:
     from rxmrl.config import ConfigError, config_from_args
-    from rxmrl.runtime import InputError
+    from rxmrl.runtime import InputError, check_counts, torch_threads
     from rxmrl.training.mrl.config import MrlRunConfig
 
+    check_counts(args, "threads")
     overrides = list(args.overrides)
     overrides += [f"init={args.init}"] if args.init else []
     overrides += [f"run_dir={args.run_dir}"] if args.run_dir else []
@@ -56,7 +59,8 @@ def _mrl(args: argparse.Namespace) -> int:
     from rxmrl.training.mrl.run import run_mrl
 
     try:
-        run_mrl(config)
+        with torch_threads(args.threads):
+            run_mrl(config)
     except FileNotFoundError as error:
         raise InputError(str(error)) from error
     return 0
