@@ -92,6 +92,8 @@ quickstart run of fd47e2e, seed 0: `--config steps-8-lr` 15 s, `--config steps-1
     steps-16-lr   warm start   0.711 [0.692, 0.731]   0.055 [0.016, 0.102]   +0.016 [-0.039, +0.070]   -
     steps-16-lr   MRL          0.712 [0.692, 0.731]   0.055 [0.023, 0.094]   +0.016 [-0.023, +0.055]   +0.000 [-0.047, +0.047]
 
+(Before 1c7622e the episode recall of long-range episodes counted the topic switch, which asks no fact, as a recall
+of 1.0: the `recall` column above is 1/N too high on those rows; the final recall was never affected.)
 The episode recall hides the final question: at 16 steps the first interaction is gone after 15 writes (final
 recall within the interval of a reset memory's), while the distractor follow-ups keep the episode mean at 0.71.
 At 8 steps MRL's mixed stages raised the final recall (+0.19) far more than the episode recall (+0.03).
