@@ -24,7 +24,7 @@ def train_subcommands(subparsers: argparse._SubParsersAction) -> argparse._SubPa
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     """``--threads N``: torch threads for the run. Torch's default is one per core, so two runs side by side
-    on a 2-core machine hold four threads that wait on each other (a run went 5-9x slower)."""
+    on a 2-core machine hold four threads that wait on each other."""
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch threads (default: torch's, one per core; 1 when other jobs share the cores)")
 
